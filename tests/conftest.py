@@ -1,0 +1,99 @@
+"""Shared fixtures: a synthetic dataset in the Flowers102 layout and tiny trained artifacts.
+
+The synthetic images are coloured shapes whose colour depends on the class, so a model can learn
+them; tiny resolution (32 px models) keeps every run to seconds on 2 cores, offline.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+N_CLASSES = 102
+PER_CLASS = 10  # 80/10/10 stratification needs >= 1 image per class in each held-out part
+IMAGE_SIZE = 40
+TEST_INPUT_SIZE = 32
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def class_colour(c: int) -> tuple[int, int, int]:
+    rng = np.random.default_rng(c)
+    return tuple(int(v) for v in rng.integers(30, 226, 3))
+
+
+def make_synthetic_flowers(root: Path, n_classes: int = N_CLASSES, per_class: int = PER_CLASS,
+                           size: int = IMAGE_SIZE) -> Path:
+    """Write ``root/flowers-102/{jpg/, imagelabels.mat, setid.mat, cat_to_name.json}``."""
+    from PIL import Image, ImageDraw
+    from scipy.io import savemat
+
+    base = root / "flowers-102"
+    (base / "jpg").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(1, n_classes + 1), per_class)
+    rng.shuffle(labels)
+    for i, label in enumerate(labels, start=1):
+        img = Image.new("RGB", (size + int(rng.integers(0, 8)), size), tuple(int(v) for v in rng.integers(0, 60, 3)))
+        draw = ImageDraw.Draw(img)
+        r = int(rng.integers(size // 4, size // 2))
+        cx, cy = int(rng.integers(r, img.width - r + 1)), int(rng.integers(r, size - r + 1))
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=class_colour(int(label)))
+        img.save(base / "jpg" / f"image_{i:05d}.jpg", quality=90)
+    savemat(base / "imagelabels.mat", {"labels": labels[None, :].astype(np.uint8)})
+    ids = np.arange(1, len(labels) + 1)
+    # official protocol: first image of each class train, second val, rest test
+    trn, val, tst = [], [], []
+    for c in range(1, n_classes + 1):
+        members = ids[labels == c]
+        trn.append(members[0]), val.append(members[1]), tst.extend(members[2:])
+    savemat(base / "setid.mat", {"trnid": np.array(trn)[None], "valid": np.array(val)[None],
+                                 "tstid": np.array(sorted(tst))[None]})
+    (base / "cat_to_name.json").write_text(json.dumps({str(c): f"flower {c}" for c in range(1, n_classes + 1)}))
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    return make_synthetic_flowers(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory, monkeypatch_session) -> Path:
+    path = tmp_path_factory.mktemp("cache")
+    monkeypatch_session.setenv("FLOWERS_CACHE", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def monkeypatch_session():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def tiny_spec(name: str, epochs: int = 2):
+    """A level's real recipe at test resolution and length."""
+    from dataclasses import replace
+
+    from flowers_core.pipeline import LEVELS
+
+    spec = LEVELS[name]
+    return replace(spec, input_size=TEST_INPUT_SIZE, config=replace(spec.config, epochs=epochs, batch_size=128))
+
+
+@pytest.fixture(scope="session")
+def trained_artifacts(tmp_path_factory, synthetic_root, cache_dir) -> Path:
+    """Levels 1-3 and the ensemble trained on the synthetic data (stratified protocol)."""
+    from flowers_core.pipeline import Workspace, run_ensemble, run_level
+
+    root = tmp_path_factory.mktemp("artifacts")
+    ws = Workspace("stratified", synthetic_root, artifacts_root=root)
+    for name in ("level1", "level2", "level3"):
+        run_level(tiny_spec(name), "stratified", ws, artifacts_root=root)
+    run_ensemble("stratified", artifacts_root=root)
+    return root
