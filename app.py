@@ -1,0 +1,17 @@
+"""Flowers-102 demo: `streamlit run app.py`. Navigation only; each page lives in pages/."""
+import streamlit as st
+
+from flowers_core import ui
+
+st.set_page_config(page_title="Flower identifier", page_icon="🌼", layout="wide")
+
+PAGES = [
+    st.Page("pages/classify.py", title="Classify", icon="🌼", default=True),
+    st.Page("pages/compare.py", title="Compare models", icon="⚖️"),
+    st.Page("pages/explain.py", title="Explain", icon="🔍"),
+    st.Page("pages/confusions.py", title="Confusions", icon="🔀"),
+    st.Page("pages/latency.py", title="Latency", icon="⏱️"),
+    st.Page("pages/report.py", title="Report", icon="📊"),
+]
+
+ui.run_guarded(st.navigation(PAGES))

@@ -1,0 +1,157 @@
+"""Where a model looks: Grad-CAM family overlays, the Level-3 attention map, and LIME superpixels.
+
+Every function takes a ``FlowerNet`` and an RGB PIL image and returns an ``Explanation`` on the
+exact centre crop the model classifies (``model_view``). Grad-CAM registers hooks and computes
+gradients, so it runs on a private deep copy of the model: a model shared across app sessions
+(``st.cache_resource``) is never mutated.
+"""
+from __future__ import annotations
+
+import copy
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .transforms import Preprocess, square_resize
+
+CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "EigenCAM")
+
+
+@dataclass
+class Explanation:
+    method: str
+    view: np.ndarray  # uint8 [H, W, 3]: the crop the model saw
+    heatmap: np.ndarray  # float32 [H, W] in [0, 1]
+    target: int | None  # class explained (None: class-agnostic, e.g. EigenCAM / attention)
+    note: str = ""
+
+    def overlay(self, opacity: float = 0.5) -> np.ndarray:
+        return overlay(self.view, self.heatmap, opacity)
+
+    def colored(self) -> np.ndarray:
+        return colorize(self.heatmap)
+
+
+def model_view(img: Image.Image, preprocess: Preprocess) -> np.ndarray:
+    """The uint8 centre crop that ``preprocess.from_pil`` normalises (same geometry)."""
+    square = square_resize(img.convert("RGB"), preprocess.resize_size)
+    s, c = preprocess.resize_size, preprocess.input_size
+    off = (s - c) // 2
+    return np.asarray(square.crop((off, off, off + c, off + c))).copy()
+
+
+def _cam_class(method: str):
+    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus
+
+    classes = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus, "EigenCAM": EigenCAM}
+    if method not in classes:
+        raise ValueError(f"unknown method {method!r}; choose one of {CAM_METHODS}")
+    return classes[method]
+
+
+def gradcam(model, img: Image.Image, method: str = "Grad-CAM", target: int | None = None) -> Explanation:
+    """CAM of ``target`` (default: the predicted class) at the model's last backbone stage."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    pre = model.preprocess
+    x = pre.from_pil(img)
+    private = copy.deepcopy(model).eval()  # hooks + grads on our own copy, never the shared model
+    for p in private.parameters():
+        p.requires_grad_(True)
+    if target is None:
+        with torch.no_grad():
+            target = int(private(x).argmax(-1))
+    with torch.enable_grad(), _cam_class(method)(model=private, target_layers=[private.stages[-1]]) as cam:
+        heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(target))])[0]
+    heat = _normalise(_resize(heat, pre.input_size))
+    note = "EigenCAM is class-agnostic: it shows the dominant pattern of the feature map." if method == "EigenCAM" else ""
+    return Explanation(method, model_view(img, pre), heat, None if method == "EigenCAM" else int(target), note)
+
+
+@torch.no_grad()
+def attention_map(model, img: Image.Image) -> Explanation:
+    """Level 3: the attention head's own spatial weights (what its pooling averages over)."""
+    if not getattr(model, "attention_available", False):
+        raise ValueError("this model has no attention head (only Level 3 has one)")
+    pre = model.preprocess
+    a = model.head.attention(model.feature_map(pre.from_pil(img)))  # [1, 1, h, w]
+    up = torch.nn.functional.interpolate(a, size=(pre.input_size, pre.input_size), mode="bilinear",
+                                         align_corners=False)[0, 0].numpy()
+    return Explanation("Attention", model_view(img, pre), _normalise(up), None,
+                       f"Raw attention ranges {float(a.min()):.2f}–{float(a.max()):.2f} on a "
+                       f"{a.shape[-2]}×{a.shape[-1]} grid, shown stretched to 0–1.")
+
+
+def lime(model, img: Image.Image, target: int | None = None, num_samples: int = 150,
+         num_features: int = 8, seed: int = 0) -> Explanation:
+    """LIME: perturb superpixels, fit a local linear model; heat = positive superpixel weights."""
+    from lime import lime_image
+
+    pre = model.preprocess
+    view = model_view(img, pre)
+
+    @torch.no_grad()
+    def classify(batch: np.ndarray) -> np.ndarray:
+        out = []
+        for i in range(0, len(batch), 32):
+            x = torch.from_numpy(np.ascontiguousarray(batch[i:i + 32])).permute(0, 3, 1, 2)
+            out.append(torch.softmax(torch.as_tensor(model(pre.normalize(x.clamp(0, 255)))).float(), -1).numpy())
+        return np.concatenate(out)
+
+    if target is None:
+        target = int(classify(view[None].astype(np.float32)).argmax())
+    explainer = lime_image.LimeImageExplainer(random_state=seed)
+    result = explainer.explain_instance(view.astype(np.float64), classify, labels=(int(target),), top_labels=None,
+                                        hide_color=0, num_samples=num_samples, batch_size=32,
+                                        random_seed=seed)
+    weights = sorted(result.local_exp[int(target)], key=lambda t: -t[1])[:num_features]
+    heat = np.zeros(result.segments.shape, dtype=np.float32)
+    for segment, w in weights:
+        if w > 0:
+            heat[result.segments == segment] = w
+    return Explanation("LIME", view, _normalise(heat), int(target),
+                       f"{len(np.unique(result.segments))} superpixels, {num_samples} perturbed samples; "
+                       f"highlighted: the up to {num_features} superpixels that most support the class.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+def _resize(heat: np.ndarray, size: int) -> np.ndarray:
+    if heat.shape == (size, size):
+        return heat.astype(np.float32)
+    t = torch.as_tensor(heat, dtype=torch.float32)[None, None]
+    return torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def _normalise(heat: np.ndarray) -> np.ndarray:
+    heat = np.nan_to_num(np.asarray(heat, dtype=np.float32))
+    lo, hi = float(heat.min()), float(heat.max())
+    return (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
+
+
+def colorize(heat: np.ndarray) -> np.ndarray:
+    """[H, W] in [0, 1] -> uint8 RGB with the JET colormap (blue = low, red = high)."""
+    import cv2
+
+    bgr = cv2.applyColorMap(np.uint8(255 * np.clip(heat, 0, 1)), cv2.COLORMAP_JET)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def overlay(view: np.ndarray, heat: np.ndarray, opacity: float = 0.5) -> np.ndarray:
+    """Blend the coloured heatmap over the image; ``opacity`` 0 = image only, 1 = heatmap only."""
+    opacity = float(np.clip(opacity, 0.0, 1.0))
+    blend = (1 - opacity) * view.astype(np.float32) + opacity * colorize(heat).astype(np.float32)
+    return np.clip(blend, 0, 255).astype(np.uint8)
+
+
+def to_png(arr: np.ndarray, scale: int = 1) -> bytes:
+    im = Image.fromarray(arr)
+    if scale > 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()

@@ -1,0 +1,173 @@
+"""Example photos and thumbnails shipped with the app, so a fresh clone works without the dataset.
+
+``python -m flowers_core.gallery --build`` (needs the dataset and ``artifacts/splits/stratified.json``):
+  * ``assets/examples/*.jpg`` + ``examples.json``: a handful of stratified-TEST photos (≤320 px) with
+    their true label, for the Classify page's gallery (never seen in training);
+  * ``artifacts/thumbs/stratified_test.npz``: every stratified test image as a 64 px JPEG, one file,
+    so the Confusions page can show the images a model got wrong;
+  * ``assets/dataset_labels.json``: the label of every image of the dataset (class distribution).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from . import artifacts as art
+from .data import REPO_ROOT, default_data_root, load_split
+
+ASSETS = REPO_ROOT / "assets"
+EXAMPLES_DIR = ASSETS / "examples"
+DATASET_LABELS = ASSETS / "dataset_labels.json"
+THUMBS_REL = "thumbs/{protocol}_test.npz"
+THUMB_SIZE = 64
+EXAMPLE_SIZE = 320
+# Well-known, visually distinct species for the demo gallery.
+EXAMPLE_CLASSES = ("sunflower", "rose", "tiger lily", "bird of paradise", "water lily",
+                   "passion flower", "pink primrose", "english marigold")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading (the app)
+# ---------------------------------------------------------------------------------------------
+def examples(root: Path | None = None) -> list[dict]:
+    """[{file (absolute path), label, class_id, image_id}] of the shipped example photos."""
+    folder = Path(root) if root is not None else EXAMPLES_DIR
+    index = folder / "examples.json"
+    if not index.is_file():
+        return []
+    items = json.loads(index.read_text())
+    return [{**item, "file": str(folder / item["file"])} for item in items if (folder / item["file"]).is_file()]
+
+
+def dataset_labels() -> np.ndarray | None:
+    """0-based label of every dataset image (index = image id - 1), or None when not shipped."""
+    if not DATASET_LABELS.is_file():
+        return None
+    return np.asarray(json.loads(DATASET_LABELS.read_text())["labels"], dtype=np.int64)
+
+
+class Thumbnails:
+    """Small JPEGs of test images: the shipped pack first, then the dataset folder when present."""
+
+    def __init__(self, protocol: str = "stratified", root=None, data_root=None):
+        self.protocol = protocol
+        self.pack: dict[int, bytes] = {}
+        self.labels: dict[int, int] = {}
+        path = art.artifacts_dir(root) / THUMBS_REL.format(protocol=protocol)
+        if path.is_file():
+            with np.load(path) as z:
+                data, offsets = z["data"], z["offsets"]
+                for i, (image_id, label) in enumerate(zip(z["image_ids"], z["labels"])):
+                    self.pack[int(image_id)] = data[offsets[i]:offsets[i + 1]].tobytes()
+                    self.labels[int(image_id)] = int(label)
+        self.data_dir = Path(data_root or default_data_root()) / "flowers-102" / "jpg"
+
+    @property
+    def has_dataset(self) -> bool:
+        return self.data_dir.is_dir()
+
+    @property
+    def available(self) -> bool:
+        return bool(self.pack) or self.has_dataset
+
+    def get(self, image_id: int) -> bytes | None:
+        image_id = int(image_id)
+        if image_id in self.pack:
+            return self.pack[image_id]
+        path = self.data_dir / f"image_{image_id:05d}.jpg"
+        if path.is_file():
+            return _thumb_bytes(path, THUMB_SIZE * 2)
+        return None
+
+    def of_class(self, class_id: int, k: int = 4) -> list[bytes]:
+        """Up to ``k`` example thumbnails of a class (from the pack, any protocol)."""
+        ids = [i for i, c in self.labels.items() if c == class_id][:k]
+        return [self.pack[i] for i in ids]
+
+
+@lru_cache(maxsize=4096)
+def _thumb_bytes(path: Path, size: int) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        im.thumbnail((size, size))
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=80)
+        return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Building (needs the dataset)
+# ---------------------------------------------------------------------------------------------
+def _square_thumb(path: Path, size: int, quality: int = 75) -> bytes:
+    from PIL import Image
+
+    from .transforms import square_resize
+
+    with Image.open(path) as im:
+        buf = io.BytesIO()
+        square_resize(im.convert("RGB"), size).save(buf, "JPEG", quality=quality, optimize=True)
+        return buf.getvalue()
+
+
+def build(data_root=None, artifacts_root=None, protocol: str = "stratified") -> dict:
+    from PIL import Image
+
+    from .data import load_index
+
+    index = load_index(data_root)
+    split_path = art.artifacts_dir(artifacts_root) / "splits" / f"{protocol}.json"
+    if not split_path.is_file():
+        raise SystemExit(f"{split_path} is missing; run `python -m train.all` first (it writes the splits).")
+    test_ids = np.asarray(load_split(split_path)["test"])
+    test_labels = index.label_of(test_ids)
+
+    # 1. examples: first test image of each chosen class
+    EXAMPLES_DIR.mkdir(parents=True, exist_ok=True)
+    for old in EXAMPLES_DIR.glob("*.jpg"):
+        old.unlink()
+    items = []
+    for name in EXAMPLE_CLASSES:
+        class_id = index.classes.index(name)
+        image_id = int(test_ids[test_labels == class_id][0])
+        fname = f"{name.replace(' ', '_')}_{image_id:05d}.jpg"
+        with Image.open(index.path(image_id)) as im:
+            im = im.convert("RGB")
+            im.thumbnail((EXAMPLE_SIZE, EXAMPLE_SIZE), Image.LANCZOS)
+            im.save(EXAMPLES_DIR / fname, "JPEG", quality=85, optimize=True)
+        items.append({"file": fname, "label": name, "class_id": class_id, "image_id": image_id})
+    (EXAMPLES_DIR / "examples.json").write_text(json.dumps(items, indent=1))
+
+    # 2. thumbnails pack of the test split
+    blobs = [_square_thumb(index.path(i), THUMB_SIZE) for i in test_ids]
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+    out = art.artifacts_dir(artifacts_root) / THUMBS_REL.format(protocol=protocol)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, image_ids=test_ids.astype(np.int32), labels=test_labels.astype(np.int16), offsets=offsets,
+             data=np.frombuffer(b"".join(blobs), dtype=np.uint8))
+
+    # 3. labels of the whole dataset
+    DATASET_LABELS.write_text(json.dumps({"labels": [int(v) for v in index.labels]}))
+    return {"examples": len(items), "thumbs": len(blobs), "thumbs_bytes": out.stat().st_size}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--build", action="store_true", help="build examples, thumbnails and dataset labels")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--artifacts", default=None)
+    args = p.parse_args(argv)
+    if not args.build:
+        p.print_help()
+        return
+    print(build(args.data_root, args.artifacts))
+
+
+if __name__ == "__main__":
+    main()

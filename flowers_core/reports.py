@@ -1,0 +1,375 @@
+"""Tables for the Report and Confusions pages, computed from ``artifacts/`` alone (no dataset).
+
+Every function returns a pandas DataFrame (or plain dict) ready for ``st.dataframe``/plotly and
+raises ``artifacts.ArtifactMissing`` (message naming the producing command) when its input is absent.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import artifacts as art
+from .evaluate import coverage_accuracy, entropy
+
+PROTOCOLS = ("stratified", "official")
+LEVEL_OF = {"level1": 1, "level2": 2, "level3": 3, "ensemble": 4, "student": 5, "student_int8": 5}
+PRETTY = {"level1": "L1 baseline", "level2": "L2 regularised", "level3": "L3 attention", "ensemble": "L4 ensemble",
+          "student": "L5 student (fp32)", "student_int8": "L5 student (INT8)"}
+LATENCY_FILE = "latency.json"
+LATENCY_CMD = "python -m flowers_core.latency"
+
+
+def pretty(name: str) -> str:
+    return PRETTY.get(name, name)
+
+
+def models(protocol: str = "stratified", root=None) -> list[str]:
+    """Model names recorded in the manifest for a protocol, in level order."""
+    present = art.read_manifest(root).get("models", {}).get(protocol, {})
+    ordered = [m for m in art.MODEL_NAMES if m in present]
+    return ordered + sorted(set(present) - set(ordered))
+
+
+def has_weights(name: str, root=None) -> bool:
+    """Can this model be loaded to classify new images (stratified protocol, files present)?"""
+    try:
+        entry = art.model_entry(name, "stratified", root)
+    except art.ArtifactMissing:
+        return False
+    base = art.artifacts_dir(root)
+    if entry.get("format") == "ensemble":
+        return all(has_weights(m, root) for m in entry.get("members", []))
+    rel = entry.get("file") or entry.get("weights")
+    return bool(rel) and (base / rel).is_file()
+
+
+def _read_json(rel: str, root=None, command: str = "python -m train.all"):
+    path = art.artifacts_dir(root) / rel
+    if not path.is_file():
+        raise art.ArtifactMissing(f"{path} is missing; produce it with `{command}`.")
+    return json.loads(path.read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+# Latency (written by flowers_core.latency)
+# ---------------------------------------------------------------------------------------------
+def latency_table(root=None) -> pd.DataFrame:
+    """The stored benchmark: one row per model (batch-1 p50/p95 ms, throughput, size, memory)."""
+    data = _read_json(LATENCY_FILE, root, LATENCY_CMD)
+    rows = data.get("models", data.get("results", [])) if isinstance(data, dict) else data
+    if isinstance(rows, dict):  # {name: {...}}
+        rows = [{"model": k, **v} for k, v in rows.items() if isinstance(v, dict)]
+    df = pd.DataFrame([r for r in rows if isinstance(r, dict)])
+    if "name" in df.columns and "model" not in df.columns:
+        df = df.rename(columns={"name": "model"})
+    return df
+
+
+def latency_environment(root=None) -> dict:
+    try:
+        data = _read_json(LATENCY_FILE, root, LATENCY_CMD)
+    except art.ArtifactMissing:
+        return {}
+    return data.get("environment", {}) if isinstance(data, dict) else {}
+
+
+def latency_p50(root=None) -> dict[str, float]:
+    """Per model: the stored batch-1 p50 (ms)."""
+    try:
+        df = latency_table(root)
+    except (art.ArtifactMissing, ValueError):
+        return {}
+    if df.empty or "model" not in df.columns or "p50_ms" not in df.columns:
+        return {}
+    df = df[df["p50_ms"].notna()]
+    return {str(m): float(g["p50_ms"].iloc[0]) for m, g in df.groupby("model")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Report page
+# ---------------------------------------------------------------------------------------------
+def levels_table(root=None) -> pd.DataFrame:
+    """One row per model: test accuracy per protocol, size, stored latency."""
+    manifest = art.read_manifest(root).get("models", {})
+    latency = latency_p50(root)
+    names = [m for m in art.MODEL_NAMES if any(m in manifest.get(p, {}) for p in PROTOCOLS)]
+    rows = []
+    for name in names:
+        row = {"model": pretty(name), "level": LEVEL_OF.get(name)}
+        ref = manifest.get("stratified", {}).get(name) or manifest.get("official", {}).get(name)
+        for protocol in PROTOCOLS:
+            entry = manifest.get(protocol, {}).get(name)
+            test = (entry or {}).get("metrics", {}).get("test", {})
+            row[f"top-1 {protocol}"] = test.get("top1")
+            row[f"top-5 {protocol}"] = test.get("top5")
+            row[f"macro-F1 {protocol}"] = test.get("macro_f1")
+        row["ECE (stratified)"] = (manifest.get("stratified", {}).get(name) or {}).get("metrics", {}).get("test", {}).get("ece")
+        row["params (M)"] = ref.get("params", 0) / 1e6 if ref.get("params") else None
+        size = ref.get("weights_bytes") or ref.get("file_bytes")
+        row["size (MB)"] = size / 2**20 if size else None
+        row["CPU p50 (ms)"] = latency.get(name)
+        row["key"] = name
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def training_curve(name: str, protocol: str = "stratified", root=None) -> pd.DataFrame:
+    entry = art.model_entry(name, protocol, root)
+    if not entry.get("log"):
+        raise art.ArtifactMissing(f"{pretty(name)} has no training log (it is not trained by gradient descent).")
+    path = art.artifacts_dir(root) / entry["log"]
+    if not path.is_file():
+        raise art.ArtifactMissing(f"{path} is missing; produce it with `{art.PRODUCED_BY.get(name)}`.")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df.insert(0, "model", pretty(name))
+    return df
+
+
+ABLATION_FIELDS = (("augment", "augmentation"), ("aug_views", "augmented views cached"),
+                   ("train_config.label_smoothing", "label smoothing"), ("train_config.weight_decay", "weight decay"),
+                   ("train_config.schedule", "LR schedule"), ("train_config.lr", "learning rate"),
+                   ("train_config.epochs", "max epochs"), ("best_epoch", "best epoch"))
+
+
+def _get(d: dict, dotted: str):
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def ablation(root=None, a: str = "level1", b: str = "level2") -> pd.DataFrame:
+    """L1 vs L2: what changed in the recipe and what it did to each metric, per protocol."""
+    manifest = art.read_manifest(root).get("models", {})
+    rows = []
+    for protocol in PROTOCOLS:
+        ea, eb = manifest.get(protocol, {}).get(a), manifest.get(protocol, {}).get(b)
+        if not (ea and eb):
+            continue
+        for part in ("val", "test"):
+            for metric in ("top1", "top5", "macro_f1", "ece", "nll"):
+                va, vb = _get(ea, f"metrics.{part}.{metric}"), _get(eb, f"metrics.{part}.{metric}")
+                if va is None or vb is None:
+                    continue
+                rows.append({"protocol": protocol, "split": part, "metric": metric, pretty(a): va, pretty(b): vb,
+                             "change": vb - va})
+    if not rows:
+        raise art.ArtifactMissing(f"the ablation needs {a} and {b} in the manifest; run "
+                                  f"`{art.PRODUCED_BY[a]}` and `{art.PRODUCED_BY[b]}`.")
+    return pd.DataFrame(rows)
+
+
+def recipe_diff(root=None, a: str = "level1", b: str = "level2") -> pd.DataFrame:
+    ea, eb = art.model_entry(a, "stratified", root), art.model_entry(b, "stratified", root)
+    rows = [{"setting": label, pretty(a): str(_get(ea, key)), pretty(b): str(_get(eb, key))}
+            for key, label in ABLATION_FIELDS]
+    return pd.DataFrame(rows)
+
+
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> pd.DataFrame:
+    """Reliability diagram: mean confidence vs accuracy per confidence bin."""
+    conf, correct = probs.max(-1), probs.argmax(-1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            rows.append({"bin": (lo + hi) / 2, "confidence": float(conf[m].mean()),
+                         "accuracy": float(correct[m].mean()), "count": int(m.sum())})
+    return pd.DataFrame(rows)
+
+
+def test_probs(name: str, protocol: str = "stratified", root=None, part: str = "test"):
+    entry = art.model_entry(name, protocol, root)
+    rel = entry.get("probs", {}).get(part)
+    if not rel:
+        raise art.ArtifactMissing(f"no saved {part} probabilities for {name}; run `{art.PRODUCED_BY.get(name)}`.")
+    return art.load_probs(rel, root)
+
+
+def coverage(name: str, protocol: str = "stratified", root=None) -> tuple[pd.DataFrame, float | None, str]:
+    """Coverage–accuracy curve (stored file when the model has one, else from test probabilities),
+    the stored entropy threshold, and where the curve came from."""
+    entry = art.model_entry(name, protocol, root)
+    unc = entry.get("uncertainty") or {}
+    rel = unc.get("coverage_accuracy")
+    if rel and (art.artifacts_dir(root) / rel).is_file():
+        data = json.loads((art.artifacts_dir(root) / rel).read_text())
+        curve = data.get("curve", data.get("test", data)) if isinstance(data, dict) else data
+        if isinstance(curve, list) and curve and isinstance(curve[0], dict):
+            return pd.DataFrame(curve), unc.get("entropy_threshold"), rel
+    probs, _, labels = test_probs(name, protocol, root)
+    return pd.DataFrame(coverage_accuracy(probs, labels)), unc.get("entropy_threshold"), entry["probs"]["test"]
+
+
+def class_distribution(protocol: str = "stratified", root=None) -> pd.DataFrame:
+    """Images per class in each part of a protocol's split (labels shipped in assets/)."""
+    from .data import load_split
+    from .gallery import dataset_labels
+
+    classes = art.class_names(root)
+    labels = dataset_labels()
+    if labels is None:
+        raise art.ArtifactMissing("assets/dataset_labels.json is missing; run `python -m flowers_core.gallery --build`.")
+    split_path = art.artifacts_dir(root) / "splits" / f"{protocol}.json"
+    if not split_path.is_file():
+        raise art.ArtifactMissing(f"{split_path} is missing; run `python -m train.all --protocol {protocol}`.")
+    split = load_split(split_path)
+    df = pd.DataFrame({"class": classes})
+    for part, ids in split.items():
+        ids = np.asarray(ids)
+        ids = ids[(ids >= 1) & (ids <= len(labels))]
+        df[part] = np.bincount(labels[ids - 1], minlength=len(classes))[: len(classes)]
+    df["total"] = df[[p for p in split]].sum(1)
+    return df
+
+
+def model_card(name: str, protocol: str = "stratified", root=None) -> dict:
+    """A model card (markdown sections) built from the manifest entries of both protocols."""
+    manifest = art.read_manifest(root).get("models", {})
+    entries = {p: manifest.get(p, {}).get(name) for p in PROTOCOLS}
+    entry = entries.get(protocol) or next((e for e in entries.values() if e), None)
+    if entry is None:
+        raise art.ArtifactMissing(f"{name} is not in the manifest; run `{art.PRODUCED_BY.get(name)}`.")
+    details = {k: entry.get(k) for k in ("level", "arch", "head", "format", "members", "frozen_stages",
+                                          "trunk_weights", "params", "trainable_params", "weights_bytes",
+                                          "augment", "best_epoch", "train_seconds", "device") if entry.get(k) is not None}
+    metrics = []
+    for p, e in entries.items():
+        for part in ("val", "test"):
+            m = (e or {}).get("metrics", {}).get(part)
+            if m:
+                metrics.append({"protocol": p, "split": part, **{k: v for k, v in m.items() if not isinstance(v, (list, dict))}})
+    return {
+        "title": pretty(name),
+        "description": entry.get("description", ""),
+        "details": details,
+        "preprocess": entry.get("preprocess"),
+        "train_config": entry.get("train_config"),
+        "uncertainty": entry.get("uncertainty"),
+        "metrics": pd.DataFrame(metrics),
+        "intended_use": "Identify one of the 102 Flowers-102 species in a photo of a single flower. "
+                        "Not for plants outside these species, not for safety decisions (e.g. edibility or toxicity).",
+        "limitations": "Trained on ~8k photos from the Oxford Flowers-102 set: close-up, mostly centred, "
+                       "mostly European/garden species. Unknown species are still mapped to one of the 102; the "
+                       "entropy threshold (when recorded) flags uncertain answers.",
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Confusions page
+# ---------------------------------------------------------------------------------------------
+def full_metrics(name: str, protocol: str = "stratified", root=None, part: str = "test") -> dict:
+    entry = art.model_entry(name, protocol, root)
+    data = _read_json(entry["metrics_file"], root, art.PRODUCED_BY.get(name, "python -m train.all"))
+    if part not in data or "confusion" not in data[part]:
+        raise art.ArtifactMissing(f"{entry['metrics_file']} has no {part} confusion matrix; "
+                                  f"re-run `{art.PRODUCED_BY.get(name)}`.")
+    return data[part]
+
+
+def per_class_table(metrics: dict, classes: list[str]) -> pd.DataFrame:
+    cm = np.asarray(metrics["confusion"])
+    support = cm.sum(1)
+    correct = np.diag(cm)
+    predicted = cm.sum(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(support > 0, correct / np.maximum(support, 1), np.nan)
+        precision = np.where(predicted > 0, correct / np.maximum(predicted, 1), np.nan)
+    top_confusion = []
+    for i in range(len(cm)):
+        row = cm[i].copy()
+        row[i] = 0
+        j = int(row.argmax())
+        top_confusion.append(f"{classes[j]} ({row[j]})" if row[j] > 0 else "")
+    return pd.DataFrame({"class id": np.arange(len(cm)), "class": classes[: len(cm)], "test images": support,
+                         "correct": correct, "accuracy": recall, "precision": precision,
+                         "most often mistaken for": top_confusion})
+
+
+def confusion_view(cm, classes: list[str], order: str = "class id", only_errors: bool = False,
+                   limit: int | None = None, normalise: bool = False) -> pd.DataFrame:
+    """A (filtered, sorted) square confusion matrix, rows = true class, columns = predicted.
+
+    order: "class id" | "name" | "accuracy" (worst first). only_errors keeps classes involved in a
+    mistake; limit keeps the first N classes after sorting.
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    n = len(cm)
+    support = cm.sum(1)
+    acc = np.where(support > 0, np.diag(cm) / np.maximum(support, 1), 1.0)
+    idx = np.arange(n)
+    if only_errors:
+        off = cm - np.diag(np.diag(cm))
+        idx = idx[(off.sum(0) + off.sum(1)) > 0]
+    if order == "name":
+        idx = idx[np.argsort([classes[i] for i in idx], kind="stable")]
+    elif order == "accuracy":
+        idx = idx[np.argsort(acc[idx], kind="stable")]
+    if limit:
+        idx = idx[:limit]
+    sub = cm[np.ix_(idx, idx)]
+    if normalise:
+        sub = sub / np.maximum(support[idx][:, None], 1)
+    names = [f"{classes[i]} ({i})" for i in idx]
+    return pd.DataFrame(sub, index=names, columns=names)
+
+
+def confused_pairs(cm, classes: list[str], k: int = 10) -> pd.DataFrame:
+    """The k most frequent (true -> predicted) mistakes."""
+    cm = np.asarray(cm)
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(-off, axis=None)[:k]
+    rows = []
+    support = cm.sum(1)
+    for f in flat:
+        i, j = np.unravel_index(f, off.shape)
+        if off[i, j] == 0:
+            break
+        rows.append({"true class": classes[i], "predicted as": classes[j], "count": int(off[i, j]),
+                     "share of true class": float(off[i, j] / max(support[i], 1)),
+                     "true id": int(i), "predicted id": int(j)})
+    return pd.DataFrame(rows)
+
+
+def wrong_predictions(name: str, protocol: str = "stratified", root=None) -> pd.DataFrame:
+    """Test images the model got wrong, most confident mistakes first (from saved probabilities)."""
+    probs, ids, labels = test_probs(name, protocol, root)
+    classes = art.class_names(root)
+    pred = probs.argmax(-1)
+    wrong = np.nonzero(pred != labels)[0]
+    ent = entropy(probs[wrong]) if len(wrong) else np.zeros(0)
+    df = pd.DataFrame({
+        "image id": ids[wrong], "true class": [classes[labels[i]] for i in wrong],
+        "predicted": [classes[pred[i]] for i in wrong], "confidence": probs[wrong, pred[wrong]],
+        "prob. of true class": probs[wrong, labels[wrong]], "entropy": ent,
+        "true id": labels[wrong], "predicted id": pred[wrong],
+    })
+    return df.sort_values("confidence", ascending=False).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compare page
+# ---------------------------------------------------------------------------------------------
+def comparison_table(predictions: dict, classes: list[str], student: str | None, reference: str | None) -> pd.DataFrame:
+    """One row per model: its answer, and the probability it gives to the student's and the
+    reference (ensemble) model's top classes; ``predictions`` maps name -> inference.Prediction."""
+    s_cls = predictions[student].class_id if student in predictions else None
+    r_cls = predictions[reference].class_id if reference in predictions else None
+    rows = []
+    for name, p in predictions.items():
+        row = {"model": pretty(name), "answer": p.label, "confidence": p.prob, "entropy": p.entropy,
+               "time (ms)": p.latency_ms}
+        if s_cls is not None:
+            row[f"P(student's answer: {classes[s_cls]})"] = float(p.probs[s_cls])
+            row["agrees with student"] = p.class_id == s_cls
+        if r_cls is not None:
+            row[f"P(ensemble's answer: {classes[r_cls]})"] = float(p.probs[r_cls])
+            row["agrees with ensemble"] = p.class_id == r_cls
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,275 @@
+"""The Streamlit side of ``flowers_core``: cached loaders, the photo picker and friendly errors.
+
+The only ``flowers_core`` module that imports streamlit. Models are ``st.cache_resource`` (one
+copy shared by every visitor, read-only: explanations work on private copies, see ``explain``).
+Cache keys include the artifacts folder and the manifest's mtime, so retraining or pointing
+``FLOWERS_ARTIFACTS`` elsewhere loads fresh models.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from . import artifacts as art
+from . import reports
+from .inference import ImageError, Predictor, load_image
+
+log = logging.getLogger("flowers_app")
+
+# The app's default classifier and what it falls back to, best first.
+CLASSIFIER_PREFERENCE = ("student_int8", "student", "ensemble", "level3", "level2", "level1")
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "heic", "heif", "gif", "bmp", "tif", "tiff"]
+UPLOAD_LABEL = "Upload a flower photo"
+CRASH_MARKER = "Sorry, something went wrong on this page."
+
+
+def _key() -> tuple[str, float]:
+    path = art.manifest_path()
+    return str(art.artifacts_dir()), path.stat().st_mtime if path.is_file() else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Cached resources
+# ---------------------------------------------------------------------------------------------
+@st.cache_resource(show_spinner="Loading the model…", max_entries=16)
+def _predictor(name: str, protocol: str, root: str, mtime: float) -> Predictor:
+    return Predictor(name, protocol, root)
+
+
+def predictor(name: str, protocol: str = "stratified") -> Predictor:
+    """A cached, shared Predictor; raises ArtifactMissing / other errors (see ``try_predictor``)."""
+    root, mtime = _key()
+    return _predictor(name, protocol, root, mtime)
+
+
+def load_error(name: str, e: Exception) -> str:
+    if isinstance(e, art.ArtifactMissing):
+        return str(e)
+    if isinstance(e, ImportError):
+        return f"{reports.pretty(name)} needs a module that is not available yet ({e})."
+    return f"{reports.pretty(name)} could not be loaded ({type(e).__name__}: {e})."
+
+
+def try_predictor(name: str, protocol: str = "stratified") -> tuple[Predictor | None, str | None]:
+    try:
+        return predictor(name, protocol), None
+    except Exception as e:  # missing or mismatched artifacts: a message, never a traceback
+        log.warning("cannot load %s: %s", name, e)
+        return None, load_error(name, e)
+
+
+def default_classifier() -> tuple[Predictor | None, list[str]]:
+    """The best available classifier (INT8 student first) and why better ones were skipped."""
+    skipped = []
+    for name in CLASSIFIER_PREFERENCE:
+        if not reports.has_weights(name):
+            skipped.append(f"{reports.pretty(name)}: not available ({art.PRODUCED_BY[name]}).")
+            continue
+        p, err = try_predictor(name)
+        if p is not None:
+            return p, skipped
+        skipped.append(err)
+    return None, skipped
+
+
+@st.cache_resource(max_entries=4)
+def _thumbnails(protocol: str, root: str, mtime: float):
+    from .gallery import Thumbnails
+
+    return Thumbnails(protocol, root)
+
+
+def thumbnails(protocol: str = "stratified"):
+    root, mtime = _key()
+    return _thumbnails(protocol, root, mtime)
+
+
+@st.cache_data(max_entries=64, show_spinner="Computing the explanation…")
+def explanation(photo: bytes, name: str, method: str, target: int | None, root: str, mtime: float,
+                num_samples: int = 150):
+    """Cached per (photo, model, method, target): moving the opacity slider costs nothing."""
+    from . import explain
+
+    model = _predictor(name, "stratified", root, mtime).model
+    img = load_image(photo)
+    if method == "Attention":
+        return explain.attention_map(model, img)
+    if method == "LIME":
+        return explain.lime(model, img, target, num_samples=num_samples)
+    return explain.gradcam(model, img, method, target)
+
+
+def explain_cached(photo: bytes, name: str, method: str, target: int | None, num_samples: int = 150):
+    root, mtime = _key()
+    return explanation(photo, name, method, target, root, mtime, num_samples)
+
+
+# ---------------------------------------------------------------------------------------------
+# The photo picker (shared by Classify, Compare and Explain through st.session_state)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Photo:
+    data: bytes
+    name: str
+    source: str  # upload | camera | example
+    page: str = ""  # the picker it came from
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha1(self.data).hexdigest()[:12]
+
+
+def _set_photo(data: bytes, name: str, source: str, page: str = "") -> None:
+    st.session_state["photo"] = Photo(data, name, source, page)
+
+
+def current_photo() -> Photo | None:
+    return st.session_state.get("photo")
+
+
+def _take_new(widget_value, seen_key: str, source: str, page: str) -> None:
+    """Adopt an upload/camera shot only when it is new, so a later example click wins."""
+    if widget_value is None:
+        st.session_state.pop(seen_key, None)
+        return
+    ident = getattr(widget_value, "file_id", None) or f"{widget_value.name}:{widget_value.size}"
+    if st.session_state.get(seen_key) != ident:
+        st.session_state[seen_key] = ident
+        _set_photo(widget_value.getvalue(), widget_value.name, source, page)
+
+
+def photo_picker(key: str, gallery: str = "grid", camera: bool = True) -> Photo | None:
+    """Upload / camera / example photos; returns the visitor's current photo (kept across pages)."""
+    from .gallery import examples
+
+    upload = st.file_uploader(UPLOAD_LABEL, type=UPLOAD_TYPES, key=f"{key}_upload",
+                              help="JPEG, PNG, WebP or HEIC (iPhone) photos, up to 30 MB.")
+    _take_new(upload, f"{key}_upload_seen", "upload", key)
+    if camera and st.toggle("Take a photo with the camera", key=f"{key}_camera_on"):
+        shot = st.camera_input("Take a photo", key=f"{key}_camera")
+        _take_new(shot, f"{key}_camera_seen", "camera", key)
+
+    items = examples()
+    if items and gallery == "grid":
+        st.caption("…or try one of these example photos:")
+        cols = st.columns(min(len(items), 4))
+        for i, item in enumerate(items):
+            with cols[i % len(cols)]:
+                st.image(item["file"], width="stretch")
+                if st.button(item["label"].capitalize(), key=f"{key}_ex_{i}", width="stretch"):
+                    _set_photo(Path(item["file"]).read_bytes(), Path(item["file"]).name, "example", key)
+    elif items:
+        labels = ["—"] + [it["label"].capitalize() for it in items]
+        choice = st.selectbox("…or pick an example photo", labels, key=f"{key}_example")
+        if choice != "—" and st.session_state.get(f"{key}_example_seen") != choice:
+            st.session_state[f"{key}_example_seen"] = choice
+            item = items[labels.index(choice) - 1]
+            _set_photo(Path(item["file"]).read_bytes(), Path(item["file"]).name, "example", key)
+    elif not items:
+        st.caption("Example photos are not shipped in this copy (`python -m flowers_core.gallery --build`).")
+    photo = current_photo()
+    if photo is not None and photo.page != key and st.session_state.get("photo_bad") == photo.digest:
+        return None  # an unreadable upload from another page: its message was shown there
+    if photo is not None and photo.page != key:
+        st.caption(f"Using your photo **{photo.name}** from before; upload or pick another to change it.")
+    return photo
+
+
+def example_truth(photo: Photo | None) -> str | None:
+    """The true species of a shipped example photo (None for the visitor's own photos)."""
+    from .gallery import examples
+
+    if photo is None or photo.source != "example":
+        return None
+    for item in examples():
+        if Path(item["file"]).name == photo.name:
+            return item["label"]
+    return None
+
+
+def decode(photo: Photo) -> tuple[object | None, list[str]]:
+    """The photo as RGB, or None after showing the person a clear message."""
+    notes: list[str] = []
+    try:
+        return load_image(photo.data, notes), notes
+    except ImageError as e:
+        st.session_state["photo_bad"] = photo.digest
+        st.error(f"**We couldn't use this file.** {e}")
+        return None, notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages
+# ---------------------------------------------------------------------------------------------
+def missing(message: str, what: str = "This part of the page") -> None:
+    st.info(f"**{what} is not available yet.** {message}", icon="ℹ️")
+
+
+def run_guarded(page) -> None:
+    """Run a page; an unexpected error becomes a short message, never a traceback."""
+    try:
+        page.run()
+    except Exception as e:  # st.stop / st.rerun are BaseException and pass through
+        log.error("page crashed:\n%s", traceback.format_exc())
+        st.error(f"{CRASH_MARKER} Please try another photo or reload. ({type(e).__name__}: {e})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Charts shared by several pages
+# ---------------------------------------------------------------------------------------------
+def top5_chart(top5: list[tuple[str, float]], title: str | None = None, height: int = 260):
+    import plotly.graph_objects as go
+
+    labels = [label.capitalize() for label, _ in top5][::-1]
+    values = [p for _, p in top5][::-1]
+    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", text=[f"{v:.0%}" for v in values],
+                           textposition="auto", marker_color="#b5338a",
+                           hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+                      xaxis=dict(range=[0, 1], tickformat=".0%", title=None))
+    return fig
+
+
+def capitalized(label: str) -> str:
+    return label[:1].upper() + label[1:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Live latency (the visitor's own measurement)
+# ---------------------------------------------------------------------------------------------
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def _onnx_session(name: str, threads: int, root: str, mtime: float):
+    from .latency import load_for_benchmark
+
+    return load_for_benchmark(name, "stratified", threads, root)[0]
+
+
+def live_latency(names: list[str], threads: int, batch: int, iters: int, warmup: int = 3,
+                 progress=None) -> list[dict]:
+    """Time each model on a random batch here and now; ``progress(done, total)`` over all models."""
+    import torch
+
+    from .latency import measure
+
+    root, mtime = _key()
+    rows, total = [], len(names) * iters
+    for k, name in enumerate(names):
+        try:
+            p = predictor(name)
+            fn = _onnx_session(name, threads, root, mtime) if p.entry.get("format") == "onnx" else p.model
+        except Exception as e:
+            rows.append({"model": reports.pretty(name), "error": load_error(name, e)})
+            continue
+        size = p.preprocess.input_size
+        x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+        cb = (lambda i, n, k=k: progress(k * iters + i, total)) if progress else None
+        r = measure(fn, x, iters=iters, warmup=warmup, threads=threads, progress=cb)
+        rows.append({"model": reports.pretty(name), "precision": "INT8" if name.endswith("int8") else "fp32",
+                     "threads": threads, "batch": batch, "p50_ms": r["p50_ms"], "p95_ms": r["p95_ms"],
+                     "mean_ms": r["mean_ms"], "per_image_ms": r["p50_ms"] / batch, "iters": iters})
+    return rows

@@ -1,0 +1,64 @@
+"""Compare: the same photo through the student, the ensemble and each ensemble member."""
+import streamlit as st
+
+from flowers_core import artifacts as art
+from flowers_core import reports, ui
+
+st.title("⚖️ Compare models")
+st.write("The same photo through the small, fast **student** model and the large **ensemble** "
+         "(and each of its three members): do they agree, and how long does each take?")
+
+with st.sidebar:
+    use_int8 = st.toggle("Student in INT8 (the deployed model)", value=True)
+student = "student_int8" if use_int8 else "student"
+names = [student, "ensemble", "level1", "level2", "level3"]
+loaded, problems = {}, []
+for name in names:
+    if not reports.has_weights(name):
+        problems.append(f"**{reports.pretty(name)}**: not available — produce it with `{art.PRODUCED_BY[name]}`.")
+        continue
+    p, err = ui.try_predictor(name)
+    if p is None:
+        problems.append(f"**{reports.pretty(name)}**: {err}")
+    else:
+        loaded[name] = p
+for msg in problems:
+    st.info(msg, icon="ℹ️")
+if not loaded:
+    ui.missing("No model can be loaded from this copy of the artifacts.", "The comparison")
+    st.stop()
+
+photo = ui.photo_picker("compare", gallery="select", camera=False)
+if photo is None:
+    st.info("Choose a photo to compare the models on it.")
+    st.stop()
+img, notes = ui.decode(photo)
+if img is None:
+    st.stop()
+for note in notes:
+    st.caption(f"ℹ️ {note}")
+
+preds = {name: p.predict(img) for name, p in loaded.items()}
+classes = next(iter(loaded.values())).classes
+st.image(img, width=220)
+
+cols = st.columns(len(preds))
+for col, (name, pred) in zip(cols, preds.items()):
+    with col:
+        st.markdown(f"**{reports.pretty(name)}**")
+        st.markdown(f"{ui.capitalized(pred.label)} · {pred.prob:.0%}")
+        st.caption(f"{pred.latency_ms:.0f} ms")
+        st.plotly_chart(ui.top5_chart(pred.top5, height=220), key=f"top5_{name}")
+
+s = student if student in preds else None
+r = "ensemble" if "ensemble" in preds else None
+table = reports.comparison_table(preds, classes, s, r)
+if s and r:
+    agree = preds[s].class_id == preds[r].class_id
+    (st.success if agree else st.warning)(
+        f"The student and the ensemble {'agree' if agree else 'disagree'}: "
+        f"**{ui.capitalized(preds[s].label)}** vs **{ui.capitalized(preds[r].label)}**.")
+st.dataframe(table, hide_index=True, column_config={
+    c: st.column_config.NumberColumn(format="percent") for c in table.columns if c.startswith("P(") or c == "confidence"})
+st.caption("Times are single-photo CPU latencies measured just now (preprocessing + model); the ensemble "
+           "runs its three members one after another.")

@@ -1,0 +1,104 @@
+"""Confusions: which species each model mixes up, from the saved test results (no dataset needed)."""
+import plotly.express as px
+import streamlit as st
+
+from flowers_core import artifacts as art
+from flowers_core import reports, ui
+
+st.title("🔀 Confusions")
+st.write("Which flowers does a model mix up? Everything here comes from the saved test-set results.")
+
+with st.sidebar:
+    protocol = st.radio("Split protocol", reports.PROTOCOLS, key="conf_protocol",
+                        help="stratified: 80/10/10 of all images; official: the dataset's 10-per-class train/val split.")
+    names = reports.models(protocol)
+if not names:
+    ui.missing(f"No model has results for the {protocol} protocol; run `python -m train.all --protocol {protocol}`.",
+               "This page")
+    st.stop()
+with st.sidebar:
+    name = st.selectbox("Model", names, format_func=reports.pretty, key="conf_model")
+
+try:
+    classes = art.class_names()
+    metrics = reports.full_metrics(name, protocol)
+except art.ArtifactMissing as e:
+    ui.missing(str(e), "The confusion matrix")
+    st.stop()
+cm = metrics["confusion"]
+st.markdown(f"**{reports.pretty(name)}**, {protocol} test set: top-1 **{metrics['top1']:.1%}** on "
+            f"{metrics['n']} images, {sum(cm[i][j] for i in range(len(cm)) for j in range(len(cm)) if i != j)} mistakes.")
+
+st.subheader("Confusion matrix")
+c1, c2, c3, c4 = st.columns(4)
+order = c1.selectbox("Order classes by", ["accuracy", "class id", "name"], key="conf_order",
+                     format_func=lambda o: {"accuracy": "accuracy (worst first)"}.get(o, o))
+only_errors = c2.toggle("Only classes with mistakes", value=True, key="conf_only_err")
+limit = c3.slider("Classes shown", 5, len(cm), min(30, len(cm)), key="conf_limit")
+normalise = c4.toggle("Row-normalised", value=False, key="conf_norm")
+view = reports.confusion_view(cm, classes, order, only_errors, limit, normalise)
+if view.empty:
+    st.success("No mistakes to show.")
+else:
+    fig = px.imshow(view, color_continuous_scale="Magma_r", aspect="auto",
+                    labels=dict(x="predicted", y="true", color="share" if normalise else "images"))
+    fig.update_layout(height=max(420, 16 * len(view)), margin=dict(l=10, r=10, t=10, b=10))
+    fig.update_xaxes(tickangle=60)
+    st.plotly_chart(fig, key="cm")
+
+st.subheader("Per-class accuracy")
+table = reports.per_class_table(metrics, classes)
+st.dataframe(table, hide_index=True, height=300, column_config={
+    "accuracy": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
+    "precision": st.column_config.NumberColumn(format="percent")})
+
+thumbs = ui.thumbnails("stratified")
+st.subheader("Most confused pairs")
+pairs = reports.confused_pairs(cm, classes, k=10)
+if pairs.empty:
+    st.success("This model made no mistakes on this test set.")
+else:
+    st.dataframe(pairs.drop(columns=["true id", "predicted id"]), hide_index=True,
+                 column_config={"share of true class": st.column_config.NumberColumn(format="percent")})
+    if not thumbs.pack:
+        st.caption("Example thumbnails are not shipped (`python -m flowers_core.gallery --build`).")
+    else:
+        for _, row in pairs.head(5).iterrows():
+            st.markdown(f"**{ui.capitalized(row['true class'])}** → mistaken for "
+                        f"**{ui.capitalized(row['predicted as'])}** ({row['count']}×)")
+            a, b = st.columns(2)
+            for col, cid, label in ((a, row["true id"], row["true class"]), (b, row["predicted id"], row["predicted as"])):
+                imgs = thumbs.of_class(int(cid), 4)
+                if imgs:
+                    col.image(imgs, width=64, caption=[label] * len(imgs))
+
+st.subheader("Test images this model got wrong")
+try:
+    wrong = reports.wrong_predictions(name, protocol)
+except art.ArtifactMissing as e:
+    ui.missing(str(e), "The list of mistakes")
+    st.stop()
+if wrong.empty:
+    st.success("No wrong test images.")
+    st.stop()
+f1, f2 = st.columns(2)
+true_filter = f1.selectbox("True class", ["all"] + sorted(wrong["true class"].unique()), key="wrong_true")
+shown = f2.slider("Images shown", 4, min(96, max(4, len(wrong))), min(24, max(4, len(wrong))), 4, key="wrong_n")
+sel = wrong if true_filter == "all" else wrong[wrong["true class"] == true_filter]
+st.caption(f"{len(wrong)} wrong test images, most confident mistakes first.")
+if protocol == "official" and not thumbs.has_dataset:
+    st.caption("Pictures for the official protocol are read from the dataset folder, which is not present: "
+               "only the table is shown.")
+if thumbs.available:
+    rows = sel.head(shown)
+    cols = st.columns(8)
+    for k, (_, r) in enumerate(rows.iterrows()):
+        data = thumbs.get(int(r["image id"]))
+        with cols[k % 8]:
+            if data is not None:
+                st.image(data, width="stretch")
+            st.caption(f"#{int(r['image id'])} {r['true class']} → **{r['predicted']}** ({r['confidence']:.0%})")
+with st.expander("All wrong test images (table)"):
+    st.dataframe(sel.drop(columns=["true id", "predicted id"]), hide_index=True,
+                 column_config={"confidence": st.column_config.NumberColumn(format="percent"),
+                                "prob. of true class": st.column_config.NumberColumn(format="percent")})

@@ -1,0 +1,81 @@
+"""Explain: where each model looks (Grad-CAM family, Level-3 attention, LIME)."""
+import streamlit as st
+
+from flowers_core import artifacts as art
+from flowers_core import explain, reports, ui
+
+st.title("🔍 Where does the model look?")
+st.write("Heatmaps show which parts of the photo drove the model's answer: red = most important.")
+
+CANDIDATES = ["student", "level1", "level2", "level3"]
+available = [m for m in CANDIDATES if reports.has_weights(m)]
+for m in CANDIDATES:
+    if m not in available:
+        st.caption(f"ℹ️ {reports.pretty(m)} is not available (`{art.PRODUCED_BY[m]}`).")
+if not available:
+    ui.missing("Explanations need the fp32 student or a Level 1–3 model.", "This page")
+    st.stop()
+
+with st.sidebar:
+    name = st.selectbox("Model", available, format_func=reports.pretty, key="explain_model")
+    method = st.radio("Method", explain.CAM_METHODS, key="explain_method",
+                      help="Grad-CAM: gradient-weighted feature maps. Grad-CAM++: sharper for several "
+                           "instances. EigenCAM: first principal component, class-agnostic.")
+    opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="explain_opacity")
+
+clf, err = ui.try_predictor(name)
+if clf is None:
+    ui.missing(err, reports.pretty(name))
+    st.stop()
+
+photo = ui.photo_picker("explain", gallery="select", camera=False)
+if photo is None:
+    st.info("Choose a photo to explain.")
+    st.stop()
+img, notes = ui.decode(photo)
+if img is None:
+    st.stop()
+
+pred = clf.predict(img)
+target_choice = st.radio("Explain which class?", ["The predicted class", "Another class"], horizontal=True,
+                         key="explain_target_mode")
+target = pred.class_id
+if target_choice == "Another class":
+    target = st.selectbox("Class", range(len(clf.classes)), index=pred.class_id,
+                          format_func=lambda i: f"{ui.capitalized(clf.classes[i])} ({pred.probs[i]:.1%})",
+                          key="explain_target")
+st.markdown(f"**{reports.pretty(name)}** predicts **{ui.capitalized(pred.label)}** ({pred.prob:.0%}); "
+            f"explaining **{ui.capitalized(clf.classes[target])}**.")
+
+
+def show(exp, key):
+    over = exp.overlay(opacity)
+    c1, c2, c3 = st.columns(3)
+    c1.image(exp.view, caption="What the model sees", width="stretch")
+    c2.image(exp.colored(), caption=f"{exp.method}: raw heatmap", width="stretch")
+    c3.image(over, caption=f"Overlay (opacity {opacity:.2f})", width="stretch")
+    if exp.note:
+        st.caption(exp.note)
+    st.download_button("Download overlay (PNG)", explain.to_png(over, scale=2), file_name=f"{key}.png",
+                       mime="image/png", key=f"dl_{key}", on_click="ignore")
+
+
+st.subheader(method)
+show(ui.explain_cached(photo.data, name, method, target), f"{name}_{method}_{target}")
+
+if clf.model is not None and getattr(clf.model, "attention_available", False):
+    st.subheader("Level-3 attention map")
+    st.caption("The attention head's own weights: the pooling averages features where this map is high. "
+               "It does not depend on the class.")
+    show(ui.explain_cached(photo.data, name, "Attention", None), f"{name}_attention")
+elif "level3" in available:
+    st.caption("Pick **L3 attention** as the model to see its built-in attention map too.")
+
+with st.expander("LIME (slower, optional)"):
+    st.write("LIME hides random groups of similar pixels (superpixels) and watches how the answer changes. "
+             "It takes a few seconds to a minute.")
+    samples = st.select_slider("Perturbed samples", [50, 100, 150, 300, 500], value=100, key="lime_samples")
+    if st.button("Run LIME", key="lime_run"):
+        st.session_state["lime_for"] = (photo.digest, name, target, samples)
+    if st.session_state.get("lime_for") == (photo.digest, name, target, samples):
+        show(ui.explain_cached(photo.data, name, "LIME", target, samples), f"{name}_lime")

@@ -1,0 +1,83 @@
+"""Latency: measure the models on this server's CPU, next to the stored benchmark."""
+import os
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from flowers_core import artifacts as art
+from flowers_core import reports, ui
+
+st.title("⏱️ Latency")
+st.write("How fast is each model on this server's CPU? Run a live measurement and compare it with the "
+         "benchmark stored with the models.")
+
+FP32 = ["level1", "level2", "level3", "ensemble", "student"]
+available = [m for m in FP32 + ["student_int8"] if reports.has_weights(m)]
+live, stored = st.columns([3, 2], gap="large")
+
+with live:
+    st.subheader("Live measurement")
+    if not available:
+        ui.missing("No model weights are shipped in this copy; run `python -m train.all`.", "Live measurement")
+    else:
+        c1, c2 = st.columns(2)
+        chosen = c1.multiselect("Models", [m for m in FP32 if m in available] or FP32,
+                                default=[m for m in ("student", "ensemble") if m in available][:2]
+                                or [m for m in FP32 if m in available][:1],
+                                format_func=reports.pretty, key="lat_models")
+        precisions = c2.multiselect("Precision", ["fp32", "INT8"], default=["fp32", "INT8"], key="lat_prec",
+                                    help="INT8 exists for the student only (ONNX Runtime, static quantisation).")
+        c3, c4, c5 = st.columns(3)
+        threads = c3.slider("CPU threads", 1, max(1, os.cpu_count() or 1), min(2, os.cpu_count() or 1), key="lat_threads")
+        batch = c4.select_slider("Batch size", [1, 2, 4, 8, 16, 32], value=1, key="lat_batch")
+        iters = c5.slider("Iterations", 5, 200, 20, 5, key="lat_iters")
+        names = [m for m in chosen if "fp32" in precisions]
+        if "INT8" in precisions and "student" in chosen:
+            if "student_int8" in available:
+                names.append("student_int8")
+            else:
+                st.caption(f"ℹ️ The INT8 student is not available (`{art.PRODUCED_BY['student_int8']}`).")
+        if "INT8" in precisions and any(m != "student" for m in chosen):
+            st.caption("Only the student has an INT8 version; the other models are measured in fp32.")
+        if st.button("Run", type="primary", disabled=not names, key="lat_run"):
+            bar = st.progress(0.0, text="Measuring…")
+            rows = ui.live_latency(names, threads, batch, iters,
+                                   progress=lambda i, n: bar.progress(i / n, text=f"Measuring… {i}/{n}"))
+            bar.empty()
+            st.session_state["lat_rows"] = rows
+        rows = st.session_state.get("lat_rows")
+        if rows:
+            for r in rows:
+                if "error" in r:
+                    st.info(f"{r['model']}: {r['error']}")
+            ok = [r for r in rows if "error" not in r]
+            if ok:
+                fig = go.Figure()
+                labels = [f"{r['model']} ({r['precision']})" for r in ok]
+                fig.add_bar(name="p50", x=labels, y=[r["p50_ms"] for r in ok], marker_color="#b5338a")
+                fig.add_bar(name="p95", x=labels, y=[r["p95_ms"] for r in ok], marker_color="#e7a3cf")
+                fig.update_layout(barmode="group", yaxis_title="ms per batch", height=340,
+                                  margin=dict(l=10, r=10, t=10, b=10))
+                st.plotly_chart(fig, key="lat_chart")
+                st.dataframe(ok, hide_index=True)
+            st.caption("Measured in this visitor's session on a shared server: other visitors and jobs on the "
+                       "same CPU add noise, and the thread setting applies to the whole process while it runs.")
+
+with stored:
+    st.subheader("Stored benchmark")
+    try:
+        table = reports.latency_table()
+    except art.ArtifactMissing as e:
+        ui.missing(str(e), "The stored benchmark")
+    else:
+        env = reports.latency_environment()
+        if env:
+            st.caption(f"{env.get('cpu', '?')} · {env.get('threads', '?')} threads · measured {env.get('date', '?')}")
+        cols = [c for c in ("model", "p50_ms", "p95_ms", "throughput_img_s", "size_bytes", "model_peak_mb",
+                            "speedup_vs_ensemble", "error") if c in table.columns]
+        st.dataframe(table[cols], hide_index=True)
+        if {"model", "p50_ms"} <= set(table.columns):
+            ok = table[table["p50_ms"].notna()]
+            st.plotly_chart(go.Figure(go.Bar(x=ok["model"], y=ok["p50_ms"], marker_color="#b5338a"))
+                            .update_layout(yaxis_title="p50 ms (batch 1)", height=300,
+                                           margin=dict(l=10, r=10, t=10, b=10)), key="lat_stored")

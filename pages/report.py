@@ -1,0 +1,139 @@
+"""Report: the five levels, their training, the ablation, calibration, the data and model cards."""
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from flowers_core import artifacts as art
+from flowers_core import reports, ui
+
+st.title("📊 Report")
+
+# --- levels --------------------------------------------------------------------------------------
+st.header("The five levels")
+levels = reports.levels_table()
+if levels.empty:
+    ui.missing("No model is recorded in the manifest; run `python -m train.all`.", "The levels table")
+else:
+    pct = {c: st.column_config.NumberColumn(format="percent") for c in levels.columns
+           if c.startswith(("top-", "macro", "ECE"))}
+    st.dataframe(levels.drop(columns=["key"]), hide_index=True, column_config={
+        **pct, "params (M)": st.column_config.NumberColumn(format="%.2f"),
+        "size (MB)": st.column_config.NumberColumn(format="%.2f"),
+        "CPU p50 (ms)": st.column_config.NumberColumn(format="%.1f")})
+    missing = [reports.pretty(m) for m in art.MODEL_NAMES if m not in set(levels["key"])]
+    if missing:
+        st.caption("Not produced yet: " + ", ".join(missing) + f" (`{art.PRODUCED_BY['student']}`).")
+    if levels["CPU p50 (ms)"].isna().all():
+        st.caption(f"No stored latency yet (`{reports.LATENCY_CMD}`).")
+    st.caption("Size: shipped weight files (fp16 late stages; the ImageNet trunk comes from the registry's package).")
+
+protocol = st.radio("Protocol for the sections below", reports.PROTOCOLS, horizontal=True, key="rep_protocol")
+names = reports.models(protocol)
+
+# --- training curves -----------------------------------------------------------------------------
+st.header("Training curves")
+trained = [m for m in names if m not in ("ensemble", "student_int8")]
+if not trained:
+    ui.missing(f"No trained model for the {protocol} protocol.", "Training curves")
+else:
+    pick = st.multiselect("Models", trained, default=trained, format_func=reports.pretty, key="rep_curves")
+    frames, notes = [], []
+    for m in pick:
+        try:
+            frames.append(reports.training_curve(m, protocol))
+        except art.ArtifactMissing as e:
+            notes.append(str(e))
+    for n in notes:
+        st.caption(f"ℹ️ {n}")
+    if frames:
+        import pandas as pd
+
+        curves = pd.concat(frames, ignore_index=True)
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(px.line(curves, x="epoch", y="val_acc", color="model", markers=True,
+                                title="Validation accuracy").update_layout(height=320), key="rep_valacc")
+        ycols = [c for c in ("train_loss", "val_loss") if c in curves.columns]
+        long = curves.melt(id_vars=["model", "epoch"], value_vars=ycols, var_name="loss", value_name="value")
+        c2.plotly_chart(px.line(long, x="epoch", y="value", color="model", line_dash="loss", markers=True,
+                                title="Loss (train solid, validation dashed)").update_layout(height=320),
+                        key="rep_loss")
+
+# --- ablation ------------------------------------------------------------------------------------
+st.header("Ablation: Level 1 vs Level 2")
+st.write("Level 2 keeps Level 1's network and changes only the training recipe (augmentation and regularisation).")
+try:
+    abl = reports.ablation()
+    st.dataframe(abl, hide_index=True, column_config={"change": st.column_config.NumberColumn(format="%+.4f")})
+    st.dataframe(reports.recipe_diff(), hide_index=True)
+except art.ArtifactMissing as e:
+    ui.missing(str(e), "The ablation")
+
+# --- calibration ---------------------------------------------------------------------------------
+st.header("Calibration and selective prediction")
+if not names:
+    ui.missing(f"No model for the {protocol} protocol.", "Calibration")
+else:
+    default = next((i for i, m in enumerate(names) if m in ("student_int8", "student")), 0)
+    cal_model = st.selectbox("Model", names, index=default, format_func=reports.pretty, key="rep_cal_model")
+    try:
+        probs, _, labels = reports.test_probs(cal_model, protocol)
+        rel = reports.reliability(probs, labels)
+        curve, threshold, source = reports.coverage(cal_model, protocol)
+    except art.ArtifactMissing as e:
+        ui.missing(str(e), "Calibration")
+    else:
+        c1, c2 = st.columns(2)
+        fig = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"),
+                                    name="perfect"),
+                         go.Scatter(x=rel["confidence"], y=rel["accuracy"], mode="lines+markers",
+                                    marker=dict(size=6 + 20 * rel["count"] / rel["count"].max()), name="model")])
+        fig.update_layout(title="Reliability (test)", xaxis_title="confidence", yaxis_title="accuracy", height=340)
+        c1.plotly_chart(fig, key="rep_rel")
+        entry = art.model_entry(cal_model, protocol)
+        unc = entry.get("uncertainty") or {}
+        ece = entry.get("metrics", {}).get("test", {}).get("ece")
+        c1.caption(f"ECE (test): {ece:.3f}" if ece is not None else "ECE not recorded")
+        if unc.get("ece_before") is not None:
+            c1.caption(f"Temperature scaling T={unc.get('temperature', 1):.2f}: ECE "
+                       f"{unc['ece_before']:.3f} → {unc.get('ece_after', float('nan')):.3f}")
+        fig = px.line(curve, x="coverage", y="accuracy", markers=True, title="Coverage – accuracy (test)",
+                      hover_data=[c for c in ("threshold",) if c in curve.columns])
+        if threshold is not None and "threshold" in curve.columns:
+            kept = curve[curve["threshold"] <= threshold]
+            if len(kept):
+                fig.add_vline(x=float(kept["coverage"].max()), line_dash="dash",
+                              annotation_text=f"entropy ≤ {threshold:.2f}")
+        c2.plotly_chart(fig.update_layout(height=340), key="rep_cov")
+        c2.caption(f"Answers are kept only when entropy is below a threshold; fewer answers, higher accuracy. "
+                   f"Source: `{source}`." + ("" if threshold is not None else " No threshold stored for this model."))
+
+# --- data ----------------------------------------------------------------------------------------
+st.header("The dataset")
+try:
+    dist = reports.class_distribution(protocol)
+    parts = [p for p in ("train", "val", "test") if p in dist.columns]
+    fig = px.bar(dist.sort_values("total", ascending=False), x="class", y=parts,
+                 title=f"Images per class ({protocol} split: " +
+                       ", ".join(f"{p} {int(dist[p].sum())}" for p in parts) + ")")
+    fig.update_layout(height=380, xaxis_tickangle=60, legend_title=None, yaxis_title="images")
+    st.plotly_chart(fig, key="rep_dist")
+    st.caption(f"{len(dist)} classes, {int(dist['total'].min())}–{int(dist['total'].max())} images each.")
+except art.ArtifactMissing as e:
+    ui.missing(str(e), "The class distribution")
+
+# --- model cards ---------------------------------------------------------------------------------
+st.header("Model cards")
+all_names = [m for m in art.MODEL_NAMES if any(m in reports.models(p) for p in reports.PROTOCOLS)]
+if not all_names:
+    ui.missing("No model in the manifest.", "Model cards")
+else:
+    card_name = st.selectbox("Model", all_names, format_func=reports.pretty, key="rep_card")
+    card = reports.model_card(card_name, protocol)
+    st.subheader(card["title"])
+    st.write(card["description"])
+    st.markdown(f"**Intended use.** {card['intended_use']}\n\n**Limitations.** {card['limitations']}")
+    if not card["metrics"].empty:
+        st.dataframe(card["metrics"], hide_index=True)
+    with st.expander("Architecture, preprocessing and training settings"):
+        st.json({"details": card["details"], "preprocess": card["preprocess"],
+                 "train_config": card["train_config"], "uncertainty": card["uncertainty"]}, expanded=False)
