@@ -146,7 +146,7 @@ def decoded_images(index: FlowersIndex, size: int, cache_dir: Path | None = None
     key = hashlib.sha1(f"{index.base.resolve()}|{len(index.image_ids)}|{size}".encode()).hexdigest()[:10]
     path = cache_dir / f"decoded_{size}_{key}.npy"
     if path.is_file():
-        return torch.from_numpy(np.load(path, mmap_mode="r")[:])
+        return torch.from_numpy(np.load(path))
     from PIL import Image
 
     out = np.empty((len(index.image_ids), 3, size, size), dtype=np.uint8)

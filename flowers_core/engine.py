@@ -156,7 +156,7 @@ def fit(module: nn.Module, forward: Callable, train: Iterable, val_inputs: torch
     for epoch in range(cfg.epochs):
         module.train()
         t0, seen, correct, loss_sum = time.time(), 0, 0, 0.0
-        bar = tqdm(train, total=steps_per_epoch, desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False, mininterval=2)
+        bar = tqdm(train, total=steps_per_epoch, desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False, mininterval=2, disable=None)
         for x, y, soft in bar:
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * lr_at(step, total, warmup, cfg.schedule)

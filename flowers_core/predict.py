@@ -1,0 +1,54 @@
+"""Classify images from the command line: one JSON object per line per image.
+
+    python -m flowers_core.predict --model student photo1.jpg photo2.png
+
+Unreadable files get a line with an ``error`` field; the others are still classified, and the exit
+code is 1 if any file failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .artifacts import ArtifactMissing
+from .inference import ImageError, Predictor, load_image
+
+# CLI names -> manifest names: "student" is the production INT8 model, "student_fp32" its float twin
+MODEL_ALIASES = {"level1": "level1", "level2": "level2", "level3": "level3", "ensemble": "ensemble",
+                 "student": "student_int8", "student_fp32": "student"}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, HEIC, ...)")
+    p.add_argument("--model", choices=sorted(MODEL_ALIASES), default="student")
+    p.add_argument("--protocol", choices=["stratified", "official"], default="stratified")
+    p.add_argument("--artifacts", default=None, help="artifacts folder (default: artifacts/)")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        predictor = Predictor(MODEL_ALIASES[args.model], args.protocol, args.artifacts)
+    except ArtifactMissing as e:
+        print(json.dumps({"error": str(e)}))
+        return 2
+    failed = 0
+    for path in args.images:
+        notes: list[str] = []
+        try:
+            result = {"path": path, **predictor.predict(load_image(path, notes)).to_json()}
+            if notes:
+                result["notes"] = notes
+        except ImageError as e:
+            failed += 1
+            result = {"path": path, "error": str(e)}
+        print(json.dumps(result), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""``load_image`` on everything people upload: each bad file gets a message, each odd one an RGB image."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flowers_core import inference
+from flowers_core.inference import ImageError, load_image
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def photo(w=200, h=120, mode="RGB") -> Image.Image:
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    arr[: h // 2, : w // 2] = (255, 0, 0)  # a red top-left quadrant to check orientation
+    return Image.fromarray(arr, "RGB").convert(mode) if mode != "RGB" else Image.fromarray(arr, "RGB")
+
+
+# ------------------------------------------------------------------------------ refused, with a message
+@pytest.mark.parametrize("data, words", [
+    (b"", "empty"),
+    (b"this is a text file, not a photo\n" * 10, "not an image"),
+    (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj", "not an image"),
+])
+def test_non_images_are_refused_with_a_message(data, words):
+    with pytest.raises(ImageError, match=words):
+        load_image(data)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_truncated_files_are_refused(fmt):
+    data = encode(photo(400, 300), fmt)
+    with pytest.raises(ImageError, match="damaged or truncated|not an image"):
+        load_image(data[: len(data) // 3])
+
+
+def test_corrupt_bytes_in_the_middle_are_refused_or_decoded():
+    data = bytearray(encode(photo(400, 300), "PNG"))
+    data[100:400] = b"\x00" * 300  # breaks the zlib stream / CRC
+    with pytest.raises(ImageError):
+        load_image(bytes(data))
+
+
+def test_decompression_bomb_is_refused(monkeypatch):
+    monkeypatch.setattr(inference, "MAX_PIXELS", 100 * 100)
+    with pytest.raises(ImageError, match="too large"):
+        load_image(encode(photo(300, 300), "PNG"))
+
+
+def test_real_bomb_header_is_refused_without_decoding():
+    # a 1-bit PNG claiming 20000×20000 pixels is ~50 KB on disk and 400 megapixels decoded
+    big = Image.new("1", (20000, 20000))
+    with pytest.raises(ImageError, match="too large"):
+        load_image(encode(big, "PNG", optimize=True))
+
+
+def test_too_many_bytes_are_refused(monkeypatch):
+    monkeypatch.setattr(inference, "MAX_BYTES", 1000)
+    with pytest.raises(ImageError, match="too large"):
+        load_image(encode(photo(), "PNG"))
+
+
+def test_tiny_images_are_refused():
+    with pytest.raises(ImageError, match="too small"):
+        load_image(encode(photo(10, 8), "PNG"))
+
+
+# ------------------------------------------------------------------------------ accepted as RGB
+def test_small_images_are_accepted_with_a_warning():
+    notes = []
+    img = load_image(encode(photo(60, 50), "PNG"), notes)
+    assert img.mode == "RGB" and img.size == (60, 50)
+    assert any("small" in n for n in notes)
+
+
+def test_png_with_alpha_is_composited_on_white():
+    rgba = Image.new("RGBA", (100, 100), (255, 0, 0, 0))  # fully transparent red
+    notes = []
+    img = load_image(encode(rgba, "PNG"), notes)
+    assert img.mode == "RGB" and img.getpixel((50, 50)) == (255, 255, 255)
+    assert any("Transparent" in n for n in notes)
+
+
+def test_palette_png_with_transparency():
+    p = photo(100, 100).convert("P")
+    img = load_image(encode(p, "PNG", transparency=0))
+    assert img.mode == "RGB"
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "1"])
+def test_greyscale_modes(mode):
+    notes = []
+    img = load_image(encode(photo(100, 100, mode), "PNG"), notes)
+    assert img.mode == "RGB"
+    r, g, b = img.split()
+    assert np.array_equal(np.asarray(r), np.asarray(g))
+
+
+def test_16_bit_greyscale_png():
+    arr = (np.linspace(0, 65535, 100 * 100).reshape(100, 100)).astype(np.uint16)
+    notes = []
+    img = load_image(encode(Image.fromarray(arr), "PNG"), notes)
+    assert img.mode == "RGB"
+    a = np.asarray(img)
+    assert a.min() == 0 and a.max() == 255  # full range kept, not clipped to white
+    assert any("bit" in n for n in notes)
+
+
+def test_float_tiff():
+    arr = np.random.default_rng(0).random((100, 100)).astype(np.float32)
+    img = load_image(encode(Image.fromarray(arr, "F"), "TIFF"))
+    assert img.mode == "RGB"
+
+
+def test_cmyk_jpeg():
+    notes = []
+    img = load_image(encode(photo(100, 100).convert("CMYK"), "JPEG"), notes)
+    assert img.mode == "RGB" and any("CMYK" in n for n in notes)
+
+
+def test_animated_gif_uses_the_first_frame():
+    frames = [Image.new("RGB", (100, 100), c) for c in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    notes = []
+    img = load_image(data, notes)
+    r, g, b = img.getpixel((50, 50))
+    assert r > 200 and b < 50
+    assert any("Animated" in n for n in notes)
+
+
+def test_animated_webp():
+    frames = [Image.new("RGB", (100, 100), c) for c in ((255, 0, 0), (0, 0, 255))]
+    data = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100)
+    assert load_image(data).mode == "RGB"
+
+
+def test_exif_rotated_photo_is_turned_upright():
+    img = photo(200, 120)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° CW to display
+    data = encode(img, "JPEG", exif=exif.tobytes(), quality=95)
+    out = load_image(data)
+    assert out.size == (120, 200)  # width and height swapped
+    # the red quadrant (top-left as stored) is top-right after a 90° clockwise turn
+    a = np.asarray(out).astype(int)
+    top_right, top_left = a[5:95, 65:115], a[5:95, 5:55]
+    assert top_right[..., 0].mean() > 220 and top_right[..., 1].mean() < 40
+    assert top_left[..., 1].mean() > 80  # noise, not the red block
+
+
+def test_broken_exif_does_not_fail():
+    data = bytearray(encode(photo(), "JPEG", exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03"))
+    img = load_image(bytes(data))
+    assert img.mode == "RGB"
+
+
+def test_webp_and_heic_when_available():
+    assert load_image(encode(photo(), "WEBP")).mode == "RGB"
+    pytest.importorskip("pillow_heif", reason="pillow-heif not installed: HEIC uploads unsupported")
+    assert load_image(encode(photo(), "HEIF")).mode == "RGB"
+
+
+def test_paths_and_file_objects(tmp_path):
+    path = tmp_path / "flower.png"
+    path.write_bytes(encode(photo(), "PNG"))
+    assert load_image(path).size == (200, 120)
+    assert load_image(str(path)).size == (200, 120)
+    with path.open("rb") as f:
+        assert load_image(f).size == (200, 120)
+    with pytest.raises(ImageError, match="not found"):
+        load_image(tmp_path / "missing.jpg")
+
+
+def test_a_huge_jpeg_is_decoded_reduced():
+    big = photo(4000, 3000)
+    img = load_image(encode(big, "JPEG", quality=70))
+    assert img.mode == "RGB" and max(img.size) <= 4000 and min(img.size) >= 1024 // 2
