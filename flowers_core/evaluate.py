@@ -72,7 +72,7 @@ def entropy_threshold(probs: np.ndarray, labels: np.ndarray, target_accuracy: fl
     sorted_ent = np.sort(ent)
     running = np.cumsum(correct) / np.arange(1, len(correct) + 1)
     ok = np.nonzero(running >= target_accuracy)[0]
-    return float(sorted_ent[ok[-1]]) if len(ok) else float(sorted_ent[0])
+    return float(sorted_ent[ok[-1]]) if len(ok) else 0.0  # unreachable: reject everything
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

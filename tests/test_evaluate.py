@@ -24,13 +24,17 @@ def test_ece_zero_when_calibrated_and_positive_when_overconfident():
 def test_entropy_threshold_reaches_target_selective_accuracy():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(500, 10)) * 3
-    labels = np.where(rng.random(500) < 0.7, logits.argmax(-1), rng.integers(0, 10, 500))
     probs = ev.softmax(logits)
+    # confident predictions are right more often, as with a real classifier
+    labels = np.where(rng.random(500) < probs.max(-1), logits.argmax(-1), (logits.argmax(-1) + 1) % 10)
     t = ev.entropy_threshold(probs, labels, 0.9)
     keep = ev.entropy(probs) <= t
     assert (probs[keep].argmax(-1) == labels[keep]).mean() >= 0.9
     curve = ev.coverage_accuracy(probs, labels)
     assert curve[-1]["coverage"] == 1.0
+    assert 0 < keep.mean() < 1
+    # an unreachable target rejects everything rather than pretending
+    assert ev.entropy_threshold(probs, (labels + 1) % 10, 0.99) == 0.0
 
 
 def test_temperature_scaling_recovers_overconfidence():
