@@ -88,7 +88,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         return loss
 
     opt.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().exp())
 
 
 def error_correlation(pred_a: np.ndarray, pred_b: np.ndarray, labels: np.ndarray) -> float:

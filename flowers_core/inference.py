@@ -65,7 +65,8 @@ def load_image(source: bytes | str | Path | BinaryIO, notes: list[str] | None = 
             if img.width * img.height > MAX_PIXELS:
                 raise Image.DecompressionBombError("too many pixels")
             if getattr(img, "n_frames", 1) > 1:
-                notes.append(f"Animated image: the first of {img.n_frames} frames was used.")
+                if img.format != "MPO":  # phone JPEGs with a depth/preview frame are not animations
+                    notes.append(f"Animated image: the first of {img.n_frames} frames was used.")
                 img.seek(0)
             if img.format == "JPEG":  # decode a reduced JPEG directly: faster and lighter for big photos
                 img.draft("RGB", (1024, 1024))
@@ -74,8 +75,10 @@ def load_image(source: bytes | str | Path | BinaryIO, notes: list[str] | None = 
         raise ImageError(f"The image is too large to process safely (limit {MAX_PIXELS // 1_000_000} megapixels).") from None
     except UnidentifiedImageError:
         raise ImageError("This file is not an image we can read. Please upload a JPEG, PNG, WebP or HEIC photo.") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"The image file is damaged or truncated and cannot be decoded ({e}).") from None
+    except ImageError:
+        raise
+    except Exception as e:  # OSError, SyntaxError, struct.error, EOFError…: malformed files break decoders in many ways
+        raise ImageError(f"The image file is damaged or truncated and cannot be decoded ({type(e).__name__}: {e}).") from None
     finally:
         Image.MAX_IMAGE_PIXELS = previous
 
@@ -83,7 +86,11 @@ def load_image(source: bytes | str | Path | BinaryIO, notes: list[str] | None = 
         img = ImageOps.exif_transpose(img)
     except Exception:  # malformed EXIF: keep the pixels as stored
         notes.append("The photo's orientation tag could not be read; the image is used as stored.")
-    img = to_rgb(img, notes)
+    try:
+        img = to_rgb(img, notes)
+    except Exception as e:  # exotic modes (LAB, HSV, multi-band TIFF) PIL cannot convert
+        raise ImageError(f"This image's colour format ({img.mode}) is not supported; please upload a normal "
+                         f"RGB photo ({type(e).__name__}).") from None
     if min(img.size) < MIN_SIDE:
         raise ImageError(f"The image is too small ({img.width}×{img.height} px); please upload at least {SMALL_SIDE} px per side.")
     if min(img.size) < SMALL_SIDE:
@@ -94,7 +101,7 @@ def load_image(source: bytes | str | Path | BinaryIO, notes: list[str] | None = 
 def to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
     """Any PIL mode -> 8-bit RGB; transparency is composited on white (how people see a PNG)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
         lo, hi = float(arr.min()), float(arr.max())
         arr = (arr - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(arr)
         img = Image.fromarray(arr.astype(np.uint8), "L")

@@ -109,7 +109,7 @@ def levels_table(root=None) -> pd.DataFrame:
         row["ECE (stratified)"] = (manifest.get("stratified", {}).get(name) or {}).get("metrics", {}).get("test", {}).get("ece")
         row["params (M)"] = ref.get("params", 0) / 1e6 if ref.get("params") else None
         size = ref.get("weights_bytes") or ref.get("file_bytes")
-        row["size (MB)"] = size / 2**20 if size else None
+        row["size (MB)"] = size / 1e6 if size else None
         row["CPU p50 (ms)"] = latency.get(name)
         row["key"] = name
         rows.append(row)
@@ -236,7 +236,7 @@ def model_card(name: str, protocol: str = "stratified", root=None) -> dict:
     if entry is None:
         raise art.ArtifactMissing(f"{name} is not in the manifest; run `{art.PRODUCED_BY.get(name)}`.")
     details = {k: entry.get(k) for k in ("level", "arch", "head", "format", "members", "frozen_stages",
-                                          "trunk_weights", "params", "trainable_params", "weights_bytes",
+                                          "trunk_weights", "params", "trainable_params", "weights_bytes", "file_bytes",
                                           "augment", "best_epoch", "train_seconds", "device") if entry.get(k) is not None}
     metrics = []
     for p, e in entries.items():

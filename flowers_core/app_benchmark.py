@@ -1,0 +1,210 @@
+"""How the Streamlit app feels to a visitor, measured in a real browser (not a test).
+
+    python -m flowers_core.app_benchmark [--uploads 5] [--out PATH]
+
+Same harness as the e2e test (``flowers_core.browser``): headless Debian Chromium drives
+``streamlit run app.py``. Measures
+
+* cold start: ``streamlit run`` launched -> Classify page usable (the uploader visible);
+* round trip: file chosen in the uploader -> species heading visible, in a fresh session each time
+  (the page is reloaded between uploads, not timed), median over ``--uploads`` example photos;
+  the first upload of the server's life is reported separately;
+* peak memory: resident set of the server and its children, sampled every 100 ms from launch until
+  every page has been visited (so every model the pages use is loaded), plus the kernel's own
+  high-water mark (VmHWM).
+
+Writes ``<artifacts>/reports/app_performance.json`` with the numbers, targets, machine and date.
+Numbers depend on what else the machine is doing: the load average is recorded next to them.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from pathlib import Path
+
+from . import artifacts as art
+from .browser import AppDriver, StreamlitServer, chromium_page
+from .data import REPO_ROOT
+from .latency import cpu_model
+
+TARGETS = {"cold_start_s": 10.0, "round_trip_p50_s": 0.5, "peak_rss_mb": 1536.0}
+EXAMPLES = REPO_ROOT / "assets" / "examples"
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory of a process tree, from /proc (Linux)
+# ---------------------------------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return kids
+
+
+def process_tree(pid: int) -> list[int]:
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += _children(p)
+    return tree
+
+
+def _status_kb(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Sum of ``field`` (VmRSS now, or VmHWM = each process's peak) over ``pid`` and its descendants."""
+    return sum(_status_kb(p, field) for p in process_tree(pid)) / 1024
+
+
+class PeakRss(threading.Thread):
+    """Samples the tree's total RSS every ``interval`` seconds; ``peak_mb`` is the largest seen."""
+
+    def __init__(self, pid: int, interval: float = 0.1):
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.peak_mb = pid, interval, 0.0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.peak_mb = max(self.peak_mb, tree_rss_mb(self.pid))
+            self._halt.wait(self.interval)
+
+    def stop(self) -> float:
+        self._halt.set()
+        self.join()
+        self.peak_mb = max(self.peak_mb, tree_rss_mb(self.pid))
+        return self.peak_mb
+
+
+# ---------------------------------------------------------------------------------------------
+# The measurement
+# ---------------------------------------------------------------------------------------------
+def example_photos() -> list[Path]:
+    index = EXAMPLES / "examples.json"
+    if not index.is_file():
+        raise SystemExit(f"{index} is missing (python -m flowers_core.gallery --build)")
+    return [EXAMPLES / item["file"] for item in json.loads(index.read_text())]
+
+
+def measure(uploads: int = 5, artifacts_root: Path | None = None) -> dict:
+    root = Path(artifacts_root) if artifacts_root else art.artifacts_dir()
+    class_names = art.read_manifest(root).get("classes") or []
+    if not art.read_manifest(root).get("models"):
+        raise SystemExit(f"no trained model in {art.manifest_path(root)}: the app cannot classify")
+    photos = example_photos()
+    load_before = os.getloadavg()
+    result: dict = {}
+    with chromium_page(timeout_ms=180_000) as page:  # the browser is up before the clock starts
+        server = StreamlitServer("app.py", artifacts=root)
+        server.start()
+        sampler = PeakRss(server.pid)
+        sampler.start()
+        try:
+            healthy_s = server.wait_healthy(timeout=180)
+            app = AppDriver(page, server.url)
+            app.open()
+            app.wait_uploader(timeout_ms=180_000)
+            cold_start_s = time.perf_counter() - server.started_at
+
+            times, predictions = [], []
+            for i in range(uploads + 1):  # the first upload of the server's life, then `uploads` more
+                if i:
+                    app.open()  # a fresh session: no photo, no answer on the page
+                    app.wait_uploader()
+                photo = photos[i % len(photos)]
+                headings, seconds = app.classify(photo, class_names)
+                app.wait_idle()  # let the rest of the page (chart, details) finish before the next one
+                times.append(seconds)
+                predictions.append({"photo": photo.name, "shown": headings[0], "seconds": round(seconds, 3)})
+
+            pages = {}
+            for title, href in app.nav_links():
+                t0 = time.perf_counter()
+                app.goto_page(href)
+                pages[title] = {"seconds": round(time.perf_counter() - t0, 3), "errors": len(app.error_texts())}
+            time.sleep(1.0)  # let late allocations show up in the samples
+            rss_now = tree_rss_mb(server.pid)
+            hwm = tree_rss_mb(server.pid, "VmHWM")
+            n_procs = len(process_tree(server.pid))
+            peak = sampler.stop()
+        finally:
+            if sampler.is_alive():
+                sampler.stop()
+            server.stop()
+
+    p50 = statistics.median(times[1:]) if len(times) > 1 else times[0]
+    result = {
+        "cold_start_s": round(cold_start_s, 2),
+        "health_endpoint_s": round(healthy_s, 2),
+        "round_trip_p50_s": round(p50, 3),
+        "round_trip_first_s": round(times[0], 3),
+        "round_trip_samples_s": [round(t, 3) for t in times[1:]],
+        # one process: its VmHWM is the exact peak; several: their VmHWMs need not coincide, so the sum
+        # is only an upper bound and the sampled total is reported
+        "peak_rss_mb": round(max(peak, hwm) if n_procs == 1 else peak, 1),
+        "server_processes": n_procs,
+        "peak_rss_sampled_mb": round(peak, 1),
+        "hwm_sum_mb": round(hwm, 1),
+        "rss_after_all_pages_mb": round(rss_now, 1),
+        "pages": pages,
+        "predictions": predictions,
+    }
+    result["targets"] = TARGETS
+    result["meets_target"] = {k: result[k] <= v for k, v in TARGETS.items()}
+    result["machine"] = {
+        "cpu_model": cpu_model(), "cpus": os.cpu_count(), "platform": platform.platform(),
+        "python": platform.python_version(), "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    result["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    result["artifacts"] = str(root)
+    result["method"] = ("headless Chromium (Playwright) against `streamlit run app.py`; cold start = launch -> "
+                        "uploader visible; round trip = file chosen -> species heading visible, fresh session "
+                        "each, median of the uploads after the first; memory = server process tree RSS "
+                        "sampled every 100 ms until all pages were visited, and the sum of VmHWM")
+    return result
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--uploads", type=int, default=5, help="timed uploads after the first (default 5)")
+    ap.add_argument("--artifacts", type=Path, default=None, help="artifacts dir (default $FLOWERS_ARTIFACTS or artifacts/)")
+    ap.add_argument("--out", type=Path, default=None, help="default <artifacts>/reports/app_performance.json")
+    args = ap.parse_args(argv)
+    result = measure(args.uploads, args.artifacts)
+    out = args.out or art.artifacts_dir(args.artifacts) / "reports" / "app_performance.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    ok = result["meets_target"]
+    print(f"cold start      {result['cold_start_s']:7.2f} s   (target <= {TARGETS['cold_start_s']} s)  "
+          f"{'ok' if ok['cold_start_s'] else 'MISSED'}")
+    print(f"round trip p50  {result['round_trip_p50_s']:7.3f} s   (target <= {TARGETS['round_trip_p50_s']} s)  "
+          f"{'ok' if ok['round_trip_p50_s'] else 'MISSED'}; first upload {result['round_trip_first_s']:.2f} s")
+    print(f"peak memory     {result['peak_rss_mb']:7.0f} MB  (target <= {TARGETS['peak_rss_mb']:.0f} MB) "
+          f"{'ok' if ok['peak_rss_mb'] else 'MISSED'}; VmHWM sum {result['hwm_sum_mb']:.0f} MB")
+    print(f"load average {result['machine']['loadavg_before']} -> {result['machine']['loadavg_after']} "
+          f"on {result['machine']['cpus']} x {result['machine']['cpu_model']}")
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

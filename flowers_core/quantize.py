@@ -1,0 +1,296 @@
+"""INT8 conversion and export of the level-5 student.
+
+The shipped INT8 model is an ONNX Runtime **static** QDQ model: every convolution and the
+classifier get per-channel INT8 weights and UINT8 activations calibrated on training images (eval
+view). It is one self-contained ``.onnx`` file: loading it needs ``onnxruntime`` only (no training
+classes, no unpickling, no C++ compile step) and takes well under a second.
+
+``compare_backends`` measures the alternatives the issue names on the same data and thread count
+(ORT QDQ, ``torch.ao`` FX x86 -> TorchScript, torchao PT2E X86 when installed) so the choice is a
+recorded measurement, written to the manifest and ``reports/quantization.md``.
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped runtime: an ONNX file behind a torch-like callable
+# ---------------------------------------------------------------------------------------------
+class OnnxClassifier(nn.Module):
+    """An ONNX classifier as an eval-mode module: normalised float ``[B, 3, H, W]`` -> logits.
+
+    Holds no parameters and no training code; only ``onnxruntime`` is needed to run it.
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None, optimization: str = "all"):
+        super().__init__()
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[optimization]
+        self.threads = threads
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        arr = np.ascontiguousarray(torch.as_tensor(x).detach().cpu().float().numpy())
+        return torch.from_numpy(self.session.run(None, {self.input_name: arr})[0])
+
+    def extra_repr(self) -> str:
+        return f"path={self.path.name}, threads={self.threads}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Export and ONNX Runtime static quantisation
+# ---------------------------------------------------------------------------------------------
+def with_static_padding(model: nn.Module, input_size: int) -> nn.Module:
+    """A copy of ``model`` whose TF-"SAME" convolutions (timm ``Conv2dSame``: padding computed from
+    the input shape at every call) become ``ZeroPad2d`` + ``Conv2d`` with the padding of
+    ``input_size``. Same outputs at that size; the exported graph has no shape arithmetic, which
+    ONNX Runtime's quantiser and graph fusions handle (the dynamic version breaks QDQ at small sizes).
+    """
+    import copy
+    import math
+
+    model = copy.deepcopy(model).eval()
+    same = [(name, m) for name, m in model.named_modules() if type(m).__name__ == "Conv2dSame"]
+    shapes: dict[str, tuple[int, int]] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, args, n=name: shapes.__setitem__(n, tuple(args[0].shape[-2:])))
+             for name, m in same]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, input_size, input_size))
+    for h in hooks:
+        h.remove()
+    for name, m in same:
+        pads = []
+        for size, k, s, d in zip(shapes[name], m.kernel_size, m.stride, m.dilation):
+            total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads.append((total // 2, total - total // 2))
+        conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, 0, m.dilation, m.groups,
+                         bias=m.bias is not None)
+        conv.load_state_dict(m.state_dict())
+        (ph, pw) = pads
+        replacement = nn.Sequential(nn.ZeroPad2d((pw[0], pw[1], ph[0], ph[1])), conv)
+        parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+        setattr(parent, name.rsplit(".", 1)[-1], replacement)
+    return model
+
+
+def export_onnx(model: nn.Module, path: str | Path, input_size: int, opset: int = 17) -> Path:
+    """The full fp32 network (trunk + late stages + head) with a dynamic batch dimension.
+
+    The TorchScript-based exporter is used (``dynamo=False``; it needs no ``onnxscript``), on a
+    copy with static "SAME" padding for ``input_size`` (``with_static_padding``).
+    """
+    import warnings
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = with_static_padding(model, input_size)
+    example = torch.zeros(1, 3, input_size, input_size)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                          opset_version=opset, dynamo=False)
+    return path
+
+
+def calibration_images(squares: torch.Tensor, preprocess, n: int = 256, seed: int = 0) -> torch.Tensor:
+    """``n`` training images (a fixed random subset), in the eval view the model is run on."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(squares), generator=g)[:n]
+    return preprocess.eval_view(squares[idx])
+
+
+QUANT_TYPES = {"u8s8": ("QUInt8", "QInt8"), "u8u8": ("QUInt8", "QUInt8"), "s8s8": ("QInt8", "QInt8")}
+
+
+def quantize_onnx_static(fp32_path: str | Path, int8_path: str | Path, calib: torch.Tensor,
+                         method: str = "MinMax", types: str = "u8s8", reduce_range: bool = False,
+                         batch_size: int = 16, per_channel: bool = True) -> Path:
+    """Static QDQ INT8 of every Conv and the classifier Gemm: per-channel weights, activations
+    calibrated on ``calib``. ``types`` = activation/weight types: ``u8s8`` (fastest with VNNI),
+    ``u8u8`` (no u8s8 saturation on AVX2-only CPUs), ``s8s8``; ``reduce_range`` = 7-bit weights."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    int8_path.parent.mkdir(parents=True, exist_ok=True)
+    pre = int8_path.with_name(int8_path.stem + ".pre.onnx")
+    quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+    arr = calib.float().numpy()
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{INPUT_NAME: np.ascontiguousarray(arr[i: i + batch_size])}
+                                 for i in range(0, len(arr), batch_size)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    try:
+        quantize_static(str(pre), str(int8_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                        activation_type=getattr(QuantType, QUANT_TYPES[types][0]),
+                        weight_type=getattr(QuantType, QUANT_TYPES[types][1]), reduce_range=reduce_range,
+                        calibrate_method=getattr(CalibrationMethod, method),
+                        extra_options={"CalibMovingAverage": False})
+    finally:
+        pre.unlink(missing_ok=True)
+        for extra in int8_path.parent.glob("augmented_model*.onnx"):
+            extra.unlink(missing_ok=True)
+    return int8_path
+
+
+def quantized_op_counts(path: str | Path) -> dict:
+    """How much of the graph is INT8: ops fed by DequantizeLinear, by type (for the report)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    dq_out = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    counts: dict[str, dict[str, int]] = {}
+    for n in graph.node:
+        if n.op_type in ("Conv", "Gemm", "MatMul"):
+            c = counts.setdefault(n.op_type, {"total": 0, "int8": 0})
+            c["total"] += 1
+            c["int8"] += int(all(i in dq_out for i in n.input[:2]))
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Alternatives, measured for the record
+# ---------------------------------------------------------------------------------------------
+def quantize_torch_fx(model: nn.Module, calib: torch.Tensor, batch_size: int = 16) -> torch.jit.ScriptModule:
+    """``torch.ao.quantization`` FX static PTQ (x86 engine), frozen to TorchScript."""
+    import warnings
+
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.backends.quantized.engine = "x86"
+        example = calib[:1]
+        model = with_static_padding(model, calib.shape[-1])  # FX cannot trace timm's dynamic SAME padding
+        prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), (example,))
+        for i in range(0, len(calib), batch_size):
+            prepared(calib[i: i + batch_size])
+        quantized = convert_fx(prepared)
+        return torch.jit.freeze(torch.jit.trace(quantized, example).eval())
+
+
+def quantize_pt2e(model: nn.Module, calib: torch.Tensor, batch_size: int = 16) -> Callable:
+    """torchao PT2E static PTQ with the X86 Inductor quantizer, run without ``torch.compile``
+    (compiling it needs a C++ toolchain at load time, which the app must not require)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (X86InductorQuantizer,
+                                                                           get_default_x86_inductor_quantization_config)
+
+    quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
+    with torch.no_grad():
+        model = with_static_padding(model, calib.shape[-1])
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        exported = torch.export.export(model, (calib[:2],), dynamic_shapes=({0: batch},)).module()
+        prepared = prepare_pt2e(exported, quantizer)
+        for i in range(0, len(calib), batch_size):
+            prepared(calib[i: i + batch_size])
+        return convert_pt2e(prepared)
+
+
+def _accuracy(fn: Callable, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 32) -> float:
+    with torch.no_grad():
+        preds = torch.cat([torch.as_tensor(fn(images[i: i + batch_size])).argmax(-1)
+                           for i in range(0, len(images), batch_size)])
+    return float((preds == labels).float().mean())
+
+
+def compare_backends(model: nn.Module, calib: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
+                     workdir: str | Path, threads: int = 2, iters: int = 30, warmup: int = 5,
+                     backends: Iterable[str] = ("fp32_torch", "fp32_onnx", "onnx_qdq", "torch_fx", "pt2e"),
+                     qdq_config: dict | None = None) -> list[dict]:
+    """Accuracy on ``images`` and batch-1 latency of each INT8 backend (and the fp32 references)."""
+    from .latency import measure
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    size = images.shape[-1]
+    fp32_onnx = workdir / "student_fp32.onnx"
+    rows = []
+    for backend in backends:
+        row = {"backend": backend}
+        t0 = time.time()
+        try:
+            file = None
+            if backend == "fp32_torch":
+                fn = model.eval()
+            elif backend == "fp32_onnx":
+                export_onnx(model, fp32_onnx, size)
+                fn, file = OnnxClassifier(fp32_onnx, threads), fp32_onnx
+            elif backend == "onnx_qdq":
+                if not fp32_onnx.is_file():
+                    export_onnx(model, fp32_onnx, size)
+                file = quantize_onnx_static(fp32_onnx, workdir / "student_int8_qdq.onnx", calib, **(qdq_config or {}))
+                row["config"] = qdq_config or {}
+                fn = OnnxClassifier(file, threads)
+            elif backend == "torch_fx":
+                fn = quantize_torch_fx(model, calib)
+                file = workdir / "student_int8_fx.pt"
+                torch.jit.save(fn, str(file))
+            elif backend == "pt2e":
+                fn = quantize_pt2e(model, calib)
+            else:
+                raise ValueError(f"unknown backend {backend!r}")
+            row["convert_seconds"] = round(time.time() - t0, 1)
+            row["accuracy"] = _accuracy(fn, images, labels)
+            previous = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                lat = measure(fn, images[:1], iters=iters, warmup=warmup)
+            finally:
+                torch.set_num_threads(previous)
+            row.update(p50_ms=lat["p50_ms"], p95_ms=lat["p95_ms"])
+            if file is not None:
+                row["bytes"] = os.path.getsize(file)
+        except Exception as e:  # a backend that cannot handle this network is a result, not a crash
+            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            row["traceback_tail"] = traceback.format_exc().splitlines()[-3:]
+        rows.append(row)
+    return rows
+
+
+def comparison_markdown(rows: list[dict], threads: int, n_images: int, chosen: str = "onnx_qdq") -> str:
+    lines = [f"# INT8 backends for the student (measured by `python -m train.level5`)", "",
+             f"Accuracy on {n_images} validation images (eval view); batch-1 latency after warm-up at "
+             f"{threads} threads. Chosen: **{chosen}**.", "",
+             "| backend | top-1 | p50 ms | p95 ms | file MB | convert s | note |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        mb = f"{r['bytes'] / 1e6:.2f}" if "bytes" in r else ""
+        if "error" in r:
+            lines.append(f"| {r['backend']} | – | – | – | {mb} | | failed: {r['error']} |")
+        else:
+            lines.append(f"| {r['backend']} | {r['accuracy'] * 100:.2f}% | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} "
+                         f"| {mb} | {r.get('convert_seconds', '')} | {r.get('note', '')} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,78 @@
+"""Explanations on the synthetic trained models: shapes, ranges, and the shared model left untouched."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from flowers_core import artifacts as art
+from flowers_core import explain
+
+
+@pytest.fixture(scope="module")
+def models(request):
+    """$FLOWERS_APP_TEST_ARTIFACTS when set (e.g. the real artifacts), else the synthetic fixture."""
+    import os
+
+    root = os.environ.get("FLOWERS_APP_TEST_ARTIFACTS") or request.getfixturevalue("trained_artifacts")
+    return {n: art.load_model(n, root=root) for n in ("level1", "level3")}
+
+
+@pytest.fixture
+def img():
+    arr = np.zeros((48, 56, 3), np.uint8)
+    arr[10:40, 12:44] = (200, 60, 90)
+    return Image.fromarray(arr)
+
+
+@pytest.mark.parametrize("method", explain.CAM_METHODS)
+def test_cam_methods(models, img, method):
+    model = models["level1"]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    hooks_before = sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules())
+    exp = explain.gradcam(model, img, method, target=5)
+    size = model.preprocess.input_size
+    assert exp.view.shape == (size, size, 3) and exp.view.dtype == np.uint8
+    assert exp.heatmap.shape == (size, size)
+    assert 0 <= exp.heatmap.min() and exp.heatmap.max() <= 1
+    assert exp.target == (None if method == "EigenCAM" else 5)
+    # the shared (cached) model is never mutated: same weights, no hooks, no grads left behind
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules()) == hooks_before
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_default_target_is_the_prediction(models, img):
+    model = models["level1"]
+    with torch.no_grad():
+        pred = int(model(model.preprocess.from_pil(img)).argmax())
+    assert explain.gradcam(model, img).target == pred
+
+
+def test_attention_map(models, img):
+    exp = explain.attention_map(models["level3"], img)
+    assert exp.heatmap.shape == exp.view.shape[:2]
+    with pytest.raises(ValueError):
+        explain.attention_map(models["level1"], img)
+
+
+def test_lime(models, img):
+    exp = explain.lime(models["level1"], img, target=2, num_samples=20)
+    assert exp.heatmap.shape == exp.view.shape[:2] and exp.target == 2
+
+
+def test_overlay_and_png(img):
+    view = np.full((32, 32, 3), 100, np.uint8)
+    heat = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
+    assert np.array_equal(explain.overlay(view, heat, 0.0), view)
+    assert np.array_equal(explain.overlay(view, heat, 1.0), explain.colorize(heat))
+    data = explain.to_png(explain.overlay(view, heat, 0.4), scale=2)
+    assert Image.open(__import__("io").BytesIO(data)).size == (64, 64)
+
+
+def test_model_view_matches_preprocess(models, img):
+    pre = models["level1"].preprocess
+    view = explain.model_view(img, pre)
+    x = pre.normalize(torch.from_numpy(view).permute(2, 0, 1)[None])
+    assert torch.allclose(x, pre.from_pil(img), atol=1e-5)

@@ -1,0 +1,101 @@
+"""Level-5 INT8: the static QDQ model quantises convolutions and the classifier, agrees with its
+fp32 twin, and the exported file reloads and predicts in a fresh process without training code."""
+import json
+import subprocess
+import sys
+
+import onnx
+import torch
+
+from _level5 import student_artifacts, student_entries  # noqa: F401  (fixtures)
+from flowers_core import artifacts as art
+from flowers_core.data import load_index
+from flowers_core.inference import Predictor, load_image
+from flowers_core.quantize import OnnxClassifier, export_onnx, quantized_op_counts
+
+
+def _synthetic_batch(data_root, preprocess, n=48):
+    index = load_index(data_root)
+    return torch.cat([preprocess.from_pil(load_image(index.path(i))) for i in range(1, n + 1)])
+
+
+def test_int8_quantises_every_conv_and_the_classifier(student_artifacts):
+    entry = art.model_entry("student_int8", "stratified", student_artifacts)
+    ops = quantized_op_counts(student_artifacts / entry["file"])
+    assert ops["Conv"]["total"] > 30 and ops["Conv"]["int8"] == ops["Conv"]["total"]
+    linear = ops.get("Gemm", ops.get("MatMul"))
+    assert linear["int8"] == linear["total"] >= 1
+    graph = onnx.load(str(student_artifacts / entry["file"])).graph
+    int8_inits = [t for t in graph.initializer if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)]
+    assert len(int8_inits) >= ops["Conv"]["total"]  # the weights are stored as 8-bit integers
+
+
+def test_static_int8_top1_agrees_with_fp32_on_a_confident_model(synthetic_root, tmp_path):
+    """The synthetic student is barely trained (near-uniform logits: any noise flips its argmax), so
+    agreement is checked on an ImageNet Lite0 whose head is set in closed form to the class means of
+    the batch's features: real margins, as a trained model has."""
+    from flowers_core.models import create_model
+    from flowers_core.quantize import quantize_onnx_static
+
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", "linear", 102, input_size=64).eval()
+    index = load_index(synthetic_root)
+    ids = list(range(1, 97))
+    batch = torch.cat([model.preprocess.from_pil(load_image(index.path(i))) for i in ids])
+    labels = torch.as_tensor(index.label_of(ids))
+    with torch.no_grad():
+        feats = model.feature_map(batch).mean((2, 3))
+        centred = feats - feats.mean(0)
+        weight = torch.zeros(102, feats.shape[1])
+        for c in labels.unique():
+            weight[c] = torch.nn.functional.normalize(centred[labels == c].mean(0), dim=0)
+        model.head.fc.weight.copy_(weight * 20)
+        model.head.fc.bias.copy_(-(weight * 20) @ feats.mean(0))
+        fp32_pred = model(batch).argmax(-1)
+    assert (fp32_pred == labels).float().mean() > 0.5  # the fp32 reference is a real classifier
+    calib = torch.cat([model.preprocess.from_pil(load_image(index.path(i))) for i in range(100, 164)])  # other images
+    # u8u8: u8s8 kernels saturate on AVX2-only CPUs (this one), which is why train.level5 tries configs on val
+    int8 = quantize_onnx_static(export_onnx(model, tmp_path / "fp32.onnx", 64), tmp_path / "int8.onnx", calib,
+                                types="u8u8")
+    int8_pred = OnnxClassifier(int8, threads=1)(batch).argmax(-1)
+    agree = (int8_pred == fp32_pred).float().mean().item()
+    assert agree >= 0.9, agree
+
+
+def test_onnx_export_matches_the_torch_model(tmp_path):
+    from flowers_core.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", "linear", 102, pretrained=False, input_size=32).eval()
+    path = export_onnx(model, tmp_path / "m.onnx", 32)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(OnnxClassifier(path, threads=1)(x), model(x), atol=1e-4)
+
+
+def test_exported_student_reloads_in_a_fresh_process_without_training_code(student_artifacts, synthetic_root):
+    entry = art.model_entry("student_int8", "stratified", student_artifacts)
+    image = str(load_index(synthetic_root).path(3))
+    # only onnxruntime + the shared preprocessing: the file is self-contained
+    script = (
+        "import json, sys, numpy as np, onnxruntime as ort\n"
+        "from flowers_core.inference import load_image\n"
+        "from flowers_core.transforms import Preprocess\n"
+        "p = json.loads(sys.argv[3])\n"
+        "pre = Preprocess(input_size=p['input_size'], mean=tuple(p['mean']), std=tuple(p['std']))\n"
+        "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
+        "x = pre.from_pil(load_image(sys.argv[2])).numpy()\n"
+        "out = s.run(None, {s.get_inputs()[0].name: x})[0]\n"
+        "assert 'timm' not in sys.modules  # no network-building code was needed\n"
+        "print(json.dumps({'shape': list(out.shape), 'argmax': int(out.argmax())}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(student_artifacts / entry["file"]), image,
+                           json.dumps(entry["preprocess"])], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(proc.stdout)
+    assert row["shape"] == [1, 102]
+    cli = subprocess.run([sys.executable, "-m", "flowers_core.predict", "--model", "student", "--artifacts",
+                          str(student_artifacts), image], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    pred = json.loads(cli.stdout)
+    assert pred["class_id"] == row["argmax"] and isinstance(pred["uncertain"], bool)

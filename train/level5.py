@@ -1,0 +1,27 @@
+"""Level 5: distil the ensemble into a student, INT8 it, calibrate it (`python -m train.level5 --help`)."""
+from flowers_core.distill import STUDENT, run_student, update_uncertainty
+from flowers_core.pipeline import Workspace
+from train.common import parser, protocols, setup
+
+
+def main(argv=None) -> None:
+    p = parser("Level 5: distil the level-4 ensemble into an EfficientNet-Lite0 student (α·T²·KL + (1−α)·CE on "
+               "cached soft targets), static INT8 (ONNX Runtime QDQ), temperature scaling and an entropy "
+               "rejection threshold; writes models/student.safetensors and models/student_int8.onnx.")
+    p.add_argument("--bench-threads", type=int, default=2, help="threads of the latency measurements (default 2)")
+    p.add_argument("--no-compare", action="store_true", help="skip the INT8 backend comparison")
+    p.add_argument("--uncertainty-only", action="store_true", help="only re-fit temperature and the rejection "
+                   "threshold from the saved val/test probabilities of the trained students (no training)")
+    args = p.parse_args(argv)
+    setup(args)
+    for protocol in protocols(args):
+        if args.uncertainty_only:
+            update_uncertainty(protocol, args.artifacts)
+            continue
+        ws = Workspace(protocol, args.data_root, args.download, args.artifacts)
+        run_student(protocol, ws, args.device, args.epochs, args.artifacts, STUDENT, threads=args.bench_threads,
+                    compare=False if args.no_compare else None)
+
+
+if __name__ == "__main__":
+    main()
