@@ -9,8 +9,15 @@ command -v "$PY" >/dev/null || PY=python3
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
 REQ=requirements.txt
 [ "${1:-}" = "--dev" ] && REQ=requirements-dev.txt
-.venv/bin/python -m pip install -q --disable-pip-version-check -r "$REQ" 2>&1 | grep -v "^WARNING: Location" || true
+log=$(mktemp)
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check -r "$REQ" >"$log" 2>&1; then
+  cat "$log" >&2
+  exit 1
+fi
+rm -f "$log"
 .venv/bin/python -c "import torch, timm, streamlit, onnxruntime" # fail loudly if the install did not work
 if [ "${1:-}" = "--dev" ] && [ -f .ci/install_browser.sh ]; then
-  bash .ci/install_browser.sh
+  # the browser comes from apt, outside pip: if the mirror is unreachable, say so loudly and let the
+  # rest of the suite run (the e2e test then reports itself skipped, naming what is missing)
+  bash .ci/install_browser.sh || echo "WARNING: Chromium could not be installed; tests/e2e will be skipped" >&2
 fi
