@@ -20,6 +20,8 @@ PRETTY = {"level1": "L1 baseline", "level2": "L2 regularised", "level3": "L3 att
           "student": "L5 student (fp32)", "student_int8": "L5 student (INT8)"}
 LATENCY_FILE = "latency.json"
 LATENCY_CMD = "python -m flowers_core.latency"
+ROBUSTNESS_FILE = "reports/robustness.json"
+ROBUSTNESS_CMD = "python -m flowers_core.robustness"
 
 
 def pretty(name: str) -> str:
@@ -86,6 +88,22 @@ def latency_p50(root=None) -> dict[str, float]:
         return {}
     df = df[df["p50_ms"].notna()]
     return {str(m): float(g["p50_ms"].iloc[0]) for m, g in df.groupby("model")}
+
+
+def robustness_table(root=None) -> tuple[pd.DataFrame, dict]:
+    """Per photo-like shift of the test images: each model's top-1, and for models with a stored
+    threshold the share flagged 'not sure' and the accuracy of the answers given (fractions)."""
+    data = _read_json(ROBUSTNESS_FILE, root, ROBUSTNESS_CMD)
+    df = pd.DataFrame(data["rows"])
+    shifts, models = df["shift"].unique(), df["model"].unique()
+    table = df.pivot(index="shift", columns="model", values="top1").reindex(index=shifts, columns=models)
+    table = table.rename(columns=lambda m: f"top-1 {pretty(m)}")
+    if "flagged_not_sure" in df.columns:
+        for model, g in df[df["flagged_not_sure"].notna()].groupby("model", sort=False):
+            g = g.set_index("shift").reindex(shifts)
+            table[f"'not sure' {pretty(model)}"] = g["flagged_not_sure"]
+            table[f"accuracy when answered {pretty(model)}"] = g["accuracy_when_answered"]
+    return table.reset_index(), {k: v for k, v in data.items() if k != "rows"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -68,6 +68,19 @@ try:
 except art.ArtifactMissing as e:
     ui.missing(str(e), "The ablation")
 
+# --- robustness ----------------------------------------------------------------------------------
+st.header("Photos unlike the test set")
+st.write("Your own photos are harder than the dataset's centred close-ups. The same test images, shifted the way "
+         "real photos differ: accuracy drops, and the student says **not sure** more often instead of guessing.")
+try:
+    rob, info = reports.robustness_table()
+    st.dataframe(rob, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
+                                                      for c in rob.columns[1:]})
+    st.caption(f"{info['n_images']} {info['protocol']} test images, measured {info['date']} "
+               f"by `{reports.ROBUSTNESS_CMD}`.")
+except art.ArtifactMissing as e:
+    ui.missing(str(e), "The robustness table")
+
 # --- calibration ---------------------------------------------------------------------------------
 st.header("Calibration and selective prediction")
 if not names:
