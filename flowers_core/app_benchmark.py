@@ -104,7 +104,7 @@ def example_photos() -> list[Path]:
     return [EXAMPLES / item["file"] for item in json.loads(index.read_text())]
 
 
-def measure(uploads: int = 5, artifacts_root: Path | None = None) -> dict:
+def measure(uploads: int = 15, artifacts_root: Path | None = None) -> dict:
     root = Path(artifacts_root) if artifacts_root else art.artifacts_dir()
     class_names = art.read_manifest(root).get("classes") or []
     if not art.read_manifest(root).get("models"):
@@ -175,7 +175,7 @@ def measure(uploads: int = 5, artifacts_root: Path | None = None) -> dict:
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
     result["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    result["artifacts"] = str(root)
+    result["artifacts"] = os.path.relpath(root, REPO_ROOT)
     result["method"] = ("headless Chromium (Playwright) against `streamlit run app.py`; cold start = launch -> "
                         "uploader visible; round trip = file chosen -> species heading visible, fresh session "
                         "each, median of the uploads after the first; memory = server process tree RSS "
@@ -185,7 +185,7 @@ def measure(uploads: int = 5, artifacts_root: Path | None = None) -> dict:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--uploads", type=int, default=5, help="timed uploads after the first (default 5)")
+    ap.add_argument("--uploads", type=int, default=15, help="timed uploads after the first (default 15)")
     ap.add_argument("--artifacts", type=Path, default=None, help="artifacts dir (default $FLOWERS_ARTIFACTS or artifacts/)")
     ap.add_argument("--out", type=Path, default=None, help="default <artifacts>/reports/app_performance.json")
     args = ap.parse_args(argv)

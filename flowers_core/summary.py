@@ -210,7 +210,7 @@ def app_section(root=None) -> list[str]:
     if not path.is_file():
         return ["App performance not measured yet: run `python -m flowers_core.app_benchmark`."]
     data = json.loads(path.read_text())
-    targets = data.get("targets", {})
+    targets, samples = data.get("targets", {}), data.get("round_trip_samples_s", [])
     rows = []
     for key, label, unit in (("cold_start_s", "cold start to a usable Classify page", "s"),
                              ("round_trip_p50_s", "classification round trip in the browser (median)", "s"),
@@ -221,7 +221,9 @@ def app_section(root=None) -> list[str]:
                      "status": status})
     return ["### App (`python -m flowers_core.app_benchmark`)", "", md(pd.DataFrame(rows)), "",
             f"Measured {data.get('date', '?')}; the first upload of the server's life took "
-            f"{data.get('round_trip_first_s')} s. Method: {data.get('method', '?')}.", ""]
+            f"{data.get('round_trip_first_s')} s; round trips of the {len(samples)} timed uploads ranged "
+            f"{min(samples, default=float('nan'))}–{max(samples, default=float('nan'))} s (2 cores shared by "
+            f"the server and the browser). Method: {data.get('method', '?')}.", ""]
 
 
 def render(root=None) -> str:
