@@ -22,7 +22,8 @@ import torch
 from . import artifacts as art
 from .data import default_cache_dir
 from .engine import CachedViews, TrainConfig, fit, predict_logits, seed_everything
-from .evaluate import (coverage_accuracy, entropy_threshold, expected_calibration_error, fit_temperature, softmax)
+from .evaluate import (coverage_accuracy, entropy, entropy_threshold, expected_calibration_error, fit_temperature,
+                       softmax)
 from .models import FlowerNet, create_model
 from .pipeline import LEVELS, SHIPPED_PROTOCOL, Workspace, record_predictions, training_views
 
@@ -149,8 +150,6 @@ def uncertainty_fields(val_logits: np.ndarray, val_labels: np.ndarray, test_logi
     threshold = entropy_threshold(val_cal, val_labels, target)
 
     def selective(probs, labels):
-        from .evaluate import entropy
-
         keep = entropy(probs) <= threshold
         acc = float((probs.argmax(-1) == labels)[keep].mean()) if keep.any() else float("nan")
         return {"coverage": float(keep.mean()), "selective_accuracy": acc}

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .engine import predict_logits
+
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
@@ -219,13 +221,6 @@ def quantize_pt2e(model: nn.Module, calib: torch.Tensor, batch_size: int = 16) -
         return convert_pt2e(prepared)
 
 
-def _accuracy(fn: Callable, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 32) -> float:
-    with torch.no_grad():
-        preds = torch.cat([torch.as_tensor(fn(images[i: i + batch_size])).argmax(-1)
-                           for i in range(0, len(images), batch_size)])
-    return float((preds == labels).float().mean())
-
-
 def compare_backends(model: nn.Module, calib: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
                      workdir: str | Path, threads: int = 2, iters: int = 30, warmup: int = 5,
                      backends: Iterable[str] = ("fp32_torch", "fp32_onnx", "onnx_qdq", "torch_fx", "pt2e"),
@@ -263,13 +258,8 @@ def compare_backends(model: nn.Module, calib: torch.Tensor, images: torch.Tensor
             else:
                 raise ValueError(f"unknown backend {backend!r}")
             row["convert_seconds"] = round(time.time() - t0, 1)
-            row["accuracy"] = _accuracy(fn, images, labels)
-            previous = torch.get_num_threads()
-            torch.set_num_threads(threads)
-            try:
-                lat = measure(fn, images[:1], iters=iters, warmup=warmup)
-            finally:
-                torch.set_num_threads(previous)
+            row["accuracy"] = float((predict_logits(fn, images, batch_size=32).argmax(-1) == labels).float().mean())
+            lat = measure(fn, images[:1], iters=iters, warmup=warmup, threads=threads)
             row.update(p50_ms=lat["p50_ms"], p95_ms=lat["p95_ms"])
             if file is not None:
                 row["bytes"] = os.path.getsize(file)

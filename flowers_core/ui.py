@@ -192,15 +192,19 @@ def example_truth(photo: Photo | None) -> str | None:
     return None
 
 
-def decode(photo: Photo) -> tuple[object | None, list[str]]:
-    """The photo as RGB, or None after showing the person a clear message."""
+def photo_image(photo: Photo | None, prompt: str) -> tuple[object, list[str]]:
+    """The visitor's photo as RGB, with notes on what was done to it. With no photo yet ``prompt``
+    is shown, and an unreadable one gets a clear message; either way the page stops there."""
+    if photo is None:
+        st.info(prompt)
+        st.stop()
     notes: list[str] = []
     try:
         return load_image(photo.data, notes), notes
     except ImageError as e:
         st.session_state["photo_bad"] = photo.digest
         st.error(f"**We couldn't use this file.** {e}")
-        return None, notes
+        st.stop()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,12 +17,7 @@ with left:
     photo = ui.photo_picker("classify", gallery="grid")
 
 with right:
-    if photo is None:
-        st.info("Your result will appear here.")
-        st.stop()
-    img, notes = ui.decode(photo)
-    if img is None:
-        st.stop()
+    img, notes = ui.photo_image(photo, "Your result will appear here.")
     st.image(img, caption=photo.name if photo.source != "example" else None, width="stretch")
     pred = clf.predict(img)
 

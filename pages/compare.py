@@ -29,12 +29,7 @@ if not loaded:
     st.stop()
 
 photo = ui.photo_picker("compare", gallery="select", camera=False)
-if photo is None:
-    st.info("Choose a photo to compare the models on it.")
-    st.stop()
-img, notes = ui.decode(photo)
-if img is None:
-    st.stop()
+img, notes = ui.photo_image(photo, "Choose a photo to compare the models on it.")
 for note in notes:
     st.caption(f"ℹ️ {note}")
 

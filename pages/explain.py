@@ -29,12 +29,7 @@ if clf is None:
     st.stop()
 
 photo = ui.photo_picker("explain", gallery="select", camera=False)
-if photo is None:
-    st.info("Choose a photo to explain.")
-    st.stop()
-img, notes = ui.decode(photo)
-if img is None:
-    st.stop()
+img, notes = ui.photo_image(photo, "Choose a photo to explain.")
 
 pred = clf.predict(img)
 target_choice = st.radio("Explain which class?", ["The predicted class", "Another class"], horizontal=True,

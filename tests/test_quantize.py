@@ -7,16 +7,16 @@ import sys
 import onnx
 import torch
 
-from _level5 import student_artifacts, student_entries  # noqa: F401  (fixtures)
+from _level5 import student_artifacts  # noqa: F401  (fixture)
 from flowers_core import artifacts as art
 from flowers_core.data import load_index
-from flowers_core.inference import Predictor, load_image
-from flowers_core.quantize import OnnxClassifier, export_onnx, quantized_op_counts
+from flowers_core.inference import load_image
+from flowers_core.models import create_model
+from flowers_core.quantize import OnnxClassifier, export_onnx, quantize_onnx_static, quantized_op_counts
 
 
-def _synthetic_batch(data_root, preprocess, n=48):
-    index = load_index(data_root)
-    return torch.cat([preprocess.from_pil(load_image(index.path(i))) for i in range(1, n + 1)])
+def _synthetic_batch(index, preprocess, ids):
+    return torch.cat([preprocess.from_pil(load_image(index.path(i))) for i in ids])
 
 
 def test_int8_quantises_every_conv_and_the_classifier(student_artifacts):
@@ -34,14 +34,11 @@ def test_static_int8_top1_agrees_with_fp32_on_a_confident_model(synthetic_root, 
     """The synthetic student is barely trained (near-uniform logits: any noise flips its argmax), so
     agreement is checked on an ImageNet Lite0 whose head is set in closed form to the class means of
     the batch's features: real margins, as a trained model has."""
-    from flowers_core.models import create_model
-    from flowers_core.quantize import quantize_onnx_static
-
     torch.manual_seed(0)
     model = create_model("efficientnet_lite0", "linear", 102, input_size=64).eval()
     index = load_index(synthetic_root)
     ids = list(range(1, 97))
-    batch = torch.cat([model.preprocess.from_pil(load_image(index.path(i))) for i in ids])
+    batch = _synthetic_batch(index, model.preprocess, ids)
     labels = torch.as_tensor(index.label_of(ids))
     with torch.no_grad():
         feats = model.feature_map(batch).mean((2, 3))
@@ -53,7 +50,7 @@ def test_static_int8_top1_agrees_with_fp32_on_a_confident_model(synthetic_root, 
         model.head.fc.bias.copy_(-(weight * 20) @ feats.mean(0))
         fp32_pred = model(batch).argmax(-1)
     assert (fp32_pred == labels).float().mean() > 0.5  # the fp32 reference is a real classifier
-    calib = torch.cat([model.preprocess.from_pil(load_image(index.path(i))) for i in range(100, 164)])  # other images
+    calib = _synthetic_batch(index, model.preprocess, range(100, 164))  # other images
     # u8u8: u8s8 kernels saturate on AVX2-only CPUs (this one), which is why train.level5 tries configs on val
     int8 = quantize_onnx_static(export_onnx(model, tmp_path / "fp32.onnx", 64), tmp_path / "int8.onnx", calib,
                                 types="u8u8")
@@ -63,8 +60,6 @@ def test_static_int8_top1_agrees_with_fp32_on_a_confident_model(synthetic_root, 
 
 
 def test_onnx_export_matches_the_torch_model(tmp_path):
-    from flowers_core.models import create_model
-
     torch.manual_seed(0)
     model = create_model("efficientnet_lite0", "linear", 102, pretrained=False, input_size=32).eval()
     path = export_onnx(model, tmp_path / "m.onnx", 32)
