@@ -142,7 +142,7 @@ def load_model(name: str, protocol: str = "stratified", root=None) -> nn.Module:
         return build_flowernet(entry, root)
     if fmt == "ensemble":
         members = [load_model(m, protocol, root) for m in entry["members"]]
-        return Ensemble(members, entry.get("weights_per_member")).eval()
+        return Ensemble(members, entry.get("weights_per_member"), entry.get("member_temperatures")).eval()
     if fmt == "onnx":
         from .quantize import OnnxClassifier
 

@@ -1,11 +1,12 @@
 """Level 5: distil the level-4 ensemble into one small student, quantise it to INT8, calibrate
 its uncertainty and export it.
 
-Student = EfficientNet-Lite0 with the same frozen ImageNet trunk as levels 1-3, trained by
+Student = EfficientNet-Lite0 with the same frozen ImageNet trunk as levels 1-2, trained by
 ``engine.fit`` on the cached trunk features with
 ``α·T²·KL(ensemble_T ‖ student_T) + (1−α)·CE(labels)``. The ensemble's soft targets are computed
-once per cached training view (every member runs ``forward_from_trunk`` on the same features,
-so the teacher costs three head passes, not three networks) and cached on disk.
+once per cached training view: every member runs ``forward_from_trunk`` on its own trunk's cached
+features of the same images (levels 1-2 and the student share the Lite0 cache, level 3 has its
+Lite2 one), so the teacher costs head passes, not whole networks, and is cached on disk.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,7 +27,7 @@ from .engine import CachedViews, TrainConfig, fit, predict_logits, seed_everythi
 from .evaluate import (coverage_accuracy, entropy, entropy_threshold, expected_calibration_error, fit_temperature,
                        softmax)
 from .models import FlowerNet, create_model
-from .pipeline import LEVELS, SHIPPED_PROTOCOL, Workspace, record_predictions, training_views
+from .pipeline import LEVELS, SHIPPED_PROTOCOL, Workspace, record_predictions, train_level
 
 # 99%, not 95%: at ~98% accuracy a 95% target keeps every validation image and the 'not sure' flag never
 # fires; 99% flags the least certain few percent, which is where hard real-world photos land.
@@ -37,7 +39,7 @@ MAX_PTQ_DROP = 0.005  # quantisation-aware fine-tuning would be warranted beyond
 class StudentSpec:
     name: str = "student"
     level: int = 5
-    description: str = ("Distilled student: EfficientNet-Lite0 (same frozen ImageNet trunk), late stages + linear "
+    description: str = ("Distilled student: EfficientNet-Lite0 (frozen ImageNet trunk of levels 1-2), late stages + linear "
                         "head trained on the level-4 ensemble's soft targets (α·T²·KL + (1−α)·CE) over the "
                         "cached eval and strong-augmentation views; shipped as an ONNX Runtime static INT8 model.")
     arch: str = "efficientnet_lite0"
@@ -85,50 +87,45 @@ def teacher_members(protocol: str, ws: Workspace, device: str = "cpu", teacher: 
         spec = replace(spec, input_size=m_entry["preprocess"]["input_size"],
                        config=TrainConfig(**{**m_entry["train_config"], "device": device}))
         print(f"[student/{protocol}] re-training teacher member {name} (weights not shipped for this protocol)")
-        members.append(train_member(spec, ws, int(m_entry["frozen_stages"]), device))
+        members.append(train_level(spec, ws, device, frozen_stages=int(m_entry["frozen_stages"]),
+                                   desc=f"teacher {name}/{protocol}").model)
     return members
 
 
-def train_member(spec, ws: Workspace, frozen_stages: int, device: str = "cpu") -> FlowerNet:
-    cfg = replace(spec.config, device=device)
-    seed_everything(cfg.seed)
-    model = create_model(spec.arch, spec.head, len(ws.index.classes), input_size=spec.input_size,
-                         frozen_stages=frozen_stages)
-    model.freeze_trunk()
-    train = CachedViews(training_views(spec, model, ws), ws.labels("train"), cfg.batch_size, seed=cfg.seed)
-    fit(model.trainable(), model.forward_from_trunk, train, ws.features(model, "val"), ws.labels("val"), cfg,
-        desc=f"teacher {spec.name}")
-    return model.eval()
-
-
 @torch.no_grad()
-def teacher_soft_targets(members: list[FlowerNet], views: torch.Tensor, temperature: float,
+def teacher_soft_targets(members: list[FlowerNet], views_of: Callable[[FlowerNet], torch.Tensor], temperature: float,
                          weights: list[float] | None = None, cache_key: str | None = None, device: str = "cpu",
-                         batch_size: int = 256) -> torch.Tensor:
-    """Mean over members of softmax(logits / T) for every cached view: ``[V, N, C]`` float16.
+                         batch_size: int = 256, member_temperatures: list[float] | None = None) -> torch.Tensor:
+    """Mean over members of softmax(logits / (T_m·T)) for every cached view: ``[V, N, C]`` float16,
+    where T_m is the member's calibration temperature in the ensemble (1 by default) and T the
+    distillation temperature.
 
-    ``views`` are trunk features ``[V, N, ...]`` shared by all members (same arch and trunk depth).
-    With ``cache_key`` the result is stored under the feature cache and reused.
+    ``views_of(member)`` gives that member's trunk features ``[V, N, ...]`` of the student's
+    training views (the same images: every model here shares the 256-px squares and the view seeds);
+    members with the same trunk share one tensor. With ``cache_key`` the result is stored under
+    the feature cache and reused.
     """
-    if len({(m.arch, m.frozen_stages) for m in members}) != 1:
-        raise ValueError("teacher members must share the student's trunk (same arch and frozen_stages)")
     path = None
     if cache_key is not None:
-        digest = hashlib.sha1(f"{cache_key}|{temperature}|{weights}|{tuple(views.shape)}".encode()).hexdigest()[:12]
+        trunks = sorted({(m.arch, m.frozen_stages, m.preprocess.input_size) for m in members})
+        digest = hashlib.sha1(f"{cache_key}|{temperature}|{weights}|{member_temperatures}|{trunks}".encode()).hexdigest()[:12]
         path = default_cache_dir() / "teacher" / f"soft_T{temperature:g}_{digest}.npy"
         if path.is_file():
             return torch.from_numpy(np.load(path))
     w = torch.tensor(weights or [1.0] * len(members), dtype=torch.float32)
     w = w / w.sum()
-    out = []
-    for v in range(views.shape[0]):
-        probs = 0
-        for wi, m in zip(w, members):
-            m.eval().to(device)
-            logits = predict_logits(m.forward_from_trunk, views[v], batch_size, device)
-            probs = probs + wi * torch.softmax(logits / temperature, -1)
-        out.append(probs.to(torch.float16))
-    soft = torch.stack(out)
+    features: dict[tuple, torch.Tensor] = {}
+    probs = None
+    for wi, tm, m in zip(w, member_temperatures or [1.0] * len(members), members):
+        key = (m.arch, m.frozen_stages, m.preprocess.input_size)
+        if key not in features:
+            features[key] = views_of(m)
+        views = features[key]
+        m.eval().to(device)
+        member = torch.stack([torch.softmax(predict_logits(m.forward_from_trunk, views[v], batch_size, device)
+                                            / (tm * temperature), -1) for v in range(views.shape[0])])
+        probs = wi * member if probs is None else probs + wi * member
+    soft = probs.to(torch.float16)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, soft.numpy())
@@ -139,11 +136,12 @@ def teacher_soft_targets(members: list[FlowerNet], views: torch.Tensor, temperat
 # Uncertainty
 # ---------------------------------------------------------------------------------------------
 def uncertainty_fields(val_logits: np.ndarray, val_labels: np.ndarray, test_logits: np.ndarray,
-                       test_labels: np.ndarray, curve_rel: str, artifacts_root=None,
-                       target: float = TARGET_SELECTIVE_ACCURACY) -> dict:
-    """Temperature (fitted on val), ECE before/after, the entropy threshold reaching ``target``
-    selective accuracy on val (on the temperature-scaled probabilities the app uses), and the
-    coverage–accuracy curves (val and test) saved for the app."""
+                       test_labels: np.ndarray, target: float = TARGET_SELECTIVE_ACCURACY) -> tuple[dict, dict]:
+    """Temperature (fitted on val), ECE before/after and the entropy threshold reaching ``target``
+    selective accuracy on val (on the temperature-scaled probabilities the app uses).
+
+    Returns the manifest fields and the coverage–accuracy curves (val and test) for the app.
+    """
     t = fit_temperature(val_logits, val_labels)
     val_raw, test_raw = softmax(val_logits), softmax(test_logits)
     val_cal, test_cal = softmax(val_logits, t), softmax(test_logits, t)
@@ -156,39 +154,42 @@ def uncertainty_fields(val_logits: np.ndarray, val_labels: np.ndarray, test_logi
 
     curves = {"temperature": t, "entropy_threshold": threshold,
               "val": coverage_accuracy(val_cal, val_labels), "test": coverage_accuracy(test_cal, test_labels)}
-    path = art.artifacts_dir(artifacts_root) / curve_rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(curves))
-    return {
+    fields = {
         "temperature": t, "entropy_threshold": threshold, "target_selective_accuracy": target,
         "ece_before": {"val": expected_calibration_error(val_raw, val_labels),
                        "test": expected_calibration_error(test_raw, test_labels)},
         "ece_after": {"val": expected_calibration_error(val_cal, val_labels),
                       "test": expected_calibration_error(test_cal, test_labels)},
         "selective": {"val": selective(val_cal, val_labels), "test": selective(test_cal, test_labels)},
-        "coverage_accuracy": curve_rel,
     }
+    return fields, curves
 
 
-def saved_uncertainty(name: str, protocol: str, artifacts_root=None, target: float = TARGET_SELECTIVE_ACCURACY) -> dict:
+def saved_uncertainty(name: str, protocol: str, artifacts_root=None,
+                      target: float = TARGET_SELECTIVE_ACCURACY) -> tuple[dict, dict]:
     """``uncertainty_fields`` from the model's saved val/test probabilities (log-probabilities are
     logits up to a constant), so the threshold is fitted on exactly what the app and the reports read,
     and can be re-chosen without re-training (``train.level5 --uncertainty-only``)."""
     entry = art.model_entry(name, protocol, artifacts_root)
     (val_p, _, val_y), (test_p, _, test_y) = (art.load_probs(entry["probs"][p], artifacts_root) for p in ("val", "test"))
     return uncertainty_fields(np.log(np.clip(val_p, 1e-8, None)), val_y, np.log(np.clip(test_p, 1e-8, None)), test_y,
-                              f"reports/coverage_{name}_{protocol}.json", artifacts_root, target)
+                              target)
 
 
 def update_uncertainty(protocol: str, artifacts_root=None, names=("student", "student_int8")) -> None:
+    """Fit and record each model's uncertainty fields; its coverage curves go to ``reports/``."""
     for name in names:
+        fields, curves = saved_uncertainty(name, protocol, artifacts_root)
+        fields["coverage_accuracy"] = f"reports/coverage_{name}_{protocol}.json"
+        path = art.artifacts_dir(artifacts_root) / fields["coverage_accuracy"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(curves))
         entry = art.model_entry(name, protocol, artifacts_root)
-        entry["uncertainty"] = saved_uncertainty(name, protocol, artifacts_root)
+        entry["uncertainty"] = fields
         art.record_model(protocol, name, entry, artifacts_root)
-        u = entry["uncertainty"]
-        print(f"[{name}/{protocol}] T {u['temperature']:.3f}, entropy threshold {u['entropy_threshold']:.3f} "
-              f"(val selective {u['selective']['val']}), ECE test {u['ece_before']['test']:.4f} -> "
-              f"{u['ece_after']['test']:.4f}", flush=True)
+        print(f"[{name}/{protocol}] T {fields['temperature']:.3f}, entropy threshold {fields['entropy_threshold']:.3f} "
+              f"(val selective {fields['selective']['val']}), ECE test {fields['ece_before']['test']:.4f} -> "
+              f"{fields['ece_after']['test']:.4f}", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,14 +200,23 @@ def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str =
     cfg = replace(spec.config, device=device, epochs=epochs or spec.config.epochs)
     teacher_entry = art.model_entry(spec.teacher, protocol, artifacts_root)
     members = teacher_members(protocol, ws, device, spec.teacher, artifacts_root)
-    frozen = members[0].frozen_stages
     input_size = spec.input_size or teacher_entry["preprocess"]["input_size"]
+    frozen = next((m.frozen_stages for m in members if m.arch == spec.arch), None)  # share a member's trunk cache
     seed_everything(cfg.seed)
     model = create_model(spec.arch, spec.head, len(ws.index.classes), input_size=input_size, frozen_stages=frozen)
     model.freeze_trunk()
     t0 = time.time()
-    views = torch.stack([ws.features(model, "train", *_parse_view(v)) for v in spec.views])
-    soft = teacher_soft_targets(members, views, cfg.kd_temperature, teacher_entry.get("weights_per_member"),
+    stacked: dict[tuple, torch.Tensor] = {}
+
+    def views_of(m: FlowerNet) -> torch.Tensor:  # one [V, N, ...] tensor per trunk (the student shares levels 1-2's)
+        key = (m.arch, m.frozen_stages, m.preprocess.input_size)
+        if key not in stacked:
+            stacked[key] = torch.stack([ws.features(m, "train", *_parse_view(v)) for v in spec.views])
+        return stacked[key]
+
+    views = views_of(model)
+    soft = teacher_soft_targets(members, views_of, cfg.kd_temperature, teacher_entry.get("weights_per_member"),
+                                member_temperatures=teacher_entry.get("member_temperatures"),
                                 cache_key=f"{protocol}|{spec.teacher}|{spec.views}|{teacher_entry['metrics']}",
                                 device=device)
     teacher_agree = float((soft[0].float().argmax(-1) == ws.labels("train")).float().mean())
@@ -260,8 +270,8 @@ def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int |
         "trainable_params": sum(p.numel() for p in model.trainable().parameters()), **info,
     }
     feats = {p: ws.features(model, p) for p in ("val", "test")}
-    entry.update(record_predictions(spec.name, protocol, model.forward_from_trunk, feats, ws, device, artifacts_root))
-    logits = {p: predict_logits(model.forward_from_trunk, feats[p]).numpy() for p in ("val", "test")}
+    fields, logits = record_predictions(spec.name, protocol, model.forward_from_trunk, feats, ws, device, artifacts_root)
+    entry.update(fields)
 
     # export + static INT8 (ONNX Runtime QDQ)
     workdir = root / "models" if shipped else root / "_work" / protocol
@@ -301,8 +311,8 @@ def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int |
                          "ops": quantized_op_counts(int8_path), "qat": "not needed" if best["drop_vs_fp32"] <= MAX_PTQ_DROP
                          else "warranted (PTQ loses more than 0.5 points on val) but not run"},
     }
-    int8.update(record_predictions(int8_name, protocol, q_fwd, squares, ws, "cpu", artifacts_root))
-    q_logits = {p: predict_logits(q_fwd, squares[p], batch_size=64).numpy() for p in ("val", "test")}
+    fields, q_logits = record_predictions(int8_name, protocol, q_fwd, squares, ws, "cpu", artifacts_root)
+    int8.update(fields)
     int8["agreement_with_fp32"] = {p: float((q_logits[p].argmax(-1) == logits[p].argmax(-1)).mean()) for p in q_logits}
     ens = art.model_entry(spec.teacher, protocol, artifacts_root)["metrics"]["test"]["top1"]
     int8["test_gap_vs_ensemble"] = ens - int8["metrics"]["test"]["top1"]

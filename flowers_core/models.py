@@ -211,16 +211,46 @@ def create_model(arch: str, head: str = "linear", num_classes: int = 102, pretra
     return FlowerNet(arch, head, num_classes, pretrained, frozen_stages, input_size=input_size)
 
 
-class Ensemble(nn.Module):
-    """Level 4: soft voting, the (weighted) mean of member probabilities."""
+def _same_trunk(a: nn.Module, b: nn.Module) -> bool:
+    """Both frozen trunks compute the same function (same architecture, depth and weights)."""
+    if not (isinstance(a, FlowerNet) and isinstance(b, FlowerNet)):
+        return False
+    if (a.arch, a.frozen_stages) != (b.arch, b.frozen_stages) or a.frozen_stages == 0:
+        return False
+    sa, sb = a.trunk().state_dict(), b.trunk().state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
-    def __init__(self, members: list[nn.Module], weights: list[float] | None = None):
+
+class Ensemble(nn.Module):
+    """Level 4: soft voting, the (weighted) mean of member probabilities, each member's
+    temperature-scaled (``temperatures``, fitted on validation by ``pipeline.run_ensemble``).
+
+    Members built on the same frozen ImageNet trunk (levels 1 and 2) share one pass through it.
+    """
+
+    def __init__(self, members: list[nn.Module], weights: list[float] | None = None,
+                 temperatures: list[float] | None = None):
         nn.Module.__init__(self)
         self.members = nn.ModuleList(members)
         w = torch.tensor(weights if weights is not None else [1.0] * len(members), dtype=torch.float32)
         self.register_buffer("weights", w / w.sum())
+        t = torch.tensor(temperatures if temperatures is not None else [1.0] * len(members), dtype=torch.float32)
+        self.register_buffer("temperatures", t)
+        # trunk_source[i]: index of the first member whose frozen trunk member i can reuse (i itself if none)
+        self.trunk_source = [next(j for j in range(i + 1) if j == i or _same_trunk(members[j], m))
+                             for i, m in enumerate(members)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Returns log-probabilities so that softmax(output) is the averaged probability."""
-        probs = sum(w * m(x).softmax(-1) for w, m in zip(self.weights, self.members))
+        trunk_out: dict[int, torch.Tensor] = {}
+        probs = 0
+        for i, (w, t, m) in enumerate(zip(self.weights, self.temperatures, self.members)):
+            src = self.trunk_source[i]
+            if src != i or any(s == i for s in self.trunk_source[i + 1:]):
+                if src not in trunk_out:
+                    trunk_out[src] = self.members[src].trunk()(x)
+                logits = m.forward_from_trunk(trunk_out[src])
+            else:
+                logits = m(x)
+            probs = probs + w * (logits / t).softmax(-1)
         return probs.clamp_min(1e-12).log()

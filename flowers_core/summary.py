@@ -95,14 +95,20 @@ def ablation_section(root=None) -> list[str]:
 def ensemble_section(root=None) -> list[str]:
     lines = []
     for protocol in reports.PROTOCOLS:
-        entry = art.read_manifest(root).get("models", {}).get(protocol, {}).get("ensemble")
+        models = art.read_manifest(root).get("models", {}).get(protocol, {})
+        entry = models.get("ensemble")
         if not entry:
             continue
         corr = entry.get("error_correlation", {}).get("test", {})
-        members = ", ".join(f"{m} {pct(v['test']['top1'])}" for m, v in entry.get("member_metrics", {}).items())
+        members = ", ".join(f"{m} ({models.get(m, {}).get('arch', '?')}) {pct(v['test']['top1'])}"
+                            for m, v in entry.get("member_metrics", {}).items())
         pairs = ", ".join(f"{k.replace('~', ' vs ')}: {v:.2f}" for k, v in corr.items())
+        variants = "; ".join(f"{k} {pct(v['val']['top1'])}" for k, v in entry.get("voting_variants_val", {}).items())
+        temps = ", ".join(f"{t:.2f}" for t in entry.get("member_temperatures") or [])
         lines.append(f"- **{protocol}**: ensemble {pct(entry['metrics']['test']['top1'])}; members {members}; "
-                     f"pairwise error correlation (test) {pairs}.")
+                     f"pairwise error correlation (test) {pairs}."
+                     + (f" Voting on validation: {variants} → shipped: {entry.get('voting')} (member temperatures "
+                        f"{temps})." if variants else ""))
     return ["### Level-4 ensemble", "", *lines, ""] if lines else []
 
 

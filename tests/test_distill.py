@@ -39,22 +39,30 @@ def test_distillation_step_runs_and_lowers_the_loss():
 
 
 def test_soft_targets_are_the_members_mean_at_temperature(tmp_path, monkeypatch):
+    """Each member scores the same images through its own trunk (members may differ in trunk)."""
     monkeypatch.setenv("FLOWERS_CACHE", str(tmp_path))
     torch.manual_seed(0)
-    members = [create_model("efficientnet_lite0", "linear", 102, pretrained=False, input_size=32).eval()
-               for _ in range(2)]
-    for m in members[1:]:
-        m.trunk().load_state_dict(members[0].trunk().state_dict())
+    members = [create_model("efficientnet_lite0", "linear", 102, pretrained=False, input_size=32).eval(),
+               create_model("efficientnet_lite0", "attention", 102, pretrained=False, input_size=32).eval(),
+               create_model("efficientnet_lite1", "linear", 102, pretrained=False, input_size=32, frozen_stages=6).eval()]
+    members[1].trunk().load_state_dict(members[0].trunk().state_dict())
+    images = torch.randn(2, 6, 3, 32, 32)  # 2 views of 6 images
+    calls = []
+
+    def views_of(m):
+        calls.append(m.arch)
+        return torch.stack([m.trunk()(v) for v in images])
+
     with torch.no_grad():
-        views = torch.stack([members[0].trunk()(torch.randn(6, 3, 32, 32)) for _ in range(2)])
-        soft = teacher_soft_targets(members, views, 4.0, cache_key="t")
-        expected = sum(torch.softmax(m.forward_from_trunk(views[1]) / 4.0, -1) for m in members) / 2
+        soft = teacher_soft_targets(members, views_of, 4.0, cache_key="t")
+        expected = sum(torch.softmax(m(images[1]) / 4.0, -1) for m in members) / 3
+    assert calls == ["efficientnet_lite0", "efficientnet_lite1"]  # the shared trunk runs once
     assert soft.shape == (2, 6, 102)
     assert torch.allclose(soft[1].float(), expected, atol=2e-3)
     assert torch.allclose(soft.float().sum(-1), torch.ones(2, 6), atol=1e-2)
     assert len(list((tmp_path / "teacher").glob("*.npy"))) == 1
-    again = teacher_soft_targets(members, views, 4.0, cache_key="t")
-    assert torch.equal(again, soft)
+    again = teacher_soft_targets(members, views_of, 4.0, cache_key="t")
+    assert torch.equal(again, soft) and len(calls) == 2  # served from the cache
 
 
 def test_student_and_int8_are_recorded(student_artifacts, student_entries):
@@ -82,9 +90,10 @@ def test_uncertainty_is_refitted_from_the_saved_probabilities(student_artifacts,
     """``train.level5 --uncertainty-only`` reproduces what the training run stored, and a stricter
     target gives a threshold that is no larger (it rejects at least as much)."""
     stored = art.model_entry("student_int8", "stratified", student_artifacts)["uncertainty"]
-    again = saved_uncertainty("student_int8", "stratified", student_artifacts)
+    again, curves = saved_uncertainty("student_int8", "stratified", student_artifacts)
+    assert curves["entropy_threshold"] == again["entropy_threshold"]
     assert again["entropy_threshold"] == stored["entropy_threshold"]
     assert abs(again["temperature"] - stored["temperature"]) < 1e-9
-    loose = saved_uncertainty("student_int8", "stratified", student_artifacts, target=0.0)
+    loose, _ = saved_uncertainty("student_int8", "stratified", student_artifacts, target=0.0)
     assert loose["entropy_threshold"] >= again["entropy_threshold"]
     assert loose["selective"]["val"]["coverage"] == 1.0

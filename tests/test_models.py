@@ -72,6 +72,25 @@ def test_ensemble_averages_probabilities():
     assert torch.allclose(out.softmax(-1), expected, atol=1e-6)
 
 
+def test_ensemble_runs_a_shared_frozen_trunk_once():
+    torch.manual_seed(0)
+    a = create_model("efficientnet_lite0", "linear", 5, pretrained=False, input_size=32).eval()
+    b = create_model("efficientnet_lite0", "attention", 5, pretrained=False, input_size=32).eval()
+    c = create_model("efficientnet_lite0", "linear", 5, pretrained=False, input_size=32).eval()  # other trunk weights
+    b.trunk().load_state_dict(a.trunk().state_dict())
+    ens = Ensemble([a, b, c]).eval()
+    assert ens.trunk_source == [0, 0, 2]
+    calls = []
+    for m in (a, b, c):
+        m.stages[0].register_forward_hook(lambda *_: calls.append(1))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out = ens(x)
+        expected = sum(m(x).softmax(-1) for m in (a, b, c)) / 3
+    assert torch.allclose(out.softmax(-1), expected, atol=1e-5)
+    assert len(calls) == 2 + 3  # ensemble: the shared trunk once + c's; then the reference: 3
+
+
 def test_registry_lists_the_documented_architectures():
     assert {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet50",
             "mobilenet_v3_large"} <= set(ARCHS)

@@ -29,3 +29,32 @@ def test_saved_weights_reload_to_the_same_predictions(trained_artifacts):
     x = torch.randn(2, 3, 32, 32)
     again = art.load_model("level3", root=trained_artifacts)
     assert torch.allclose(model(x), again(x), atol=1e-5)
+
+
+def test_ensemble_is_the_mean_of_temperature_scaled_members(trained_artifacts):
+    """Saved ensemble probabilities and the loadable ensemble module apply the same per-member
+    temperatures, and the recorded voting variant is the better one on validation."""
+    import torch
+
+    from flowers_core.evaluate import softmax
+
+    entry = art.model_entry("ensemble", "stratified", trained_artifacts)
+    temps = entry["member_temperatures"]
+    assert len(temps) == len(entry["members"]) == 3 and all(t > 0 for t in temps)
+    variants = entry["voting_variants_val"]
+    assert entry["voting"] in variants
+    assert variants[entry["voting"]]["val"]["top1"] == max(v["val"]["top1"] for v in variants.values())
+    assert entry["metrics"]["val"]["top1"] == variants[entry["voting"]]["val"]["top1"]
+
+    members = [art.load_probs(art.model_entry(m, "stratified", trained_artifacts)["probs"]["val"], trained_artifacts)[0]
+               for m in entry["members"]]
+    expected = np.mean([softmax(np.log(np.clip(p, 1e-8, None)), t) for p, t in zip(members, temps)], axis=0)
+    saved = art.load_probs(entry["probs"]["val"], trained_artifacts)[0]
+    assert np.allclose(saved, expected, atol=1e-4)
+
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out = art.load_model("ensemble", root=trained_artifacts)(x).softmax(-1)
+        ref = sum((art.load_model(m, root=trained_artifacts)(x) / t).softmax(-1)
+                  for m, t in zip(entry["members"], temps)) / 3
+    assert torch.allclose(out, ref, atol=1e-5)
