@@ -27,7 +27,8 @@ from .engine import CachedViews, TrainConfig, fit, predict_logits, seed_everythi
 from .evaluate import (coverage_accuracy, entropy, entropy_threshold, expected_calibration_error, fit_temperature,
                        softmax)
 from .models import FlowerNet, create_model
-from .pipeline import LEVELS, SHIPPED_PROTOCOL, Workspace, model_fields, record_predictions, train_level
+from .pipeline import (LEVELS, SHIPPED_PROTOCOL, Workspace, image_forward, model_fields,
+                       record_predictions, score_on_images, train_level)
 
 # 99%, not 95%: at ~98% accuracy a 95% target keeps every validation image and the 'not sure' flag never
 # fires; 99% flags the least certain few percent, which is where hard real-world photos land.
@@ -229,12 +230,7 @@ def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str =
             "train_seconds": round(time.time() - t0 - prep_seconds, 1),
             "teacher": spec.teacher, "teacher_members": list(teacher_entry["members"]),
             "teacher_train_top1_eval_view": teacher_agree, "views": list(spec.views)}
-    return model.eval(), info
-
-
-def _image_forward(fn, preprocess):
-    """uint8 squares -> eval view -> ``fn`` (scores full images without holding float copies)."""
-    return lambda squares: fn(preprocess.eval_view(squares))
+    return art.round_to_shipped(model.eval()), info
 
 
 def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int | None = None, artifacts_root=None,
@@ -253,17 +249,16 @@ def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int |
     compare = shipped if compare is None else compare
     root = art.artifacts_dir(artifacts_root)
     model, info = train_student(spec, protocol, ws, device, epochs, artifacts_root)
-    model = model.cpu().eval()
     pre = model.preprocess
     squares = {p: ws.squares(pre.resize_size, p) for p in ("val", "test")}
     labels = {p: ws.labels(p) for p in ("val", "test")}
 
-    # fp32 twin: scored on cached features (identical network, same eval view)
+    # fp32 twin (shipped fp16 weights), scored like the app runs it
     entry = {**model_fields(model, spec.name, spec.level, spec.description, protocol, device),
              "augment": "distillation", **info}
-    feats = {p: ws.features(model, p) for p in ("val", "test")}
-    fields, logits = record_predictions(spec.name, protocol, model.forward_from_trunk, feats, ws, device, artifacts_root)
+    fields, logits = score_on_images(spec.name, protocol, model, ws, device, artifacts_root)
     entry.update(fields)
+    model = model.cpu().eval()
 
     # export + static INT8 (ONNX Runtime QDQ)
     workdir = root / "models" if shipped else root / "_work" / protocol
@@ -277,7 +272,7 @@ def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int |
     for trial in spec.quantization_trials:  # in order of preference; the first within 0.5 point wins
         quantize_onnx_static(fp32_onnx, int8_path, calib, **trial)
         q = OnnxClassifier(int8_path, threads=threads)
-        val_logits = predict_logits(_image_forward(q, pre), squares["val"], batch_size=64).numpy()
+        val_logits = predict_logits(image_forward(q, pre), squares["val"], batch_size=64).numpy()
         acc = float((val_logits.argmax(-1) == labels["val"].numpy()).mean())
         x1 = pre.eval_view(squares["val"][:1])
         tried.append({**trial, "val_top1": acc, "drop_vs_fp32": fp32_val_top1 - acc,
@@ -290,7 +285,7 @@ def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int |
     if best is not tried[-1]:
         quantize_onnx_static(fp32_onnx, int8_path, calib, **best_trial)
     q = OnnxClassifier(int8_path, threads=threads)
-    q_fwd = _image_forward(q, pre)
+    q_fwd = image_forward(q, pre)
     int8 = {
         "name": int8_name, "level": spec.level, "protocol": protocol, "format": "onnx",
         "description": "The student, static post-training INT8 (ONNX Runtime QDQ: per-channel int8 weights, uint8 "

@@ -94,10 +94,19 @@ class Workspace:
         return trunk_features(model, squares, view, seed, tag=f"{self.protocol}/{part}")
 
 
-def evaluate_model(forward, inputs: torch.Tensor, labels: torch.Tensor, device: str = "cpu") -> tuple[np.ndarray, dict]:
-    logits = predict_logits(forward, inputs, device=device).numpy()
+def evaluate_model(forward, inputs: torch.Tensor, labels: torch.Tensor, device: str = "cpu",
+                   batch_size: int = 256) -> tuple[np.ndarray, dict]:
+    logits = predict_logits(forward, inputs, batch_size, device).numpy()
     probs = softmax(logits)
     return logits, classification_metrics(probs, labels.numpy())
+
+
+def image_forward(fn: Callable, preprocess) -> Callable:
+    """uint8 squares -> the eval view -> ``fn``: scores whole images the way the app and the CLI do."""
+    return lambda squares: fn(preprocess.eval_view(squares))
+
+
+IMAGE_BATCH = 32  # full-network scoring batch: larger batches overflow the CPU caches at 112×112
 
 
 def training_views(spec: LevelSpec, model: FlowerNet, ws: "Workspace") -> torch.Tensor:
@@ -110,11 +119,9 @@ def training_views(spec: LevelSpec, model: FlowerNet, ws: "Workspace") -> torch.
 
 @dataclass
 class TrainedLevel:
-    """What ``train_level`` hands back: the model (best epoch) and how to score it."""
+    """What ``train_level`` hands back: the model (best epoch, weights at their shipped precision)."""
 
     model: FlowerNet
-    forward: Callable  # cached trunk features (CPU) or images (GPU) -> logits
-    eval_inputs: dict  # "val"/"test" -> the inputs ``forward`` takes
     config: TrainConfig
     best_epoch: int
     prep_seconds: float
@@ -127,7 +134,7 @@ def train_level(spec: LevelSpec, ws: Workspace, device: str = "cpu", epochs: int
 
     On CPU the frozen trunk's features are cached and only the late stages + head are trained;
     with ``device='cuda'`` (``frozen_stages=0``) the whole network is fine-tuned on images
-    augmented on the fly.
+    augmented on the fly. The returned weights are rounded to the precision they ship in.
     """
     cfg = replace(spec.config, device=device, epochs=epochs or spec.config.epochs)
     seed_everything(cfg.seed)
@@ -140,16 +147,16 @@ def train_level(spec: LevelSpec, ws: Workspace, device: str = "cpu", epochs: int
     if on_cpu:
         train = CachedViews(training_views(spec, model, ws), ws.labels("train"), cfg.batch_size, seed=cfg.seed)
         module, forward = model.trainable(), model.forward_from_trunk
-        eval_inputs = {p: ws.features(model, p) for p in ("val", "test")}
+        val_inputs = ws.features(model, "val")
     else:
         train = AugmentedImages(ws.squares(model.preprocess.resize_size, "train"), ws.labels("train"),
                                 train_augment(spec.augment, model.preprocess), cfg.batch_size, seed=cfg.seed)
         module, forward = model, model.forward
-        eval_inputs = {p: model.preprocess.eval_view(ws.squares(model.preprocess.resize_size, p)) for p in ("val", "test")}
+        val_inputs = model.preprocess.eval_view(ws.squares(model.preprocess.resize_size, "val"))
     prep_seconds = time.time() - t0
-    result = fit(module, forward, train, eval_inputs["val"], ws.labels("val"), cfg, log_path,
+    result = fit(module, forward, train, val_inputs, ws.labels("val"), cfg, log_path,
                  desc=desc or f"{spec.name}/{ws.protocol}")
-    return TrainedLevel(model.eval(), forward, eval_inputs, cfg, result["best"]["epoch"], prep_seconds,
+    return TrainedLevel(art.round_to_shipped(model.eval()), cfg, result["best"]["epoch"], prep_seconds,
                         time.time() - t0 - prep_seconds)
 
 
@@ -179,7 +186,7 @@ def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu"
         "train_config": trained.config.to_dict(), "best_epoch": trained.best_epoch, "log": log_rel,
         "feature_cache_seconds": round(trained.prep_seconds, 1), "train_seconds": round(trained.train_seconds, 1),
     }
-    fields, _ = record_predictions(spec.name, protocol, trained.forward, trained.eval_inputs, ws, device, artifacts_root)
+    fields, _ = score_on_images(spec.name, protocol, model, ws, device, artifacts_root)
     entry.update(fields)
     if protocol == SHIPPED_PROTOCOL:
         entry["weights"] = f"models/{spec.name}.safetensors"
@@ -190,8 +197,23 @@ def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu"
     return entry
 
 
+def score_on_images(name: str, protocol: str, model: FlowerNet, ws: Workspace, device: str = "cpu",
+                    artifacts_root=None) -> tuple[dict, dict[str, np.ndarray]]:
+    """``record_predictions`` for a trained FlowerNet, through its full forward pass on the decoded images.
+
+    Cached trunk features are fp16 and only drive model selection; the recorded scores come from
+    the same computation as the app's: fp32 trunk, eval view, shipped weights.
+    """
+    pre = model.preprocess
+    squares = {p: ws.squares(pre.resize_size, p) for p in ("val", "test")}
+    with torch.inference_mode():
+        model = model.to(device, memory_format=torch.channels_last)  # ~1.5× faster convolutions on CPU
+        return record_predictions(name, protocol, image_forward(model, pre), squares, ws, device,
+                                  artifacts_root, batch_size=IMAGE_BATCH)
+
+
 def record_predictions(name: str, protocol: str, forward, inputs: dict, ws: Workspace, device: str = "cpu",
-                       artifacts_root=None) -> tuple[dict, dict[str, np.ndarray]]:
+                       artifacts_root=None, batch_size: int = 256) -> tuple[dict, dict[str, np.ndarray]]:
     """Score val and test once, save their probabilities and full metrics.
 
     Returns the manifest fields and the logits per part (for callers that compare models).
@@ -199,7 +221,7 @@ def record_predictions(name: str, protocol: str, forward, inputs: dict, ws: Work
     out = {"metrics": {}, "probs": {}, "metrics_file": f"metrics/{name}_{protocol}.json"}
     full, logits = {}, {}
     for part, x in inputs.items():
-        logits[part], metrics = evaluate_model(forward, x, ws.labels(part), device)
+        logits[part], metrics = evaluate_model(forward, x, ws.labels(part), device, batch_size)
         rel = f"probs/{name}_{protocol}_{part}.npz"
         art.save_probs(rel, softmax(logits[part]), ws.ids(part), ws.labels(part).numpy(), artifacts_root)
         out["metrics"][part], out["probs"][part], full[part] = summary(metrics), rel, metrics

@@ -46,8 +46,8 @@ class Preprocess:
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 [.., 3, H, W] -> float normalised."""
         x = x.float().div_(255.0)
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
+        mean = torch.tensor(self.mean, device=x.device).view(3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(3, 1, 1)
         return (x - mean) / std
 
     def eval_view(self, squares: torch.Tensor) -> torch.Tensor:

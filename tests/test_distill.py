@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from _level5 import student_artifacts, student_entries  # noqa: F401  (fixtures)
+from _recorded import assert_recorded_matches_shipped
 from flowers_core import artifacts as art
 from flowers_core.distill import TARGET_SELECTIVE_ACCURACY, saved_uncertainty, teacher_soft_targets
 from flowers_core.engine import CachedViews, TrainConfig, distillation_loss, fit
@@ -83,6 +84,10 @@ def test_student_and_int8_are_recorded(student_artifacts, student_entries):
     assert int8["file_bytes"] <= 6_000_000
     log = [json.loads(l) for l in (student_artifacts / student["log"]).read_text().splitlines()]
     assert len(log) >= 1
+
+
+def test_recorded_student_is_the_shipped_file(student_artifacts, student_entries, synthetic_root):
+    assert_recorded_matches_shipped(student_artifacts, synthetic_root, "student")
 
 
 
