@@ -131,31 +131,56 @@ def bench_one(name: str, protocol: str = "stratified", threads: int = 2, batch: 
     }
 
 
+def _bench_in_subprocess(name: str, protocol: str, threads: int, batch: int, iters: int, warmup: int, root) -> dict:
+    args = [sys.executable, "-m", "flowers_core.latency", "--one", name, "--protocol", protocol,
+            "--threads", str(threads), "--batch", str(batch), "--iters", str(iters), "--warmup", str(warmup)]
+    if root is not None:
+        args += ["--artifacts", str(root)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=str(Path(__file__).resolve().parent.parent))
+    if proc.returncode != 0:
+        return {"model": name, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
+                f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _median_of_rounds(runs: list[dict]) -> dict:
+    """One row from a model's rounds: medians of the timings, the per-round p50s kept for the spread."""
+    row = dict(runs[-1])
+    for key in ("p50_ms", "p95_ms", "mean_ms", "throughput_img_s"):
+        row[key] = round(float(np.median([r[key] for r in runs])), 3)
+    row["p50_ms_rounds"] = [r["p50_ms"] for r in runs]
+    row["rounds"] = len(runs)
+    return row
+
+
 def benchmark_models(names=DEFAULT_MODELS, protocol: str = "stratified", threads: int = 2, batch: int = 32,
-                     iters: int = 50, warmup: int = 10, root=None, subprocess_per_model: bool = True) -> list[dict]:
-    """One row per model (models missing from the manifest get ``{"model", "error"}``)."""
-    rows = []
+                     iters: int = 50, warmup: int = 10, root=None, subprocess_per_model: bool = True,
+                     rounds: int = 1) -> list[dict]:
+    """One row per model (models missing from the manifest get ``{"model", "error"}``).
+
+    With ``rounds`` > 1 every model is timed once per round, models interleaved, and the row holds
+    the medians: on a shared 2-core VM the machine's speed drifts over minutes, and interleaving
+    spreads that drift over all models instead of charging it to whichever ran at a slow moment.
+    """
+    runs: dict[str, list[dict]] = {}
+    errors: dict[str, dict] = {}
     for name in names:
         try:
             art.model_entry(name, protocol, root)
         except art.ArtifactMissing as e:
-            rows.append({"model": name, "error": str(e)})
-            continue
-        if not subprocess_per_model:
-            rows.append(bench_one(name, protocol, threads, batch, iters, warmup, root))
-            continue
-        args = [sys.executable, "-m", "flowers_core.latency", "--one", name, "--protocol", protocol,
-                "--threads", str(threads), "--batch", str(batch), "--iters", str(iters), "--warmup", str(warmup)]
-        if root is not None:
-            args += ["--artifacts", str(root)]
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        proc = subprocess.run(args, capture_output=True, text=True, env=env,
-                              cwd=str(Path(__file__).resolve().parent.parent))
-        if proc.returncode != 0:
-            rows.append({"model": name, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
-                         f"exit {proc.returncode}"})
-        else:
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            errors[name] = {"model": name, "error": str(e)}
+    for _ in range(rounds):
+        for name in names:
+            if name in errors:
+                continue
+            row = (_bench_in_subprocess(name, protocol, threads, batch, iters, warmup, root) if subprocess_per_model
+                   else bench_one(name, protocol, threads, batch, iters, warmup, root))
+            if "error" in row:
+                errors[name] = row
+            else:
+                runs.setdefault(name, []).append(row)
+    rows = [errors[n] if n in errors else _median_of_rounds(runs[n]) for n in names]
     by = {r["model"]: r for r in rows if "error" not in r}
     if "ensemble" in by:
         for r in by.values():
@@ -195,6 +220,7 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=32, help="batch size of the throughput measurement")
     p.add_argument("--iters", type=int, default=100, help="timed batch-1 calls per model")
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=3, help="time every model this many times, interleaved; report medians")
     p.add_argument("--artifacts", default=None, help="artifacts folder (default: artifacts/)")
     p.add_argument("--output", default=None, help="result file (default: <artifacts>/latency.json)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -205,9 +231,9 @@ def main(argv=None) -> None:
         print(json.dumps(row))
         return
     rows = benchmark_models(args.models, args.protocol, args.threads, args.batch, args.iters, args.warmup,
-                            args.artifacts)
+                            args.artifacts, rounds=args.rounds)
     result = {"environment": environment(args.threads), "protocol": args.protocol, "batch": args.batch,
-              "iters": args.iters, "warmup": args.warmup, "models": rows}
+              "iters": args.iters, "warmup": args.warmup, "rounds": args.rounds, "models": rows}
     out = Path(args.output) if args.output else art.artifacts_dir(args.artifacts) / "latency.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
@@ -216,7 +242,8 @@ def main(argv=None) -> None:
     else:
         env = result["environment"]
         print(f"CPU: {env['cpu']} ({env['cores']} cores), {args.threads} threads, torch {env['torch']}, "
-              f"onnxruntime {env['onnxruntime']}; batch-1 after {args.warmup} warm-up calls, {args.iters} timed")
+              f"onnxruntime {env['onnxruntime']}; batch-1 after {args.warmup} warm-up calls, {args.iters} timed, "
+              f"median of {args.rounds} interleaved rounds")
         print(table(rows))
         print(f"written to {out}")
 

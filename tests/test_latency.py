@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import torch
 
 from _level5 import student_artifacts  # noqa: F401  (fixture)
@@ -20,7 +21,7 @@ def test_measure_reports_percentiles_and_calls_progress():
 def test_latency_cli_writes_json(student_artifacts, tmp_path):
     out = tmp_path / "latency.json"
     proc = subprocess.run([sys.executable, "-m", "flowers_core.latency", "--models", "level1", "ensemble", "student",
-                           "student_int8", "--iters", "2", "--warmup", "1", "--batch", "2", "--threads", "1",
+                           "student_int8", "--iters", "2", "--warmup", "1", "--batch", "2", "--threads", "1", "--rounds", "2",
                            "--artifacts", str(student_artifacts), "--output", str(out), "--json"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -31,6 +32,7 @@ def test_latency_cli_writes_json(student_artifacts, tmp_path):
     for r in rows.values():
         assert "error" not in r, r
         assert r["p50_ms"] > 0 and r["throughput_img_s"] > 0 and r["size_bytes"] > 0 and r["peak_rss_mb"] > 0
+        assert r["rounds"] == 2 and r["p50_ms"] == round(float(np.median(r["p50_ms_rounds"])), 3)
     assert rows["student_int8"]["format"] == "onnx"
     assert rows["ensemble"]["size_bytes"] > rows["level1"]["size_bytes"]
     assert "speedup_vs_ensemble" in rows["student_int8"]
