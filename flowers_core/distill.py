@@ -1,12 +1,12 @@
 """Level 5: distil the level-4 ensemble into one small student, quantise it to INT8, calibrate
 its uncertainty and export it.
 
-Student = EfficientNet-Lite0 with the same frozen ImageNet trunk as levels 1-2, trained by
+Student = EfficientNet-Lite0 with the same frozen ImageNet trunk as level 3, trained by
 ``engine.fit`` on the cached trunk features with
 ``α·T²·KL(ensemble_T ‖ student_T) + (1−α)·CE(labels)``. The ensemble's soft targets are computed
 once per cached training view: every member runs ``forward_from_trunk`` on its own trunk's cached
-features of the same images (levels 1-2 and the student share the Lite0 cache, level 3 has its
-Lite2 one), so the teacher costs head passes, not whole networks, and is cached on disk.
+features of the same images (level 3 and the student share the Lite0 cache, levels 1-2 share
+their Lite2 one), so the teacher costs head passes, not whole networks, and is cached on disk.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from . import artifacts as art
 from .data import default_cache_dir
 from .engine import CachedViews, TrainConfig, fit, predict_logits, seed_everything
 from .evaluate import (coverage_accuracy, entropy, entropy_threshold, expected_calibration_error, fit_temperature,
-                       softmax)
+                       logits_from_saved, softmax)
 from .models import FlowerNet, create_model
 from .pipeline import (LEVELS, SHIPPED_PROTOCOL, Workspace, image_forward, model_fields,
                        record_predictions, score_on_images, train_level)
@@ -40,7 +40,7 @@ MAX_PTQ_DROP = 0.005  # quantisation-aware fine-tuning would be warranted beyond
 class StudentSpec:
     name: str = "student"
     level: int = 5
-    description: str = ("Distilled student: EfficientNet-Lite0 (frozen ImageNet trunk of levels 1-2), late stages + linear "
+    description: str = ("Distilled student: EfficientNet-Lite0 (frozen ImageNet trunk of level 3), late stages + linear "
                         "head trained on the level-4 ensemble's soft targets (α·T²·KL + (1−α)·CE) over the "
                         "cached eval and strong-augmentation views; shipped as an ONNX Runtime static INT8 model.")
     arch: str = "efficientnet_lite0"
@@ -102,7 +102,7 @@ def teacher_soft_targets(members: list[FlowerNet], views_of: Callable[[FlowerNet
     distillation temperature.
 
     ``views_of(member)`` gives that member's trunk features ``[V, N, ...]`` of the student's
-    training views (the same images: every model here shares the 256-px squares and the view seeds);
+    training views (the same images: every model here shares the decoded squares and the view seeds);
     members with the same trunk share one tensor. With ``cache_key`` the result is stored under
     the feature cache and reused.
     """
@@ -172,8 +172,7 @@ def saved_uncertainty(name: str, protocol: str, artifacts_root=None,
     and can be re-chosen without re-training (``train.level5 --uncertainty-only``)."""
     entry = art.model_entry(name, protocol, artifacts_root)
     (val_p, _, val_y), (test_p, _, test_y) = (art.load_probs(entry["probs"][p], artifacts_root) for p in ("val", "test"))
-    return uncertainty_fields(np.log(np.clip(val_p, 1e-8, None)), val_y, np.log(np.clip(test_p, 1e-8, None)), test_y,
-                              target)
+    return uncertainty_fields(logits_from_saved(val_p), val_y, logits_from_saved(test_p), test_y, target)
 
 
 def update_uncertainty(protocol: str, artifacts_root=None, names=("student", "student_int8")) -> None:
@@ -208,7 +207,7 @@ def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str =
     t0 = time.time()
     stacked: dict[tuple, torch.Tensor] = {}
 
-    def views_of(m: FlowerNet) -> torch.Tensor:  # one [V, N, ...] tensor per trunk (the student shares levels 1-2's)
+    def views_of(m: FlowerNet) -> torch.Tensor:  # one [V, N, ...] tensor per trunk (the student shares level 3's)
         if m.trunk_key not in stacked:
             stacked[m.trunk_key] = torch.stack([ws.features(m, "train", *_parse_view(v)) for v in spec.views])
         return stacked[m.trunk_key]

@@ -104,3 +104,8 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = z - z.max(-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(-1, keepdims=True)
+
+
+def logits_from_saved(probs: np.ndarray) -> np.ndarray:
+    """Saved (fp16) probabilities back to logits, up to a per-row constant that softmax ignores."""
+    return np.log(np.clip(probs, 1e-8, None))

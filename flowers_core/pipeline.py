@@ -17,7 +17,8 @@ import torch
 from . import artifacts as art
 from .data import FlowersIndex, decoded_images, load_index, make_split, save_split
 from .engine import AugmentedImages, CachedViews, TrainConfig, fit, predict_logits, seed_everything
-from .evaluate import classification_metrics, error_correlation, fit_temperature, softmax, summary
+from .evaluate import (classification_metrics, error_correlation, fit_temperature, logits_from_saved, softmax,
+                       summary)
 from .features import trunk_features
 from .models import ARCHS, FlowerNet, create_model
 from .transforms import train_augment
@@ -41,23 +42,24 @@ class LevelSpec:
 
 LEVELS: dict[str, LevelSpec] = {
     "level1": LevelSpec(
-        1, "level1", "Baseline: ImageNet EfficientNet-Lite0, new 102-way head, late stages fine-tuned; "
+        1, "level1", "Baseline: ImageNet EfficientNet-Lite2 (260 px), new 102-way head, late stages fine-tuned; "
         "no augmentation, no label smoothing, no weight decay, constant LR.",
+        arch="efficientnet_lite2",
         config=TrainConfig(epochs=8, lr=1e-3, schedule="constant", warmup_epochs=0.0, patience=3),
     ),
     "level2": LevelSpec(
         2, "level2", "Regularised: random resized crops, flips, 90° rotations, colour jitter, cutout; "
-        "label smoothing 0.1, weight decay 0.05, cosine schedule with warm-up.",
-        augment="strong", aug_views=4, include_eval_view=True,
+        "label smoothing 0.1, weight decay 0.05, cosine schedule with warm-up (level 1's trunk: a clean ablation).",
+        arch="efficientnet_lite2", augment="strong", aug_views=4, include_eval_view=True,
         config=TrainConfig(epochs=12, lr=1e-3, weight_decay=0.05, label_smoothing=0.1, patience=4),
     ),
-    # Level 3 uses the larger EfficientNet-Lite2 trunk (at the shared 224-px input, so the ensemble keeps one
-    # preprocessing and the student's cached views are the same images): members on one shared frozen Lite0
-    # trunk made errors that were too correlated (0.69-0.84) for soft voting to gain anything.
+    # Level 3 uses the other trunk (EfficientNet-Lite0) at the same 260-px input, so the ensemble keeps one
+    # preprocessing and the student's cached views are the same images for every member: members on one shared
+    # frozen trunk made errors that were too correlated (0.69-0.84) for soft voting to gain anything.
     "level3": LevelSpec(
-        3, "level3", "Spatial attention on EfficientNet-Lite2 (224 px): feature map -> 1×1 conv + sigmoid -> "
+        3, "level3", "Spatial attention on EfficientNet-Lite0 (260 px): feature map -> 1×1 conv + sigmoid -> "
         "attention-weighted pooling -> classifier, trained with the level-2 recipe.",
-        arch="efficientnet_lite2", input_size=224,
+        arch="efficientnet_lite0", input_size=260,
         head="attention", augment="strong", aug_views=4, include_eval_view=True,
         config=TrainConfig(epochs=12, lr=1e-3, weight_decay=0.05, label_smoothing=0.1, patience=4),
     ),
@@ -92,13 +94,6 @@ class Workspace:
     def features(self, model: FlowerNet, part: str, view: str = "eval", seed: int = 0) -> torch.Tensor:
         squares = self.squares(model.preprocess.resize_size, part)
         return trunk_features(model, squares, view, seed, tag=f"{self.protocol}/{part}")
-
-
-def evaluate_model(forward, inputs: torch.Tensor, labels: torch.Tensor, device: str = "cpu",
-                   batch_size: int = 256) -> tuple[np.ndarray, dict]:
-    logits = predict_logits(forward, inputs, batch_size, device).numpy()
-    probs = softmax(logits)
-    return logits, classification_metrics(probs, labels.numpy())
 
 
 def image_forward(fn: Callable, preprocess) -> Callable:
@@ -218,17 +213,26 @@ def record_predictions(name: str, protocol: str, forward, inputs: dict, ws: Work
 
     Returns the manifest fields and the logits per part (for callers that compare models).
     """
+    logits = {part: predict_logits(forward, x, batch_size, device).numpy() for part, x in inputs.items()}
+    scored = {part: (softmax(l), ws.ids(part), ws.labels(part).numpy()) for part, l in logits.items()}
+    return save_scores(name, protocol, scored, artifacts_root), logits
+
+
+def save_scores(name: str, protocol: str, scored: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                artifacts_root=None) -> dict:
+    """Save each part's probabilities and full metrics (``scored``: part -> probs, image ids, labels);
+    return the manifest fields: metric summaries and the files written."""
     out = {"metrics": {}, "probs": {}, "metrics_file": f"metrics/{name}_{protocol}.json"}
-    full, logits = {}, {}
-    for part, x in inputs.items():
-        logits[part], metrics = evaluate_model(forward, x, ws.labels(part), device, batch_size)
-        rel = f"probs/{name}_{protocol}_{part}.npz"
-        art.save_probs(rel, softmax(logits[part]), ws.ids(part), ws.labels(part).numpy(), artifacts_root)
-        out["metrics"][part], out["probs"][part], full[part] = summary(metrics), rel, metrics
+    full = {}
+    for part, (probs, ids, labels) in scored.items():
+        full[part] = classification_metrics(probs, labels)
+        out["probs"][part] = f"probs/{name}_{protocol}_{part}.npz"
+        art.save_probs(out["probs"][part], probs, ids, labels, artifacts_root)
+        out["metrics"][part] = summary(full[part])
     path = art.artifacts_dir(artifacts_root) / out["metrics_file"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(full))
-    return out, logits
+    return out
 
 
 def run_ensemble(protocol: str, members=("level1", "level2", "level3"), artifacts_root=None) -> dict:
@@ -245,32 +249,24 @@ def run_ensemble(protocol: str, members=("level1", "level2", "level3"), artifact
         raise ValueError("ensemble members must share one preprocessing (the ensemble takes one input batch)")
     loaded = {part: [art.load_probs(e["probs"][part], artifacts_root) for e in entries] for part in ("val", "test")}
     val_labels = loaded["val"][0][2]
-    fitted = [fit_temperature(np.log(np.clip(p, 1e-8, None)), val_labels) for p, _, _ in loaded["val"]]
+    fitted = [fit_temperature(logits_from_saved(p), val_labels) for p, _, _ in loaded["val"]]
 
     def vote(part: str, temperatures) -> np.ndarray:
-        return np.mean([softmax(np.log(np.clip(p, 1e-8, None)), t) for (p, _, _), t in zip(loaded[part], temperatures)],
-                       axis=0)
+        return np.mean([softmax(logits_from_saved(p), t) for (p, _, _), t in zip(loaded[part], temperatures)], axis=0)
 
     variants = {name: {"temperatures": temps, "val": summary(classification_metrics(vote("val", temps), val_labels))}
                 for name, temps in (("plain mean", [1.0] * len(members)), ("temperature-scaled", fitted))}
     chosen = max(variants, key=lambda k: (variants[k]["val"]["top1"], k == "temperature-scaled"))
     temperatures = variants[chosen]["temperatures"]
 
-    out = {"metrics": {}, "probs": {}, "metrics_file": f"metrics/ensemble_{protocol}.json"}
-    full, correlations = {}, {}
+    out = save_scores("ensemble", protocol, {part: (vote(part, temperatures), *loaded[part][0][1:])
+                                             for part in ("val", "test")}, artifacts_root)
+    correlations = {}
     for part in ("val", "test"):
-        probs = vote(part, temperatures)
-        _, ids, labels = loaded[part][0]
-        metrics = classification_metrics(probs, labels)
-        rel = f"probs/ensemble_{protocol}_{part}.npz"
-        art.save_probs(rel, probs, ids, labels, artifacts_root)
-        out["metrics"][part], out["probs"][part], full[part] = summary(metrics), rel, metrics
+        labels = loaded[part][0][2]
         preds = [p.argmax(-1) for p, _, _ in loaded[part]]
         correlations[part] = {f"{a}~{b}": error_correlation(preds[i], preds[j], labels)
                               for i, a in enumerate(members) for j, b in enumerate(members) if i < j}
-    path = art.artifacts_dir(artifacts_root) / out["metrics_file"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(full))
     entry = {
         "name": "ensemble", "level": 4, "protocol": protocol, "format": "ensemble", "members": list(members),
         "weights_per_member": None, "member_temperatures": temperatures, "voting": chosen,
