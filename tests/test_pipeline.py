@@ -49,7 +49,7 @@ def test_ensemble_is_the_mean_of_temperature_scaled_members(trained_artifacts):
                for m in entry["members"]]
     expected = np.mean([softmax(np.log(np.clip(p, 1e-8, None)), t) for p, t in zip(members, temps)], axis=0)
     saved = art.load_probs(entry["probs"]["val"], trained_artifacts)[0]
-    assert np.allclose(saved, expected, atol=1e-4)
+    assert np.allclose(saved, expected, rtol=1e-3, atol=1e-4)  # saved probabilities are fp16
 
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
