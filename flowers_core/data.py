@@ -134,6 +134,13 @@ def load_split(path: Path) -> dict[str, list[int]]:
 # ---------------------------------------------------------------------------------------------
 # Decode once: every image resized + centre-cropped to a uint8 square, kept as one array
 # ---------------------------------------------------------------------------------------------
+def decoded_cache_path(index: FlowersIndex, size: int, cache_dir: Path | None = None) -> Path:
+    """Where ``decoded_images`` keeps the squares of ``index`` (a file per dataset location and size)."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = hashlib.sha1(f"{index.base.resolve()}|{len(index.image_ids)}|{size}".encode()).hexdigest()[:10]
+    return cache_dir / f"decoded_{size}_{key}.npy"
+
+
 def decoded_images(index: FlowersIndex, size: int, cache_dir: Path | None = None) -> torch.Tensor:
     """uint8 tensor [N, 3, size, size] of all images, in ``index.image_ids`` order.
 
@@ -142,9 +149,7 @@ def decoded_images(index: FlowersIndex, size: int, cache_dir: Path | None = None
     """
     from .transforms import square_resize
 
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = hashlib.sha1(f"{index.base.resolve()}|{len(index.image_ids)}|{size}".encode()).hexdigest()[:10]
-    path = cache_dir / f"decoded_{size}_{key}.npy"
+    path = decoded_cache_path(index, size, cache_dir)
     if path.is_file():
         return torch.from_numpy(np.load(path))
     from PIL import Image
@@ -153,7 +158,7 @@ def decoded_images(index: FlowersIndex, size: int, cache_dir: Path | None = None
     for i, image_id in enumerate(index.image_ids):
         with Image.open(index.path(image_id)) as im:
             out[i] = np.asarray(square_resize(im.convert("RGB"), size)).transpose(2, 0, 1)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, out)
     tmp.replace(path)

@@ -23,12 +23,12 @@ import torch
 
 from . import artifacts as art
 from .data import default_cache_dir
-from .engine import CachedViews, TrainConfig, fit, predict_logits, seed_everything
+from .engine import CachedViews, TrainConfig, WithTeacher, fit, predict_logits, seed_everything
 from .evaluate import (coverage_accuracy, entropy, entropy_threshold, expected_calibration_error, fit_temperature,
                        logits_from_saved, softmax)
-from .models import FlowerNet, create_model
-from .pipeline import (LEVELS, SHIPPED_PROTOCOL, Workspace, image_forward, model_fields,
-                       record_predictions, score_on_images, train_level)
+from .models import Ensemble, FlowerNet, create_model
+from .pipeline import (LEVELS, SHIPPED_PROTOCOL, FullFinetune, Workspace, full_finetune_batches, image_forward,
+                       model_fields, record_predictions, score_on_images, train_level)
 
 # 99%, not 95%: at ~98% accuracy a 95% target keeps every validation image and the 'not sure' flag never
 # fires; 99% flags the least certain few percent, which is where hard real-world photos land.
@@ -60,6 +60,11 @@ class StudentSpec:
     )
     config: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=15, lr=1e-3, weight_decay=0.05, label_smoothing=0.0, patience=5, kd_alpha=0.7, kd_temperature=4.0))
+    # With the whole network trained (a GPU), the teacher runs on every augmented batch the student sees, so
+    # the student learns the teacher's function on people's-photo views rather than on a few cached ones.
+    full: FullFinetune = field(default_factory=lambda: FullFinetune("photo", TrainConfig(
+        epochs=40, lr=5e-4, weight_decay=0.05, warmup_epochs=1.0, patience=40, kd_alpha=0.9, kd_temperature=2.0),
+        mix=0.5))
 
 
 STUDENT = StudentSpec()
@@ -196,11 +201,17 @@ def update_uncertainty(protocol: str, artifacts_root=None, names=("student", "st
 # The level-5 run
 # ---------------------------------------------------------------------------------------------
 def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str = "cpu", epochs: int | None = None,
-                  artifacts_root=None) -> tuple[FlowerNet, dict]:
-    cfg = replace(spec.config, device=device, epochs=epochs or spec.config.epochs)
+                  artifacts_root=None, frozen_stages: int | None = None) -> tuple[FlowerNet, dict]:
+    """Distil the teacher into the student: on cached trunk features on CPU, or the whole network
+    with the teacher run on the fly (``device='cuda'`` or ``frozen_stages=0``)."""
     teacher_entry = art.model_entry(spec.teacher, protocol, artifacts_root)
     members = teacher_members(protocol, ws, device, spec.teacher, artifacts_root)
     input_size = spec.input_size or teacher_entry["preprocess"]["input_size"]
+    if frozen_stages is None and device != "cpu":
+        frozen_stages = 0
+    if frozen_stages == 0:
+        return train_student_full(spec, protocol, ws, members, teacher_entry, device, epochs, artifacts_root)
+    cfg = replace(spec.config, device=device, epochs=epochs or spec.config.epochs)
     frozen = next((m.frozen_stages for m in members if m.arch == spec.arch), None)  # share a member's trunk cache
     seed_everything(cfg.seed)
     model = create_model(spec.arch, spec.head, len(ws.index.classes), input_size=input_size, frozen_stages=frozen)
@@ -233,9 +244,40 @@ def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str =
     return art.round_to_shipped(model.eval()), info
 
 
+def train_student_full(spec: StudentSpec, protocol: str, ws: Workspace, members: list[FlowerNet], teacher_entry: dict,
+                       device: str, epochs: int | None, artifacts_root=None) -> tuple[FlowerNet, dict]:
+    """The whole student trained on images augmented on the fly, its soft targets the teacher's
+    (temperature-scaled soft vote, ``models.Ensemble``) on the very same augmented batch."""
+    full = spec.full
+    cfg = replace(full.config, device=device, epochs=epochs or full.config.epochs)
+    seed_everything(cfg.seed)
+    model = create_model(spec.arch, spec.head, len(ws.index.classes),
+                         input_size=spec.input_size or teacher_entry["preprocess"]["input_size"], frozen_stages=0)
+    pre = model.preprocess
+    temperatures = teacher_entry.get("member_temperatures") or [1.0] * len(members)
+    teacher = Ensemble(members, teacher_entry.get("weights_per_member"),
+                       [t * cfg.kd_temperature for t in temperatures]).eval().to(device)
+    t0 = time.time()
+    train = WithTeacher(full_finetune_batches(ws, pre, full, cfg, device), lambda x: teacher(x).exp(), device)
+    teacher_logits = predict_logits(image_forward(teacher, pre), ws.squares(pre.resize_size, "train"), 64, device)
+    teacher_agree = float((teacher_logits.argmax(-1) == ws.labels("train")).float().mean())
+    prep_seconds = time.time() - t0
+    log_rel = f"logs/{spec.name}_{protocol}.jsonl"
+    result = fit(model, model.forward, train, pre.eval_view(ws.squares(pre.resize_size, "val")), ws.labels("val"),
+                 cfg, art.artifacts_dir(artifacts_root) / log_rel, desc=f"{spec.name}/{protocol}")
+    teacher.cpu()
+    info = {"best_epoch": result["best"]["epoch"], "log": log_rel, "train_config": cfg.to_dict(),
+            "feature_cache_seconds": round(prep_seconds, 1), "train_seconds": round(time.time() - t0 - prep_seconds, 1),
+            "teacher": spec.teacher, "teacher_members": list(teacher_entry["members"]),
+            "teacher_train_top1_eval_view": teacher_agree, "augment": full.augment, "batch_mix": full.mix,
+            "views": "augmented on the fly; the teacher scores each batch"}
+    return art.round_to_shipped(model.eval().cpu()), info
+
+
 def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int | None = None, artifacts_root=None,
                 spec: StudentSpec = STUDENT, threads: int = 2, latency_iters: int = 50,
-                compare: bool | None = None) -> dict:
+                compare: bool | None = None, trained: tuple[FlowerNet, dict] | None = None,
+                train_only: bool = False) -> dict:
     """Train the student, record it (fp32, "student") and its INT8 twin ("student_int8").
 
     On the shipped protocol both files go to ``models/`` and the INT8 backends are compared;
@@ -248,13 +290,19 @@ def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int |
     shipped = protocol == SHIPPED_PROTOCOL
     compare = shipped if compare is None else compare
     root = art.artifacts_dir(artifacts_root)
-    model, info = train_student(spec, protocol, ws, device, epochs, artifacts_root)
+    model, info = trained or train_student(spec, protocol, ws, device, epochs, artifacts_root)
+    if train_only:  # the machine has only the training images: keep the weights and the record for --from-trained
+        entry = {**model_fields(model, spec.name, spec.level, spec.description, protocol, device),
+                 "augment": "distillation", **info, "weights": f"models/{spec.name}.safetensors"}
+        entry["weights_bytes"] = art.save_weights(model, entry["weights"], artifacts_root)
+        art.record_model(protocol, spec.name, entry, artifacts_root)
+        return {"student": entry}
     pre = model.preprocess
     squares = {p: ws.squares(pre.resize_size, p) for p in ("val", "test")}
     labels = {p: ws.labels(p) for p in ("val", "test")}
 
     # fp32 twin (shipped fp16 weights), scored like the app runs it
-    entry = {**model_fields(model, spec.name, spec.level, spec.description, protocol, device),
+    entry = {**model_fields(model, spec.name, spec.level, spec.description, protocol, info["train_config"]["device"]),
              "augment": "distillation", **info}
     fields, logits = score_on_images(spec.name, protocol, model, ws, device, artifacts_root)
     entry.update(fields)
@@ -346,3 +394,11 @@ def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int |
         print(f"[{e['name']}/{protocol}] val top1 {m['val']['top1']:.4f} test top1 {m['test']['top1']:.4f} "
               f"p50 {e['latency']['p50_ms']:.1f} ms", flush=True)
     return {"student": entry, "student_int8": int8}
+
+
+def load_trained_student(protocol: str, source_root, spec: StudentSpec = STUDENT) -> tuple[FlowerNet, dict]:
+    """A student trained elsewhere (``train.level5 --train-only``): its weights and training record."""
+    entry = art.model_entry(spec.name, protocol, source_root)
+    keys = ("best_epoch", "log", "train_config", "feature_cache_seconds", "train_seconds", "teacher",
+            "teacher_members", "teacher_train_top1_eval_view", "views", "augment", "batch_mix")
+    return art.build_flowernet(entry, source_root), {k: entry[k] for k in keys if k in entry}

@@ -75,24 +75,64 @@ class CachedViews:
             yield x, self.labels[idx], soft
 
 
-class AugmentedImages:
-    """uint8 squares augmented on the fly (the GPU path: full fine-tuning, no caching)."""
-
-    def __init__(self, squares: torch.Tensor, labels: torch.Tensor, transform: Callable, batch_size: int,
-                 shuffle: bool = True, seed: int = 0):
+class _AugmentedSquares(torch.utils.data.Dataset):
+    def __init__(self, squares: torch.Tensor, labels: torch.Tensor, transform: Callable):
         self.squares, self.labels, self.transform = squares, labels, transform
-        self.batch_size, self.shuffle = batch_size, shuffle
-        self.gen = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.squares[i]), self.labels[i]
+
+
+class AugmentedImages:
+    """uint8 squares augmented on the fly (full fine-tuning, no caching), by ``workers`` processes.
+
+    ``mix`` (e.g. ``transforms.batch_mix``) mixes whole batches (CutMix/MixUp); the targets of a
+    mixed batch are class probabilities instead of indices.
+    """
+
+    def __init__(self, squares: torch.Tensor, labels: torch.Tensor, transform: Callable, batch_size: int,
+                 shuffle: bool = True, seed: int = 0, workers: int = 0, mix: Callable | None = None):
+        self.mix = mix
+        self.loader = torch.utils.data.DataLoader(
+            _AugmentedSquares(squares, labels, transform), batch_size=batch_size, shuffle=shuffle,
+            num_workers=workers, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+            generator=torch.Generator().manual_seed(seed), drop_last=shuffle and len(labels) > batch_size)
+
+    def __len__(self) -> int:
+        return len(self.loader)
 
     def __iter__(self) -> Iterator:
-        n = len(self.labels)
-        order = torch.randperm(n, generator=self.gen) if self.shuffle else torch.arange(n)
-        for start in range(0, n, self.batch_size):
-            idx = order[start: start + self.batch_size]
-            yield torch.stack([self.transform(s) for s in self.squares[idx]]), self.labels[idx], None
+        for x, y in self.loader:
+            if self.mix is not None:
+                x, y = self.mix(x, y)
+            yield x, y, None
+
+
+class WithTeacher:
+    """A batch source whose soft targets come from a teacher run on the same (augmented) batch on
+    ``device``: the student matches the teacher's function on every view it sees."""
+
+    def __init__(self, source: Iterable, teacher: Callable[[torch.Tensor], torch.Tensor], device: str, amp: bool = True):
+        self.source, self.teacher, self.device, self.amp = source, teacher, torch.device(device), amp
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    @torch.no_grad()
+    def __iter__(self) -> Iterator:
+        for x, y, _ in self.source:
+            x = x.to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp and self.device.type == "cuda"):
+                soft = self.teacher(x).float()
+            yield x, y, soft
+
+
+def hard_labels(targets: torch.Tensor) -> torch.Tensor:
+    """Class indices of a batch's targets (mixed batches carry class probabilities)."""
+    return targets.argmax(-1) if targets.ndim > 1 else targets
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +180,11 @@ def fit(module: nn.Module, forward: Callable, train: Iterable, val_inputs: torch
     seed_everything(cfg.seed)
     device = torch.device(cfg.device)
     module.to(device)
+    memory_format = torch.preserve_format
+    if device.type == "cuda":  # cuDNN's fastest bf16 convolutions are channels-last
+        torch.backends.cudnn.benchmark = True
+        module.to(memory_format=torch.channels_last)
+        memory_format = torch.channels_last
     params = [p for p in module.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
@@ -161,6 +206,8 @@ def fit(module: nn.Module, forward: Callable, train: Iterable, val_inputs: torch
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * lr_at(step, total, warmup, cfg.schedule)
             x, y = x.to(device, non_blocking=True), y.to(device)
+            if x.ndim == 4:
+                x = x.contiguous(memory_format=memory_format)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = forward(x).float()
             if soft is not None and cfg.kd_alpha > 0:
@@ -173,7 +220,7 @@ def fit(module: nn.Module, forward: Callable, train: Iterable, val_inputs: torch
             opt.step()
             step += 1
             seen += len(y)
-            correct += (logits.argmax(-1) == y).sum().item()
+            correct += (logits.argmax(-1) == hard_labels(y)).sum().item()
             loss_sum += loss.item() * len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         module.eval()

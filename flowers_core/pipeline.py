@@ -6,6 +6,7 @@ late stages + head -> validation/test probabilities -> metrics, logs, weights, m
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,9 +22,20 @@ from .evaluate import (classification_metrics, error_correlation, fit_temperatur
                        summary)
 from .features import trunk_features
 from .models import ARCHS, FlowerNet, create_model
-from .transforms import train_augment
+from .transforms import batch_mix, train_augment
 
 SHIPPED_PROTOCOL = "stratified"  # weights are shipped for this protocol; the other keeps metrics + probabilities
+
+
+@dataclass(frozen=True)
+class FullFinetune:
+    """A level's recipe when the whole network is trained (``--device cuda``): images are augmented
+    on the fly (``augment``, a ``transforms.train_augment`` preset) and a share ``mix`` of the
+    batches is mixed by CutMix/MixUp."""
+
+    augment: str
+    config: TrainConfig
+    mix: float = 0.0
 
 
 @dataclass
@@ -38,7 +50,13 @@ class LevelSpec:
     include_eval_view: bool = False  # also draw the un-augmented view during training (with aug_views > 0)
     input_size: int | None = None  # None: the architecture's native resolution
     config: TrainConfig = field(default_factory=TrainConfig)
+    full: FullFinetune | None = None  # the recipe with no frozen trunk (None: ``augment`` and ``config``)
 
+
+# Full fine-tuning for people's photos (levels 2-3): the whole network, photo-like augmentation and
+# CutMix/MixUp on half the batches, a lower learning rate than the frozen-trunk recipe (every ImageNet layer
+# moves), no early stop: the cosine schedule runs out and the best validation epoch is kept.
+PHOTO_RECIPE = TrainConfig(epochs=30, lr=5e-4, weight_decay=0.05, label_smoothing=0.1, warmup_epochs=1.0, patience=30)
 
 LEVELS: dict[str, LevelSpec] = {
     "level1": LevelSpec(
@@ -46,12 +64,15 @@ LEVELS: dict[str, LevelSpec] = {
         "no augmentation, no label smoothing, no weight decay, constant LR.",
         arch="efficientnet_lite2",
         config=TrainConfig(epochs=8, lr=1e-3, schedule="constant", warmup_epochs=0.0, patience=3),
+        full=FullFinetune("baseline", TrainConfig(epochs=15, lr=2e-4, schedule="constant", warmup_epochs=0.0,
+                                                  patience=5)),
     ),
     "level2": LevelSpec(
         2, "level2", "Regularised: random resized crops, flips, 90° rotations, colour jitter, cutout; "
         "label smoothing 0.1, weight decay 0.05, cosine schedule with warm-up (level 1's trunk: a clean ablation).",
         arch="efficientnet_lite2", augment="strong", aug_views=4, include_eval_view=True,
         config=TrainConfig(epochs=12, lr=1e-3, weight_decay=0.05, label_smoothing=0.1, patience=4),
+        full=FullFinetune("photo", PHOTO_RECIPE, mix=0.5),
     ),
     # Level 3 uses the other trunk (EfficientNet-Lite0) at the same 260-px input, so the ensemble keeps one
     # preprocessing and the student's cached views are the same images for every member: members on one shared
@@ -62,6 +83,7 @@ LEVELS: dict[str, LevelSpec] = {
         arch="efficientnet_lite0", input_size=260,
         head="attention", augment="strong", aug_views=4, include_eval_view=True,
         config=TrainConfig(epochs=12, lr=1e-3, weight_decay=0.05, label_smoothing=0.1, patience=4),
+        full=FullFinetune("photo", PHOTO_RECIPE, mix=0.5),
     ),
 }
 
@@ -121,6 +143,12 @@ class TrainedLevel:
     best_epoch: int
     prep_seconds: float
     train_seconds: float
+    recipe: dict  # how the training images were drawn: augmentation, cached views, batch mixing
+
+
+def training_workers(device: str) -> int:
+    """Processes augmenting images on the fly: none on CPU (the cores train), the host's cores on a GPU."""
+    return 0 if device == "cpu" else max(1, min(16, os.cpu_count() or 1) - 1)
 
 
 def train_level(spec: LevelSpec, ws: Workspace, device: str = "cpu", epochs: int | None = None,
@@ -128,31 +156,50 @@ def train_level(spec: LevelSpec, ws: Workspace, device: str = "cpu", epochs: int
     """Train one level's model on ``ws``'s training split; the best epoch on validation is kept.
 
     On CPU the frozen trunk's features are cached and only the late stages + head are trained;
-    with ``device='cuda'`` (``frozen_stages=0``) the whole network is fine-tuned on images
-    augmented on the fly. The returned weights are rounded to the precision they ship in.
+    with ``device='cuda'`` (or ``frozen_stages=0``) the whole network is fine-tuned on images
+    augmented on the fly with the level's ``full`` recipe. The returned weights are rounded to the
+    precision they ship in.
     """
-    cfg = replace(spec.config, device=device, epochs=epochs or spec.config.epochs)
+    frozen = frozen_stages if frozen_stages is not None else (ARCHS[spec.arch].cpu_frozen_stages if device == "cpu" else 0)
+    full = spec.full or FullFinetune(spec.augment, spec.config)
+    recipe_config = spec.config if frozen else full.config
+    cfg = replace(recipe_config, device=device, epochs=epochs or recipe_config.epochs)
     seed_everything(cfg.seed)
-    on_cpu = device == "cpu"
     model = create_model(spec.arch, spec.head, num_classes=len(ws.index.classes), input_size=spec.input_size,
-                         frozen_stages=frozen_stages if frozen_stages is not None
-                         else (ARCHS[spec.arch].cpu_frozen_stages if on_cpu else 0))
+                         frozen_stages=frozen)
     model.freeze_trunk()
     t0 = time.time()
-    if on_cpu:
+    if frozen:
         train = CachedViews(training_views(spec, model, ws), ws.labels("train"), cfg.batch_size, seed=cfg.seed)
         module, forward = model.trainable(), model.forward_from_trunk
         val_inputs = ws.features(model, "val")
+        recipe = {"augment": spec.augment, "aug_views": spec.aug_views, "include_eval_view": spec.include_eval_view}
     else:
-        train = AugmentedImages(ws.squares(model.preprocess.resize_size, "train"), ws.labels("train"),
-                                train_augment(spec.augment, model.preprocess), cfg.batch_size, seed=cfg.seed)
+        train = full_finetune_batches(ws, model.preprocess, full, cfg, device)
         module, forward = model, model.forward
         val_inputs = model.preprocess.eval_view(ws.squares(model.preprocess.resize_size, "val"))
+        recipe = {"augment": full.augment, "aug_views": 0, "include_eval_view": False, "batch_mix": full.mix}
     prep_seconds = time.time() - t0
     result = fit(module, forward, train, val_inputs, ws.labels("val"), cfg, log_path,
                  desc=desc or f"{spec.name}/{ws.protocol}")
-    return TrainedLevel(art.round_to_shipped(model.eval()), cfg, result["best"]["epoch"], prep_seconds,
-                        time.time() - t0 - prep_seconds)
+    return TrainedLevel(art.round_to_shipped(model.eval().cpu()), cfg, result["best"]["epoch"], prep_seconds,
+                        time.time() - t0 - prep_seconds, recipe)
+
+
+def full_finetune_batches(ws: Workspace, pre, full: FullFinetune, cfg: TrainConfig, device: str) -> AugmentedImages:
+    """The training images of ``ws``, augmented on the fly with ``full``'s preset (and batch mixing)."""
+    return AugmentedImages(ws.squares(pre.resize_size, "train"), ws.labels("train"), train_augment(full.augment, pre),
+                           cfg.batch_size, seed=cfg.seed, workers=training_workers(device),
+                           mix=batch_mix(len(ws.index.classes), full.mix) if full.mix else None)
+
+
+def load_trained(name: str, protocol: str, source_root) -> TrainedLevel:
+    """A level trained elsewhere (``--train-only`` on a GPU machine), read back from that run's
+    artifacts folder: weights, training configuration and times, ready to be recorded here."""
+    entry = art.model_entry(name, protocol, source_root)
+    return TrainedLevel(art.build_flowernet(entry, source_root), TrainConfig(**entry["train_config"]),
+                        entry["best_epoch"], entry["feature_cache_seconds"], entry["train_seconds"],
+                        {k: entry[k] for k in ("augment", "aug_views", "include_eval_view", "batch_mix") if k in entry})
 
 
 def model_fields(model: FlowerNet, name: str, level: int, description: str, protocol: str, device: str) -> dict:
@@ -169,16 +216,17 @@ def model_fields(model: FlowerNet, name: str, level: int, description: str, prot
 
 
 def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu", epochs: int | None = None,
-              artifacts_root=None, frozen_stages: int | None = None) -> dict:
-    """Train one level on one protocol and record everything it produced."""
+              artifacts_root=None, frozen_stages: int | None = None, trained: TrainedLevel | None = None) -> dict:
+    """Train one level on one protocol (or take ``trained``, a run from elsewhere) and record
+    everything it produced."""
     root = art.artifacts_dir(artifacts_root)
     log_rel = f"logs/{spec.name}_{protocol}.jsonl"
-    trained = train_level(spec, ws, device, epochs, frozen_stages, root / log_rel)
+    if trained is None:
+        trained = train_level(spec, ws, device, epochs, frozen_stages, root / log_rel)
     model = trained.model
     entry = {
-        **model_fields(model, spec.name, spec.level, spec.description, protocol, device),
-        "augment": spec.augment, "aug_views": spec.aug_views, "include_eval_view": spec.include_eval_view,
-        "train_config": trained.config.to_dict(), "best_epoch": trained.best_epoch, "log": log_rel,
+        **model_fields(model, spec.name, spec.level, spec.description, protocol, trained.config.device),
+        **trained.recipe, "train_config": trained.config.to_dict(), "best_epoch": trained.best_epoch, "log": log_rel,
         "feature_cache_seconds": round(trained.prep_seconds, 1), "train_seconds": round(trained.train_seconds, 1),
     }
     fields, _ = score_on_images(spec.name, protocol, model, ws, device, artifacts_root)
@@ -188,7 +236,7 @@ def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu"
         entry["weights_bytes"] = art.save_weights(model, entry["weights"], artifacts_root)
     art.record_model(protocol, spec.name, entry, artifacts_root)
     print(f"[{spec.name}/{protocol}] val top1 {entry['metrics']['val']['top1']:.4f} "
-          f"test top1 {entry['metrics']['test']['top1']:.4f}", flush=True)
+              f"test top1 {entry['metrics']['test']['top1']:.4f}", flush=True)
     return entry
 
 

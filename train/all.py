@@ -1,9 +1,12 @@
 """Levels 1-4 in order (`python -m train.all --help`); level 5 follows with `--with-student`."""
+import sys
+
 from flowers_core.pipeline import run_ensemble
 from train.common import parser, protocols, run_levels
 
 
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = parser("Train levels 1-3 on each protocol, then score the level-4 ensemble.")
     p.add_argument("--with-student", action="store_true", help="also run level 5 (distillation + INT8)")
     args = p.parse_args(argv)
@@ -13,7 +16,7 @@ def main(argv=None) -> None:
     if args.with_student:
         from train import level5
 
-        level5.main([a for a in (argv or []) if a != "--with-student"])
+        level5.main([a for a in argv if a != "--with-student"])
 
 
 if __name__ == "__main__":

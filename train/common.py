@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
 import torch
 
@@ -20,6 +22,9 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override the level's epoch count")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--artifacts", default=None, help="artifacts folder (default: artifacts/)")
+    p.add_argument("--from-trained", type=Path, default=None, metavar="DIR",
+                   help="do not train: take the trained weights and training records from the artifacts folder "
+                   "DIR of a run elsewhere (e.g. a lent GPU) and score and record them here")
     return p
 
 
@@ -32,11 +37,26 @@ def setup(args) -> None:
         torch.set_num_threads(args.threads)
 
 
+def take_log(name: str, protocol: str, args) -> None:
+    """Copy a --train-only run's training log into this artifacts folder (the report plots it)."""
+    from flowers_core.artifacts import artifacts_dir
+
+    rel = Path("logs") / f"{name}_{protocol}.jsonl"
+    if (args.from_trained / rel).is_file():
+        (artifacts_dir(args.artifacts) / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(args.from_trained / rel, artifacts_dir(args.artifacts) / rel)
+
+
 def run_levels(names: list[str], args) -> None:
-    from flowers_core.pipeline import LEVELS, Workspace, run_level
+    from flowers_core.pipeline import LEVELS, Workspace, load_trained, run_level
 
     setup(args)
     for protocol in protocols(args):
         ws = Workspace(protocol, args.data_root, args.download, args.artifacts)
         for name in names:
-            run_level(LEVELS[name], protocol, ws, args.device, args.epochs, args.artifacts)
+            trained = None
+            if args.from_trained:
+                trained = load_trained(name, protocol, args.from_trained)
+                take_log(name, protocol, args)
+            run_level(LEVELS[name], protocol, ws, "cpu" if trained else args.device, args.epochs, args.artifacts,
+                      trained=trained)

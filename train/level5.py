@@ -1,7 +1,7 @@
 """Level 5: distil the ensemble into a student, INT8 it, calibrate it (`python -m train.level5 --help`)."""
-from flowers_core.distill import STUDENT, run_student, update_uncertainty
+from flowers_core.distill import STUDENT, load_trained_student, run_student, update_uncertainty
 from flowers_core.pipeline import Workspace
-from train.common import parser, protocols, setup
+from train.common import parser, protocols, setup, take_log
 
 
 def main(argv=None) -> None:
@@ -10,6 +10,8 @@ def main(argv=None) -> None:
                "rejection threshold; writes models/student.safetensors and models/student_int8.onnx.")
     p.add_argument("--bench-threads", type=int, default=2, help="threads of the latency measurements (default 2)")
     p.add_argument("--no-compare", action="store_true", help="skip the INT8 backend comparison")
+    p.add_argument("--train-only", action="store_true", help="train and save the student's weights and training "
+                   "record only (a machine without the test images, e.g. a lent GPU; --from-trained records it)")
     p.add_argument("--uncertainty-only", action="store_true", help="only re-fit temperature and the rejection "
                    "threshold from the saved val/test probabilities of the trained students (no training)")
     args = p.parse_args(argv)
@@ -19,8 +21,13 @@ def main(argv=None) -> None:
             update_uncertainty(protocol, args.artifacts)
             continue
         ws = Workspace(protocol, args.data_root, args.download, args.artifacts)
-        run_student(protocol, ws, args.device, args.epochs, args.artifacts, STUDENT, threads=args.bench_threads,
-                    compare=False if args.no_compare else None)
+        trained = None
+        if args.from_trained:
+            trained = load_trained_student(protocol, args.from_trained)
+            take_log(STUDENT.name, protocol, args)
+        run_student(protocol, ws, "cpu" if trained else args.device, args.epochs, args.artifacts, STUDENT,
+                    threads=args.bench_threads, compare=False if args.no_compare else None, trained=trained,
+                    train_only=args.train_only)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,77 @@
+"""The full fine-tuning path (what ``--device cuda`` runs), exercised on CPU with ``frozen_stages=0``:
+photo augmentation on the fly, CutMix/MixUp batches, the student distilled from a teacher that scores
+each augmented batch, and recording models trained elsewhere (``--from-trained``)."""
+from dataclasses import replace
+
+import torch
+
+from conftest import TEST_INPUT_SIZE
+from flowers_core import artifacts as art
+from flowers_core.transforms import Preprocess, batch_mix, train_augment
+
+
+def full_spec(name: str):
+    from flowers_core.pipeline import LEVELS
+
+    spec = LEVELS[name]
+    return replace(spec, input_size=TEST_INPUT_SIZE,
+                   full=replace(spec.full, config=replace(spec.full.config, epochs=1, batch_size=128)))
+
+
+def test_photo_augmentation_keeps_shape_and_varies():
+    pre = Preprocess(TEST_INPUT_SIZE)
+    square = torch.randint(0, 256, (3, pre.resize_size, pre.resize_size), dtype=torch.uint8)
+    views = [train_augment("photo", pre)(square) for _ in range(4)]
+    assert all(v.shape == (3, TEST_INPUT_SIZE, TEST_INPUT_SIZE) and v.dtype == torch.float32 for v in views)
+    assert not torch.allclose(views[0], views[1])
+
+
+def test_mixed_batches_carry_class_probabilities():
+    x, y = torch.rand(8, 3, 16, 16), torch.arange(8)
+    mixed_x, mixed_y = batch_mix(102, 1.0)(x, y)
+    assert mixed_y.shape == (8, 102) and torch.allclose(mixed_y.sum(-1), torch.ones(8))
+    assert torch.equal(batch_mix(102, 0.0)(x, y)[1], y)
+
+
+def test_full_finetuning_then_recording_elsewhere(tmp_path, synthetic_root, cache_dir):
+    from flowers_core.distill import STUDENT, load_trained_student, run_student, train_student
+    from flowers_core.pipeline import Workspace, load_trained, run_ensemble, run_level
+
+    remote, local = tmp_path / "remote", tmp_path / "local"
+    ws = Workspace("stratified", synthetic_root, artifacts_root=remote)
+    for name in ("level2", "level3"):
+        entry = run_level(full_spec(name), "stratified", ws, artifacts_root=remote, frozen_stages=0)
+        assert entry["frozen_stages"] == 0 and entry["augment"] == "photo" and entry["batch_mix"] == 0.5
+        assert entry["trainable_params"] == entry["params"]
+    run_ensemble("stratified", ("level2", "level3"), artifacts_root=remote)
+
+    student = replace(STUDENT, input_size=TEST_INPUT_SIZE,
+                      full=replace(STUDENT.full, config=replace(STUDENT.full.config, epochs=1, batch_size=128)))
+    model, info = train_student(student, "stratified", ws, artifacts_root=remote, frozen_stages=0)
+    assert model.frozen_stages == 0 and 0 <= info["teacher_train_top1_eval_view"] <= 1
+    run_student("stratified", ws, artifacts_root=remote, spec=student, trained=(model, info), train_only=True)
+
+    # here: the weights of the other machine are scored and recorded, not re-trained
+    ws_local = Workspace("stratified", synthetic_root, artifacts_root=local)
+    trained = load_trained("level2", "stratified", remote)
+    recorded = run_level(full_spec("level2"), "stratified", ws_local, artifacts_root=local, trained=trained)
+    assert recorded["best_epoch"] == trained.best_epoch and recorded["augment"] == "photo"
+    shipped = art.build_flowernet(recorded, local)
+    assert all(torch.equal(a, b) for a, b in zip(shipped.state_dict().values(), trained.model.state_dict().values()))
+    model_back, info_back = load_trained_student("stratified", remote, student)
+    assert info_back["augment"] == "photo" and info_back["train_config"]["kd_alpha"] == 0.9
+    assert torch.equal(next(iter(model_back.state_dict().values())), next(iter(model.state_dict().values())))
+
+
+def test_train_all_forwards_the_shell_arguments_to_level5(monkeypatch):
+    """`python -m train.all --with-student --protocol official` must hand --protocol to level 5."""
+    import train.all as train_all
+    import train.level5 as level5
+
+    seen = {}
+    monkeypatch.setattr(train_all, "run_levels", lambda names, args: None)
+    monkeypatch.setattr(train_all, "run_ensemble", lambda protocol, artifacts_root=None: None)
+    monkeypatch.setattr(level5, "main", lambda argv=None: seen.setdefault("argv", argv))
+    monkeypatch.setattr("sys.argv", ["train.all", "--with-student", "--protocol", "official"])
+    train_all.main()
+    assert seen["argv"] == ["--protocol", "official"]
