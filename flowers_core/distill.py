@@ -15,7 +15,6 @@ import json
 import shutil
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -24,11 +23,29 @@ import torch
 from . import artifacts as art
 from .data import default_cache_dir
 from .engine import CachedViews, TrainConfig, WithTeacher, fit, predict_logits, seed_everything
-from .evaluate import (coverage_accuracy, entropy, entropy_threshold, expected_calibration_error, fit_temperature,
-                       logits_from_saved, softmax)
+from .evaluate import (
+    coverage_accuracy,
+    entropy,
+    entropy_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    logits_from_saved,
+    softmax,
+)
 from .models import Ensemble, FlowerNet, create_model
-from .pipeline import (LEVELS, SHIPPED_PROTOCOL, FullFinetune, Workspace, full_finetune_batches, image_forward,
-                       model_fields, record_predictions, score_on_images, train_level)
+from .pipeline import (
+    LEVELS,
+    SHIPPED_PROTOCOL,
+    FullFinetune,
+    Workspace,
+    full_finetune_batches,
+    image_forward,
+    model_fields,
+    record_predictions,
+    score_on_images,
+    train_level,
+)
+from .timing import measure
 
 # 99%, not 95%: at ~98% accuracy a 95% target keeps every validation image and the 'not sure' flag never
 # fires; 99% flags the least certain few percent, which is where hard real-world photos land.
@@ -283,9 +300,15 @@ def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int |
     On the shipped protocol both files go to ``models/`` and the INT8 backends are compared;
     on the other protocol the same steps run in a scratch folder and only metrics are recorded.
     """
-    from .latency import measure
-    from .quantize import (OnnxClassifier, calibration_images, compare_backends, comparison_markdown, export_onnx,
-                           quantize_onnx_static, quantized_op_counts)
+    from .quantize import (
+        OnnxClassifier,
+        calibration_images,
+        compare_backends,
+        comparison_markdown,
+        export_onnx,
+        quantize_onnx_static,
+        quantized_op_counts,
+    )
 
     shipped = protocol == SHIPPED_PROTOCOL
     compare = shipped if compare is None else compare

@@ -1,5 +1,5 @@
-"""The latency benchmark (``python -m flowers_core.latency``) and the function the app's live
-latency page reuses (``measure``).
+"""The latency benchmark (``python -m flowers_core.latency``), timed with ``timing.measure`` (the
+function the app's live latency page and level 5's quantisation trials use too).
 
 For each model: batch-1 latency p50/p95 after warm-up at a fixed thread count, throughput at
 batch ``--batch`` (32), size on disk and peak memory. Peak memory is the peak resident set size
@@ -18,12 +18,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from . import artifacts as art
+from .timing import measure
 
 DEFAULT_MODELS = ("level1", "level2", "level3", "ensemble", "student", "student_int8")
 
@@ -36,34 +36,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-@torch.inference_mode()
-def measure(fn: Callable, example: torch.Tensor, iters: int = 50, warmup: int = 10, threads: int | None = None,
-            progress: Callable[[int, int], None] | None = None) -> dict:
-    """Latency of ``fn(example)`` in ms after ``warmup`` calls: p50, p95, mean, min over ``iters`` calls.
-
-    ``threads`` sets torch's intra-op threads for the duration (ONNX models carry their own).
-    ``progress(i, iters)`` is called after each timed call (a progress bar in the app).
-    """
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        for _ in range(warmup):
-            fn(example)
-        times = []
-        for i in range(iters):
-            start = time.perf_counter()
-            fn(example)
-            times.append((time.perf_counter() - start) * 1000)
-            if progress is not None:
-                progress(i + 1, iters)
-    finally:
-        torch.set_num_threads(previous)
-    t = np.asarray(times)
-    return {"p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)),
-            "mean_ms": float(t.mean()), "min_ms": float(t.min()), "iters": int(iters), "warmup": int(warmup)}
 
 
 def load_for_benchmark(name: str, protocol: str, threads: int, root=None):

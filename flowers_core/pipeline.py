@@ -18,8 +18,7 @@ import torch
 from . import artifacts as art
 from .data import FlowersIndex, decoded_images, load_index, make_split, save_split
 from .engine import AugmentedImages, CachedViews, TrainConfig, fit, predict_logits, seed_everything
-from .evaluate import (classification_metrics, error_correlation, fit_temperature, logits_from_saved, softmax,
-                       summary)
+from .evaluate import classification_metrics, error_correlation, fit_temperature, logits_from_saved, softmax, summary
 from .features import trunk_features
 from .models import ARCHS, FlowerNet, create_model
 from .transforms import batch_mix, train_augment

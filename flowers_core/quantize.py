@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .engine import predict_logits
+from .timing import measure
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
@@ -135,8 +136,13 @@ def quantize_onnx_static(fp32_path: str | Path, int8_path: str | Path, calib: to
     """Static QDQ INT8 of every Conv and the classifier Gemm: per-channel weights, activations
     calibrated on ``calib``. ``types`` = activation/weight types: ``u8s8`` (fastest with VNNI),
     ``u8u8`` (no u8s8 saturation on AVX2-only CPUs), ``s8s8``; ``reduce_range`` = 7-bit weights."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
@@ -207,8 +213,10 @@ def quantize_pt2e(model: nn.Module, calib: torch.Tensor, batch_size: int = 16) -
     """torchao PT2E static PTQ with the X86 Inductor quantizer, run without ``torch.compile``
     (compiling it needs a C++ toolchain at load time, which the app must not require)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (X86InductorQuantizer,
-                                                                           get_default_x86_inductor_quantization_config)
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        X86InductorQuantizer,
+        get_default_x86_inductor_quantization_config,
+    )
 
     quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
     with torch.no_grad():
@@ -226,8 +234,6 @@ def compare_backends(model: nn.Module, calib: torch.Tensor, images: torch.Tensor
                      backends: Iterable[str] = ("fp32_torch", "fp32_onnx", "onnx_qdq", "torch_fx", "pt2e"),
                      qdq_config: dict | None = None) -> list[dict]:
     """Accuracy on ``images`` and batch-1 latency of each INT8 backend (and the fp32 references)."""
-    from .latency import measure
-
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     size = images.shape[-1]
@@ -271,7 +277,7 @@ def compare_backends(model: nn.Module, calib: torch.Tensor, images: torch.Tensor
 
 
 def comparison_markdown(rows: list[dict], threads: int, n_images: int, chosen: str = "onnx_qdq") -> str:
-    lines = [f"# INT8 backends for the student (measured by `python -m train.level5`)", "",
+    lines = ["# INT8 backends for the student (measured by `python -m train.level5`)", "",
              f"Accuracy on {n_images} validation images (eval view); batch-1 latency after warm-up at "
              f"{threads} threads. Chosen: **{chosen}**.", "",
              "| backend | top-1 | p50 ms | p95 ms | file MB | convert s | note |",

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from _level5 import student_artifacts  # noqa: F401  (fixture)
-from flowers_core.latency import benchmark_models, measure, table
+from flowers_core.latency import benchmark_models, table
+from flowers_core.timing import measure
 
 
 def test_measure_reports_percentiles_and_calls_progress():

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from flowers_core.data import decoded_cache_path, decoded_images, load_index, load_split
 from flowers_core.artifacts import artifacts_dir
+from flowers_core.data import decoded_cache_path, decoded_images, load_index, load_split
 
 LABEL_FILES = ("imagelabels.mat", "setid.mat", "cat_to_name.json")
 
