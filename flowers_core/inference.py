@@ -120,6 +120,21 @@ def to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
     return img.convert("RGB")
 
 
+VERDICTS = ("species", "not_sure", "not_a_flower")
+
+
+def verdict(entropy: float, entropy_threshold: float | None = None, flower_score: float | None = None,
+            flower_threshold: float | None = None) -> str:
+    """The three-way answer, decided here only (CLI, app and benchmarks): "not_a_flower" when the flower
+    gate's score is below its threshold, else "not_sure" when the calibrated softmax entropy is above the
+    model's threshold, else "species". A signal without a threshold (or a missing signal) never rejects."""
+    if flower_score is not None and flower_threshold is not None and flower_score < flower_threshold:
+        return "not_a_flower"
+    if entropy_threshold is not None and entropy > entropy_threshold:
+        return "not_sure"
+    return "species"
+
+
 @dataclass
 class Prediction:
     class_id: int
@@ -128,6 +143,8 @@ class Prediction:
     entropy: float
     top5: list[tuple[str, float]]
     uncertain: bool | None = None
+    verdict: str = "species"
+    flower_score: float | None = None
     latency_ms: float = 0.0
     probs: np.ndarray | None = field(default=None, repr=False)
 
@@ -135,15 +152,19 @@ class Prediction:
         d = asdict(self)
         d.pop("probs")
         d["top5"] = [[label, round(p, 6)] for label, p in self.top5]
-        if self.uncertain is None:
-            d.pop("uncertain")
+        for key in ("uncertain", "flower_score"):
+            if d[key] is None:
+                d.pop(key)
         return d
 
 
 class Predictor:
-    """A shipped model ready to classify PIL images; read-only after construction (thread-safe)."""
+    """A shipped model ready to classify PIL images; read-only after construction (thread-safe).
 
-    def __init__(self, name: str, protocol: str = "stratified", root=None):
+    ``gate``: True loads the shipped flower gate when there is one; pass a ``FlowerGate`` to share one
+    between models, or None for no gate (then no photo is called "not a flower")."""
+
+    def __init__(self, name: str, protocol: str = "stratified", root=None, gate=True):
         self.name = name
         self.entry = art.model_entry(name, protocol, root)
         self.classes = art.class_names(root)
@@ -154,6 +175,15 @@ class Predictor:
         uncertainty = self.entry.get("uncertainty", {})
         self.temperature = float(uncertainty.get("temperature", 1.0))
         self.threshold = uncertainty.get("entropy_threshold")
+        if gate is True:
+            from .gate import FlowerGate, has_gate
+
+            gate = FlowerGate(root) if has_gate(root) else None
+        self.gate = gate or None
+
+    @property
+    def flower_threshold(self) -> float | None:
+        return None if self.gate is None else self.gate.threshold
 
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> np.ndarray:
@@ -161,17 +191,28 @@ class Predictor:
         return torch.softmax(torch.as_tensor(logits).float() / self.temperature, -1).numpy()
 
     def predict(self, img: Image.Image) -> Prediction:
-        start = time.perf_counter()
-        probs = self.probabilities(self.preprocess.from_pil(img))[0]
-        latency = (time.perf_counter() - start) * 1000
-        return self.describe(probs, latency)
+        return self.predict_many([img])[0]
 
-    def describe(self, probs: np.ndarray, latency_ms: float = 0.0) -> Prediction:
+    def predict_many(self, images: list[Image.Image], flower_scores=None) -> list[Prediction]:
+        """Classify a batch; the gate scores them too unless ``flower_scores`` (computed once, shared by
+        several models) are given. ``latency_ms`` is the batch's time per image."""
+        start = time.perf_counter()
+        batch = torch.cat([self.preprocess.from_pil(img) for img in images])
+        probs = self.probabilities(batch)
+        if flower_scores is None and self.gate is not None:
+            same = self.gate.preprocess == self.preprocess  # one resize for both (the shipped gate's default)
+            flower_scores = self.gate.scores(batch) if same else self.gate.score_images(images)
+        latency = (time.perf_counter() - start) * 1000 / len(images)
+        scores = [None] * len(images) if flower_scores is None else [float(s) for s in flower_scores]
+        return [self.describe(p, latency, s) for p, s in zip(probs, scores)]
+
+    def describe(self, probs: np.ndarray, latency_ms: float = 0.0, flower_score: float | None = None) -> Prediction:
         top = np.argsort(-probs)[:5]
         ent = float(entropy_of(probs[None])[0])
         return Prediction(
             class_id=int(top[0]), label=self.classes[top[0]], prob=float(probs[top[0]]), entropy=ent,
             top5=[(self.classes[i], float(probs[i])) for i in top],
             uncertain=None if self.threshold is None else bool(ent > self.threshold),
+            verdict=verdict(ent, self.threshold, flower_score, self.flower_threshold), flower_score=flower_score,
             latency_ms=latency_ms, probs=probs,
         )

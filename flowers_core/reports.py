@@ -6,7 +6,6 @@ raises ``artifacts.ArtifactMissing`` (message naming the producing command) when
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,8 @@ LATENCY_FILE = "latency.json"
 LATENCY_CMD = "python -m flowers_core.latency"
 ROBUSTNESS_FILE = "reports/robustness.json"
 ROBUSTNESS_CMD = "python -m flowers_core.robustness"
+REALWORLD_FILE = "reports/realworld.json"
+REALWORLD_CMD = "python -m flowers_core.realworld"
 
 
 def pretty(name: str) -> str:
@@ -104,6 +105,48 @@ def robustness_table(root=None) -> tuple[pd.DataFrame, dict]:
             table[f"'not sure' {pretty(model)}"] = g["flagged_not_sure"]
             table[f"accuracy when answered {pretty(model)}"] = g["accuracy_when_answered"]
     return table.reset_index(), {k: v for k, v in data.items() if k != "rows"}
+
+
+def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """People's own photos (``flowers_core.realworld``): one row per model (fractions), one row per
+    species (each model's top-1), and the run's information (date, image counts, gate, stale models)."""
+    data = _read_json(REALWORLD_FILE, root, REALWORLD_CMD)
+    rows = [{"model": pretty(r["model"]), "top-1 (8 species)": r["top1"], "answered": r["answered"],
+             "accuracy when answered": r["accuracy_when_answered"],
+             "unknown flowers given a species": r["unknown_given_species"],
+             "non-flowers given a species": r["not_flower_given_species"],
+             "known flowers called not a flower": r["verdicts"].get("known", {}).get("not_a_flower"),
+             "time (s)": r["seconds"]} for r in data["models"]]
+    species = pd.DataFrame({pretty(r["model"]): {s: v["top1"] for s, v in r["per_species"].items()}
+                            for r in data["models"]}).rename_axis("species").reset_index()
+    manifest = art.read_manifest(root).get("models", {}).get(data.get("protocol", "stratified"), {})
+    stale = [r["model"] for r in data["models"]
+             if any(manifest.get(r["model"], {}).get("metrics", {}).get(part, {}).get("top1") != r["manifest"][f"{part}_top1"]
+                    for part in ("val", "test"))
+             or (manifest.get(r["model"], {}).get("uncertainty") or {}).get("entropy_threshold") != r["manifest"]["entropy_threshold"]]
+    gate = art.read_manifest(root).get("gate") or {}
+    if data.get("gate") and gate.get("threshold") != data["gate"]["threshold"]:
+        stale.append("flower gate")
+    info = {k: v for k, v in data.items() if k != "models"} | {"stale": stale}
+    return pd.DataFrame(rows), species, info
+
+
+def recipe_ablation(root=None) -> pd.DataFrame:
+    """Every real-world report under ``reports/`` (``realworld*.json``: the shipped models' and those of
+    recipes tried and not shipped), one row per model: how it was trained, its test-split top-1 and
+    its real-world numbers, so a change of recipe is judged on both."""
+    rows = []
+    for path in sorted((art.artifacts_dir(root) / "reports").glob("realworld*.json")):
+        data = json.loads(path.read_text())
+        for r in data["models"]:
+            rows.append({"report": path.name, "model": pretty(r["model"]), "recipe": r["manifest"].get("recipe", "?"),
+                         "test top-1": r["manifest"]["test_top1"], "real top-1": r["top1"], "answered": r["answered"],
+                         "accuracy when answered": r["accuracy_when_answered"],
+                         "unknown flowers given a species": r["unknown_given_species"],
+                         "non-flowers given a species": r["not_flower_given_species"]})
+    if not rows:
+        raise art.ArtifactMissing(f"no real-world report yet: run `{REALWORLD_CMD}`.")
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------

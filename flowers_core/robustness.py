@@ -75,7 +75,7 @@ def run(models=DEFAULT_MODELS, protocol: str = "stratified", data_root=None, art
     if threads:
         torch.set_num_threads(threads)
     ws = Workspace(protocol, data_root, artifacts_root=artifacts_root)
-    predictors = [Predictor(m, protocol, artifacts_root) for m in models]
+    predictors = [Predictor(m, protocol, artifacts_root, gate=None) for m in models]
     size = predictors[0].preprocess.resize_size
     squares, labels = ws.squares(size, "test"), ws.labels("test").numpy()
     if limit:

@@ -244,6 +244,40 @@ def capitalized(label: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# The verdict in plain words (Classify, and wherever a visitor sees a prediction)
+# ---------------------------------------------------------------------------------------------
+NOT_A_FLOWER_HINT = ("Try a photo of one flower, close up, filling most of the frame, in focus and in daylight; "
+                     "the app knows 102 common garden and wild flowers.")
+
+
+def confidence_words(prob: float) -> str:
+    return "almost certainly" if prob >= 0.9 else "probably" if prob >= 0.6 else "possibly"
+
+
+def with_article(name: str) -> str:
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {capitalized(name)}"
+
+
+def verdict_text(pred) -> tuple[str, str]:
+    """(headline, one line of explanation) of a Prediction's verdict, for a visitor."""
+    if pred.verdict == "not_a_flower":
+        return "This doesn't look like a flower", NOT_A_FLOWER_HINT
+    if pred.verdict == "not_sure":
+        names = ", ".join(f"{capitalized(label)} ({p:.0%})" for label, p in pred.top5[:3])
+        return "I'm not sure — it may be one of these", (
+            f"{names}. The flower may not be one of the 102 species the app knows, or it is hard to see: "
+            "a closer, sharper photo of a single flower helps.")
+    return f"This is {with_article(pred.label)}", (
+        f"It is {confidence_words(pred.prob)} {with_article(pred.label)} ({pred.prob:.0%} confident).")
+
+
+def show_verdict(pred) -> None:
+    headline, detail = verdict_text(pred)
+    st.subheader(headline)
+    {"species": st.success, "not_sure": st.info, "not_a_flower": st.warning}[pred.verdict](detail)
+
+
+# ---------------------------------------------------------------------------------------------
 # Live latency (the visitor's own measurement)
 # ---------------------------------------------------------------------------------------------
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")

@@ -21,23 +21,18 @@ with right:
     st.image(img, caption=photo.name if photo.source != "example" else None, width="stretch")
     pred = clf.predict(img)
 
-    st.caption("This looks like")
-    st.subheader(ui.capitalized(pred.label))
+    ui.show_verdict(pred)
     truth = ui.example_truth(photo)
     c1, c2 = st.columns(2)
-    c1.metric("Confidence", f"{pred.prob:.0%}")
+    c1.metric("Confidence", f"{pred.prob:.0%}" if pred.verdict == "species" else "—")
     c2.metric("Time taken", f"{pred.latency_ms:.0f} ms")
-    if pred.uncertain:
-        st.warning("**Not sure** — this photo may not show one of the 102 species the app knows, "
-                   "or the flower is hard to see. Try a closer, sharper photo of a single flower.")
-    elif pred.prob < 0.5:
-        st.info("The app is not very confident about this one; the next guesses are below.")
     if truth is not None:
         ok = truth == pred.label
         st.caption(f"{'✅' if ok else '❌'} This example photo is a **{ui.capitalized(truth)}**.")
     for note in notes:
         st.caption(f"ℹ️ {note}")
-    st.plotly_chart(ui.top5_chart(pred.top5, "Top 5 guesses"), key="top5")
+    if pred.verdict != "not_a_flower":
+        st.plotly_chart(ui.top5_chart(pred.top5, "Top 5 guesses"), key="top5")
 
     with st.expander("Technical details"):
         st.markdown(
@@ -47,6 +42,10 @@ with right:
             + (f"**{clf.threshold:.3f}** (above it the answer is flagged)" if clf.threshold is not None
                else "none recorded for this model")
             + f"\n- Temperature: {clf.temperature:.3f}\n"
+            + (f"- Flower score: **{pred.flower_score:.3f}** (ImageNet mass on flower-like classes; below "
+               f"**{clf.flower_threshold:.3f}** the photo is called not a flower)\n" if pred.flower_score is not None
+               else "- Flower gate: not available in this copy (`python -m train.gate`)\n")
+            + f"- Verdict: `{pred.verdict}`\n"
             f"- Input: {clf.preprocess.input_size}×{clf.preprocess.input_size} centre crop of a "
             f"{clf.preprocess.resize_size} px square; decoded image {img.width}×{img.height}\n"
             f"- Latency: {pred.latency_ms:.1f} ms for this photo (preprocessing + model, CPU)"

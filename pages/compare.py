@@ -42,6 +42,8 @@ for col, (name, pred) in zip(cols, preds.items()):
     with col:
         st.markdown(f"**{reports.pretty(name)}**")
         st.markdown(f"{ui.capitalized(pred.label)} · {pred.prob:.0%}")
+        if pred.verdict != "species":
+            st.caption(ui.verdict_text(pred)[0])
         st.caption(f"{pred.latency_ms:.0f} ms")
         st.plotly_chart(ui.top5_chart(pred.top5, height=220), key=f"top5_{name}")
 

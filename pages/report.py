@@ -81,6 +81,25 @@ try:
 except art.ArtifactMissing as e:
     ui.missing(str(e), "The robustness table")
 
+# --- real-world photos ---------------------------------------------------------------------------
+st.header("People's own photos")
+st.write("Web photos of 8 of the 102 species, of 3 flowers the app does not know, and everyday photos of no "
+         "flower. A good answer names the right species, says **not sure** for the unknown flowers, and "
+         "**not a flower** for the rest.")
+try:
+    rw, rw_species, rw_info = reports.realworld_table()
+    st.dataframe(rw, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
+                                                     for c in rw.columns[1:] if c != "time (s)"})
+    st.dataframe(rw_species, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
+                                                             for c in rw_species.columns[1:]})
+    n = rw_info["n_images"]
+    st.caption(f"{n['known']} photos of known species, {n['unknown']} of unknown flowers, {n['not_flower']} "
+               f"non-flowers; measured {rw_info['date']} by `{reports.REALWORLD_CMD}`.")
+    if rw_info["stale"]:
+        st.warning(f"Stale: {', '.join(rw_info['stale'])} changed since; re-run `{reports.REALWORLD_CMD}`.")
+except art.ArtifactMissing as e:
+    ui.missing(str(e), "The real-world table")
+
 # --- calibration ---------------------------------------------------------------------------------
 st.header("Calibration and selective prediction")
 if not names:

@@ -145,12 +145,12 @@ def test_classify_a_shipped_example(artifacts_root, use):
     at = open_page()
     at.button(key="classify_ex_0").click().run()
     assert_clean(at)
-    assert at.subheader, "the species is shown as a subheader"
-    predicted = at.subheader[0].value.lower()
-    assert predicted in [c.lower() for c in art.class_names()]
+    assert at.subheader, "the verdict is shown as a subheader"
+    headline = at.subheader[0].value.lower()
     if artifacts_root != REPO / "artifacts":
+        assert headline.startswith(("this is a", "i'm not sure", "this doesn't look like a flower")), headline
         pytest.skip("synthetic test artifacts cannot recognise real flowers; checked on the real artifacts")
-    assert predicted == items[0]["label"]
+    assert headline in (f"this is a {items[0]['label']}", f"this is an {items[0]['label']}"), headline
 
 
 def test_upload_label_is_stable(artifacts_root, use):
@@ -224,7 +224,8 @@ def test_odd_uploads_are_classified(case, classify_app):
     at.file_uploader[0].set_value((name, data, "image/png")).run()
     assert_clean(at)
     assert not at.error, [e.value for e in at.error]
-    assert at.subheader, f"{case}: a species is shown"
+    assert at.subheader, f"{case}: a verdict is shown"
+    assert at.subheader[0].value.startswith(("This is a", "I'm not sure", "This doesn't look like a flower"))
 
 
 # ---------------------------------------------------------------------------------------------

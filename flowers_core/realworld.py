@@ -1,0 +1,183 @@
+"""How the shipped models answer people's own photos (``python -m flowers_core.realworld``).
+
+Two folders beside Flowers-102 under the data root, never trained on: ``real-photos/`` (web photos of
+8 of the 102 species, and of 3 flowers that are none of them: ``class_id`` -1 in ``labels.csv``) and
+``not-flowers/`` (everyday photos of no flower). Every photo goes through the app's path
+(``inference.load_image`` + ``Predictor``); the flower gate is computed once per photo and shared by
+every model. Per model: top-1 on the 8 species (overall and per species), the share answered with a
+species and the accuracy of those answers, and how often an unknown flower or a non-flower is given a
+species name, with the verdict breakdown of each group. The result goes to
+``<artifacts>/reports/realworld.json``, with each model's manifest metrics so a stale report shows.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import artifacts as art
+from .data import default_data_root
+from .inference import VERDICTS, ImageError, Predictor, load_image
+
+DEFAULT_MODELS = ("level1", "level2", "level3", "ensemble", "student", "student_int8")
+REAL_PHOTOS, NOT_FLOWERS = "real-photos", "not-flowers"
+GROUPS = ("known", "unknown", "not_flower")  # one of the 102 / a flower that is none of them / no flower
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+REPORT = "reports/realworld.json"
+
+
+@dataclass(frozen=True)
+class Photo:
+    path: Path
+    group: str
+    class_id: int  # 0-based Flowers-102 class for "known", -1 otherwise
+    label: str
+
+
+def photo_set(data_root=None) -> list[Photo]:
+    """The labelled real photos (``labels.csv``) and every image of ``not-flowers/``, in a fixed order."""
+    root = Path(data_root) if data_root is not None else default_data_root()
+    real, other = root / REAL_PHOTOS, root / NOT_FLOWERS
+    if not (real / "labels.csv").is_file() or not other.is_dir():
+        raise FileNotFoundError(f"expected {real}/labels.csv and {other}/ under the data root {root} "
+                                "(pass --data-root or set FLOWERS_DATA_ROOT)")
+    with open(real / "labels.csv", newline="") as f:
+        photos = [Photo(real / r["file"], "known" if int(r["class_id"]) >= 0 else "unknown", int(r["class_id"]),
+                        r["label"]) for r in csv.DictReader(f)]
+    return photos + [Photo(p, "not_flower", -1, "not a flower") for p in sorted(other.iterdir())
+                     if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def _share(mask: np.ndarray) -> float | None:
+    return float(mask.mean()) if mask.size else None
+
+
+def realworld_metrics(photos: list[Photo], predicted: np.ndarray, verdicts: np.ndarray) -> dict:
+    """The report's numbers for one model: ``predicted`` class ids and ``verdicts`` per photo."""
+    group = np.array([p.group for p in photos])
+    truth = np.array([p.class_id for p in photos])
+    labels = np.array([p.label for p in photos])
+    correct, answered = predicted == truth, verdicts == "species"
+
+    def known_part(mask: np.ndarray) -> dict:
+        return {"n": int(mask.sum()), "top1": _share(correct[mask]), "answered": _share(answered[mask]),
+                "accuracy_when_answered": _share(correct[mask & answered])}
+
+    known = group == "known"
+    return {
+        **known_part(known),
+        "unknown_given_species": _share(answered[group == "unknown"]),
+        "not_flower_given_species": _share(answered[group == "not_flower"]),
+        "per_species": {str(s): known_part(known & (labels == s)) for s in dict.fromkeys(labels[known])},
+        "verdicts": {g: {v: _share(verdicts[group == g] == v) for v in VERDICTS} for g in GROUPS
+                     if (group == g).any()},
+    }
+
+
+def manifest_identity(predictor: Predictor) -> dict:
+    """What the report was computed from: a different value in today's manifest means it is stale."""
+    e = predictor.entry
+    return {"val_top1": e.get("metrics", {}).get("val", {}).get("top1"),
+            "test_top1": e.get("metrics", {}).get("test", {}).get("top1"),
+            "temperature": predictor.temperature, "entropy_threshold": predictor.threshold,
+            "recipe": recipe_of(e)}
+
+
+def recipe_of(entry: dict) -> str:
+    """How a model was trained, in words (the ablation of the README compares reports by this)."""
+    if entry.get("format") == "ensemble":
+        return "soft vote of its members"
+    if entry.get("format") == "onnx":
+        return f"INT8 of {entry.get('fp32_twin', 'its fp32 twin')}"
+    where = "whole network" if entry.get("frozen_stages") == 0 else f"frozen trunk (first {entry.get('frozen_stages')} stages)"
+    device = (entry.get("train_config") or {}).get("device", entry.get("device", "cpu"))
+    distilled = f"distilled from the {entry['teacher']}, " if entry.get("teacher") else ""
+    augment = "cached views" if entry.get("augment") == "distillation" else f"{entry.get('augment')} augmentation"
+    return f"{distilled}{where}, {augment}, trained on {device}"
+
+
+def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int | None = None,
+        threads: int | None = None, batch_size: int = 16) -> dict:
+    from .gate import FlowerGate, has_gate
+
+    if threads:
+        torch.set_num_threads(threads)
+    photos = photo_set(data_root)
+    if limit:  # a spread-out subset: every group stays represented
+        photos = photos[:: max(1, len(photos) // limit)][:limit]
+    gate = FlowerGate(artifacts_root) if has_gate(artifacts_root) else None
+    predictors = [Predictor(m, "stratified", artifacts_root, gate=gate) for m in models]
+    seconds = dict.fromkeys(["gate", *models], 0.0)
+    kept, scores, outputs = [], [], {m: ([], []) for m in models}
+    errors = []
+    for start in range(0, len(photos), batch_size):
+        chunk, images = [], []
+        for photo in photos[start: start + batch_size]:
+            try:
+                images.append(load_image(photo.path))
+                chunk.append(photo)
+            except ImageError as e:
+                errors.append({"file": str(photo.path), "error": str(e)})
+        if not images:
+            continue
+        t0 = time.perf_counter()
+        flower = gate.score_images(images) if gate is not None else None
+        seconds["gate"] += time.perf_counter() - t0
+        for p in predictors:
+            t0 = time.perf_counter()
+            preds = p.predict_many(images, flower_scores=flower)
+            seconds[p.name] += time.perf_counter() - t0
+            outputs[p.name][0].extend(r.class_id for r in preds)
+            outputs[p.name][1].extend(r.verdict for r in preds)
+        kept += chunk
+        scores += [] if flower is None else list(map(float, flower))
+        print(f"[realworld] {len(kept)}/{len(photos)} photos", flush=True)
+
+    rows = []
+    for p in predictors:
+        predicted, verdicts = (np.array(v) for v in outputs[p.name])
+        rows.append({"model": p.name, **realworld_metrics(kept, predicted, verdicts),
+                     "seconds": round(seconds[p.name], 1), "manifest": manifest_identity(p)})
+        r = rows[-1]
+        print(f"[realworld] {p.name:<13} top1 {r['top1']:.3f} answered {r['answered']:.3f} "
+              f"acc when answered {r['accuracy_when_answered'] or float('nan'):.3f} unknown→species "
+              f"{r['unknown_given_species']:.3f} not-flower→species {r['not_flower_given_species']:.3f} "
+              f"({r['seconds']} s)", flush=True)
+    group = np.array([p.group for p in kept])
+    gate_info = None
+    if gate is not None:
+        passed = gate.passes(np.array(scores))
+        gate_info = {"file": gate.entry["file"], "threshold": gate.threshold, "n_classes": len(gate.classes),
+                     "date": gate.entry.get("date"), "seconds": round(seconds["gate"], 1),
+                     "pass_rate": {g: _share(passed[group == g]) for g in GROUPS if (group == g).any()}}
+    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "protocol": "stratified",
+            "data_root": str(Path(data_root) if data_root is not None else default_data_root()),
+            "n_images": {g: int((group == g).sum()) for g in GROUPS}, "errors": errors,
+            "gate": gate_info, "models": rows}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    p.add_argument("--data-root", default=None, help="folder holding real-photos/ and not-flowers/ "
+                   "(default: ../shared/data when present, else data/; or $FLOWERS_DATA_ROOT)")
+    p.add_argument("--artifacts", default=None)
+    p.add_argument("--limit", type=int, default=None, help="score an evenly spread subset of N photos")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--output", default=None, help=f"default: <artifacts>/{REPORT}")
+    args = p.parse_args(argv)
+    result = run(args.models, args.data_root, args.artifacts, args.limit, args.threads)
+    out = Path(args.output) if args.output else art.artifacts_dir(args.artifacts) / REPORT
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The real-world benchmark on a synthetic real-photos/ + not-flowers/ folder (no real photos needed)."""
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flowers_core import realworld, reports, summary
+from flowers_core.data import load_index
+from flowers_core.realworld import Photo, realworld_metrics
+
+
+def test_metrics_count_answers_per_group():
+    photos = [Photo(None, "known", 1, "a"), Photo(None, "known", 1, "a"), Photo(None, "known", 2, "b"),
+              Photo(None, "known", 2, "b"), Photo(None, "unknown", -1, "x"), Photo(None, "unknown", -1, "x"),
+              Photo(None, "not_flower", -1, "not a flower")]
+    predicted = np.array([1, 3, 2, 2, 5, 6, 7])
+    verdicts = np.array(["species", "species", "not_sure", "species", "species", "not_sure", "not_a_flower"])
+    m = realworld_metrics(photos, predicted, verdicts)
+    assert m["n"] == 4 and m["top1"] == 0.75 and m["answered"] == 0.75
+    assert m["accuracy_when_answered"] == pytest.approx(2 / 3)
+    assert m["unknown_given_species"] == 0.5 and m["not_flower_given_species"] == 0.0
+    assert m["per_species"]["a"] == {"n": 2, "top1": 0.5, "answered": 1.0, "accuracy_when_answered": 0.5}
+    assert m["per_species"]["b"]["accuracy_when_answered"] == 1.0
+    assert m["verdicts"]["not_flower"] == {"species": 0.0, "not_sure": 0.0, "not_a_flower": 1.0}
+    assert all(abs(sum(v.values()) - 1) < 1e-9 for v in m["verdicts"].values())
+
+
+@pytest.fixture(scope="module")
+def photo_root(synthetic_root, tmp_path_factory):
+    """labels.csv with 3 'known' classes (synthetic Flowers-102 images), 1 unknown flower, and non-flowers."""
+    root = tmp_path_factory.mktemp("realworld")
+    index = load_index(synthetic_root)
+    real, other = root / "real-photos", root / "not-flowers"
+    other.mkdir(parents=True)
+    rows = []
+    for image_id in index.image_ids[:9]:
+        label = int(index.labels[image_id - 1])
+        folder = real / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(index.path(image_id), folder / f"{image_id}.jpg")
+        rows.append({"file": f"class_{label}/{image_id}.jpg", "class_id": label, "label": index.classes[label],
+                     "source": "synthetic"})
+    (real / "tulip").mkdir()
+    for i in range(2):
+        Image.new("RGB", (48, 40), (200, 40 * i, 90)).save(real / "tulip" / f"{i}.jpg")
+        rows.append({"file": f"tulip/{i}.jpg", "class_id": -1, "label": "tulip", "source": "synthetic"})
+    with open(real / "labels.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["file", "class_id", "label", "source"])
+        w.writeheader(), w.writerows(rows)
+    for i in range(3):
+        Image.new("RGB", (60, 50), (20 * i, 90, 200)).save(other / f"n{i:08d}_thing.jpg")
+    (other / "broken.jpg").write_bytes(b"not an image")
+    return root
+
+
+def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_root, tmp_path):
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(trained_artifacts, artifacts)
+    realworld.main(["--models", "level1", "ensemble", "--data-root", str(photo_root), "--artifacts", str(artifacts),
+                    "--threads", "1"])
+    result = json.loads((artifacts / realworld.REPORT).read_text())
+    assert result["n_images"] == {"known": 9, "unknown": 2, "not_flower": 3}
+    assert len(result["errors"]) == 1 and "broken.jpg" in result["errors"][0]["file"]
+    assert result["gate"] is None  # no gate shipped in the synthetic artifacts: nothing is called not a flower
+    assert [r["model"] for r in result["models"]] == ["level1", "ensemble"]
+    for r in result["models"]:
+        assert 0 <= r["top1"] <= 1 and r["answered"] == 1.0  # no threshold, no gate: every photo is answered
+        assert r["unknown_given_species"] == 1.0 and r["not_flower_given_species"] == 1.0
+        assert sum(s["n"] for s in r["per_species"].values()) == 9
+        assert r["manifest"]["test_top1"] is not None
+
+    table, species, info = reports.realworld_table(artifacts)
+    assert len(table) == 2 and info["stale"] == [] and len(species) == len(result["models"][0]["per_species"])
+    section = "\n".join(summary.realworld_section(artifacts))
+    assert "Real-world photos" in section and "L4 ensemble" in section
+
+
+def test_missing_folders_name_the_data_root(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--data-root"):
+        realworld.photo_set(tmp_path)
