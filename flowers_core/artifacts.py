@@ -13,14 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import catalog
 from .data import REPO_ROOT
 from .models import Ensemble, FlowerNet, create_model
 
-MODEL_NAMES = ("level1", "level2", "level3", "ensemble", "student", "student_int8")
-PRODUCED_BY = {
-    "level1": "python -m train.level1", "level2": "python -m train.level2", "level3": "python -m train.level3",
-    "ensemble": "python -m train.level4", "student": "python -m train.level5", "student_int8": "python -m train.level5",
-}
+MODEL_NAMES = catalog.NAMES
+PRODUCED_BY = {m.name: m.produced_by for m in catalog.MODELS}
 
 
 class ArtifactMissing(FileNotFoundError):
@@ -75,7 +73,7 @@ def model_entry(name: str, protocol: str = "stratified", root=None) -> dict:
     if entry is None:
         raise ArtifactMissing(
             f"model '{name}' ({protocol} protocol) is not in {manifest_path(root)}; "
-            f"produce it with `{PRODUCED_BY.get(name, 'python -m train.all')}`."
+            f"produce it with `{catalog.produced_by(name)}`."
         )
     return entry
 
@@ -135,7 +133,7 @@ def build_flowernet(entry: dict, root=None, pretrained_trunk: bool | None = None
     path = artifacts_dir(root) / entry["weights"]
     if not path.is_file():
         raise ArtifactMissing(f"weights file {path} is missing; produce it with "
-                              f"`{PRODUCED_BY.get(entry.get('name', ''), 'python -m train.all')}`.")
+                              f"`{catalog.produced_by(entry.get('name', ''))}`.")
     frozen = int(entry["frozen_stages"])
     pretrained = frozen > 0 if pretrained_trunk is None else pretrained_trunk
     model = create_model(entry["arch"], entry["head"], entry.get("num_classes", 102),
@@ -165,7 +163,7 @@ def load_model(name: str, protocol: str = "stratified", root=None) -> nn.Module:
 
         path = artifacts_dir(root) / entry["file"]
         if not path.is_file():
-            raise ArtifactMissing(f"{path} is missing; produce it with `{PRODUCED_BY[name]}`.")
+            raise ArtifactMissing(f"{path} is missing; produce it with `{catalog.produced_by(name)}`.")
         return OnnxClassifier(path)
     raise ValueError(f"unknown model format {fmt!r} for {name}")
 

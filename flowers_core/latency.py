@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from . import artifacts as art
+from . import catalog
 from .timing import measure
 
-DEFAULT_MODELS = ("level1", "level2", "level3", "ensemble", "student", "student_int8")
+DEFAULT_MODELS = catalog.NAMES
 
 
 def cpu_model() -> str:

@@ -12,11 +12,11 @@ import json
 import sys
 
 from .artifacts import ArtifactMissing
+from .catalog import MODELS
 from .inference import ImageError, Predictor, load_image
 
 # CLI names -> manifest names: "student" is the production INT8 model, "student_fp32" its float twin
-MODEL_ALIASES = {"level1": "level1", "level2": "level2", "level3": "level3", "ensemble": "ensemble",
-                 "student": "student_int8", "student_fp32": "student"}
+MODEL_ALIASES = {m.cli_name: m.name for m in MODELS}
 
 
 def main(argv=None) -> int:

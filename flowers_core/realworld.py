@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from . import artifacts as art
+from . import catalog
 from .data import default_data_root
 from .inference import VERDICTS, ImageError, Predictor, load_image
 
-DEFAULT_MODELS = ("level1", "level2", "level3", "ensemble", "student", "student_int8")
+DEFAULT_MODELS = catalog.NAMES
 REAL_PHOTOS, NOT_FLOWERS = "real-photos", "not-flowers"
 GROUPS = ("known", "unknown", "not_flower")  # one of the 102 / a flower that is none of them / no flower
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")

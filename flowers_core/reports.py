@@ -11,12 +11,10 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts as art
+from . import catalog
 from .evaluate import coverage_accuracy, entropy
 
 PROTOCOLS = ("stratified", "official")
-LEVEL_OF = {"level1": 1, "level2": 2, "level3": 3, "ensemble": 4, "student": 5, "student_int8": 5}
-PRETTY = {"level1": "L1 baseline", "level2": "L2 regularised", "level3": "L3 attention", "ensemble": "L4 ensemble",
-          "student": "L5 student (fp32)", "student_int8": "L5 student (INT8)"}
 LATENCY_FILE = "latency.json"
 LATENCY_CMD = "python -m flowers_core.latency"
 ROBUSTNESS_FILE = "reports/robustness.json"
@@ -26,7 +24,7 @@ REALWORLD_CMD = "python -m flowers_core.realworld"
 
 
 def pretty(name: str) -> str:
-    return PRETTY.get(name, name)
+    return catalog.label(name)
 
 
 def models(protocol: str = "stratified", root=None) -> list[str]:
@@ -159,7 +157,7 @@ def levels_table(root=None) -> pd.DataFrame:
     names = [m for m in art.MODEL_NAMES if any(m in manifest.get(p, {}) for p in PROTOCOLS)]
     rows = []
     for name in names:
-        row = {"model": pretty(name), "level": LEVEL_OF.get(name)}
+        row = {"model": pretty(name), "level": catalog.get(name).level if catalog.get(name) else None}
         ref = manifest.get("stratified", {}).get(name) or manifest.get("official", {}).get(name)
         for protocol in PROTOCOLS:
             entry = manifest.get(protocol, {}).get(name)
