@@ -16,6 +16,7 @@ from torch import nn
 from . import catalog
 from .data import REPO_ROOT
 from .models import Ensemble, FlowerNet, create_model
+from .quantize import OnnxClassifier
 
 MODEL_NAMES = catalog.NAMES
 PRODUCED_BY = {m.name: m.produced_by for m in catalog.MODELS}
@@ -159,8 +160,6 @@ def load_model(name: str, protocol: str = "stratified", root=None) -> nn.Module:
         members = [load_model(m, protocol, root) for m in entry["members"]]
         return Ensemble(members, entry.get("weights_per_member"), entry.get("member_temperatures")).eval()
     if fmt == "onnx":
-        from .quantize import OnnxClassifier
-
         path = artifacts_dir(root) / entry["file"]
         if not path.is_file():
             raise ArtifactMissing(f"{path} is missing; produce it with `{catalog.produced_by(name)}`.")

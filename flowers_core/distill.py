@@ -45,6 +45,15 @@ from .pipeline import (
     score_on_images,
     train_level,
 )
+from .quantize import (
+    OnnxClassifier,
+    calibration_images,
+    compare_backends,
+    comparison_markdown,
+    export_onnx,
+    quantize_onnx_static,
+    quantized_op_counts,
+)
 from .timing import measure
 
 # 99%, not 95%: at ~98% accuracy a 95% target keeps every validation image and the 'not sure' flag never
@@ -300,15 +309,6 @@ def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int |
     On the shipped protocol both files go to ``models/`` and the INT8 backends are compared;
     on the other protocol the same steps run in a scratch folder and only metrics are recorded.
     """
-    from .quantize import (
-        OnnxClassifier,
-        calibration_images,
-        compare_backends,
-        comparison_markdown,
-        export_onnx,
-        quantize_onnx_static,
-        quantized_op_counts,
-    )
 
     shipped = protocol == SHIPPED_PROTOCOL
     compare = shipped if compare is None else compare

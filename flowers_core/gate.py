@@ -17,6 +17,7 @@ from PIL import Image
 
 from . import artifacts as art
 from .evaluate import softmax
+from .quantize import OnnxClassifier
 from .transforms import Preprocess
 
 GATE_CMD = "python -m train.gate"
@@ -63,8 +64,6 @@ class FlowerGate:
     with the stored threshold. Read-only after construction (thread-safe)."""
 
     def __init__(self, root=None, threads: int | None = None):
-        from .quantize import OnnxClassifier
-
         self.entry = gate_entry(root)
         path = art.artifacts_dir(root) / self.entry["file"]
         if not path.is_file():

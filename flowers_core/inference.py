@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import artifacts as art
 from .evaluate import entropy as entropy_of
+from .gate import FlowerGate, has_gate
 from .transforms import Preprocess
 
 MAX_BYTES = 30 * 1024 * 1024  # larger than any phone photo
@@ -176,8 +177,6 @@ class Predictor:
         self.temperature = float(uncertainty.get("temperature", 1.0))
         self.threshold = uncertainty.get("entropy_threshold")
         if gate is True:
-            from .gate import FlowerGate, has_gate
-
             gate = FlowerGate(root) if has_gate(root) else None
         self.gate = gate or None
 

@@ -24,6 +24,7 @@ import torch
 
 from . import artifacts as art
 from . import catalog
+from .quantize import OnnxClassifier
 from .timing import measure
 
 DEFAULT_MODELS = catalog.NAMES
@@ -43,8 +44,6 @@ def load_for_benchmark(name: str, protocol: str, threads: int, root=None):
     """``(callable, entry)``; ONNX models get a session with ``threads`` intra-op threads."""
     entry = art.model_entry(name, protocol, root)
     if entry.get("format") == "onnx":
-        from .quantize import OnnxClassifier
-
         return OnnxClassifier(art.artifacts_dir(root) / entry["file"], threads=threads), entry
     return art.load_model(name, protocol, root), entry
 

@@ -24,6 +24,7 @@ import torch
 from . import artifacts as art
 from . import catalog
 from .data import default_data_root
+from .gate import FlowerGate, has_gate
 from .inference import VERDICTS, ImageError, Predictor, load_image
 
 DEFAULT_MODELS = catalog.NAMES
@@ -105,8 +106,6 @@ def recipe_of(entry: dict) -> str:
 
 def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int | None = None,
         threads: int | None = None, batch_size: int = 16) -> dict:
-    from .gate import FlowerGate, has_gate
-
     if threads:
         torch.set_num_threads(threads)
     photos = photo_set(data_root)
