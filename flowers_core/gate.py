@@ -71,9 +71,7 @@ class FlowerGate:
         self.model = OnnxClassifier(path, threads)
         self.classes = list(self.entry["classes"])
         self.threshold = float(self.entry["threshold"])
-        self.preprocess = Preprocess(**{k: tuple(v) if isinstance(v, list) else v
-                                        for k, v in self.entry["preprocess"].items()
-                                        if k in ("input_size", "mean", "std")})
+        self.preprocess = Preprocess.from_dict(self.entry["preprocess"])
 
     @torch.inference_mode()
     def scores(self, batch: torch.Tensor) -> np.ndarray:

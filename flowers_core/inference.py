@@ -170,9 +170,7 @@ class Predictor:
         self.entry = art.model_entry(name, protocol, root)
         self.classes = art.class_names(root)
         self.model = art.load_model(name, protocol, root)
-        self.preprocess = Preprocess(**{k: tuple(v) if isinstance(v, list) else v
-                                        for k, v in self.entry["preprocess"].items()
-                                        if k in ("input_size", "mean", "std")})
+        self.preprocess = Preprocess.from_dict(self.entry["preprocess"])
         uncertainty = self.entry.get("uncertainty", {})
         self.temperature = float(uncertainty.get("temperature", 1.0))
         self.threshold = uncertainty.get("entropy_threshold")

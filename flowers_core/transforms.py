@@ -67,6 +67,11 @@ class Preprocess:
         return {"input_size": self.input_size, "resize_size": self.resize_size,
                 "mean": list(self.mean), "std": list(self.std), "crop_pct": CROP_PCT}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        """The inverse of ``to_dict`` (the derived sizes it also records are recomputed, not read)."""
+        return cls(int(d["input_size"]), tuple(d["mean"]), tuple(d["std"]))
+
 
 class RandomRot90(torch.nn.Module):
     """Flowers have no canonical orientation (photos are taken from above as often as the side)."""
