@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,15 @@ class Photo:
         return hashlib.sha1(self.data).hexdigest()[:12]
 
 
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: str) -> str:
+    """``text`` escaped so that Streamlit's Markdown shows it literally (a visitor's file name may hold
+    ``**bold**`` or ``[a](link)``, which must not turn into formatting or a live link)."""
+    return MARKDOWN_SPECIALS.sub(r"\\\1", text)
+
+
 def _set_photo(data: bytes, name: str, source: str, page: str = "") -> None:
     st.session_state["photo"] = Photo(data, name, source, page)
 
@@ -176,7 +186,7 @@ def photo_picker(key: str, gallery: str = "grid", camera: bool = True) -> Photo 
     if photo is not None and photo.page != key and st.session_state.get("photo_bad") == photo.digest:
         return None  # an unreadable upload from another page: its message was shown there
     if photo is not None and photo.page != key:
-        st.caption(f"Using your photo **{photo.name}** from before; upload or pick another to change it.")
+        st.caption(f"Using your photo **{plain(photo.name)}** from before; upload or pick another to change it.")
     return photo
 
 

@@ -18,7 +18,7 @@ with left:
 
 with right:
     img, notes = ui.photo_image(photo, "Your result will appear here.")
-    st.image(img, caption=photo.name if photo.source != "example" else None, width="stretch")
+    st.image(img, caption=ui.plain(photo.name) if photo.source != "example" else None, width="stretch")
     pred = clf.predict(img)
 
     ui.show_verdict(pred)

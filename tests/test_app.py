@@ -299,3 +299,17 @@ def test_report_protocols(artifacts_root, use):
     assert at.dataframe, "the levels table is shown"
     at.radio(key="rep_protocol").set_value("official").run()
     assert_clean(at)
+
+
+def test_markup_in_a_file_name_is_shown_literally(artifacts_root, use):
+    """A file named like Markdown must not become bold text or a live link (escaped everywhere it is shown)."""
+    use(artifacts_root)
+    name = "**b** [x](https:evil.example).png"
+    at = open_page()
+    at.file_uploader[0].set_value((name, png(_rgb()), "image/png")).run()
+    assert_clean(at)
+    at.switch_page("pages/compare.py").run()
+    assert_clean(at)
+    shown = [c.value for c in at.caption if "Using your photo" in c.value]
+    assert shown and r"\*\*b\*\* \[x\]\(https\:evil\.example\)\.png" in shown[0]
+    assert "**b**" not in shown[0] and "](" not in shown[0]
