@@ -7,6 +7,7 @@ st.set_page_config(page_title="Flower identifier", page_icon="🌼", layout="wid
 
 PAGES = [
     st.Page("pages/classify.py", title="Classify", icon="🌼", default=True),
+    st.Page("pages/species.py", title="Species", icon="🌸"),
     st.Page("pages/compare.py", title="Compare models", icon="⚖️"),
     st.Page("pages/explain.py", title="Explain", icon="🔍"),
     st.Page("pages/confusions.py", title="Confusions", icon="🔀"),

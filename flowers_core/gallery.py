@@ -6,6 +6,11 @@
   * ``artifacts/thumbs/stratified_test.npz``: every stratified test image as a 64 px JPEG, one file,
     so the Confusions page can show the images a model got wrong;
   * ``assets/dataset_labels.json``: the label of every image of the dataset (class distribution).
+
+``python -m flowers_core.gallery --reference`` (needs the dataset and the split file):
+  * ``artifacts/thumbs/stratified_reference.npz``: REFERENCE_PER_CLASS photos of every species from the
+    TRAINING split, REFERENCE_SIZE px square JPEGs, recorded in the manifest's ``reference_photos``
+    section; the app shows them next to its answers and on the Species page.
 """
 from __future__ import annotations
 
@@ -25,6 +30,10 @@ EXAMPLES_DIR = ASSETS / "examples"
 DATASET_LABELS = ASSETS / "dataset_labels.json"
 THUMBS_REL = "thumbs/{protocol}_test.npz"
 THUMB_SIZE = 64
+REFERENCE_REL = "thumbs/{protocol}_reference.npz"
+REFERENCE_PER_CLASS = 3
+REFERENCE_SIZE = 96
+REFERENCE_COMMAND = "python -m flowers_core.gallery --reference"
 EXAMPLE_SIZE = 320
 # Well-known, visually distinct species for the demo gallery.
 EXAMPLE_CLASSES = ("sunflower", "rose", "tiger lily", "bird of paradise", "water lily",
@@ -90,6 +99,73 @@ class Thumbnails:
         return [self.pack[i] for i in ids]
 
 
+class ReferencePhotos:
+    """The shipped reference photos of every species (training images): ``of_class(class_id)``."""
+
+    def __init__(self, root=None, protocol: str = "stratified"):
+        self.protocol = protocol
+        self.info = art.read_manifest(root).get("reference_photos") or {}
+        rel = self.info.get("file") or REFERENCE_REL.format(protocol=protocol)
+        self.path = art.artifacts_dir(root) / rel
+        self.by_class: dict[int, list[bytes]] = {}
+        if self.path.is_file():
+            with np.load(self.path) as z:
+                data, offsets = z["data"], z["offsets"]
+                for i, label in enumerate(z["labels"]):
+                    self.by_class.setdefault(int(label), []).append(data[offsets[i]:offsets[i + 1]].tobytes())
+
+    @property
+    def available(self) -> bool:
+        return bool(self.by_class)
+
+    @property
+    def missing_message(self) -> str:
+        return (f"Reference photos of the species are not shipped in this copy ({self.path.name} is missing); "
+                f"make them with `{REFERENCE_COMMAND}`.")
+
+    def of_class(self, class_id: int, k: int = REFERENCE_PER_CLASS) -> list[bytes]:
+        return self.by_class.get(int(class_id), [])[:k]
+
+
+def write_pack(path: Path, image_ids, labels, blobs: list[bytes]) -> int:
+    """One .npz of JPEG blobs (concatenated bytes + offsets), the format of every thumbnail pack."""
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, image_ids=np.asarray(image_ids, dtype=np.int32), labels=np.asarray(labels, dtype=np.int16),
+             offsets=offsets, data=np.frombuffer(b"".join(blobs), dtype=np.uint8))
+    return path.stat().st_size
+
+
+def build_reference(data_root=None, artifacts_root=None, protocol: str = "stratified",
+                    per_class: int = REFERENCE_PER_CLASS, size: int = REFERENCE_SIZE, seed: int = 0) -> dict:
+    """``per_class`` training images of every class (a seeded draw), as ``size`` px square JPEGs in one
+    pack, recorded in the manifest. Training images only: the test split stays unseen by the app too."""
+    from .data import load_index
+
+    index = load_index(data_root)
+    split_path = art.artifacts_dir(artifacts_root) / "splits" / f"{protocol}.json"
+    if not split_path.is_file():
+        raise SystemExit(f"{split_path} is missing; run `python -m train.all` first (it writes the splits).")
+    train_ids = np.sort(np.asarray(load_split(split_path)["train"]))
+    train_labels = index.label_of(train_ids)
+    rng = np.random.default_rng(seed)
+    ids, labels, counts = [], [], {}
+    for class_id in range(len(index.classes)):
+        members = train_ids[train_labels == class_id]
+        chosen = np.sort(rng.choice(members, size=min(per_class, len(members)), replace=False)) if len(members) else []
+        ids += [int(i) for i in chosen]
+        labels += [class_id] * len(chosen)
+        counts[class_id] = len(chosen)
+    blobs = [_square_thumb(index.path(i), size, quality=80) for i in ids]
+    rel = REFERENCE_REL.format(protocol=protocol)
+    nbytes = write_pack(art.artifacts_dir(artifacts_root) / rel, ids, labels, blobs)
+    entry = {"file": rel, "protocol": protocol, "split": "train", "per_class": per_class,
+             "classes_short": sorted(c for c, n in counts.items() if n < per_class), "count": len(ids),
+             "size_px": size, "format": "JPEG", "bytes": nbytes, "seed": seed, "command": REFERENCE_COMMAND}
+    art.update_manifest(artifacts_root, reference_photos=entry)
+    return entry
+
+
 @lru_cache(maxsize=4096)
 def _thumb_bytes(path: Path, size: int) -> bytes:
     from PIL import Image
@@ -146,11 +222,8 @@ def build(data_root=None, artifacts_root=None, protocol: str = "stratified") -> 
 
     # 2. thumbnails pack of the test split
     blobs = [_square_thumb(index.path(i), THUMB_SIZE) for i in test_ids]
-    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
     out = art.artifacts_dir(artifacts_root) / THUMBS_REL.format(protocol=protocol)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, image_ids=test_ids.astype(np.int32), labels=test_labels.astype(np.int16), offsets=offsets,
-             data=np.frombuffer(b"".join(blobs), dtype=np.uint8))
+    write_pack(out, test_ids, test_labels, blobs)
 
     # 3. labels of the whole dataset
     DATASET_LABELS.write_text(json.dumps({"labels": [int(v) for v in index.labels]}))
@@ -160,13 +233,19 @@ def build(data_root=None, artifacts_root=None, protocol: str = "stratified") -> 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--build", action="store_true", help="build examples, thumbnails and dataset labels")
+    p.add_argument("--reference", action="store_true",
+                   help=f"build the reference photos ({REFERENCE_PER_CLASS} training images per species, "
+                        f"{REFERENCE_SIZE} px) and record them in the manifest")
     p.add_argument("--data-root", default=None)
     p.add_argument("--artifacts", default=None)
     args = p.parse_args(argv)
-    if not args.build:
+    if not (args.build or args.reference):
         p.print_help()
         return
-    print(build(args.data_root, args.artifacts))
+    if args.build:
+        print(build(args.data_root, args.artifacts))
+    if args.reference:
+        print(json.dumps(build_reference(args.data_root, args.artifacts)))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ or raises ``ImageError`` with a message meant for a person, never a traceback.
 from __future__ import annotations
 
 import io
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -21,8 +22,23 @@ from .evaluate import entropy as entropy_of
 from .gate import FlowerGate, has_gate
 from .transforms import Preprocess
 
-MAX_BYTES = 30 * 1024 * 1024  # larger than any phone photo
+# The one upload size limit, in bytes, as people count them (1 MB = 1,000,000 bytes, like browsers and
+# phones). The app's `.streamlit/config.toml` lets a file slightly larger than this through its uploader
+# (server.maxUploadSize = MAX_MB + 1, in MB) so that this module's message is what a visitor reads;
+# tests/test_app.py checks that the two agree.
+MAX_MB = 30
+MAX_BYTES = MAX_MB * 1_000_000  # larger than any phone photo
 MAX_PIXELS = 60_000_000  # decompression-bomb guard (a 60-megapixel image decodes to ~180 MB)
+# Bounded memory for large accepted images: a JPEG is decoded reduced (``draft``); any other format above
+# LARGE_PIXELS is decoded one at a time (the lock) and reduced right away, before the RGB conversions copy
+# it, so several visitors' huge PNGs never hold more than one full-size decode in memory at once
+# (`python -m tools.decode_memory` measures it: 4 near-limit files at once, bounded vs not).
+LARGE_PIXELS = 16_000_000
+REDUCED_SIDE = 1024  # the reduced image keeps at least this many pixels on its shorter side
+# Formats whose decoder holds several full-size copies: Pillow's WebP decoder peaks at ~16 bytes a pixel
+# (~950 MB at 60 MP, against ~240-470 MB for a PNG), so WebP gets a lower pixel limit (phones save 12-50 MP).
+FORMAT_MAX_PIXELS = {"WEBP": 25_000_000}
+_LARGE_DECODE = threading.Lock()
 MIN_SIDE = 16  # below this there is nothing to classify
 SMALL_SIDE = 96  # below this we warn that the result is unreliable
 
@@ -46,7 +62,7 @@ def load_image(source: bytes | str | Path | BinaryIO, notes: list[str] | None = 
         if not path.is_file():
             raise ImageError(f"File not found: {path}")
         if path.stat().st_size > MAX_BYTES:
-            raise ImageError(f"The file is too large ({path.stat().st_size / 2**20:.0f} MB; limit {MAX_BYTES // 2**20} MB).")
+            raise ImageError(too_large_message(path.stat().st_size))
         data = path.read_bytes()
     elif isinstance(source, (bytes, bytearray)):
         data = bytes(source)
@@ -55,7 +71,7 @@ def load_image(source: bytes | str | Path | BinaryIO, notes: list[str] | None = 
     if len(data) == 0:
         raise ImageError("The file is empty (0 bytes).")
     if len(data) > MAX_BYTES:
-        raise ImageError(f"The file is too large (over {MAX_BYTES // 2**20} MB).")
+        raise ImageError(too_large_message(len(data)))
 
     previous = Image.MAX_IMAGE_PIXELS
     try:
@@ -65,13 +81,22 @@ def load_image(source: bytes | str | Path | BinaryIO, notes: list[str] | None = 
             img = Image.open(io.BytesIO(data))
             if img.width * img.height > MAX_PIXELS:
                 raise Image.DecompressionBombError("too many pixels")
+            if img.width * img.height > FORMAT_MAX_PIXELS.get(img.format, MAX_PIXELS):
+                raise ImageError(f"This {img.format} image is too large to process safely ({img.width}×{img.height}; "
+                                 f"limit {FORMAT_MAX_PIXELS[img.format] // 1_000_000} megapixels for {img.format}). "
+                                 "Please upload it as a JPEG or PNG, or smaller.")
             if getattr(img, "n_frames", 1) > 1:
                 if img.format != "MPO":  # phone JPEGs with a depth/preview frame are not animations
                     notes.append(f"Animated image: the first of {img.n_frames} frames was used.")
                 img.seek(0)
             if img.format == "JPEG":  # decode a reduced JPEG directly: faster and lighter for big photos
-                img.draft("RGB", (1024, 1024))
-            img.load()
+                img.draft("RGB", (REDUCED_SIDE, REDUCED_SIDE))
+            if img.width * img.height > LARGE_PIXELS and img.format != "JPEG":
+                with _LARGE_DECODE:
+                    img.load()
+                    img = reduced(img)
+            else:
+                img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"The image is too large to process safely (limit {MAX_PIXELS // 1_000_000} megapixels).") from None
     except UnidentifiedImageError:
@@ -97,6 +122,30 @@ def load_image(source: bytes | str | Path | BinaryIO, notes: list[str] | None = 
     if min(img.size) < SMALL_SIDE:
         notes.append(f"The image is very small ({img.width}×{img.height} px); the result may be unreliable.")
     return img
+
+
+def too_large_message(size: int) -> str:
+    return (f"The file is too large ({size:,} bytes); the limit is {MAX_MB} MB ({MAX_BYTES:,} bytes). "
+            "Please upload a smaller photo (a phone photo is usually 2–12 MB).")
+
+
+def reduced(img: Image.Image, side: int | None = None) -> Image.Image:
+    """A decoded image shrunk by an integer factor (box filter, one pass) so that its
+    shorter side stays at least ``side``; the modes ``Image.reduce`` cannot average become their nearest
+    averageable mode first (what ``to_rgb`` would make of them anyway)."""
+    factor = min(img.size) // (side or REDUCED_SIDE)
+    if factor < 2:
+        return img
+    if img.mode == "1":
+        img = img.convert("L")
+    elif img.mode in ("P", "PA"):
+        img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
+    elif img.mode.startswith("I;16"):  # reduce() refuses 16-bit; a box resize is the same average, no 32-bit copy
+        return img.resize((-(-img.width // factor), -(-img.height // factor)), Image.BOX)  # as reduce() rounds
+    try:
+        return img.reduce(factor)
+    except ValueError:  # an exotic mode: keep the full-size image (still decoded one at a time)
+        return img
 
 
 def to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
@@ -134,6 +183,14 @@ def verdict(entropy: float, entropy_threshold: float | None = None, flower_score
     if entropy_threshold is not None and entropy > entropy_threshold:
         return "not_sure"
     return "species"
+
+
+def combine_probs(probs: list[np.ndarray]) -> np.ndarray:
+    """Several photos of one plant -> one distribution: the mean of their log-probabilities, renormalised
+    (a normalised geometric mean: a species must fit every photo, one confident photo cannot outvote)."""
+    logp = np.mean([np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-12, None)) for p in probs], axis=0)
+    out = np.exp(logp - logp.max())
+    return (out / out.sum()).astype(np.float32)
 
 
 @dataclass
@@ -202,6 +259,16 @@ class Predictor:
         latency = (time.perf_counter() - start) * 1000 / len(images)
         scores = [None] * len(images) if flower_scores is None else [float(s) for s in flower_scores]
         return [self.describe(p, latency, s) for p, s in zip(probs, scores)]
+
+    def combine(self, preds: list[Prediction]) -> Prediction:
+        """One answer from several photos of the same plant: ``combine_probs`` of their (calibrated)
+        probabilities, the mean flower score, and the verdict recomputed from those by ``verdict``.
+        ``latency_ms`` is the total of the photos'."""
+        if len(preds) == 1:
+            return preds[0]
+        scores = [p.flower_score for p in preds if p.flower_score is not None]
+        return self.describe(combine_probs([p.probs for p in preds]), sum(p.latency_ms for p in preds),
+                             float(np.mean(scores)) if scores else None)
 
     def describe(self, probs: np.ndarray, latency_ms: float = 0.0, flower_score: float | None = None) -> Prediction:
         top = np.argsort(-probs)[:5]

@@ -432,3 +432,23 @@ def comparison_table(predictions: dict, classes: list[str], student: str | None,
             row["agrees with ensemble"] = p.class_id == r_cls
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def species_table(name: str = "student_int8", protocol: str = "stratified", root=None) -> pd.DataFrame:
+    """One row per species: the model's test accuracy on it, recomputed from its saved test probabilities
+    (``per_class_table`` columns). Raises ArtifactMissing when the model or its probabilities are absent."""
+    from .evaluate import classification_metrics
+
+    classes = art.class_names(root)
+    probs, _, labels = test_probs(name, protocol, root)
+    return per_class_table(classification_metrics(probs, labels, len(classes)), classes)
+
+
+def search_species(table: pd.DataFrame, query: str) -> pd.DataFrame:
+    """Rows whose species name contains every word of ``query`` (case-insensitive; empty: all rows)."""
+    words = str(query or "").lower().split()
+    names = table["class"].str.lower()
+    mask = np.ones(len(table), dtype=bool)
+    for word in words:
+        mask &= names.str.contains(word, regex=False).to_numpy()
+    return table[mask]

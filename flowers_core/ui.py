@@ -14,11 +14,12 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from . import artifacts as art
 from . import reports
-from .inference import ImageError, Predictor, load_image
+from .inference import MAX_MB, ImageError, Predictor, load_image
 
 log = logging.getLogger("flowers_app")
 
@@ -26,6 +27,7 @@ log = logging.getLogger("flowers_app")
 CLASSIFIER_PREFERENCE = ("student_int8", "student", "ensemble", "level3", "level2", "level1")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "heic", "heif", "gif", "bmp", "tif", "tiff"]
 UPLOAD_LABEL = "Upload a flower photo"
+MAX_PHOTOS = 3  # photos of one plant that Classify combines into one answer
 CRASH_MARKER = "Sorry, something went wrong on this page."
 
 
@@ -90,6 +92,41 @@ def thumbnails(protocol: str = "stratified"):
     return _thumbnails(protocol, root, mtime)
 
 
+@st.cache_resource(max_entries=4)
+def _reference_photos(root: str, mtime: float):
+    from .gallery import ReferencePhotos
+
+    return ReferencePhotos(root)
+
+
+def reference_photos():
+    """The shipped reference photos of the species (training images); ``.available`` False when absent."""
+    root, mtime = _key()
+    return _reference_photos(root, mtime)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _species_table(name: str, protocol: str, root: str, mtime: float):
+    return reports.species_table(name, protocol, root)
+
+
+def species_table(name: str = "student_int8", protocol: str = "stratified"):
+    """(per-species table with the model's test accuracy, None); without saved probabilities (the species
+    names only, why the accuracy is missing); without class names (None, why)."""
+    import pandas as pd
+
+    root, mtime = _key()
+    try:
+        return _species_table(name, protocol, root, mtime), None
+    except Exception as e:  # no saved probabilities: the page still lists the species
+        why = load_error(name, e)
+    try:
+        classes = art.class_names(root)
+    except art.ArtifactMissing as e:
+        return None, str(e)
+    return pd.DataFrame({"class id": range(len(classes)), "class": classes}), why
+
+
 @st.cache_data(max_entries=64, show_spinner="Computing the explanation…")
 def explanation(photo: bytes, name: str, method: str, target: int | None, root: str, mtime: float,
                 num_samples: int = 150):
@@ -136,30 +173,49 @@ def plain(text: str) -> str:
 
 def _set_photo(data: bytes, name: str, source: str, page: str = "") -> None:
     st.session_state["photo"] = Photo(data, name, source, page)
+    st.session_state["photos"] = [st.session_state["photo"]]
+    st.session_state["photos_dropped"] = 0
 
 
 def current_photo() -> Photo | None:
     return st.session_state.get("photo")
 
 
-def _take_new(widget_value, seen_key: str, source: str, page: str) -> None:
-    """Adopt an upload/camera shot only when it is new, so a later example click wins."""
-    if widget_value is None:
+def current_photos() -> list[Photo]:
+    """The visitor's photos of one plant (1 to MAX_PHOTOS; the first is ``current_photo``)."""
+    photo = current_photo()
+    photos = st.session_state.get("photos") or []
+    if photo is None:
+        return []
+    return photos if photos and photos[0] is photo else [photo]
+
+
+def _take_new(widget_value, seen_key: str, source: str, page: str, limit: int = 1) -> None:
+    """Adopt an upload/camera shot (or up to ``limit`` uploads) only when new, so a later example click wins."""
+    files = widget_value if isinstance(widget_value, list) else [] if widget_value is None else [widget_value]
+    if not files:
         st.session_state.pop(seen_key, None)
         return
-    ident = getattr(widget_value, "file_id", None) or f"{widget_value.name}:{widget_value.size}"
+    ident = tuple(getattr(f, "file_id", None) or f"{f.name}:{f.size}" for f in files)
     if st.session_state.get(seen_key) != ident:
         st.session_state[seen_key] = ident
-        _set_photo(widget_value.getvalue(), widget_value.name, source, page)
+        _set_photo(files[0].getvalue(), files[0].name, source, page)
+        st.session_state["photos"] = [st.session_state["photo"]] + [
+            Photo(f.getvalue(), f.name, source, page) for f in files[1:limit]]
+        st.session_state["photos_dropped"] = max(0, len(files) - limit)
 
 
-def photo_picker(key: str, gallery: str = "grid", camera: bool = True) -> Photo | None:
-    """Upload / camera / example photos; returns the visitor's current photo (kept across pages)."""
+def photo_picker(key: str, gallery: str = "grid", camera: bool = True, multiple: bool = False) -> Photo | None:
+    """Upload / camera / example photos; returns the visitor's current photo (kept across pages).
+    ``multiple``: the uploader takes up to MAX_PHOTOS photos of the same plant (see ``current_photos``)."""
     from .gallery import examples
 
-    upload = st.file_uploader(UPLOAD_LABEL, type=UPLOAD_TYPES, key=f"{key}_upload",
-                              help="JPEG, PNG, WebP or HEIC (iPhone) photos, up to 30 MB.")
-    _take_new(upload, f"{key}_upload_seen", "upload", key)
+    limit = MAX_PHOTOS if multiple else 1
+    upload = st.file_uploader(
+        UPLOAD_LABEL, type=UPLOAD_TYPES, key=f"{key}_upload", accept_multiple_files=multiple,
+        help=f"JPEG, PNG, WebP or HEIC (iPhone) photos, up to {MAX_MB} MB each"
+             + (f"; up to {MAX_PHOTOS} photos of the same plant are combined into one answer." if multiple else "."))
+    _take_new(upload, f"{key}_upload_seen", "upload", key, limit)
     if camera and st.toggle("Take a photo with the camera", key=f"{key}_camera_on"):
         shot = st.camera_input("Take a photo", key=f"{key}_camera")
         _take_new(shot, f"{key}_camera_seen", "camera", key)
@@ -211,10 +267,40 @@ def photo_image(photo: Photo | None, prompt: str) -> tuple[object, list[str]]:
     notes: list[str] = []
     try:
         return load_image(photo.data, notes), notes
-    except ImageError as e:
+    except ImageError as e:  # the message may quote the file's own bytes (a decoder's complaint): escaped
         st.session_state["photo_bad"] = photo.digest
-        st.error(f"**We couldn't use this file.** {e}")
+        st.error(f"**We couldn't use this file.** {plain(str(e))}")
         st.stop()
+
+
+def photo_images(photos: list[Photo], prompt: str) -> list[tuple[Photo, object, list[str]]]:
+    """Several photos of one plant as (photo, RGB image, notes); an unreadable one gets its message and
+    is left out. With no photo, or none readable, the page stops (like ``photo_image``)."""
+    if not photos:
+        st.info(prompt)
+        st.stop()
+    if len(photos) > 1 and st.session_state.get("photos_dropped"):
+        st.warning(f"Only the first {MAX_PHOTOS} photos are used; "
+                   f"{st.session_state['photos_dropped']} more were left out.")
+    good = []
+    for photo in photos:
+        notes: list[str] = []
+        try:
+            good.append((photo, load_image(photo.data, notes), notes))
+        except ImageError as e:
+            if photo is photos[0]:
+                st.session_state["photo_bad"] = photo.digest
+            what = f" {plain(photo.name)}" if len(photos) > 1 else ""
+            st.error(f"**We couldn't use this file{what}.** {plain(str(e))}")
+    if not good:
+        st.stop()
+    return good
+
+
+def show_notes(notes: list[str]) -> None:
+    """What was done to the photo (alpha filled, CMYK, first frame, small…), the same on every page."""
+    for note in notes:
+        st.caption(f"ℹ️ {note}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,6 +371,56 @@ def show_verdict(pred) -> None:
     headline, detail = verdict_text(pred)
     st.subheader(headline)
     {"species": st.success, "not_sure": st.info, "not_a_flower": st.warning}[pred.verdict](detail)
+
+
+def top_ids(pred, k: int = 3) -> list[int]:
+    return [int(i) for i in np.argsort(-np.asarray(pred.probs))[:k]]
+
+
+def show_reference(class_id: int, refs, width: int = 96) -> None:
+    photos = refs.of_class(class_id)
+    if photos:
+        st.image(photos, width=width)
+
+
+def show_candidates(pred, classes: list[str], refs) -> None:
+    """Under the verdict, something to check it against: the species' reference photos ("species"), or
+    the top 3 candidates each with theirs ("not sure"); nothing for "not a flower"."""
+    if pred.verdict == "not_a_flower":
+        return
+    if not refs.available:
+        st.caption(f"ℹ️ {refs.missing_message}")
+        return
+    if pred.verdict == "species":
+        st.markdown(f"**What {with_article(pred.label)} looks like** (photos from the training set):")
+        show_reference(pred.class_id, refs)
+        return
+    st.markdown("**Compare your photo with these candidates** (photos from the training set):")
+    for rank, class_id in enumerate(top_ids(pred, 3), start=1):
+        st.markdown(f"{rank}. **{capitalized(classes[class_id])}** — {pred.probs[class_id]:.0%}")
+        show_reference(class_id, refs)
+
+
+def species_card(row, refs) -> None:
+    """One species on the Species page: name, reference photos, the model's test accuracy on it."""
+    st.markdown(f"**{capitalized(row['class'])}** · no. {int(row['class id']) + 1}")
+    show_reference(int(row["class id"]), refs, width=80)
+    if "accuracy" in row and row.get("test images", 0):
+        st.caption(f"Test accuracy {row['accuracy']:.0%} ({int(row['correct'])} of {int(row['test images'])} "
+                   "test photos)" + (f"; most often mistaken for {row['most often mistaken for']}"
+                                     if row.get("most often mistaken for") else ""))
+
+
+SPECIES_ORDERS = {"name": ("class", True), "test accuracy (lowest first)": ("accuracy", True),
+                  "number": ("class id", True)}
+
+
+def species_rows(table, query: str, order: str):
+    rows = reports.search_species(table, query)
+    column, ascending = SPECIES_ORDERS[order]
+    if column not in rows.columns:
+        column = "class"
+    return rows.sort_values([column, "class"], ascending=[ascending, True], kind="stable")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,8 +30,7 @@ if not loaded:
 
 photo = ui.photo_picker("compare", gallery="select", camera=False)
 img, notes = ui.photo_image(photo, "Choose a photo to compare the models on it.")
-for note in notes:
-    st.caption(f"ℹ️ {note}")
+ui.show_notes(notes)
 
 preds = {name: p.predict(img) for name, p in loaded.items()}
 classes = next(iter(loaded.values())).classes

@@ -30,6 +30,7 @@ if clf is None:
 
 photo = ui.photo_picker("explain", gallery="select", camera=False)
 img, notes = ui.photo_image(photo, "Choose a photo to explain.")
+ui.show_notes(notes)
 
 pred = clf.predict(img)
 target_choice = st.radio("Explain which class?", ["The predicted class", "Another class"], horizontal=True,

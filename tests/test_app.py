@@ -24,7 +24,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
-PAGES = ["pages/classify.py", "pages/compare.py", "pages/explain.py", "pages/confusions.py",
+PAGES = ["pages/classify.py", "pages/species.py", "pages/compare.py", "pages/explain.py", "pages/confusions.py",
          "pages/latency.py", "pages/report.py"]
 TIMEOUT = 300  # 2 shared cores: the first run imports torch and loads models
 
@@ -313,3 +313,153 @@ def test_markup_in_a_file_name_is_shown_literally(artifacts_root, use):
     shown = [c.value for c in at.caption if "Using your photo" in c.value]
     assert shown and r"\*\*b\*\* \[x\]\(https\:evil\.example\)\.png" in shown[0]
     assert "**b**" not in shown[0] and "](" not in shown[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Safe uploads: one size limit, notes on every page
+# ---------------------------------------------------------------------------------------------
+def test_one_upload_limit():
+    """The uploader lets a file just over inference.MAX_BYTES through (the browser counts 1 MB = 10^6
+    bytes, the server 2^20), so the app's own message with the limit is what a visitor reads."""
+    import tomllib
+
+    from flowers_core import inference, ui
+
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    upload_cap = config["server"]["maxUploadSize"] * 1_000_000  # the smaller of the browser's and the server's
+    assert inference.MAX_BYTES == inference.MAX_MB * 1_000_000
+    assert inference.MAX_BYTES < upload_cap <= inference.MAX_BYTES + 1_000_000
+    assert ui.MAX_MB == inference.MAX_MB
+
+
+def test_a_file_just_over_the_limit_gets_the_apps_message(classify_app):
+    from flowers_core import inference
+
+    at = classify_app
+    data = png(_rgb()) + b"\0" * (inference.MAX_BYTES + 1 - len(png(_rgb())))
+    at.file_uploader[0].set_value(("big.png", data, "image/png")).run()
+    assert_clean(at)
+    assert at.error and "too large" in at.error[0].value and f"{inference.MAX_MB} MB" in at.error[0].value
+    assert f"up to {inference.MAX_MB} MB" in at.file_uploader[0].help
+
+
+def test_explain_shows_the_image_notes(artifacts_root, use):
+    use(artifacts_root)
+    at = open_page()
+    at.file_uploader[0].set_value(("alpha.png", png(_rgb().convert("RGBA")), "image/png")).run()
+    at.switch_page("pages/explain.py").run()
+    assert_clean(at)
+    assert any("Transparent areas were filled" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+# ---------------------------------------------------------------------------------------------
+# The three answers with reference photos, several photos, the Species page
+# ---------------------------------------------------------------------------------------------
+def answers_copy(src: Path, dst: Path, entropy_threshold=None, gate_threshold=None, reference=True) -> Path:
+    """A copy of ``src`` whose thresholds force one verdict, with a synthetic reference-photo pack
+    (3 coloured squares per class) or none at all (``reference=False``)."""
+    from flowers_core.gallery import REFERENCE_REL, write_pack
+
+    def edit(manifest):
+        for entry in manifest.get("models", {}).get("stratified", {}).values():
+            if entropy_threshold is not None:
+                entry.setdefault("uncertainty", {})["entropy_threshold"] = entropy_threshold
+        if gate_threshold is not None and "gate" in manifest:
+            manifest["gate"]["threshold"] = gate_threshold
+        manifest.pop("reference_photos", None)
+        if reference:
+            manifest["reference_photos"] = {"file": REFERENCE_REL.format(protocol="stratified"), "per_class": 3,
+                                            "split": "train", "size_px": 16}
+    partial_copy(src, dst, missing_dirs=("thumbs",), edit=edit)
+    if reference:
+        n = len(art.class_names(dst))
+        labels = np.repeat(np.arange(n), 3)
+        blobs = [png(Image.new("RGB", (16, 16), (int(c) * 2 % 256, 90, 160)), "JPEG") for c in labels]
+        write_pack(dst / REFERENCE_REL.format(protocol="stratified"), np.arange(1, len(labels) + 1), labels, blobs)
+    return dst
+
+
+def classify(at: AppTest, *files) -> AppTest:
+    at.file_uploader[0].set_value([(name, data, "image/png") for name, data in files]).run()
+    assert_clean(at)
+    return at
+
+
+def test_not_sure_lists_three_candidates_with_photos(artifacts_root, tmp_path, use):
+    use(answers_copy(artifacts_root, tmp_path / "a", entropy_threshold=-1.0, gate_threshold=0.0))
+    at = classify(open_page(), ("leaf.png", png(_rgb(200, 200))))
+    assert at.subheader[0].value == "I'm not sure — it may be one of these"
+    candidates = [m.value for m in at.markdown if m.value[:3] in ("1. ", "2. ", "3. ")]
+    assert len(candidates) == 3, [m.value for m in at.markdown]
+    assert sum(len(i.value) == 3 for i in at.image) == 3, "three reference photos of each candidate"
+
+
+def test_species_answer_shows_its_reference_photos(artifacts_root, tmp_path, use):
+    use(answers_copy(artifacts_root, tmp_path / "b", entropy_threshold=99.0, gate_threshold=0.0))
+    at = classify(open_page(), ("plant.png", png(_rgb(200, 200))))
+    assert at.subheader[0].value.startswith("This is a")
+    assert any(m.value.startswith("**What a") and "looks like" in m.value for m in at.markdown)
+    assert sum(len(i.value) == 3 for i in at.image) == 1
+
+
+def test_not_a_flower_shows_no_candidates(artifacts_root, tmp_path, use):
+    if "gate" not in art.read_manifest(artifacts_root):
+        pytest.skip("these artifacts have no flower gate")
+    use(answers_copy(artifacts_root, tmp_path / "c", gate_threshold=2.0))
+    at = classify(open_page(), ("car.png", png(_rgb(200, 200))))
+    assert at.subheader[0].value == "This doesn't look like a flower"
+    assert not any("candidates" in m.value or "looks like" in m.value for m in at.markdown)
+
+
+def test_answers_without_reference_photos_say_so(artifacts_root, tmp_path, use):
+    use(answers_copy(artifacts_root, tmp_path / "d", entropy_threshold=-1.0, gate_threshold=0.0, reference=False))
+    at = classify(open_page(), ("leaf.png", png(_rgb(200, 200))))
+    assert at.subheader[0].value.startswith("I'm not sure")
+    assert any("Reference photos of the species are not shipped" in c.value for c in at.caption)
+    at.switch_page("pages/species.py").run()
+    assert_clean(at)
+    assert any("not shipped" in i.value for i in at.info)
+    assert sum(m.value.startswith("**") and "· no." in m.value for m in at.markdown) == 24, "a page of species cards"
+
+
+def test_several_photos_give_one_combined_answer(artifacts_root, tmp_path, use):
+    use(answers_copy(artifacts_root, tmp_path / "e", gate_threshold=0.0))
+    photos = [(f"plant_{i}.png", png(_rgb(200 + 10 * i, 200))) for i in range(4)]
+    at = classify(open_page(), *photos[:2])
+    assert at.subheader[0].value.startswith(("This is a", "I'm not sure"))
+    assert any("One answer from your 2 photos" in c.value for c in at.caption)
+    assert any(m.value == "**Each photo on its own**" for m in at.markdown)
+    own = [m.value for m in at.markdown if m.value.strip("*").startswith(("This is", "I'm not sure", "This doesn't"))]
+    assert len(own) == 2, "each photo's own answer is shown under it"
+    at = classify(at, *photos)
+    assert at.warning and "Only the first 3 photos" in at.warning[0].value
+    assert any("One answer from your 3 photos" in c.value for c in at.caption)
+    if examples():  # an example photo afterwards is one photo again, with no leftover warning
+        at.button(key="classify_ex_0").click().run()
+        assert_clean(at)
+        assert not at.warning and not any("One answer from your" in c.value for c in at.caption)
+
+
+def test_species_page_search_and_accuracy(artifacts_root, tmp_path, use):
+    use(answers_copy(artifacts_root, tmp_path / "f"))
+    at = open_page("pages/species.py")
+    assert_clean(at)
+    assert any("of 102 species" in c.value for c in at.caption)
+    name = art.class_names(artifacts_root)[0]
+    at.text_input(key="species_query").set_value(name.split()[0].upper()).run()
+    assert_clean(at)
+    cards = [m.value for m in at.markdown if m.value.startswith("**") and "no." in m.value]
+    assert cards and any(name.capitalize() in c for c in cards)
+    if reports.has_weights("student_int8", artifacts_root):
+        assert any(c.value.startswith("Test accuracy") for c in at.caption)
+    at.text_input(key="species_query").set_value("no such flower zzz").run()
+    assert_clean(at)
+    assert at.warning
+
+
+def test_an_unreadable_photo_among_several_is_left_out(artifacts_root, tmp_path, use):
+    use(answers_copy(artifacts_root, tmp_path / "g", gate_threshold=0.0))
+    at = classify(open_page(), ("good.png", png(_rgb(200, 200))), ("**bad**.jpg", b"not an image at all"))
+    assert at.error and "couldn't use this file" in at.error[0].value
+    assert r"\*\*bad\*\*" in at.error[0].value, "the bad file is named, literally"
+    assert at.subheader and not any("One answer from your" in c.value for c in at.caption)

@@ -183,3 +183,99 @@ def test_a_huge_jpeg_is_decoded_reduced():
     big = photo(4000, 3000)
     img = load_image(encode(big, "JPEG", quality=70))
     assert img.mode == "RGB" and max(img.size) <= 4000 and min(img.size) >= 1024 // 2
+
+
+# ------------------------------------------------------------------------------ bounded memory, one size limit
+def test_too_large_message_names_the_one_limit():
+    with pytest.raises(ImageError) as e:
+        load_image(b"\x89PNG" + b"\x00" * inference.MAX_BYTES)
+    assert f"{inference.MAX_MB} MB" in str(e.value) and f"{inference.MAX_BYTES:,} bytes" in str(e.value)
+    assert inference.MAX_BYTES == inference.MAX_MB * 1_000_000
+
+
+class CountingLock:
+    def __init__(self):
+        self.entered = 0
+
+    def __enter__(self):
+        self.entered += 1
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "L", "1", "I;16"])
+def test_large_images_are_decoded_one_at_a_time_and_reduced(monkeypatch, mode):
+    lock = CountingLock()
+    monkeypatch.setattr(inference, "_LARGE_DECODE", lock)
+    monkeypatch.setattr(inference, "LARGE_PIXELS", 10_000)
+    monkeypatch.setattr(inference, "REDUCED_SIDE", 50)
+    img = photo(400, 230)
+    if mode == "I;16":
+        img = Image.fromarray((np.asarray(img.convert("L"), dtype=np.uint16) * 257))
+    elif mode != "RGB":
+        img = img.convert(mode)
+    notes = []
+    out = load_image(encode(img, "PNG"), notes)
+    assert lock.entered == 1
+    assert out.mode == "RGB" and out.size == (100, 58)  # factor 230 // 50 = 4 (shorter side >= 50), rounded up
+    if mode == "RGB":  # the same picture, averaged: the red quadrant is still red, top-left
+        assert np.asarray(out)[5, 5, 0] > 200 and np.asarray(out)[5, 5, 1] < 60
+
+
+def test_small_and_jpeg_images_skip_the_lock(monkeypatch):
+    lock = CountingLock()
+    monkeypatch.setattr(inference, "_LARGE_DECODE", lock)
+    load_image(encode(photo(400, 300), "PNG"))
+    monkeypatch.setattr(inference, "LARGE_PIXELS", 10_000)
+    load_image(encode(photo(400, 300), "JPEG"))  # JPEGs are decoded reduced by draft() instead
+    assert lock.entered == 0
+
+
+# ------------------------------------------------------------------------------ several photos of one plant
+def test_combine_probs_is_the_normalised_mean_of_log_probabilities():
+    a, b = np.array([0.7, 0.2, 0.1]), np.array([0.1, 0.6, 0.3])
+    out = inference.combine_probs([a, b])
+    expected = np.sqrt(a * b) / np.sqrt(a * b).sum()
+    assert np.allclose(out, expected, atol=1e-6) and abs(out.sum() - 1) < 1e-6
+    assert np.allclose(inference.combine_probs([a]), a, atol=1e-6)
+
+
+class _Gate:
+    threshold = 0.5
+
+
+def _predictor(threshold=1.0, gate=True):
+    p = object.__new__(inference.Predictor)
+    p.classes = ["a", "b", "c", "d"]
+    p.threshold = threshold
+    p.gate = _Gate() if gate else None
+    return p
+
+
+def test_combine_recomputes_the_verdict():
+    p = _predictor(threshold=0.9)
+    sure_a = p.describe(np.array([0.9, 0.05, 0.03, 0.02]), 1.0, 0.9)
+    sure_b = p.describe(np.array([0.05, 0.9, 0.03, 0.02]), 1.0, 0.9)
+    assert sure_a.verdict == sure_b.verdict == "species"
+    both = p.combine([sure_a, sure_b])  # two confident photos that disagree: not sure
+    assert both.verdict == "not_sure" and both.label in ("a", "b") and both.latency_ms == 2.0
+    again = p.combine([sure_a, p.describe(np.array([0.6, 0.2, 0.1, 0.1]), 1.0, 0.9)])
+    assert again.verdict == "species" and again.label == "a"
+    assert p.combine([sure_a]) is sure_a
+
+
+def test_combine_uses_the_mean_flower_score():
+    p = _predictor(threshold=None)
+    flower = p.describe(np.array([0.9, 0.05, 0.03, 0.02]), 1.0, 0.8)
+    cat = p.describe(np.array([0.9, 0.05, 0.03, 0.02]), 1.0, 0.1)
+    assert p.combine([flower, cat]).flower_score == pytest.approx(0.45)
+    assert p.combine([flower, cat]).verdict == "not_a_flower"
+    assert p.combine([flower, flower, cat]).verdict == "species"
+
+
+def test_webp_has_its_own_pixel_limit(monkeypatch):
+    monkeypatch.setattr(inference, "FORMAT_MAX_PIXELS", {"WEBP": 100 * 100})
+    with pytest.raises(ImageError, match="too large to process safely"):
+        load_image(encode(photo(200, 120), "WEBP"))
+    assert load_image(encode(photo(200, 120), "PNG")).size == (200, 120)

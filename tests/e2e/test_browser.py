@@ -19,6 +19,7 @@ import pytest
 from flowers_core import artifacts as art
 from flowers_core.browser import CHROMIUM, AppDriver, StreamlitServer, chromium_available, chromium_page
 from flowers_core.data import REPO_ROOT
+from flowers_core.ui import UPLOAD_LABEL
 
 pytestmark = [
     pytest.mark.e2e,
@@ -111,3 +112,89 @@ def test_every_page_renders_without_errors(app, server):
             failures[title] = errors
     assert not failures, f"pages showing errors: {failures}\n--- server log ---\n{server.log_tail()}"
     assert "Traceback" not in server.log_text(), f"server logged a traceback:\n{server.log_tail(80)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 13: several photos, a Markdown file name, the size limit, reference photos, the Species page
+# ---------------------------------------------------------------------------------------------
+MARKDOWN_NAME = "**b** [x](https:evil.example).png"
+
+
+def _main_text(app: AppDriver) -> str:
+    return app.page.locator('[data-testid="stMain"]').first.inner_text()
+
+
+def _upload_buffers(app: AppDriver, files: list[dict]) -> None:
+    file_input = app.uploader().locator('input[type="file"]')
+    app.run_and_wait(lambda: file_input.set_input_files(files))
+
+
+def _images_loaded(app: AppDriver) -> None:
+    """Every <img> decoded (a screenshot taken earlier shows the previous run's images in their place)."""
+    app.page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)",
+                               timeout=30_000, polling=100)
+
+
+def test_two_photos_one_named_like_markdown(app, server, example):
+    app.open()  # a fresh session
+    app.wait_uploader()
+    files = [{"name": MARKDOWN_NAME, "mimeType": "image/png", "buffer": Path(example["path"]).read_bytes()},
+             {"name": "second.jpg", "mimeType": "image/jpeg", "buffer": Path(example["path"]).read_bytes()}]
+    _upload_buffers(app, files)
+    app.wait_idle()
+    _images_loaded(app)
+    _shot(app, "20_classify_two_photos")
+    text = _main_text(app)
+    assert app.error_texts() == [], f"{app.error_texts()}\n{server.log_tail()}"
+    assert "One answer from your 2 photos" in text and "Each photo on its own" in text, text[:2000]
+    assert MARKDOWN_NAME in text, "the file name is shown literally"
+    assert app.page.locator('[data-testid="stMain"] a[href*="evil.example"]').count() == 0, "no live link"
+    if example["label"]:  # a shipped example: the species answer shows that species' reference photos
+        assert "looks like" in text or "not shipped" in text
+
+
+def test_classify_on_a_phone(app, server, class_names, example):
+    """A 390 px wide viewport from the first load (the sidebar starts collapsed, as on a phone)."""
+    page = app.page.context.new_page()
+    try:
+        page.set_viewport_size({"width": 390, "height": 844})
+        phone = AppDriver(page, server.url)
+        phone.open()
+        phone.wait_uploader()
+        headings, _ = phone.classify(example["path"], class_names)
+        phone.wait_idle()
+        _images_loaded(phone)
+        _shot(phone, "21_classify_phone")
+        assert headings and phone.error_texts() == []
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 390, f"the page scrolls sideways on a phone ({width} px wide)"
+        assert page.get_by_text(UPLOAD_LABEL).first.is_visible()
+    finally:
+        page.close()
+
+
+def test_a_file_just_over_the_limit_gets_the_apps_message(app, server):
+    from flowers_core.inference import MAX_BYTES, MAX_MB
+
+    app.open()
+    app.wait_uploader()
+    _upload_buffers(app, [{"name": "huge.png", "mimeType": "image/png",
+                           "buffer": b"\x89PNG\r\n\x1a\n" + b"\0" * (MAX_BYTES + 1 - 8)}])
+    app.page.wait_for_function("() => document.body.innerText.includes('too large')", timeout=60_000)
+    text = _main_text(app)
+    assert "couldn't use this file" in text and f"{MAX_MB} MB" in text, text[:2000]
+    _shot(app, "22_classify_too_large")
+
+
+def test_species_page_search(app, server, class_names):
+    app.open()
+    href = next(h for title, h in app.nav_links() if title == "Species")
+    app.goto_page(href)
+    query = "lily" if any("lily" in c for c in class_names) else class_names[0]
+    box = app.page.get_by_label("Search a species")
+    app.run_and_wait(lambda: (box.fill(query), box.press("Enter")))
+    _images_loaded(app)
+    text = _main_text(app)
+    _shot(app, "23_species_lily")
+    assert app.error_texts() == [], app.error_texts()
+    assert re.search(r"\d+ of \d+ species match", text), text[:1000]

@@ -1,0 +1,42 @@
+"""Species: browse and search the 102 species the app knows, with reference photos and test accuracy."""
+import streamlit as st
+
+from flowers_core import ui
+
+st.title("🌸 The 102 species")
+st.write("Every flower the app can name, with photos from its training set and how often the deployed "
+         "model (the INT8 student) named it correctly on the test photos it never saw.")
+
+table, why = ui.species_table()
+if table is None:
+    ui.missing(why, "The list of species")
+    st.stop()
+if why:
+    st.info(f"Test accuracy is not available: {why}", icon="ℹ️")
+refs = ui.reference_photos()
+if not refs.available:
+    st.info(refs.missing_message, icon="ℹ️")
+
+c1, c2 = st.columns([2, 1])
+query = c1.text_input("Search a species", key="species_query", placeholder="e.g. lily, rose, daisy")
+order = c2.selectbox("Order by", list(ui.SPECIES_ORDERS), key="species_order")
+rows = ui.species_rows(table, query, order)
+st.caption(f"{len(rows)} of {len(table)} species" + (f" match “{query}”" if query.strip() else ""))
+if rows.empty:
+    st.warning("No species matches that name; try a shorter word (e.g. “lily”).")
+    st.stop()
+
+PER_PAGE = 24
+pages = (len(rows) + PER_PAGE - 1) // PER_PAGE
+page = st.selectbox("Page", range(1, pages + 1), key="species_page") if pages > 1 else 1
+shown = rows.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
+for start in range(0, len(shown), 3):
+    for col, (_, row) in zip(st.columns(3), shown.iloc[start:start + 3].iterrows()):
+        with col:
+            ui.species_card(row, refs)
+
+if "accuracy" in table.columns:
+    with st.expander("All species as a table"):
+        st.dataframe(rows[["class", "test images", "accuracy", "most often mistaken for"]], hide_index=True,
+                     column_config={"accuracy": st.column_config.ProgressColumn(min_value=0, max_value=1,
+                                                                                format="percent")})
