@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Create .venv and install the project's requirements; `--dev` adds the test tools and Chromium
-# (Debian's package, for the end-to-end browser test). Idempotent: a second run is quick.
+# Create .venv and install the project's requirements: the app's by default, `--train` adds what
+# training and the benchmarks need, `--dev` adds that and the test tools and Chromium (Debian's
+# package, for the end-to-end browser test). Idempotent: a second run is quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-REQ=requirements.txt
-[ "${1:-}" = "--dev" ] && REQ=requirements-dev.txt
+REQ=requirements.txt                                  # the app and the CLI
+[ "${1:-}" = "--train" ] && REQ=requirements-train.txt  # + training, INT8 export, benchmarks
+[ "${1:-}" = "--dev" ] && REQ=requirements-dev.txt      # + tests, linters (what CI installs)
 log=$(mktemp)
 if ! .venv/bin/python -m pip install -q --disable-pip-version-check -r "$REQ" >"$log" 2>&1; then
   cat "$log" >&2
