@@ -314,9 +314,10 @@ def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int |
     compare = shipped if compare is None else compare
     root = art.artifacts_dir(artifacts_root)
     model, info = trained or train_student(spec, protocol, ws, device, epochs, artifacts_root)
+    entry = {**model_fields(model, spec.name, spec.level, spec.description, protocol, info["train_config"]["device"]),
+             "augment": "distillation", **info}
     if train_only:  # the machine has only the training images: keep the weights and the record for --from-trained
-        entry = {**model_fields(model, spec.name, spec.level, spec.description, protocol, device),
-                 "augment": "distillation", **info, "weights": f"models/{spec.name}.safetensors"}
+        entry["weights"] = f"models/{spec.name}.safetensors"
         entry["weights_bytes"] = art.save_weights(model, entry["weights"], artifacts_root)
         art.record_model(protocol, spec.name, entry, artifacts_root)
         return {"student": entry}
@@ -325,8 +326,6 @@ def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int |
     labels = {p: ws.labels(p) for p in ("val", "test")}
 
     # fp32 twin (shipped fp16 weights), scored like the app runs it
-    entry = {**model_fields(model, spec.name, spec.level, spec.description, protocol, info["train_config"]["device"]),
-             "augment": "distillation", **info}
     fields, logits = score_on_images(spec.name, protocol, model, ws, device, artifacts_root)
     entry.update(fields)
     model = model.cpu().eval()

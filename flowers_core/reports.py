@@ -12,7 +12,7 @@ import pandas as pd
 
 from . import artifacts as art
 from . import catalog
-from .evaluate import coverage_accuracy, entropy
+from .evaluate import classification_metrics, coverage_accuracy, entropy
 
 PROTOCOLS = ("stratified", "official")
 LATENCY_FILE = "latency.json"
@@ -105,14 +105,18 @@ def robustness_table(root=None) -> tuple[pd.DataFrame, dict]:
     return table.reset_index(), {k: v for k, v in data.items() if k != "rows"}
 
 
+def _answer_columns(r: dict) -> dict:
+    """How one model answered people's photos (a row of a ``realworld*.json`` report), as table columns."""
+    return {"answered": r["answered"], "accuracy when answered": r["accuracy_when_answered"],
+            "unknown flowers given a species": r["unknown_given_species"],
+            "non-flowers given a species": r["not_flower_given_species"]}
+
+
 def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """People's own photos (``flowers_core.realworld``): one row per model (fractions), one row per
     species (each model's top-1), and the run's information (date, image counts, gate, stale models)."""
     data = _read_json(REALWORLD_FILE, root, REALWORLD_CMD)
-    rows = [{"model": pretty(r["model"]), "top-1 (8 species)": r["top1"], "answered": r["answered"],
-             "accuracy when answered": r["accuracy_when_answered"],
-             "unknown flowers given a species": r["unknown_given_species"],
-             "non-flowers given a species": r["not_flower_given_species"],
+    rows = [{"model": pretty(r["model"]), "top-1 (8 species)": r["top1"], **_answer_columns(r),
              "known flowers called not a flower": r["verdicts"].get("known", {}).get("not_a_flower"),
              "time (s)": r["seconds"]} for r in data["models"]]
     species = pd.DataFrame({pretty(r["model"]): {s: v["top1"] for s, v in r["per_species"].items()}
@@ -138,10 +142,7 @@ def recipe_ablation(root=None) -> pd.DataFrame:
         data = json.loads(path.read_text())
         for r in data["models"]:
             rows.append({"report": path.name, "model": pretty(r["model"]), "recipe": r["manifest"].get("recipe", "?"),
-                         "test top-1": r["manifest"]["test_top1"], "real top-1": r["top1"], "answered": r["answered"],
-                         "accuracy when answered": r["accuracy_when_answered"],
-                         "unknown flowers given a species": r["unknown_given_species"],
-                         "non-flowers given a species": r["not_flower_given_species"]})
+                         "test top-1": r["manifest"]["test_top1"], "real top-1": r["top1"], **_answer_columns(r)})
     if not rows:
         raise art.ArtifactMissing(f"no real-world report yet: run `{REALWORLD_CMD}`.")
     return pd.DataFrame(rows)
@@ -437,8 +438,6 @@ def comparison_table(predictions: dict, classes: list[str], student: str | None,
 def species_table(name: str = "student_int8", protocol: str = "stratified", root=None) -> pd.DataFrame:
     """One row per species: the model's test accuracy on it, recomputed from its saved test probabilities
     (``per_class_table`` columns). Raises ArtifactMissing when the model or its probabilities are absent."""
-    from .evaluate import classification_metrics
-
     classes = art.class_names(root)
     probs, _, labels = test_probs(name, protocol, root)
     return per_class_table(classification_metrics(probs, labels, len(classes)), classes)

@@ -261,16 +261,8 @@ def example_truth(photo: Photo | None) -> str | None:
 def photo_image(photo: Photo | None, prompt: str) -> tuple[object, list[str]]:
     """The visitor's photo as RGB, with notes on what was done to it. With no photo yet ``prompt``
     is shown, and an unreadable one gets a clear message; either way the page stops there."""
-    if photo is None:
-        st.info(prompt)
-        st.stop()
-    notes: list[str] = []
-    try:
-        return load_image(photo.data, notes), notes
-    except ImageError as e:  # the message may quote the file's own bytes (a decoder's complaint): escaped
-        st.session_state["photo_bad"] = photo.digest
-        st.error(f"**We couldn't use this file.** {plain(str(e))}")
-        st.stop()
+    _, img, notes = photo_images([] if photo is None else [photo], prompt)[0]
+    return img, notes
 
 
 def photo_images(photos: list[Photo], prompt: str) -> list[tuple[Photo, object, list[str]]]:
@@ -287,7 +279,7 @@ def photo_images(photos: list[Photo], prompt: str) -> list[tuple[Photo, object, 
         notes: list[str] = []
         try:
             good.append((photo, load_image(photo.data, notes), notes))
-        except ImageError as e:
+        except ImageError as e:  # the message may quote the file's own bytes (a decoder's complaint): escaped
             if photo is photos[0]:
                 st.session_state["photo_bad"] = photo.digest
             what = f" {plain(photo.name)}" if len(photos) > 1 else ""
