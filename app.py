@@ -1,7 +1,7 @@
 """Flowers-102 demo: `streamlit run app.py`. Navigation only; each page lives in pages/."""
 import streamlit as st
 
-from flowers_core import ui
+from flowers_core.app import ui
 
 st.set_page_config(page_title="Flower identifier", page_icon="🌼", layout="wide")
 

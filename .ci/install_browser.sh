@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian's Chromium (+ an emoji font, so screenshots show the app's icons) for the end-to-end browser
-# test (tests/e2e) and `python -m flowers_core.app_benchmark`. Playwright drives /usr/bin/chromium
+# test (tests/e2e) and `python -m flowers_core.bench.app_benchmark`. Playwright drives /usr/bin/chromium
 # directly: never `playwright install` (it downloads browsers from the internet).
 # Idempotent and quiet: nothing is fetched when both packages are already installed.
 set -euo pipefail

@@ -1,29 +1,89 @@
-"""``artifacts/``: the manifest, class names, split files, weights and saved probabilities.
+"""``artifacts/``: the manifest and its typed model entries, class names, file paths and saved probabilities.
 
-``load_model(name)`` is the one way training, evaluation, the CLI and the app get a model.
-Weights are safetensors (fp16) and never unpickled; the INT8 student is a self-contained ONNX file.
+Torch-free, so the app's Classify page starts without torch. The weights of torch models are read
+and written by ``weights`` (``weights.load_model(name)`` is how training, evaluation and the torch
+pages get a model); the INT8 student is a self-contained ONNX file run by ``runtime``.
+Nothing here unpickles: the manifest is JSON, probabilities are plain ``.npz`` arrays.
 """
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from . import catalog
-from .data import REPO_ROOT
-from .models import Ensemble, FlowerNet, create_model
-from .quantize import OnnxClassifier
-
-MODEL_NAMES = catalog.NAMES
-PRODUCED_BY = {m.name: m.produced_by for m in catalog.MODELS}
+from .data import REPO_ROOT, SHIPPED_PROTOCOL
 
 
 class ArtifactMissing(FileNotFoundError):
     """A model or file the caller needs has not been produced (the message names the command)."""
+
+
+@dataclass
+class ModelEntry:
+    """One model's record in the manifest (``models.<protocol>.<name>``), written by the command that
+    produces it (``catalog``'s ``produced_by``) and read by everything else through these fields.
+
+    ``format`` says how it runs: "safetensors" (a FlowerNet: ``arch``/``head``/``frozen_stages`` and the
+    trained late stages in ``weights``), "ensemble" (soft vote of ``members``) or "onnx" (``file``).
+    ``details`` keeps what only reports read (hyper-parameters, training log, timings, ...); ``to_dict``
+    writes them at the top level beside the typed fields, as the manifest has always stored them.
+    """
+
+    name: str
+    level: int
+    protocol: str
+    format: str
+    preprocess: dict
+    description: str = ""
+    split: str = ""
+    num_classes: int | None = None  # None: the dataset's 102
+    params: int | None = None
+    metrics: dict = field(default_factory=dict)  # {"val": {...}, "test": {...}} from evaluate.summary
+    probs: dict = field(default_factory=dict)  # {"val": rel, "test": rel}
+    metrics_file: str | None = None
+    uncertainty: dict = field(default_factory=dict)  # temperature, entropy_threshold, ... (train.uncertainty)
+    latency: dict | None = None
+    weights: str | None = None  # safetensors
+    arch: str | None = None
+    head: str | None = None
+    frozen_stages: int | None = None
+    members: list = field(default_factory=list)  # ensemble
+    weights_per_member: list | None = None
+    member_temperatures: list | None = None
+    file: str | None = None  # onnx
+    fp32_twin: str | None = None
+    quantization: dict | None = None
+    details: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelEntry":
+        typed = {f.name for f in fields(cls)} - {"details"}
+        return cls(**{k: v for k, v in d.items() if k in typed},
+                   details={k: v for k, v in d.items() if k not in typed})
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "details"}
+        out = {k: v for k, v in out.items() if v is not None and v != [] and v != {}}
+        return {**out, **self.details}
+
+    def top1(self, part: str = "test") -> float | None:
+        return self.metrics.get(part, {}).get("top1")
+
+    @property
+    def temperature(self) -> float:
+        return float(self.uncertainty.get("temperature", 1.0))
+
+    @property
+    def entropy_threshold(self) -> float | None:
+        return self.uncertainty.get("entropy_threshold")
+
+    def own_file(self) -> str | None:
+        """The file this entry is loaded from (none for an ensemble: its members' files)."""
+        return self.file if self.format == "onnx" else self.weights
 
 
 def artifacts_dir(root: str | Path | None = None) -> Path:
@@ -63,20 +123,34 @@ def update_manifest(root=None, **sections) -> dict:
     return manifest
 
 
-def record_model(protocol: str, name: str, entry: dict, root=None) -> None:
+def record_model(entry: ModelEntry, root=None) -> None:
     manifest = read_manifest(root)
-    manifest.setdefault("models", {}).setdefault(protocol, {})[name] = entry
+    manifest.setdefault("models", {}).setdefault(entry.protocol, {})[entry.name] = entry.to_dict()
     write_manifest(manifest, root)
 
 
-def model_entry(name: str, protocol: str = "stratified", root=None) -> dict:
+def model_entries(protocol: str = SHIPPED_PROTOCOL, root=None) -> dict[str, ModelEntry]:
+    """Every recorded model of ``protocol``, by name (manifest order)."""
+    recorded = read_manifest(root).get("models", {}).get(protocol, {})
+    return {name: ModelEntry.from_dict(d) for name, d in recorded.items()}
+
+
+def model_entry(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> ModelEntry:
     entry = read_manifest(root).get("models", {}).get(protocol, {}).get(name)
     if entry is None:
         raise ArtifactMissing(
             f"model '{name}' ({protocol} protocol) is not in {manifest_path(root)}; "
             f"produce it with `{catalog.produced_by(name)}`."
         )
-    return entry
+    return ModelEntry.from_dict(entry)
+
+
+def model_files(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> list[str]:
+    """The files ``name`` is loaded from: its own, or its members' for an ensemble."""
+    entry = model_entry(name, protocol, root)
+    if entry.format == "ensemble":
+        return [f for m in entry.members for f in model_files(m, protocol, root)]
+    return [entry.own_file()] if entry.own_file() else []
 
 
 def class_names(root=None) -> list[str]:
@@ -88,83 +162,6 @@ def class_names(root=None) -> list[str]:
 
 def file_size(rel: str, root=None) -> int:
     return (artifacts_dir(root) / rel).stat().st_size
-
-
-# ---------------------------------------------------------------------------------------------
-# Weights
-# ---------------------------------------------------------------------------------------------
-def trained_state(model: FlowerNet) -> dict[str, torch.Tensor]:
-    """What training changed: the stages after the frozen trunk and the head. The trunk is the
-    pinned ImageNet weights of the registry, so it is rebuilt at load time instead of shipped."""
-    prefixes = tuple(f"stages.{i}." for i in range(model.frozen_stages, len(model.stages))) + ("head.",)
-    return {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
-
-
-SHIPPED_DTYPE = torch.float16  # trained weights are stored in half precision (small artifacts)
-
-
-@torch.no_grad()
-def round_to_shipped(model: FlowerNet) -> FlowerNet:
-    """Round the trained weights, in place, to the precision ``save_weights`` stores.
-
-    Called before a model is scored, exported or quantised, so that the recorded metrics are those
-    of the file that ships (and that ``build_flowernet`` loads), not of fp32 weights that no one gets.
-    """
-    for v in trained_state(model).values():  # state_dict tensors share storage with the module's
-        if v.is_floating_point():
-            v.copy_(v.to(SHIPPED_DTYPE).to(v.dtype))
-    return model
-
-
-def save_weights(model: FlowerNet, rel: str, root=None) -> int:
-    from safetensors.torch import save_file
-
-    path = artifacts_dir(root) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(SHIPPED_DTYPE if v.is_floating_point() else v.dtype).contiguous()
-             for k, v in trained_state(model).items()}
-    save_file(state, str(path), metadata={"arch": model.arch, "head": model.head_type,
-                                          "frozen_stages": str(model.frozen_stages)})
-    return path.stat().st_size
-
-
-def build_flowernet(entry: dict, root=None, pretrained_trunk: bool | None = None) -> FlowerNet:
-    from safetensors.torch import load_file
-
-    path = artifacts_dir(root) / entry["weights"]
-    if not path.is_file():
-        raise ArtifactMissing(f"weights file {path} is missing; produce it with "
-                              f"`{catalog.produced_by(entry.get('name', ''))}`.")
-    frozen = int(entry["frozen_stages"])
-    pretrained = frozen > 0 if pretrained_trunk is None else pretrained_trunk
-    model = create_model(entry["arch"], entry["head"], entry.get("num_classes", 102),
-                         pretrained=pretrained, frozen_stages=frozen,
-                         input_size=entry["preprocess"]["input_size"])
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    result = model.load_state_dict(state, strict=False)
-    expected = set(trained_state(model))
-    if result.unexpected_keys or expected - set(state):
-        raise ValueError(f"{path} does not match {entry['arch']}/{entry['head']}: "
-                         f"unexpected {result.unexpected_keys[:3]}, missing {sorted(expected - set(state))[:3]}")
-    # channels_last weights: oneDNN's convolutions run ~20% faster at batch 1 and ~1.5× on batches on CPU
-    return model.eval().to(memory_format=torch.channels_last)
-
-
-def load_model(name: str, protocol: str = "stratified", root=None) -> nn.Module:
-    """An eval-mode module mapping a normalised image batch to logits (log-probs for the ensemble)."""
-    entry = model_entry(name, protocol, root)
-    fmt = entry.get("format", "safetensors")
-    if fmt == "safetensors":
-        return build_flowernet(entry, root)
-    if fmt == "ensemble":
-        members = [load_model(m, protocol, root) for m in entry["members"]]
-        return Ensemble(members, entry.get("weights_per_member"), entry.get("member_temperatures")).eval()
-    if fmt == "onnx":
-        path = artifacts_dir(root) / entry["file"]
-        if not path.is_file():
-            raise ArtifactMissing(f"{path} is missing; produce it with `{catalog.produced_by(name)}`.")
-        return OnnxClassifier(path)
-    raise ValueError(f"unknown model format {fmt!r} for {name}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
+from PIL import Image
+
+from .preprocess import square_resize
 
 NUM_CLASSES = 102
 PROTOCOLS = ("stratified", "official")
+SHIPPED_PROTOCOL = "stratified"  # weights are shipped for this protocol; the other keeps metrics + probabilities
 SPLIT_SEED = 0
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,6 +61,8 @@ class FlowersIndex:
 
 def load_index(root: str | Path | None = None, download: bool = False) -> FlowersIndex:
     """Read labels and class names of every image; ``download`` fetches the dataset first."""
+    # The dataset readers are imported when the dataset is read (training, benchmarks), not at module
+    # level: the app reads paths and splits from this module and starts without torch(vision) and scipy.
     from scipy.io import loadmat
     from torchvision.datasets import Flowers102
 
@@ -78,7 +83,7 @@ def load_index(root: str | Path | None = None, download: bool = False) -> Flower
 
 def class_names_from_dataset(root: Path) -> tuple[str, ...]:
     """Class names as torchvision names them (index = 0-based label)."""
-    from torchvision.datasets import Flowers102
+    from torchvision.datasets import Flowers102  # see load_index
 
     classes = getattr(Flowers102, "classes", None)
     if classes and len(classes) == NUM_CLASSES:
@@ -92,7 +97,7 @@ def class_names_from_dataset(root: Path) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------------------------
 def official_split(index: FlowersIndex) -> dict[str, list[int]]:
     """The research protocol of ``setid.mat``: 1,020 train / 1,020 val / 6,149 test."""
-    from scipy.io import loadmat
+    from scipy.io import loadmat  # see load_index
 
     setid = loadmat(index.base / "setid.mat")
     return {
@@ -104,7 +109,7 @@ def official_split(index: FlowersIndex) -> dict[str, list[int]]:
 
 def stratified_split(index: FlowersIndex, seed: int = SPLIT_SEED, fraction: float = 0.1) -> dict[str, list[int]]:
     """80/10/10 over all images, stratified by class, deterministic for a seed."""
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # see load_index
 
     n_hold = int(round(fraction * len(index.image_ids)))
     rest, test = train_test_split(
@@ -141,19 +146,17 @@ def decoded_cache_path(index: FlowersIndex, size: int, cache_dir: Path | None = 
     return cache_dir / f"decoded_{size}_{key}.npy"
 
 
-def decoded_images(index: FlowersIndex, size: int, cache_dir: Path | None = None) -> torch.Tensor:
-    """uint8 tensor [N, 3, size, size] of all images, in ``index.image_ids`` order.
+def decoded_images(index: FlowersIndex, size: int, cache_dir: Path | None = None):
+    """uint8 torch tensor [N, 3, size, size] of all images, in ``index.image_ids`` order.
 
     Decoding JPEGs dominates a naive input pipeline on 2 cores; doing it once and memory-mapping
     the result makes every later pass (feature caching, every level, every epoch) decode-free.
     """
-    from .transforms import square_resize
+    import torch  # here, not at module level: the app reads splits and paths from this module without torch
 
     path = decoded_cache_path(index, size, cache_dir)
     if path.is_file():
         return torch.from_numpy(np.load(path))
-    from PIL import Image
-
     out = np.empty((len(index.image_ids), 3, size, size), dtype=np.uint8)
     for i, image_id in enumerate(index.image_ids):
         with Image.open(index.path(image_id)) as im:

@@ -7,6 +7,10 @@ Student = EfficientNet-Lite0 with the same frozen ImageNet trunk as level 3, tra
 once per cached training view: every member runs ``forward_from_trunk`` on its own trunk's cached
 features of the same images (level 3 and the student share the Lite0 cache, levels 1-2 share
 their Lite2 one), so the teacher costs head passes, not whole networks, and is cached on disk.
+
+``run_student`` runs the level in three steps: train (``train_student``), quantise
+(``quantise_student``: ONNX export, INT8 trials, the chosen file) and record (scores, latency,
+the two manifest entries, uncertainty, the INT8 backend comparison).
 """
 from __future__ import annotations
 
@@ -15,13 +19,16 @@ import json
 import shutil
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
 from . import artifacts as art
-from .data import default_cache_dir
+from . import catalog, weights
+from .artifacts import ModelEntry
+from .data import SHIPPED_PROTOCOL, default_cache_dir
 from .engine import CachedViews, TrainConfig, WithTeacher, fit, predict_logits, seed_everything
 from .evaluate import (
     coverage_accuracy,
@@ -32,21 +39,20 @@ from .evaluate import (
     logits_from_saved,
     softmax,
 )
-from .models import Ensemble, FlowerNet, create_model
+from .models import Ensemble, FlowerNet, create_model, soft_vote
 from .pipeline import (
     LEVELS,
-    SHIPPED_PROTOCOL,
     FullFinetune,
     Workspace,
+    flowernet_entry,
     full_finetune_batches,
     image_forward,
-    model_fields,
     record_predictions,
+    save_shipped_weights,
     score_on_images,
     train_level,
 )
 from .quantize import (
-    OnnxClassifier,
     calibration_images,
     compare_backends,
     comparison_markdown,
@@ -55,6 +61,7 @@ from .quantize import (
     quantized_op_counts,
 )
 from .timing import measure
+from .weights import OnnxClassifier
 
 # 99%, not 95%: at ~98% accuracy a 95% target keeps every validation image and the 'not sure' flag never
 # fires; 99% flags the least certain few percent, which is where hard real-world photos land.
@@ -64,14 +71,14 @@ MAX_PTQ_DROP = 0.005  # quantisation-aware fine-tuning would be warranted beyond
 
 @dataclass
 class StudentSpec:
-    name: str = "student"
+    name: str = catalog.fp32_twin(catalog.PRODUCTION)
     level: int = 5
     description: str = ("Distilled student: EfficientNet-Lite0 (frozen ImageNet trunk of level 3), late stages + linear "
                         "head trained on the level-4 ensemble's soft targets (α·T²·KL + (1−α)·CE) over the "
                         "cached eval and strong-augmentation views; shipped as an ONNX Runtime static INT8 model.")
     arch: str = "efficientnet_lite0"
     head: str = "linear"
-    teacher: str = "ensemble"
+    teacher: str = catalog.TEACHER
     views: tuple[str, ...] = ("eval", "strong0", "strong1", "strong2", "strong3")  # view name + seed, as cached by levels 1-3
     input_size: int | None = None
     calibration_images: int = 256
@@ -104,34 +111,32 @@ def _parse_view(view: str) -> tuple[str, int]:
 # ---------------------------------------------------------------------------------------------
 # Teacher
 # ---------------------------------------------------------------------------------------------
-def teacher_members(protocol: str, ws: Workspace, device: str = "cpu", teacher: str = "ensemble",
+def teacher_members(protocol: str, ws: Workspace, device: str = "cpu", teacher: str = catalog.TEACHER,
                     artifacts_root=None) -> list[FlowerNet]:
     """The ensemble's members with their trained weights. Weights are shipped for the stratified
     protocol only; on the other protocol a member is re-trained with its level's recipe (same seed,
     same cached features, so the same model ``run_level`` produced)."""
-    entry = art.model_entry(teacher, protocol, artifacts_root)
     members = []
-    for name in entry["members"]:
+    for name in art.model_entry(teacher, protocol, artifacts_root).members:
         m_entry = art.model_entry(name, protocol, artifacts_root)
-        if m_entry.get("weights") and (art.artifacts_dir(artifacts_root) / m_entry["weights"]).is_file():
-            members.append(art.build_flowernet(m_entry, artifacts_root))
+        if m_entry.weights and (art.artifacts_dir(artifacts_root) / m_entry.weights).is_file():
+            members.append(weights.build_flowernet(m_entry, artifacts_root))
             continue
-        spec = LEVELS[name]
-        spec = replace(spec, input_size=m_entry["preprocess"]["input_size"],
-                       config=TrainConfig(**{**m_entry["train_config"], "device": device}))
+        spec = replace(LEVELS[name], input_size=m_entry.preprocess["input_size"],
+                       config=TrainConfig(**{**m_entry.details["train_config"], "device": device}))
         print(f"[student/{protocol}] re-training teacher member {name} (weights not shipped for this protocol)")
-        members.append(train_level(spec, ws, device, frozen_stages=int(m_entry["frozen_stages"]),
+        members.append(train_level(spec, ws, device, frozen_stages=int(m_entry.frozen_stages),
                                    desc=f"teacher {name}/{protocol}").model)
     return members
 
 
 @torch.no_grad()
 def teacher_soft_targets(members: list[FlowerNet], views_of: Callable[[FlowerNet], torch.Tensor], temperature: float,
-                         weights: list[float] | None = None, cache_key: str | None = None, device: str = "cpu",
+                         member_weights: list[float] | None = None, cache_key: str | None = None, device: str = "cpu",
                          batch_size: int = 256, member_temperatures: list[float] | None = None) -> torch.Tensor:
-    """Mean over members of softmax(logits / (T_m·T)) for every cached view: ``[V, N, C]`` float16,
-    where T_m is the member's calibration temperature in the ensemble (1 by default) and T the
-    distillation temperature.
+    """The ensemble's ``soft_vote`` at temperatures T_m·T for every cached view, as probabilities:
+    ``[V, N, C]`` float16, where T_m is the member's calibration temperature in the ensemble (1 by
+    default) and T the distillation temperature.
 
     ``views_of(member)`` gives that member's trunk features ``[V, N, ...]`` of the student's
     training views (the same images: every model here shares the decoded squares and the view seeds);
@@ -141,23 +146,21 @@ def teacher_soft_targets(members: list[FlowerNet], views_of: Callable[[FlowerNet
     path = None
     if cache_key is not None:
         trunks = sorted({m.trunk_key for m in members})
-        digest = hashlib.sha1(f"{cache_key}|{temperature}|{weights}|{member_temperatures}|{trunks}".encode()).hexdigest()[:12]
+        digest = hashlib.sha1(f"{cache_key}|{temperature}|{member_weights}|{member_temperatures}|{trunks}".encode()).hexdigest()[:12]
         path = default_cache_dir() / "teacher" / f"soft_T{temperature:g}_{digest}.npy"
         if path.is_file():
             return torch.from_numpy(np.load(path))
-    w = torch.tensor(weights or [1.0] * len(members), dtype=torch.float32)
-    w = w / w.sum()
     features: dict[tuple, torch.Tensor] = {}
-    probs = None
-    for wi, tm, m in zip(w, member_temperatures or [1.0] * len(members), members):
+    logits = []
+    for m in members:
         if m.trunk_key not in features:
             features[m.trunk_key] = views_of(m)
         views = features[m.trunk_key]
         m.eval().to(device)
-        member = torch.stack([torch.softmax(predict_logits(m.forward_from_trunk, views[v], batch_size, device)
-                                            / (tm * temperature), -1) for v in range(views.shape[0])])
-        probs = wi * member if probs is None else probs + wi * member
-    soft = probs.to(torch.float16)
+        logits.append(torch.stack([predict_logits(m.forward_from_trunk, views[v], batch_size, device)
+                                   for v in range(views.shape[0])]))
+    temperatures = [tm * temperature for tm in member_temperatures or [1.0] * len(members)]
+    soft = soft_vote(logits, temperatures, member_weights).to(torch.float16)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, soft.numpy())
@@ -203,11 +206,11 @@ def saved_uncertainty(name: str, protocol: str, artifacts_root=None,
     logits up to a constant), so the threshold is fitted on exactly what the app and the reports read,
     and can be re-chosen without re-training (``train.level5 --uncertainty-only``)."""
     entry = art.model_entry(name, protocol, artifacts_root)
-    (val_p, _, val_y), (test_p, _, test_y) = (art.load_probs(entry["probs"][p], artifacts_root) for p in ("val", "test"))
+    (val_p, _, val_y), (test_p, _, test_y) = (art.load_probs(entry.probs[p], artifacts_root) for p in ("val", "test"))
     return uncertainty_fields(logits_from_saved(val_p), val_y, logits_from_saved(test_p), test_y, target)
 
 
-def update_uncertainty(protocol: str, artifacts_root=None, names=("student", "student_int8")) -> None:
+def update_uncertainty(protocol: str, artifacts_root=None, names=(catalog.fp32_twin(catalog.PRODUCTION), catalog.PRODUCTION)) -> None:
     """Fit and record each model's uncertainty fields; its coverage curves go to ``reports/``."""
     for name in names:
         fields, curves = saved_uncertainty(name, protocol, artifacts_root)
@@ -216,15 +219,15 @@ def update_uncertainty(protocol: str, artifacts_root=None, names=("student", "st
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(curves))
         entry = art.model_entry(name, protocol, artifacts_root)
-        entry["uncertainty"] = fields
-        art.record_model(protocol, name, entry, artifacts_root)
+        entry.uncertainty = fields
+        art.record_model(entry, artifacts_root)
         print(f"[{name}/{protocol}] T {fields['temperature']:.3f}, entropy threshold {fields['entropy_threshold']:.3f} "
               f"(val selective {fields['selective']['val']}), ECE test {fields['ece_before']['test']:.4f} -> "
               f"{fields['ece_after']['test']:.4f}", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
-# The level-5 run
+# Level 5, step 1: train
 # ---------------------------------------------------------------------------------------------
 def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str = "cpu", epochs: int | None = None,
                   artifacts_root=None, frozen_stages: int | None = None) -> tuple[FlowerNet, dict]:
@@ -232,7 +235,7 @@ def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str =
     with the teacher run on the fly (``device='cuda'`` or ``frozen_stages=0``)."""
     teacher_entry = art.model_entry(spec.teacher, protocol, artifacts_root)
     members = teacher_members(protocol, ws, device, spec.teacher, artifacts_root)
-    input_size = spec.input_size or teacher_entry["preprocess"]["input_size"]
+    input_size = spec.input_size or teacher_entry.preprocess["input_size"]
     if frozen_stages is None and device != "cpu":
         frozen_stages = 0
     if frozen_stages == 0:
@@ -251,9 +254,9 @@ def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str =
         return stacked[m.trunk_key]
 
     views = views_of(model)
-    soft = teacher_soft_targets(members, views_of, cfg.kd_temperature, teacher_entry.get("weights_per_member"),
-                                member_temperatures=teacher_entry.get("member_temperatures"),
-                                cache_key=f"{protocol}|{spec.teacher}|{spec.views}|{teacher_entry['metrics']}",
+    soft = teacher_soft_targets(members, views_of, cfg.kd_temperature, teacher_entry.weights_per_member,
+                                member_temperatures=teacher_entry.member_temperatures,
+                                cache_key=f"{protocol}|{spec.teacher}|{spec.views}|{teacher_entry.metrics}",
                                 device=device)
     teacher_agree = float((soft[0].float().argmax(-1) == ws.labels("train")).float().mean())
     prep_seconds = time.time() - t0
@@ -265,23 +268,24 @@ def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str =
     info = {"best_epoch": result["best"]["epoch"], "log": log_rel, "train_config": cfg.to_dict(),
             "feature_cache_seconds": round(prep_seconds, 1),
             "train_seconds": round(time.time() - t0 - prep_seconds, 1),
-            "teacher": spec.teacher, "teacher_members": list(teacher_entry["members"]),
+            "teacher": spec.teacher, "teacher_members": list(teacher_entry.members),
             "teacher_train_top1_eval_view": teacher_agree, "views": list(spec.views)}
-    return art.round_to_shipped(model.eval()), info
+    return weights.round_to_shipped(model.eval()), info
 
 
-def train_student_full(spec: StudentSpec, protocol: str, ws: Workspace, members: list[FlowerNet], teacher_entry: dict,
-                       device: str, epochs: int | None, artifacts_root=None) -> tuple[FlowerNet, dict]:
+def train_student_full(spec: StudentSpec, protocol: str, ws: Workspace, members: list[FlowerNet],
+                       teacher_entry: ModelEntry, device: str, epochs: int | None,
+                       artifacts_root=None) -> tuple[FlowerNet, dict]:
     """The whole student trained on images augmented on the fly, its soft targets the teacher's
     (temperature-scaled soft vote, ``models.Ensemble``) on the very same augmented batch."""
     full = spec.full
     cfg = replace(full.config, device=device, epochs=epochs or full.config.epochs)
     seed_everything(cfg.seed)
     model = create_model(spec.arch, spec.head, len(ws.index.classes),
-                         input_size=spec.input_size or teacher_entry["preprocess"]["input_size"], frozen_stages=0)
+                         input_size=spec.input_size or teacher_entry.preprocess["input_size"], frozen_stages=0)
     pre = model.preprocess
-    temperatures = teacher_entry.get("member_temperatures") or [1.0] * len(members)
-    teacher = Ensemble(members, teacher_entry.get("weights_per_member"),
+    temperatures = teacher_entry.member_temperatures or [1.0] * len(members)
+    teacher = Ensemble(members, teacher_entry.weights_per_member,
                        [t * cfg.kd_temperature for t in temperatures]).eval().to(device)
     t0 = time.time()
     train = WithTeacher(full_finetune_batches(ws, pre, full, cfg, device), lambda x: teacher(x).exp(), device)
@@ -294,128 +298,10 @@ def train_student_full(spec: StudentSpec, protocol: str, ws: Workspace, members:
     teacher.cpu()
     info = {"best_epoch": result["best"]["epoch"], "log": log_rel, "train_config": cfg.to_dict(),
             "feature_cache_seconds": round(prep_seconds, 1), "train_seconds": round(time.time() - t0 - prep_seconds, 1),
-            "teacher": spec.teacher, "teacher_members": list(teacher_entry["members"]),
+            "teacher": spec.teacher, "teacher_members": list(teacher_entry.members),
             "teacher_train_top1_eval_view": teacher_agree, "augment": full.augment, "batch_mix": full.mix,
             "views": "augmented on the fly; the teacher scores each batch"}
-    return art.round_to_shipped(model.eval().cpu()), info
-
-
-def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int | None = None, artifacts_root=None,
-                spec: StudentSpec = STUDENT, threads: int = 2, latency_iters: int = 50,
-                compare: bool | None = None, trained: tuple[FlowerNet, dict] | None = None,
-                train_only: bool = False) -> dict:
-    """Train the student, record it (fp32, "student") and its INT8 twin ("student_int8").
-
-    On the shipped protocol both files go to ``models/`` and the INT8 backends are compared;
-    on the other protocol the same steps run in a scratch folder and only metrics are recorded.
-    """
-
-    shipped = protocol == SHIPPED_PROTOCOL
-    compare = shipped if compare is None else compare
-    root = art.artifacts_dir(artifacts_root)
-    model, info = trained or train_student(spec, protocol, ws, device, epochs, artifacts_root)
-    entry = {**model_fields(model, spec.name, spec.level, spec.description, protocol, info["train_config"]["device"]),
-             "augment": "distillation", **info}
-    if train_only:  # the machine has only the training images: keep the weights and the record for --from-trained
-        entry["weights"] = f"models/{spec.name}.safetensors"
-        entry["weights_bytes"] = art.save_weights(model, entry["weights"], artifacts_root)
-        art.record_model(protocol, spec.name, entry, artifacts_root)
-        return {"student": entry}
-    pre = model.preprocess
-    squares = {p: ws.squares(pre.resize_size, p) for p in ("val", "test")}
-    labels = {p: ws.labels(p) for p in ("val", "test")}
-
-    # fp32 twin (shipped fp16 weights), scored like the app runs it
-    fields, logits = score_on_images(spec.name, protocol, model, ws, device, artifacts_root)
-    entry.update(fields)
-    model = model.cpu().eval()
-
-    # export + static INT8 (ONNX Runtime QDQ)
-    workdir = root / "models" if shipped else root / "_work" / protocol
-    workdir.mkdir(parents=True, exist_ok=True)
-    int8_name = f"{spec.name}_int8"
-    fp32_onnx = export_onnx(model, root / "_work" / f"{spec.name}_{protocol}_fp32.onnx", pre.input_size)
-    calib = calibration_images(ws.squares(pre.resize_size, "train"), pre, spec.calibration_images)
-    int8_path = workdir / f"{int8_name}.onnx"
-    fp32_val_top1 = entry["metrics"]["val"]["top1"]
-    tried = []
-    for trial in spec.quantization_trials:  # in order of preference; the first within 0.5 point wins
-        quantize_onnx_static(fp32_onnx, int8_path, calib, **trial)
-        q = OnnxClassifier(int8_path, threads=threads)
-        val_logits = predict_logits(image_forward(q, pre), squares["val"], batch_size=64).numpy()
-        acc = float((val_logits.argmax(-1) == labels["val"].numpy()).mean())
-        x1 = pre.eval_view(squares["val"][:1])
-        tried.append({**trial, "val_top1": acc, "drop_vs_fp32": fp32_val_top1 - acc,
-                      "p50_ms": round(measure(q, x1, max(3, latency_iters // 2), 3, threads)["p50_ms"], 3)})
-        print(f"[{int8_name}/{protocol}] PTQ {trial}: val top1 {acc:.4f} (fp32 {fp32_val_top1:.4f})", flush=True)
-        if fp32_val_top1 - acc <= MAX_PTQ_DROP:
-            break
-    best = tried[-1] if tried[-1]["drop_vs_fp32"] <= MAX_PTQ_DROP else max(tried, key=lambda r: r["val_top1"])
-    best_trial = {k: best[k] for k in spec.quantization_trials[0]}
-    if best is not tried[-1]:
-        quantize_onnx_static(fp32_onnx, int8_path, calib, **best_trial)
-    q = OnnxClassifier(int8_path, threads=threads)
-    q_fwd = image_forward(q, pre)
-    int8 = {
-        "name": int8_name, "level": spec.level, "protocol": protocol, "format": "onnx",
-        "description": "The student, static post-training INT8 (ONNX Runtime QDQ: per-channel int8 weights, uint8 "
-                       "activations) of the whole network, convolutions and classifier; calibrated on "
-                       f"{len(calib)} training images (eval view, {best_trial}).",
-        "fp32_twin": spec.name, "preprocess": pre.to_dict(), "num_classes": len(ws.index.classes),
-        "split": f"splits/{protocol}.json", "params": entry["params"],
-        "quantization": {"runtime": "onnxruntime", "format": "QDQ", "per_channel": True, "config": best_trial,
-                         "calibration_images": len(calib), "trials": tried,
-                         "ops": quantized_op_counts(int8_path), "qat": "not needed" if best["drop_vs_fp32"] <= MAX_PTQ_DROP
-                         else "warranted (PTQ loses more than 0.5 points on val) but not run"},
-    }
-    fields, q_logits = record_predictions(int8_name, protocol, q_fwd, squares, ws, "cpu", artifacts_root)
-    int8.update(fields)
-    int8["agreement_with_fp32"] = {p: float((q_logits[p].argmax(-1) == logits[p].argmax(-1)).mean()) for p in q_logits}
-    ens = art.model_entry(spec.teacher, protocol, artifacts_root)["metrics"]["test"]["top1"]
-    int8["test_gap_vs_ensemble"] = ens - int8["metrics"]["test"]["top1"]
-
-    # latency and size (in this process, batch 1, after warm-up)
-    x1 = pre.eval_view(squares["test"][:1])
-    int8["latency"] = {**{k: round(v, 3) for k, v in measure(q, x1, latency_iters, 10, threads).items()},
-                       "threads": threads, "runtime": "onnxruntime"}
-    entry["latency"] = {**{k: round(v, 3) for k, v in measure(model, x1, latency_iters, 10, threads).items()},
-                        "threads": threads, "runtime": "torch eager"}
-    int8["file_bytes"] = int8_path.stat().st_size
-    if shipped:
-        int8["file"] = f"models/{int8_name}.onnx"
-        entry["weights"] = f"models/{spec.name}.safetensors"
-        entry["weights_bytes"] = art.save_weights(model, entry["weights"], artifacts_root)
-    else:
-        int8_path.unlink(missing_ok=True)
-    fp32_onnx.unlink(missing_ok=True)
-    art.record_model(protocol, spec.name, entry, artifacts_root)
-    art.record_model(protocol, int8_name, int8, artifacts_root)
-    update_uncertainty(protocol, artifacts_root, (spec.name, int8_name))
-    entry, int8 = (art.model_entry(n, protocol, artifacts_root) for n in (spec.name, int8_name))
-
-    if compare:
-        n = min(len(squares["val"]), 512)
-        rows = compare_backends(model, calib, pre.eval_view(squares["val"][:n]), labels["val"][:n],
-                                root / "_work" / "compare", threads=threads, iters=latency_iters, qdq_config=best_trial)
-        for r in rows:
-            if r["backend"] == "pt2e" and "error" not in r:
-                r["note"] = "eager reference kernels (inductor compile needs a C++ toolchain at load)"
-            if r["backend"] == "torch_fx" and "error" not in r:
-                r["note"] = "torch.ao FX is deprecated in this torch"
-        comparison = {"chosen": "onnx_qdq", "threads": threads, "n_images": n, "split": "val", "rows": rows,
-                      "reason": "static INT8 of the whole network that loads with onnxruntime alone (no training "
-                                "classes, no compile step); see reports/quantization.md for the measurements"}
-        art.update_manifest(artifacts_root, quantization_comparison={protocol: comparison})
-        report = root / "reports" / "quantization.md"
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(comparison_markdown(rows, threads, n))
-        shutil.rmtree(root / "_work" / "compare", ignore_errors=True)
-
-    for e in (entry, int8):
-        m = e["metrics"]
-        print(f"[{e['name']}/{protocol}] val top1 {m['val']['top1']:.4f} test top1 {m['test']['top1']:.4f} "
-              f"p50 {e['latency']['p50_ms']:.1f} ms", flush=True)
-    return {"student": entry, "student_int8": int8}
+    return weights.round_to_shipped(model.eval().cpu()), info
 
 
 def load_trained_student(protocol: str, source_root, spec: StudentSpec = STUDENT) -> tuple[FlowerNet, dict]:
@@ -423,4 +309,185 @@ def load_trained_student(protocol: str, source_root, spec: StudentSpec = STUDENT
     entry = art.model_entry(spec.name, protocol, source_root)
     keys = ("best_epoch", "log", "train_config", "feature_cache_seconds", "train_seconds", "teacher",
             "teacher_members", "teacher_train_top1_eval_view", "views", "augment", "batch_mix")
-    return art.build_flowernet(entry, source_root), {k: entry[k] for k in keys if k in entry}
+    return weights.build_flowernet(entry, source_root), {k: entry.details[k] for k in keys if k in entry.details}
+
+
+# ---------------------------------------------------------------------------------------------
+# Level 5, step 2: quantise
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Quantised:
+    """The student's INT8 file as ``quantise_student`` leaves it, and how it was chosen."""
+
+    path: Path
+    model: OnnxClassifier  # the file, loaded
+    config: dict  # the chosen trial of ``StudentSpec.quantization_trials``
+    drop_vs_fp32: float  # the chosen file's loss of val top-1 against fp32
+    trials: list[dict]  # every trial run: its configuration, val top-1, drop vs fp32 and p50 latency
+    calibration: torch.Tensor  # the eval-view training images the activation ranges were calibrated on
+
+
+def int8_path(spec: StudentSpec, protocol: str, artifacts_root=None) -> Path:
+    """Where the INT8 file is written: ``models/`` on the shipped protocol, a scratch folder otherwise."""
+    root = art.artifacts_dir(artifacts_root)
+    folder = root / "models" if protocol == SHIPPED_PROTOCOL else root / "_work" / protocol
+    return folder / f"{catalog.int8_twin(spec.name)}.onnx"
+
+
+def quantise_student(model: FlowerNet, spec: StudentSpec, protocol: str, ws: Workspace, fp32_val_top1: float,
+                     artifacts_root=None, threads: int = 2, latency_iters: int = 50) -> Quantised:
+    """Export the student to ONNX and quantise it statically (ONNX Runtime QDQ) to ``int8_path``:
+    ``spec``'s trials in order of preference, the first within ``MAX_PTQ_DROP`` of fp32 on val wins
+    (none: the most accurate)."""
+    pre = model.preprocess
+    path = int8_path(spec, protocol, artifacts_root)
+    fp32_onnx = export_onnx(model, art.artifacts_dir(artifacts_root) / "_work" / f"{spec.name}_{protocol}_fp32.onnx",
+                            pre.input_size)
+    calib = calibration_images(ws.squares(pre.resize_size, "train"), pre, spec.calibration_images)
+    val_squares, val_labels = ws.squares(pre.resize_size, "val"), ws.labels("val").numpy()
+    tried = []
+    for trial in spec.quantization_trials:
+        quantize_onnx_static(fp32_onnx, path, calib, **trial)
+        q = OnnxClassifier(path, threads=threads)
+        val_logits = predict_logits(image_forward(q, pre), val_squares, batch_size=64).numpy()
+        acc = float((val_logits.argmax(-1) == val_labels).mean())
+        x1 = pre.eval_view(val_squares[:1])
+        tried.append({**trial, "val_top1": acc, "drop_vs_fp32": fp32_val_top1 - acc,
+                      "p50_ms": round(measure(q, x1, max(3, latency_iters // 2), 3, threads)["p50_ms"], 3)})
+        print(f"[{catalog.int8_twin(spec.name)}/{protocol}] PTQ {trial}: val top1 {acc:.4f} (fp32 {fp32_val_top1:.4f})", flush=True)
+        if fp32_val_top1 - acc <= MAX_PTQ_DROP:
+            break
+    best = tried[-1] if tried[-1]["drop_vs_fp32"] <= MAX_PTQ_DROP else max(tried, key=lambda r: r["val_top1"])
+    config = {k: best[k] for k in spec.quantization_trials[0]}
+    if best is not tried[-1]:  # the file on disk is the last trial's
+        quantize_onnx_static(fp32_onnx, path, calib, **config)
+    fp32_onnx.unlink(missing_ok=True)
+    return Quantised(path, OnnxClassifier(path, threads=threads), config, best["drop_vs_fp32"], tried, calib)
+
+
+# ---------------------------------------------------------------------------------------------
+# Level 5, step 3: record (scores, manifest entries, reports)
+# ---------------------------------------------------------------------------------------------
+def student_entry(model: FlowerNet, spec: StudentSpec, protocol: str, info: dict) -> ModelEntry:
+    """The fp32 student's manifest entry with its training record (``info``), before scoring."""
+    return flowernet_entry(model, spec.name, spec.level, spec.description, protocol, info["train_config"]["device"],
+                           **{"augment": "distillation", **info})  # whole-network training names its own
+
+
+def int8_entry(student: ModelEntry, quantised: Quantised) -> ModelEntry:
+    """The INT8 twin's manifest entry, before scoring: what it is and how it was quantised."""
+    calib = len(quantised.calibration)
+    return ModelEntry(
+        name=catalog.int8_twin(student.name), level=student.level, protocol=student.protocol, format="onnx",
+        preprocess=student.preprocess, split=student.split, num_classes=student.num_classes, params=student.params,
+        description="The student, static post-training INT8 (ONNX Runtime QDQ: per-channel int8 weights, uint8 "
+                    "activations) of the whole network, convolutions and classifier; calibrated on "
+                    f"{calib} training images (eval view, {quantised.config}).",
+        fp32_twin=student.name,
+        quantization={"runtime": "onnxruntime", "format": "QDQ", "per_channel": True, "config": quantised.config,
+                      "calibration_images": calib, "trials": quantised.trials,
+                      "ops": quantized_op_counts(quantised.path),
+                      "qat": "not needed" if quantised.drop_vs_fp32 <= MAX_PTQ_DROP
+                      else "warranted (PTQ loses more than 0.5 points on val) but not run"},
+    )
+
+
+def score_int8(int8: ModelEntry, quantised: Quantised, pre, student_logits: dict[str, np.ndarray], ws: Workspace,
+               teacher: str, artifacts_root=None) -> None:
+    """Score the INT8 file on val and test as the app runs it (``pre``'s eval view); record how
+    often it agrees with the fp32 student and how far below the teacher it lands on test."""
+    squares = {p: ws.squares(pre.resize_size, p) for p in ("val", "test")}
+    q_logits = record_predictions(int8, image_forward(quantised.model, pre), squares, ws, "cpu", artifacts_root)
+    int8.details["agreement_with_fp32"] = {p: float((q_logits[p].argmax(-1) == student_logits[p].argmax(-1)).mean())
+                                           for p in q_logits}
+    teacher_top1 = art.model_entry(teacher, int8.protocol, artifacts_root).top1("test")
+    int8.details["test_gap_vs_ensemble"] = teacher_top1 - int8.top1("test")
+
+
+def add_latencies(student: ModelEntry, model: FlowerNet, int8: ModelEntry, quantised: Quantised, ws: Workspace,
+                  threads: int, iters: int) -> None:
+    """Batch-1 latency of both files in this process, after warm-up, on a test image."""
+    pre = model.preprocess
+    x1 = pre.eval_view(ws.squares(pre.resize_size, "test")[:1])
+    for entry, fn, runtime in ((int8, quantised.model, "onnxruntime"), (student, model, "torch eager")):
+        entry.latency = {**{k: round(v, 3) for k, v in measure(fn, x1, iters, 10, threads).items()},
+                         "threads": threads, "runtime": runtime}
+
+
+def record_students(student: ModelEntry, model: FlowerNet, int8: ModelEntry, quantised: Quantised,
+                    artifacts_root=None) -> dict[str, ModelEntry]:
+    """Ship both files (shipped protocol; elsewhere the INT8 file is dropped), record both entries
+    and fit their uncertainty from the saved probabilities. Returns the entries as recorded."""
+    int8.details["file_bytes"] = quantised.path.stat().st_size
+    if student.protocol == SHIPPED_PROTOCOL:
+        int8.file = f"models/{quantised.path.name}"
+        save_shipped_weights(student, model, artifacts_root)
+    else:
+        quantised.path.unlink(missing_ok=True)
+    art.record_model(student, artifacts_root)
+    art.record_model(int8, artifacts_root)
+    update_uncertainty(student.protocol, artifacts_root, (student.name, int8.name))
+    return {"student": art.model_entry(student.name, student.protocol, artifacts_root),
+            "student_int8": art.model_entry(int8.name, int8.protocol, artifacts_root)}
+
+
+def compare_int8_backends(model: FlowerNet, quantised: Quantised, ws: Workspace, protocol: str, artifacts_root=None,
+                          threads: int = 2, iters: int = 50) -> None:
+    """Measure the other INT8 backends against the chosen one on val: the manifest's
+    ``quantization_comparison`` and ``reports/quantization.md``."""
+    root = art.artifacts_dir(artifacts_root)
+    pre = model.preprocess
+    val_squares = ws.squares(pre.resize_size, "val")
+    n = min(len(val_squares), 512)
+    rows = compare_backends(model, quantised.calibration, pre.eval_view(val_squares[:n]), ws.labels("val")[:n],
+                            root / "_work" / "compare", threads=threads, iters=iters, qdq_config=quantised.config)
+    for r in rows:
+        if r["backend"] == "pt2e" and "error" not in r:
+            r["note"] = "eager reference kernels (inductor compile needs a C++ toolchain at load)"
+        if r["backend"] == "torch_fx" and "error" not in r:
+            r["note"] = "torch.ao FX is deprecated in this torch"
+    comparison = {"chosen": "onnx_qdq", "threads": threads, "n_images": n, "split": "val", "rows": rows,
+                  "reason": "static INT8 of the whole network that loads with onnxruntime alone (no training "
+                            "classes, no compile step); see reports/quantization.md for the measurements"}
+    art.update_manifest(artifacts_root, quantization_comparison={protocol: comparison})
+    report = root / "reports" / "quantization.md"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(comparison_markdown(rows, threads, n))
+    shutil.rmtree(root / "_work" / "compare", ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Level 5, end to end
+# ---------------------------------------------------------------------------------------------
+def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int | None = None, artifacts_root=None,
+                spec: StudentSpec = STUDENT, threads: int = 2, latency_iters: int = 50,
+                compare: bool | None = None, trained: tuple[FlowerNet, dict] | None = None,
+                train_only: bool = False) -> dict[str, ModelEntry]:
+    """Train the student, record it (fp32, "student") and its INT8 twin ("student_int8").
+
+    On the shipped protocol both files go to ``models/`` and the INT8 backends are compared;
+    on the other protocol the same steps run in a scratch folder and only metrics are recorded.
+    """
+    compare = protocol == SHIPPED_PROTOCOL if compare is None else compare
+    model, info = trained or train_student(spec, protocol, ws, device, epochs, artifacts_root)
+    student = student_entry(model, spec, protocol, info)
+    if train_only:  # the machine has only the training images: keep the weights and the record for --from-trained
+        save_shipped_weights(student, model, artifacts_root)
+        art.record_model(student, artifacts_root)
+        return {"student": student}
+
+    student_logits = score_on_images(student, model, ws, device, artifacts_root)  # shipped fp16 weights, as the app
+    model = model.cpu().eval()
+    quantised = quantise_student(model, spec, protocol, ws, student.top1("val"), artifacts_root, threads,
+                                 latency_iters)
+    int8 = int8_entry(student, quantised)
+    score_int8(int8, quantised, model.preprocess, student_logits, ws, spec.teacher, artifacts_root)
+    add_latencies(student, model, int8, quantised, ws, threads, latency_iters)
+    recorded = record_students(student, model, int8, quantised, artifacts_root)
+    if compare:
+        compare_int8_backends(model, quantised, ws, protocol, artifacts_root, threads, latency_iters)
+
+    for e in recorded.values():
+        print(f"[{e.name}/{protocol}] val top1 {e.top1('val'):.4f} test top1 {e.top1('test'):.4f} "
+              f"p50 {e.latency['p50_ms']:.1f} ms", flush=True)
+    return recorded

@@ -11,11 +11,14 @@ import copy
 import io
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
+from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from .transforms import Preprocess, square_resize
+from .preprocess import Preprocess
 
 CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "EigenCAM")
 
@@ -37,15 +40,10 @@ class Explanation:
 
 def model_view(img: Image.Image, preprocess: Preprocess) -> np.ndarray:
     """The uint8 centre crop that ``preprocess.from_pil`` normalises (same geometry)."""
-    square = square_resize(img.convert("RGB"), preprocess.resize_size)
-    s, c = preprocess.resize_size, preprocess.input_size
-    off = (s - c) // 2
-    return np.asarray(square.crop((off, off, off + c, off + c))).copy()
+    return preprocess.eval_crop(img.convert("RGB")).copy()
 
 
 def _cam_class(method: str):
-    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus
-
     classes = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus, "EigenCAM": EigenCAM}
     if method not in classes:
         raise ValueError(f"unknown method {method!r}; choose one of {CAM_METHODS}")
@@ -54,8 +52,6 @@ def _cam_class(method: str):
 
 def gradcam(model, img: Image.Image, method: str = "Grad-CAM", target: int | None = None) -> Explanation:
     """CAM of ``target`` (default: the predicted class) at the model's last backbone stage."""
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
     pre = model.preprocess
     x = pre.from_pil(img)
     private = copy.deepcopy(model).eval()  # hooks + grads on our own copy, never the shared model
@@ -88,7 +84,7 @@ def attention_map(model, img: Image.Image) -> Explanation:
 def lime(model, img: Image.Image, target: int | None = None, num_samples: int = 150,
          num_features: int = 8, seed: int = 0) -> Explanation:
     """LIME: perturb superpixels, fit a local linear model; heat = positive superpixel weights."""
-    from lime import lime_image
+    from lime import lime_image  # slow to import (scikit-image): only when a visitor opens LIME
 
     pre = model.preprocess
     view = model_view(img, pre)
@@ -135,8 +131,6 @@ def _normalise(heat: np.ndarray) -> np.ndarray:
 
 def colorize(heat: np.ndarray) -> np.ndarray:
     """[H, W] in [0, 1] -> uint8 RGB with the JET colormap (blue = low, red = high)."""
-    import cv2
-
     bgr = cv2.applyColorMap(np.uint8(255 * np.clip(heat, 0, 1)), cv2.COLORMAP_JET)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 

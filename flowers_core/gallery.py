@@ -1,29 +1,28 @@
-"""Example photos and thumbnails shipped with the app, so a fresh clone works without the dataset.
+"""Example photos, thumbnails and reference photos shipped with the app, so a fresh clone works
+without the dataset: their file formats and readers. ``python -m train.gallery`` builds them.
 
-``python -m flowers_core.gallery --build`` (needs the dataset and ``artifacts/splits/stratified.json``):
   * ``assets/examples/*.jpg`` + ``examples.json``: a handful of stratified-TEST photos (≤320 px) with
     their true label, for the Classify page's gallery (never seen in training);
   * ``artifacts/thumbs/stratified_test.npz``: every stratified test image as a 64 px JPEG, one file,
     so the Confusions page can show the images a model got wrong;
-  * ``assets/dataset_labels.json``: the label of every image of the dataset (class distribution).
-
-``python -m flowers_core.gallery --reference`` (needs the dataset and the split file):
+  * ``assets/dataset_labels.json``: the label of every image of the dataset (class distribution);
   * ``artifacts/thumbs/stratified_reference.npz``: REFERENCE_PER_CLASS photos of every species from the
     TRAINING split, REFERENCE_SIZE px square JPEGs, recorded in the manifest's ``reference_photos``
     section; the app shows them next to its answers and on the Species page.
 """
+
 from __future__ import annotations
 
-import argparse
 import io
 import json
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from . import artifacts as art
-from .data import REPO_ROOT, default_data_root, load_split
+from .data import REPO_ROOT, SHIPPED_PROTOCOL, default_data_root
 
 ASSETS = REPO_ROOT / "assets"
 EXAMPLES_DIR = ASSETS / "examples"
@@ -33,7 +32,7 @@ THUMB_SIZE = 64
 REFERENCE_REL = "thumbs/{protocol}_reference.npz"
 REFERENCE_PER_CLASS = 3
 REFERENCE_SIZE = 96
-REFERENCE_COMMAND = "python -m flowers_core.gallery --reference"
+REFERENCE_COMMAND = "python -m train.gallery --reference"
 EXAMPLE_SIZE = 320
 # Well-known, visually distinct species for the demo gallery.
 EXAMPLE_CLASSES = ("sunflower", "rose", "tiger lily", "bird of paradise", "water lily",
@@ -63,7 +62,7 @@ def dataset_labels() -> np.ndarray | None:
 class Thumbnails:
     """Small JPEGs of test images: the shipped pack first, then the dataset folder when present."""
 
-    def __init__(self, protocol: str = "stratified", root=None, data_root=None):
+    def __init__(self, protocol: str = SHIPPED_PROTOCOL, root=None, data_root=None):
         self.protocol = protocol
         self.pack: dict[int, bytes] = {}
         self.labels: dict[int, int] = {}
@@ -102,7 +101,7 @@ class Thumbnails:
 class ReferencePhotos:
     """The shipped reference photos of every species (training images): ``of_class(class_id)``."""
 
-    def __init__(self, root=None, protocol: str = "stratified"):
+    def __init__(self, root=None, protocol: str = SHIPPED_PROTOCOL):
         self.protocol = protocol
         self.info = art.read_manifest(root).get("reference_photos") or {}
         rel = self.info.get("file") or REFERENCE_REL.format(protocol=protocol)
@@ -136,117 +135,11 @@ def write_pack(path: Path, image_ids, labels, blobs: list[bytes]) -> int:
     return path.stat().st_size
 
 
-def build_reference(data_root=None, artifacts_root=None, protocol: str = "stratified",
-                    per_class: int = REFERENCE_PER_CLASS, size: int = REFERENCE_SIZE, seed: int = 0) -> dict:
-    """``per_class`` training images of every class (a seeded draw), as ``size`` px square JPEGs in one
-    pack, recorded in the manifest. Training images only: the test split stays unseen by the app too."""
-    from .data import load_index
-
-    index = load_index(data_root)
-    split_path = art.artifacts_dir(artifacts_root) / "splits" / f"{protocol}.json"
-    if not split_path.is_file():
-        raise SystemExit(f"{split_path} is missing; run `python -m train.all` first (it writes the splits).")
-    train_ids = np.sort(np.asarray(load_split(split_path)["train"]))
-    train_labels = index.label_of(train_ids)
-    rng = np.random.default_rng(seed)
-    ids, labels, counts = [], [], {}
-    for class_id in range(len(index.classes)):
-        members = train_ids[train_labels == class_id]
-        chosen = np.sort(rng.choice(members, size=min(per_class, len(members)), replace=False)) if len(members) else []
-        ids += [int(i) for i in chosen]
-        labels += [class_id] * len(chosen)
-        counts[class_id] = len(chosen)
-    blobs = [_square_thumb(index.path(i), size, quality=80) for i in ids]
-    rel = REFERENCE_REL.format(protocol=protocol)
-    nbytes = write_pack(art.artifacts_dir(artifacts_root) / rel, ids, labels, blobs)
-    entry = {"file": rel, "protocol": protocol, "split": "train", "per_class": per_class,
-             "classes_short": sorted(c for c, n in counts.items() if n < per_class), "count": len(ids),
-             "size_px": size, "format": "JPEG", "bytes": nbytes, "seed": seed, "command": REFERENCE_COMMAND}
-    art.update_manifest(artifacts_root, reference_photos=entry)
-    return entry
-
-
 @lru_cache(maxsize=4096)
 def _thumb_bytes(path: Path, size: int) -> bytes:
-    from PIL import Image
-
     with Image.open(path) as im:
         im = im.convert("RGB")
         im.thumbnail((size, size))
         buf = io.BytesIO()
         im.save(buf, "JPEG", quality=80)
         return buf.getvalue()
-
-
-# ---------------------------------------------------------------------------------------------
-# Building (needs the dataset)
-# ---------------------------------------------------------------------------------------------
-def _square_thumb(path: Path, size: int, quality: int = 75) -> bytes:
-    from PIL import Image
-
-    from .transforms import square_resize
-
-    with Image.open(path) as im:
-        buf = io.BytesIO()
-        square_resize(im.convert("RGB"), size).save(buf, "JPEG", quality=quality, optimize=True)
-        return buf.getvalue()
-
-
-def build(data_root=None, artifacts_root=None, protocol: str = "stratified") -> dict:
-    from PIL import Image
-
-    from .data import load_index
-
-    index = load_index(data_root)
-    split_path = art.artifacts_dir(artifacts_root) / "splits" / f"{protocol}.json"
-    if not split_path.is_file():
-        raise SystemExit(f"{split_path} is missing; run `python -m train.all` first (it writes the splits).")
-    test_ids = np.asarray(load_split(split_path)["test"])
-    test_labels = index.label_of(test_ids)
-
-    # 1. examples: first test image of each chosen class
-    EXAMPLES_DIR.mkdir(parents=True, exist_ok=True)
-    for old in EXAMPLES_DIR.glob("*.jpg"):
-        old.unlink()
-    items = []
-    for name in EXAMPLE_CLASSES:
-        class_id = index.classes.index(name)
-        image_id = int(test_ids[test_labels == class_id][0])
-        fname = f"{name.replace(' ', '_')}_{image_id:05d}.jpg"
-        with Image.open(index.path(image_id)) as im:
-            im = im.convert("RGB")
-            im.thumbnail((EXAMPLE_SIZE, EXAMPLE_SIZE), Image.LANCZOS)
-            im.save(EXAMPLES_DIR / fname, "JPEG", quality=85, optimize=True)
-        items.append({"file": fname, "label": name, "class_id": class_id, "image_id": image_id})
-    (EXAMPLES_DIR / "examples.json").write_text(json.dumps(items, indent=1))
-
-    # 2. thumbnails pack of the test split
-    blobs = [_square_thumb(index.path(i), THUMB_SIZE) for i in test_ids]
-    out = art.artifacts_dir(artifacts_root) / THUMBS_REL.format(protocol=protocol)
-    write_pack(out, test_ids, test_labels, blobs)
-
-    # 3. labels of the whole dataset
-    DATASET_LABELS.write_text(json.dumps({"labels": [int(v) for v in index.labels]}))
-    return {"examples": len(items), "thumbs": len(blobs), "thumbs_bytes": out.stat().st_size}
-
-
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--build", action="store_true", help="build examples, thumbnails and dataset labels")
-    p.add_argument("--reference", action="store_true",
-                   help=f"build the reference photos ({REFERENCE_PER_CLASS} training images per species, "
-                        f"{REFERENCE_SIZE} px) and record them in the manifest")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--artifacts", default=None)
-    args = p.parse_args(argv)
-    if not (args.build or args.reference):
-        p.print_help()
-        return
-    if args.build:
-        print(build(args.data_root, args.artifacts))
-    if args.reference:
-        print(json.dumps(build_reference(args.data_root, args.artifacts)))
-
-
-if __name__ == "__main__":
-    main()

@@ -12,13 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from . import artifacts as art
 from .evaluate import softmax
-from .quantize import OnnxClassifier
-from .transforms import Preprocess
+from .preprocess import Preprocess
+from .runtime import OnnxSession
 
 GATE_CMD = "python -m train.gate"
 
@@ -68,18 +67,17 @@ class FlowerGate:
         path = art.artifacts_dir(root) / self.entry["file"]
         if not path.is_file():
             raise art.ArtifactMissing(f"{path} is missing; produce it with `{GATE_CMD}`.")
-        self.model = OnnxClassifier(path, threads)
+        self.model = OnnxSession(path, threads)
         self.classes = list(self.entry["classes"])
         self.threshold = float(self.entry["threshold"])
         self.preprocess = Preprocess.from_dict(self.entry["preprocess"])
 
-    @torch.inference_mode()
-    def scores(self, batch: torch.Tensor) -> np.ndarray:
-        """Normalised batch in this gate's preprocessing -> flower score per image."""
-        return flower_score(self.model(batch).numpy(), self.classes)
+    def scores(self, batch) -> np.ndarray:
+        """Normalised batch (array or tensor) in this gate's preprocessing -> flower score per image."""
+        return flower_score(self.model(np.asarray(batch)), self.classes)
 
     def score_images(self, images: list[Image.Image]) -> np.ndarray:
-        return self.scores(torch.cat([self.preprocess.from_pil(img) for img in images]))
+        return self.scores(np.concatenate([self.preprocess.array_from_pil(img) for img in images]))
 
     def score(self, img: Image.Image) -> float:
         return float(self.score_images([img])[0])

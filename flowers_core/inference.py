@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import artifacts as art
+from . import catalog
+from .data import SHIPPED_PROTOCOL
 from .evaluate import entropy as entropy_of
+from .evaluate import softmax
 from .gate import FlowerGate, has_gate
-from .transforms import Preprocess
+from .preprocess import Preprocess
+from .runtime import OnnxSession
 
 # The one upload size limit, in bytes, as people count them (1 MB = 1,000,000 bytes, like browsers and
 # phones). The app's `.streamlit/config.toml` lets a file slightly larger than this through its uploader
@@ -219,30 +222,55 @@ class Prediction:
 class Predictor:
     """A shipped model ready to classify PIL images; read-only after construction (thread-safe).
 
+    An ONNX model (the INT8 student) runs on onnxruntime and numpy only, so a process that classifies
+    with it never loads torch; torch models are rebuilt by ``weights.load_model``.
+    ``threads``: intra-op threads (None: the runtime's default).
     ``gate``: True loads the shipped flower gate when there is one; pass a ``FlowerGate`` to share one
     between models, or None for no gate (then no photo is called "not a flower")."""
 
-    def __init__(self, name: str, protocol: str = "stratified", root=None, gate=True):
+    def __init__(self, name: str, protocol: str = SHIPPED_PROTOCOL, root=None, gate=True, threads: int | None = None):
         self.name = name
         self.entry = art.model_entry(name, protocol, root)
         self.classes = art.class_names(root)
-        self.model = art.load_model(name, protocol, root)
-        self.preprocess = Preprocess.from_dict(self.entry["preprocess"])
-        uncertainty = self.entry.get("uncertainty", {})
-        self.temperature = float(uncertainty.get("temperature", 1.0))
-        self.threshold = uncertainty.get("entropy_threshold")
+        if self.entry.format == "onnx":
+            path = art.artifacts_dir(root) / self.entry.file
+            if not path.is_file():
+                raise art.ArtifactMissing(f"{path} is missing; produce it with `{catalog.produced_by(name)}`.")
+            self.model = OnnxSession(path, threads)
+        else:
+            import torch  # only when a torch model is asked for: the ONNX path starts without it
+
+            from .weights import load_model
+
+            if threads:
+                torch.set_num_threads(threads)
+            self.model = load_model(name, protocol, root)
+        self.preprocess = Preprocess.from_dict(self.entry.preprocess)
+        self.temperature = self.entry.temperature
+        self.threshold = self.entry.entropy_threshold
         if gate is True:
             gate = FlowerGate(root) if has_gate(root) else None
         self.gate = gate or None
 
     @property
+    def runs_on_torch(self) -> bool:
+        return not isinstance(self.model, OnnxSession)
+
+    @property
     def flower_threshold(self) -> float | None:
         return None if self.gate is None else self.gate.threshold
 
-    @torch.inference_mode()
-    def probabilities(self, batch: torch.Tensor) -> np.ndarray:
-        logits = self.model(batch)
-        return torch.softmax(torch.as_tensor(logits).float() / self.temperature, -1).numpy()
+    def logits(self, batch) -> np.ndarray:
+        """Normalised batch (numpy array or torch tensor) -> the model's logits as a numpy array."""
+        if not self.runs_on_torch:
+            return self.model(np.asarray(batch))
+        import torch  # already loaded by the torch model this predictor holds
+
+        with torch.inference_mode():
+            return torch.as_tensor(self.model(torch.as_tensor(batch))).float().numpy()
+
+    def probabilities(self, batch) -> np.ndarray:
+        return softmax(self.logits(batch), self.temperature).astype(np.float32)
 
     def predict(self, img: Image.Image) -> Prediction:
         return self.predict_many([img])[0]
@@ -251,7 +279,7 @@ class Predictor:
         """Classify a batch; the gate scores them too unless ``flower_scores`` (computed once, shared by
         several models) are given. ``latency_ms`` is the batch's time per image."""
         start = time.perf_counter()
-        batch = torch.cat([self.preprocess.from_pil(img) for img in images])
+        batch = np.concatenate([self.preprocess.array_from_pil(img) for img in images])
         probs = self.probabilities(batch)
         if flower_scores is None and self.gate is not None:
             same = self.gate.preprocess == self.preprocess  # one resize for both (the shipped gate's default)

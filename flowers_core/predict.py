@@ -11,28 +11,26 @@ import argparse
 import json
 import sys
 
+from . import catalog
 from .artifacts import ArtifactMissing
 from .catalog import MODELS
+from .data import PROTOCOLS, SHIPPED_PROTOCOL
 from .inference import ImageError, Predictor, load_image
 
-# CLI names -> manifest names: "student" is the production INT8 model, "student_fp32" its float twin
+# CLI names -> manifest names ("student" is the production INT8 model, "student_fp32" its float twin)
 MODEL_ALIASES = {m.cli_name: m.name for m in MODELS}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, HEIC, ...)")
-    p.add_argument("--model", choices=sorted(MODEL_ALIASES), default="student")
-    p.add_argument("--protocol", choices=["stratified", "official"], default="stratified")
+    p.add_argument("--model", choices=sorted(MODEL_ALIASES), default=catalog.get(catalog.PRODUCTION).cli_name)
+    p.add_argument("--protocol", choices=PROTOCOLS, default=SHIPPED_PROTOCOL)
     p.add_argument("--artifacts", default=None, help="artifacts folder (default: artifacts/)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     try:
-        predictor = Predictor(MODEL_ALIASES[args.model], args.protocol, args.artifacts)
+        predictor = Predictor(MODEL_ALIASES[args.model], args.protocol, args.artifacts, threads=args.threads)
     except ArtifactMissing as e:
         print(json.dumps({"error": str(e)}))
         return 2

@@ -11,57 +11,29 @@ recorded measurement, written to the manifest and ``reports/quantization.md``.
 """
 from __future__ import annotations
 
+import copy
+import math
 import os
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+import onnx
 import torch
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
+from torch.ao.quantization import get_default_qconfig_mapping
+from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 from .engine import predict_logits
 from .timing import measure
+from .weights import OnnxClassifier
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
-
-
-# ---------------------------------------------------------------------------------------------
-# The shipped runtime: an ONNX file behind a torch-like callable
-# ---------------------------------------------------------------------------------------------
-class OnnxClassifier(nn.Module):
-    """An ONNX classifier as an eval-mode module: normalised float ``[B, 3, H, W]`` -> logits.
-
-    Holds no parameters and no training code; only ``onnxruntime`` is needed to run it.
-    """
-
-    def __init__(self, path: str | Path, threads: int | None = None, optimization: str = "all"):
-        super().__init__()
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[optimization]
-        self.threads = threads
-        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        self.eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        arr = np.ascontiguousarray(torch.as_tensor(x).detach().cpu().float().numpy())
-        return torch.from_numpy(self.session.run(None, {self.input_name: arr})[0])
-
-    def extra_repr(self) -> str:
-        return f"path={self.path.name}, threads={self.threads}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,9 +45,6 @@ def with_static_padding(model: nn.Module, input_size: int) -> nn.Module:
     ``input_size``. Same outputs at that size; the exported graph has no shape arithmetic, which
     ONNX Runtime's quantiser and graph fusions handle (the dynamic version breaks QDQ at small sizes).
     """
-    import copy
-    import math
-
     model = copy.deepcopy(model).eval()
     same = [(name, m) for name, m in model.named_modules() if type(m).__name__ == "Conv2dSame"]
     shapes: dict[str, tuple[int, int]] = {}
@@ -106,8 +75,6 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, opset: int 
     The TorchScript-based exporter is used (``dynamo=False``; it needs no ``onnxscript``), on a
     copy with static "SAME" padding for ``input_size`` (``with_static_padding``).
     """
-    import warnings
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = with_static_padding(model, input_size)
@@ -136,15 +103,6 @@ def quantize_onnx_static(fp32_path: str | Path, int8_path: str | Path, calib: to
     """Static QDQ INT8 of every Conv and the classifier Gemm: per-channel weights, activations
     calibrated on ``calib``. ``types`` = activation/weight types: ``u8s8`` (fastest with VNNI),
     ``u8u8`` (no u8s8 saturation on AVX2-only CPUs), ``s8s8``; ``reduce_range`` = 7-bit weights."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     int8_path.parent.mkdir(parents=True, exist_ok=True)
     pre = int8_path.with_name(int8_path.stem + ".pre.onnx")
@@ -174,8 +132,6 @@ def quantize_onnx_static(fp32_path: str | Path, int8_path: str | Path, calib: to
 
 def quantized_op_counts(path: str | Path) -> dict:
     """How much of the graph is INT8: ops fed by DequantizeLinear, by type (for the report)."""
-    import onnx
-
     graph = onnx.load(str(path)).graph
     dq_out = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     counts: dict[str, dict[str, int]] = {}
@@ -192,11 +148,6 @@ def quantized_op_counts(path: str | Path) -> dict:
 # ---------------------------------------------------------------------------------------------
 def quantize_torch_fx(model: nn.Module, calib: torch.Tensor, batch_size: int = 16) -> torch.jit.ScriptModule:
     """``torch.ao.quantization`` FX static PTQ (x86 engine), frozen to TorchScript."""
-    import warnings
-
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.backends.quantized.engine = "x86"
@@ -211,7 +162,8 @@ def quantize_torch_fx(model: nn.Module, calib: torch.Tensor, batch_size: int = 1
 
 def quantize_pt2e(model: nn.Module, calib: torch.Tensor, batch_size: int = 16) -> Callable:
     """torchao PT2E static PTQ with the X86 Inductor quantizer, run without ``torch.compile``
-    (compiling it needs a C++ toolchain at load time, which the app must not require)."""
+    (compiling it needs a C++ toolchain at load time, which the app must not require). torchao is imported
+    here: it is a training-only package and this backend a comparison, not the shipped path."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
         X86InductorQuantizer,

@@ -1,76 +1,13 @@
-"""Preprocessing, written once: the eval preset (shared by training, evaluation, CLI and app) and
-the per-level training presets.
-
-Images enter as a uint8 square (shorter side resized to ``resize_size``, centre-cropped); the
-eval view is its centre ``input_size`` crop, normalised. Training presets work on the same uint8
-squares, so decoding happens once (see ``data.decoded_images``).
+"""The per-level training presets (augmentation). They work on the uint8 squares of the eval
+preprocessing (``preprocess``), so decoding happens once (see ``data.decoded_images``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
-from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-CROP_PCT = 0.875
-
-
-def resize_size_for(input_size: int) -> int:
-    return int(round(input_size / CROP_PCT))
-
-
-def square_resize(img: Image.Image, size: int) -> Image.Image:
-    """Resize the shorter side to ``size`` (bicubic, antialiased) and centre-crop a square."""
-    w, h = img.size
-    scale = size / min(w, h)
-    new = (max(size, round(w * scale)), max(size, round(h * scale)))
-    img = img.resize(new, Image.BICUBIC, reducing_gap=3.0)
-    left, top = (new[0] - size) // 2, (new[1] - size) // 2
-    return img.crop((left, top, left + size, top + size))
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """Normalisation and sizes of one model family; recorded in every manifest entry."""
-
-    input_size: int = 224
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-
-    @property
-    def resize_size(self) -> int:
-        return resize_size_for(self.input_size)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 [.., 3, H, W] -> float normalised."""
-        x = x.float().div_(255.0)
-        mean = torch.tensor(self.mean, device=x.device).view(3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(3, 1, 1)
-        return (x - mean) / std
-
-    def eval_view(self, squares: torch.Tensor) -> torch.Tensor:
-        """uint8 squares [B, 3, S, S] -> the normalised centre crop the models are validated on."""
-        if squares.shape[-1] != self.resize_size:
-            squares = F.resize(squares, [self.resize_size], antialias=True)
-        return self.normalize(F.center_crop(squares, [self.input_size]))
-
-    def from_pil(self, img: Image.Image) -> torch.Tensor:
-        """An RGB PIL image -> normalised tensor [1, 3, input_size, input_size]."""
-        square = square_resize(img, self.resize_size)
-        t = torch.from_numpy(np.asarray(square).copy()).permute(2, 0, 1)
-        return self.eval_view(t.unsqueeze(0))
-
-    def to_dict(self) -> dict:
-        return {"input_size": self.input_size, "resize_size": self.resize_size,
-                "mean": list(self.mean), "std": list(self.std), "crop_pct": CROP_PCT}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Preprocess":
-        """The inverse of ``to_dict`` (the derived sizes it also records are recomputed, not read)."""
-        return cls(int(d["input_size"]), tuple(d["mean"]), tuple(d["std"]))
+from .preprocess import Preprocess
 
 
 class RandomRot90(torch.nn.Module):

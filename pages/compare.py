@@ -1,8 +1,8 @@
 """Compare: the same photo through the student, the ensemble and each ensemble member."""
 import streamlit as st
 
-from flowers_core import artifacts as art
-from flowers_core import reports, ui
+from flowers_core import catalog
+from flowers_core.app import reports, ui
 
 st.title("⚖️ Compare models")
 st.write("The same photo through the small, fast **student** model and the large **ensemble** "
@@ -10,12 +10,12 @@ st.write("The same photo through the small, fast **student** model and the large
 
 with st.sidebar:
     use_int8 = st.toggle("Student in INT8 (the deployed model)", value=True)
-student = "student_int8" if use_int8 else "student"
-names = [student, "ensemble", "level1", "level2", "level3"]
+student = catalog.PRODUCTION if use_int8 else catalog.fp32_twin(catalog.PRODUCTION)
+names = [student, catalog.TEACHER, *catalog.names(levels=(1, 2, 3))]
 loaded, problems = {}, []
 for name in names:
     if not reports.has_weights(name):
-        problems.append(f"**{reports.pretty(name)}**: not available — produce it with `{art.PRODUCED_BY[name]}`.")
+        problems.append(f"**{reports.pretty(name)}**: not available — produce it with `{catalog.produced_by(name)}`.")
         continue
     p, err = ui.try_predictor(name)
     if p is None:
@@ -47,7 +47,7 @@ for col, (name, pred) in zip(cols, preds.items()):
         st.plotly_chart(ui.top5_chart(pred.top5, height=220), key=f"top5_{name}")
 
 s = student if student in preds else None
-r = "ensemble" if "ensemble" in preds else None
+r = catalog.TEACHER if catalog.TEACHER in preds else None
 table = reports.comparison_table(preds, classes, s, r)
 if s and r:
     agree = preds[s].class_id == preds[r].class_id

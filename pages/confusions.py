@@ -3,7 +3,8 @@ import plotly.express as px
 import streamlit as st
 
 from flowers_core import artifacts as art
-from flowers_core import reports, ui
+from flowers_core.app import reports, ui
+from flowers_core.data import SHIPPED_PROTOCOL
 
 st.title("🔀 Confusions")
 st.write("Which flowers does a model mix up? Everything here comes from the saved test-set results.")
@@ -52,7 +53,7 @@ st.dataframe(table, hide_index=True, height=300, column_config={
     "accuracy": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
     "precision": st.column_config.NumberColumn(format="percent")})
 
-thumbs = ui.thumbnails("stratified")
+thumbs = ui.thumbnails(SHIPPED_PROTOCOL)
 st.subheader("Most confused pairs")
 pairs = reports.confused_pairs(cm, classes, k=10)
 if pairs.empty:
@@ -61,7 +62,7 @@ else:
     st.dataframe(pairs.drop(columns=["true id", "predicted id"]), hide_index=True,
                  column_config={"share of true class": st.column_config.NumberColumn(format="percent")})
     if not thumbs.pack:
-        st.caption("Example thumbnails are not shipped (`python -m flowers_core.gallery --build`).")
+        st.caption("Example thumbnails are not shipped (`python -m train.gallery --build`).")
     else:
         for _, row in pairs.head(5).iterrows():
             st.markdown(f"**{ui.capitalized(row['true class'])}** → mistaken for "

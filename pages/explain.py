@@ -1,17 +1,17 @@
 """Explain: where each model looks (Grad-CAM family, Level-3 attention, LIME)."""
 import streamlit as st
 
-from flowers_core import artifacts as art
-from flowers_core import explain, reports, ui
+from flowers_core import catalog, explain
+from flowers_core.app import reports, ui
 
 st.title("🔍 Where does the model look?")
 st.write("Heatmaps show which parts of the photo drove the model's answer: red = most important.")
 
-CANDIDATES = ["student", "level1", "level2", "level3"]
+CANDIDATES = catalog.names(runtimes=("torch",), highest_first=True)  # one network each: the student and L3-L1
 available = [m for m in CANDIDATES if reports.has_weights(m)]
 for m in CANDIDATES:
     if m not in available:
-        st.caption(f"ℹ️ {reports.pretty(m)} is not available (`{art.PRODUCED_BY[m]}`).")
+        st.caption(f"ℹ️ {reports.pretty(m)} is not available (`{catalog.produced_by(m)}`).")
 if not available:
     ui.missing("Explanations need the fp32 student or a Level 1–3 model.", "This page")
     st.stop()

@@ -5,14 +5,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from flowers_core import artifacts as art
-from flowers_core import reports, ui
+from flowers_core import catalog
+from flowers_core.app import reports, ui
 
 st.title("⏱️ Latency")
 st.write("How fast is each model on this server's CPU? Run a live measurement and compare it with the "
          "benchmark stored with the models.")
 
-FP32 = ["level1", "level2", "level3", "ensemble", "student"]
-available = [m for m in FP32 + ["student_int8"] if reports.has_weights(m)]
+FP32 = catalog.names(runtimes=("torch", "ensemble"))
+available = [m for m in catalog.NAMES if reports.has_weights(m)]
 live, stored = st.columns([3, 2], gap="large")
 
 with live:
@@ -21,24 +22,30 @@ with live:
         ui.missing("No model weights are shipped in this copy; run `python -m train.all`.", "Live measurement")
     else:
         c1, c2 = st.columns(2)
+        fp32_default = [catalog.fp32_twin(catalog.PRODUCTION), catalog.TEACHER]
         chosen = c1.multiselect("Models", [m for m in FP32 if m in available] or FP32,
-                                default=[m for m in ("student", "ensemble") if m in available][:2]
+                                default=[m for m in fp32_default if m in available][:2]
                                 or [m for m in FP32 if m in available][:1],
                                 format_func=reports.pretty, key="lat_models")
+        with_int8 = [m for m in FP32 if catalog.int8_twin(m)]
         precisions = c2.multiselect("Precision", ["fp32", "INT8"], default=["fp32", "INT8"], key="lat_prec",
-                                    help="INT8 exists for the student only (ONNX Runtime, static quantisation).")
+                                    help=f"INT8 exists for {', '.join(map(reports.pretty, with_int8))} only "
+                                         "(ONNX Runtime, static quantisation).")
         c3, c4, c5 = st.columns(3)
         threads = c3.slider("CPU threads", 1, max(1, os.cpu_count() or 1), min(2, os.cpu_count() or 1), key="lat_threads")
         batch = c4.select_slider("Batch size", [1, 2, 4, 8, 16, 32], value=1, key="lat_batch")
         iters = c5.slider("Iterations", 5, 200, 20, 5, key="lat_iters")
         names = [m for m in chosen if "fp32" in precisions]
-        if "INT8" in precisions and "student" in chosen:
-            if "student_int8" in available:
-                names.append("student_int8")
-            else:
-                st.caption(f"ℹ️ The INT8 student is not available (`{art.PRODUCED_BY['student_int8']}`).")
-        if "INT8" in precisions and any(m != "student" for m in chosen):
-            st.caption("Only the student has an INT8 version; the other models are measured in fp32.")
+        if "INT8" in precisions:
+            for m in chosen:
+                int8 = catalog.int8_twin(m)
+                if int8 and int8 in available:
+                    names.append(int8)
+                elif int8:
+                    st.caption(f"ℹ️ {reports.pretty(int8)} is not available (`{catalog.produced_by(int8)}`).")
+        if "INT8" in precisions and any(not catalog.int8_twin(m) for m in chosen):
+            st.caption(f"Only {', '.join(map(reports.pretty, with_int8))} has an INT8 version; "
+                       "the other models are measured in fp32.")
         if st.button("Run", type="primary", disabled=not names, key="lat_run"):
             bar = st.progress(0.0, text="Measuring…")
             rows = ui.live_latency(names, threads, batch, iters,

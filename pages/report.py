@@ -1,10 +1,12 @@
 """Report: the five levels, their training, the ablation, calibration, the data and model cards."""
+import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
 from flowers_core import artifacts as art
-from flowers_core import reports, ui
+from flowers_core import catalog
+from flowers_core.app import reports, ui
 
 st.title("📊 Report")
 
@@ -20,9 +22,9 @@ else:
         **pct, "params (M)": st.column_config.NumberColumn(format="%.2f"),
         "size (MB)": st.column_config.NumberColumn(format="%.2f"),
         "CPU p50 (ms)": st.column_config.NumberColumn(format="%.1f")})
-    missing = [reports.pretty(m) for m in art.MODEL_NAMES if m not in set(levels["key"])]
+    missing = [reports.pretty(m) for m in catalog.NAMES if m not in set(levels["key"])]
     if missing:
-        st.caption("Not produced yet: " + ", ".join(missing) + f" (`{art.PRODUCED_BY['student']}`).")
+        st.caption("Not produced yet: " + ", ".join(missing) + f" (`{catalog.produced_by('student')}`).")
     if levels["CPU p50 (ms)"].isna().all():
         st.caption(f"No stored latency yet (`{reports.LATENCY_CMD}`).")
     st.caption("Size: shipped weight files (fp16 late stages; the ImageNet trunk comes from the registry's package).")
@@ -32,7 +34,7 @@ names = reports.models(protocol)
 
 # --- training curves -----------------------------------------------------------------------------
 st.header("Training curves")
-trained = [m for m in names if m not in ("ensemble", "student_int8")]
+trained = [m for m in names if m in catalog.names(runtimes=("torch",))]  # the ones with a training log
 if not trained:
     ui.missing(f"No trained model for the {protocol} protocol.", "Training curves")
 else:
@@ -46,8 +48,6 @@ else:
     for n in notes:
         st.caption(f"ℹ️ {n}")
     if frames:
-        import pandas as pd
-
         curves = pd.concat(frames, ignore_index=True)
         c1, c2 = st.columns(2)
         c1.plotly_chart(px.line(curves, x="epoch", y="val_acc", color="model", markers=True,
@@ -105,7 +105,8 @@ st.header("Calibration and selective prediction")
 if not names:
     ui.missing(f"No model for the {protocol} protocol.", "Calibration")
 else:
-    default = next((i for i, m in enumerate(names) if m in ("student_int8", "student")), 0)
+    production = (catalog.PRODUCTION, catalog.fp32_twin(catalog.PRODUCTION))
+    default = next((i for i, m in enumerate(names) if m in production), 0)
     cal_model = st.selectbox("Model", names, index=default, format_func=reports.pretty, key="rep_cal_model")
     try:
         probs, _, labels = reports.test_probs(cal_model, protocol)
@@ -122,8 +123,8 @@ else:
         fig.update_layout(title="Reliability (test)", xaxis_title="confidence", yaxis_title="accuracy", height=340)
         c1.plotly_chart(fig, key="rep_rel")
         entry = art.model_entry(cal_model, protocol)
-        unc = entry.get("uncertainty") or {}
-        ece = entry.get("metrics", {}).get("test", {}).get("ece")
+        unc = entry.uncertainty
+        ece = entry.metrics.get("test", {}).get("ece")
         c1.caption(f"ECE (test): {ece:.3f}" if ece is not None else "ECE not recorded")
         if unc.get("ece_before") and unc.get("ece_after"):
             c1.caption(f"Temperature scaling (T = {unc.get('temperature', 1):.2f}, fitted on validation) "
@@ -156,7 +157,7 @@ except art.ArtifactMissing as e:
 
 # --- model cards ---------------------------------------------------------------------------------
 st.header("Model cards")
-all_names = [m for m in art.MODEL_NAMES if any(m in reports.models(p) for p in reports.PROTOCOLS)]
+all_names = [m for m in catalog.NAMES if any(m in reports.models(p) for p in reports.PROTOCOLS)]
 if not all_names:
     ui.missing("No model in the manifest.", "Model cards")
 else:

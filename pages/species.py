@@ -1,7 +1,7 @@
 """Species: browse and search the 102 species the app knows, with reference photos and test accuracy."""
 import streamlit as st
 
-from flowers_core import ui
+from flowers_core.app import ui
 
 st.title("🌸 The 102 species")
 st.write("Every flower the app can name, with photos from its training set and how often the deployed "

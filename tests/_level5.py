@@ -14,7 +14,7 @@ def run_tiny_student(root, data_root):
     from flowers_core.pipeline import Workspace
 
     if "out" not in _RESULT:
-        ws = Workspace("stratified", data_root, artifacts_root=root)
+        ws = Workspace("stratified", data_root, artifacts_root=root)  # the split conftest's levels were trained on
         spec = replace(STUDENT, calibration_images=64, quantization_trials=STUDENT.quantization_trials[:1],
                        config=replace(STUDENT.config, epochs=2, batch_size=128))
         _RESULT["out"] = run_student("stratified", ws, artifacts_root=root, spec=spec, threads=1, latency_iters=3,

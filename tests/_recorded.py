@@ -6,16 +6,17 @@ import numpy as np
 import torch
 
 from flowers_core import artifacts as art
+from flowers_core import weights
 from flowers_core.data import decoded_images, load_index
 
 
 def assert_recorded_matches_shipped(root, data_root, name: str) -> None:
     entry = art.model_entry(name, "stratified", root)
-    saved, ids, labels = art.load_probs(entry["probs"]["test"], root)
-    model = art.load_model(name, root=root)
+    saved, ids, labels = art.load_probs(entry.probs["test"], root)
+    model = weights.load_model(name, root=root)
     squares = decoded_images(load_index(data_root), model.preprocess.resize_size)[np.asarray(ids) - 1]
     with torch.no_grad():
         probs = model(model.preprocess.eval_view(squares)).softmax(-1).numpy()
     one_ulp = np.spacing(saved.astype(np.float16)).astype(np.float32)  # probabilities are stored in fp16
     assert (np.abs(probs - saved) <= one_ulp).all(), f"{name}: max diff {np.abs(probs - saved).max():.2e}"
-    assert entry["metrics"]["test"]["top1"] == float((probs.argmax(1) == labels).mean())
+    assert entry.top1("test") == float((probs.argmax(1) == labels).mean())

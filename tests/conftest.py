@@ -89,10 +89,10 @@ def tiny_spec(name: str, epochs: int = 2):
 @pytest.fixture(scope="session")
 def trained_artifacts(tmp_path_factory, synthetic_root, cache_dir) -> Path:
     """Levels 1-3 and the ensemble trained on the synthetic data (stratified protocol)."""
-    from flowers_core.pipeline import Workspace, run_ensemble, run_level
+    from flowers_core.pipeline import prepare_workspace, run_ensemble, run_level
 
     root = tmp_path_factory.mktemp("artifacts")
-    ws = Workspace("stratified", synthetic_root, artifacts_root=root)
+    ws = prepare_workspace("stratified", synthetic_root, artifacts_root=root)
     for name in ("level1", "level2", "level3"):
         run_level(tiny_spec(name), "stratified", ws, artifacts_root=root)
     run_ensemble("stratified", artifacts_root=root)

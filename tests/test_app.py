@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from flowers_core import artifacts as art
-from flowers_core import reports
+from flowers_core.app import reports
 from flowers_core.gallery import examples
 
 pytest.importorskip("streamlit")
@@ -323,7 +323,8 @@ def test_one_upload_limit():
     bytes, the server 2^20), so the app's own message with the limit is what a visitor reads."""
     import tomllib
 
-    from flowers_core import inference, ui
+    from flowers_core import inference
+    from flowers_core.app import ui
 
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
     upload_cap = config["server"]["maxUploadSize"] * 1_000_000  # the smaller of the browser's and the server's
@@ -463,3 +464,31 @@ def test_an_unreadable_photo_among_several_is_left_out(artifacts_root, tmp_path,
     assert at.error and "couldn't use this file" in at.error[0].value
     assert r"\*\*bad\*\*" in at.error[0].value, "the bad file is named, literally"
     assert at.subheader and not any("One answer from your" in c.value for c in at.caption)
+
+
+LEAN_START = """
+import json, sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=300).run()
+at.button(key="classify_ex_0").click().run()
+print(json.dumps({"exceptions": [e.message for e in at.exception], "headline": [s.value for s in at.subheader][:1],
+                  "torch_loaded": sorted(m for m in ("torch", "torchvision", "timm") if m in sys.modules)}))
+"""
+
+
+def test_classify_page_starts_and_answers_without_torch(artifacts_root):
+    """Classify runs the INT8 student on onnxruntime with numpy preprocessing: a fresh process renders the
+    page and classifies an example without importing torch (torch costs seconds and hundreds of MB)."""
+    import os
+    import subprocess
+    import sys
+
+    if not reports.has_weights("student_int8", artifacts_root):
+        pytest.skip("no INT8 student in these artifacts: Classify falls back to a torch model")
+    env = {**os.environ, "FLOWERS_ARTIFACTS": str(artifacts_root)}
+    proc = subprocess.run([sys.executable, "-c", LEAN_START, APP], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["exceptions"] == [] and result["headline"], result
+    assert result["torch_loaded"] == [], result

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from flowers_core import data
-from flowers_core.transforms import Preprocess, train_augment
+from flowers_core.preprocess import Preprocess
+from flowers_core.transforms import train_augment
 
 
 def test_index_reads_labels_and_class_names(synthetic_root):

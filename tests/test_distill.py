@@ -94,7 +94,7 @@ def test_recorded_student_is_the_shipped_file(student_artifacts, student_entries
 def test_uncertainty_is_refitted_from_the_saved_probabilities(student_artifacts, student_entries):
     """``train.level5 --uncertainty-only`` reproduces what the training run stored, and a stricter
     target gives a threshold that is no larger (it rejects at least as much)."""
-    stored = art.model_entry("student_int8", "stratified", student_artifacts)["uncertainty"]
+    stored = art.model_entry("student_int8", "stratified", student_artifacts).uncertainty
     again, curves = saved_uncertainty("student_int8", "stratified", student_artifacts)
     assert curves["entropy_threshold"] == again["entropy_threshold"]
     assert again["entropy_threshold"] == stored["entropy_threshold"]

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from flowers_core import artifacts as art
 from flowers_core import explain
+from flowers_core.weights import load_model
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def models(request):
     import os
 
     root = os.environ.get("FLOWERS_APP_TEST_ARTIFACTS") or request.getfixturevalue("trained_artifacts")
-    return {n: art.load_model(n, root=root) for n in ("level1", "level3")}
+    return {n: load_model(n, root=root) for n in ("level1", "level3")}
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ from dataclasses import replace
 import torch
 
 from conftest import TEST_INPUT_SIZE
-from flowers_core import artifacts as art
-from flowers_core.transforms import Preprocess, batch_mix, train_augment
+from flowers_core import weights
+from flowers_core.preprocess import Preprocess
+from flowers_core.transforms import batch_mix, train_augment
 
 
 def full_spec(name: str):
@@ -35,14 +36,14 @@ def test_mixed_batches_carry_class_probabilities():
 
 def test_full_finetuning_then_recording_elsewhere(tmp_path, synthetic_root, cache_dir):
     from flowers_core.distill import STUDENT, load_trained_student, run_student, train_student
-    from flowers_core.pipeline import Workspace, load_trained, run_ensemble, run_level
+    from flowers_core.pipeline import load_trained, prepare_workspace, run_ensemble, run_level
 
     remote, local = tmp_path / "remote", tmp_path / "local"
-    ws = Workspace("stratified", synthetic_root, artifacts_root=remote)
+    ws = prepare_workspace("stratified", synthetic_root, artifacts_root=remote)
     for name in ("level2", "level3"):
         entry = run_level(full_spec(name), "stratified", ws, artifacts_root=remote, frozen_stages=0)
-        assert entry["frozen_stages"] == 0 and entry["augment"] == "photo" and entry["batch_mix"] == 0.5
-        assert entry["trainable_params"] == entry["params"]
+        assert entry.frozen_stages == 0 and entry.details["augment"] == "photo" and entry.details["batch_mix"] == 0.5
+        assert entry.details["trainable_params"] == entry.params
     run_ensemble("stratified", ("level2", "level3"), artifacts_root=remote)
 
     student = replace(STUDENT, input_size=TEST_INPUT_SIZE,
@@ -52,11 +53,11 @@ def test_full_finetuning_then_recording_elsewhere(tmp_path, synthetic_root, cach
     run_student("stratified", ws, artifacts_root=remote, spec=student, trained=(model, info), train_only=True)
 
     # here: the weights of the other machine are scored and recorded, not re-trained
-    ws_local = Workspace("stratified", synthetic_root, artifacts_root=local)
+    ws_local = prepare_workspace("stratified", synthetic_root, artifacts_root=local)
     trained = load_trained("level2", "stratified", remote)
     recorded = run_level(full_spec("level2"), "stratified", ws_local, artifacts_root=local, trained=trained)
-    assert recorded["best_epoch"] == trained.best_epoch and recorded["augment"] == "photo"
-    shipped = art.build_flowernet(recorded, local)
+    assert recorded.details["best_epoch"] == trained.best_epoch and recorded.details["augment"] == "photo"
+    shipped = weights.build_flowernet(recorded, local)
     assert all(torch.equal(a, b) for a, b in zip(shipped.state_dict().values(), trained.model.state_dict().values()))
     model_back, info_back = load_trained_student("stratified", remote, student)
     assert info_back["augment"] == "photo" and info_back["train_config"]["kd_alpha"] == 0.9

@@ -5,7 +5,8 @@ import numpy as np
 
 from flowers_core import artifacts as art
 from flowers_core.data import load_index, make_split, save_split
-from flowers_core.gallery import REFERENCE_REL, ReferencePhotos, build_reference
+from flowers_core.gallery import REFERENCE_REL, ReferencePhotos
+from train.gallery import build_reference
 
 
 def test_reference_photos_come_from_the_training_split(synthetic_root, tmp_path):
@@ -33,4 +34,4 @@ def test_reference_photos_come_from_the_training_split(synthetic_root, tmp_path)
 def test_missing_reference_photos_name_the_command(tmp_path):
     refs = ReferencePhotos(tmp_path)
     assert not refs.available and refs.of_class(3) == []
-    assert "python -m flowers_core.gallery --reference" in refs.missing_message
+    assert "python -m train.gallery --reference" in refs.missing_message

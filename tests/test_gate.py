@@ -15,7 +15,7 @@ from flowers_core import predict
 from flowers_core.data import load_index
 from flowers_core.gate import FlowerGate, flower_classes, flower_score, has_gate, pass_threshold
 from flowers_core.inference import Predictor, verdict
-from flowers_core.transforms import Preprocess
+from flowers_core.preprocess import Preprocess
 from train.gate import build_gate, fit_gate
 
 

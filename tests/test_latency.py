@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from _level5 import student_artifacts  # noqa: F401  (fixture)
-from flowers_core.latency import benchmark_models, table
+from flowers_core.bench.latency import benchmark_models, table
 from flowers_core.timing import measure
 
 
@@ -21,7 +21,7 @@ def test_measure_reports_percentiles_and_calls_progress():
 
 def test_latency_cli_writes_json(student_artifacts, tmp_path):
     out = tmp_path / "latency.json"
-    proc = subprocess.run([sys.executable, "-m", "flowers_core.latency", "--models", "level1", "ensemble", "student",
+    proc = subprocess.run([sys.executable, "-m", "flowers_core.bench.latency", "--models", "level1", "ensemble", "student",
                            "student_int8", "--iters", "2", "--warmup", "1", "--batch", "2", "--threads", "1", "--rounds", "2",
                            "--artifacts", str(student_artifacts), "--output", str(out), "--json"],
                           capture_output=True, text=True, timeout=600)

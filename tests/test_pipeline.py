@@ -1,9 +1,13 @@
 import json
 
 import numpy as np
+import pytest
 
 from _recorded import assert_recorded_matches_shipped
 from flowers_core import artifacts as art
+from flowers_core import weights
+from flowers_core.data import load_index, make_split
+from flowers_core.pipeline import Workspace
 
 
 def test_levels_train_and_record_everything(trained_artifacts):
@@ -38,22 +42,45 @@ def test_ensemble_is_the_mean_of_temperature_scaled_members(trained_artifacts):
     from flowers_core.evaluate import logits_from_saved, softmax
 
     entry = art.model_entry("ensemble", "stratified", trained_artifacts)
-    temps = entry["member_temperatures"]
-    assert len(temps) == len(entry["members"]) == 3 and all(t > 0 for t in temps)
-    variants = entry["voting_variants_val"]
-    assert entry["voting"] in variants
-    assert variants[entry["voting"]]["val"]["top1"] == max(v["val"]["top1"] for v in variants.values())
-    assert entry["metrics"]["val"]["top1"] == variants[entry["voting"]]["val"]["top1"]
+    temps = entry.member_temperatures
+    assert len(temps) == len(entry.members) == 3 and all(t > 0 for t in temps)
+    variants, voting = entry.details["voting_variants_val"], entry.details["voting"]
+    assert voting in variants
+    assert variants[voting]["val"]["top1"] == max(v["val"]["top1"] for v in variants.values())
+    assert entry.top1("val") == variants[voting]["val"]["top1"]
 
-    members = [art.load_probs(art.model_entry(m, "stratified", trained_artifacts)["probs"]["val"], trained_artifacts)[0]
-               for m in entry["members"]]
+    members = [art.load_probs(art.model_entry(m, "stratified", trained_artifacts).probs["val"], trained_artifacts)[0]
+               for m in entry.members]
     expected = np.mean([softmax(logits_from_saved(p), t) for p, t in zip(members, temps)], axis=0)
-    saved = art.load_probs(entry["probs"]["val"], trained_artifacts)[0]
+    saved = art.load_probs(entry.probs["val"], trained_artifacts)[0]
     assert np.allclose(saved, expected, rtol=1e-3, atol=1e-4)  # saved probabilities are fp16
 
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        out = art.load_model("ensemble", root=trained_artifacts)(x).softmax(-1)
-        ref = sum((art.load_model(m, root=trained_artifacts)(x) / t).softmax(-1)
-                  for m, t in zip(entry["members"], temps)) / 3
+        out = weights.load_model("ensemble", root=trained_artifacts)(x).softmax(-1)
+        ref = sum((weights.load_model(m, root=trained_artifacts)(x) / t).softmax(-1)
+                  for m, t in zip(entry.members, temps)) / 3
     assert torch.allclose(out, ref, atol=1e-5)
+
+
+def _files(root) -> dict:
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_opening_a_workspace_leaves_the_artifacts_untouched(tmp_path, synthetic_root):
+    """Benchmarks open a Workspace on the shipped artifacts: it reads the split training wrote and
+    writes nothing (not the split, not the manifest's classes/splits)."""
+    split = make_split(load_index(synthetic_root), "stratified")
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "stratified.json").write_text(json.dumps(split, indent=2))  # not save_split's layout
+    art.write_manifest({"models": {"stratified": {}}}, tmp_path)
+    before = _files(tmp_path)
+    ws = Workspace("stratified", synthetic_root, artifacts_root=tmp_path)
+    assert ws.ids("test").tolist() == split["test"] and len(ws.labels("val")) == len(split["val"])
+    assert _files(tmp_path) == before
+
+
+def test_a_workspace_without_its_split_names_the_command(tmp_path, synthetic_root):
+    with pytest.raises(art.ArtifactMissing, match="python -m train.all"):
+        Workspace("official", synthetic_root, artifacts_root=tmp_path)
+    assert not any(tmp_path.iterdir())

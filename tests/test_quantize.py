@@ -13,7 +13,8 @@ from flowers_core.data import load_index
 from flowers_core.distill import STUDENT
 from flowers_core.inference import load_image
 from flowers_core.models import create_model
-from flowers_core.quantize import OnnxClassifier, export_onnx, quantize_onnx_static, quantized_op_counts
+from flowers_core.quantize import export_onnx, quantize_onnx_static, quantized_op_counts
+from flowers_core.weights import OnnxClassifier
 
 
 def _synthetic_batch(index, preprocess, ids):
@@ -22,11 +23,11 @@ def _synthetic_batch(index, preprocess, ids):
 
 def test_int8_quantises_every_conv_and_the_classifier(student_artifacts):
     entry = art.model_entry("student_int8", "stratified", student_artifacts)
-    ops = quantized_op_counts(student_artifacts / entry["file"])
+    ops = quantized_op_counts(student_artifacts / entry.file)
     assert ops["Conv"]["total"] > 30 and ops["Conv"]["int8"] == ops["Conv"]["total"]
     linear = ops.get("Gemm", ops.get("MatMul"))
     assert linear["int8"] == linear["total"] >= 1
-    graph = onnx.load(str(student_artifacts / entry["file"])).graph
+    graph = onnx.load(str(student_artifacts / entry.file)).graph
     int8_inits = [t for t in graph.initializer if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)]
     assert len(int8_inits) >= ops["Conv"]["total"]  # the weights are stored as 8-bit integers
 
@@ -76,7 +77,7 @@ def test_exported_student_reloads_in_a_fresh_process_without_training_code(stude
     script = (
         "import json, sys, numpy as np, onnxruntime as ort\n"
         "from flowers_core.inference import load_image\n"
-        "from flowers_core.transforms import Preprocess\n"
+        "from flowers_core.preprocess import Preprocess\n"
         "p = json.loads(sys.argv[3])\n"
         "pre = Preprocess(input_size=p['input_size'], mean=tuple(p['mean']), std=tuple(p['std']))\n"
         "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
@@ -85,8 +86,8 @@ def test_exported_student_reloads_in_a_fresh_process_without_training_code(stude
         "assert 'timm' not in sys.modules  # no network-building code was needed\n"
         "print(json.dumps({'shape': list(out.shape), 'argmax': int(out.argmax())}))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script, str(student_artifacts / entry["file"]), image,
-                           json.dumps(entry["preprocess"])], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", script, str(student_artifacts / entry.file), image,
+                           json.dumps(entry.preprocess)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = json.loads(proc.stdout)
     assert row["shape"] == [1, 102]

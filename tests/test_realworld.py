@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowers_core import realworld, reports, summary
+from flowers_core.app import reports
+from flowers_core.bench import realworld
+from flowers_core.bench.realworld import Photo, realworld_metrics
 from flowers_core.data import load_index
-from flowers_core.realworld import Photo, realworld_metrics
+from tools import summary
 
 
 def test_metrics_count_answers_per_group():

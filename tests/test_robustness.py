@@ -4,7 +4,7 @@ import json
 import torch
 
 from _level5 import student_artifacts  # noqa: F401  (fixture)
-from flowers_core import robustness
+from flowers_core.bench import robustness
 
 
 def test_shifts_keep_shape_and_dtype_and_change_the_pixels():

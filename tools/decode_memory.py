@@ -23,15 +23,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
+from PIL import Image
+
+from flowers_core import inference
+from flowers_core.preprocess import square_resize
 
 KINDS = ("rgb.png", "rgba.png", "grey16.png", "rgb.webp")
 
 
 def make_files(folder: Path) -> list[Path]:
-    from PIL import Image
-
-    from flowers_core import inference
-
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for kind in KINDS:
@@ -71,11 +72,6 @@ def make_files(folder: Path) -> list[Path]:
 
 def measure(paths: list[Path], copies: int, unbounded: bool) -> dict:
     """In this process: decode ``copies`` files at once (cycling over ``paths``); peak RSS above the start."""
-    import psutil
-
-    from flowers_core import inference
-    from flowers_core.transforms import square_resize
-
     if unbounded:
         inference.LARGE_PIXELS = math.inf
     data = [paths[i % len(paths)].read_bytes() for i in range(copies)]

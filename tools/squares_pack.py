@@ -16,17 +16,16 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from flowers_core.artifacts import artifacts_dir
-from flowers_core.data import decoded_cache_path, decoded_images, load_index, load_split
+from flowers_core.data import SHIPPED_PROTOCOL, decoded_cache_path, decoded_images, load_index, load_split
 
 LABEL_FILES = ("imagelabels.mat", "setid.mat", "cat_to_name.json")
 
 
 def pack(protocol: str, parts: list[str], out: Path, chunks: int, size: int, quality: int = 85,
          data_root=None) -> None:
-    from PIL import Image
-
     index = load_index(data_root)
     split = load_split(artifacts_dir() / "splits" / f"{protocol}.json")
     ids = np.array(sorted({i for p in parts for i in split[p]}), dtype=np.int32)
@@ -48,8 +47,6 @@ def pack(protocol: str, parts: list[str], out: Path, chunks: int, size: int, qua
 
 
 def unpack(folders: list[Path], data_root: Path) -> None:
-    from PIL import Image
-
     files = sorted(f for folder in folders for f in folder.glob("squares_*.npz"))
     for folder in folders:
         if (folder / "flowers-102").is_dir():
@@ -74,7 +71,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("pack")
-    a.add_argument("--protocol", default="stratified")
+    a.add_argument("--protocol", default=SHIPPED_PROTOCOL)
     a.add_argument("--parts", nargs="+", default=["train", "val"])
     a.add_argument("--out", type=Path, required=True)
     a.add_argument("--chunks", type=int, default=3)

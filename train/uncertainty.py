@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from flowers_core import artifacts as art
+from flowers_core import catalog
 from flowers_core.data import PROTOCOLS
 from flowers_core.distill import update_uncertainty
 
@@ -14,10 +15,10 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--artifacts", default=None, help="artifacts folder (default: artifacts/)")
     p.add_argument("--protocol", choices=[*PROTOCOLS, "both"], default="both")
-    p.add_argument("--models", nargs="+", default=list(art.MODEL_NAMES))
+    p.add_argument("--models", nargs="+", default=list(catalog.NAMES))
     args = p.parse_args(argv)
     for protocol in PROTOCOLS if args.protocol == "both" else [args.protocol]:
-        recorded = art.read_manifest(args.artifacts).get("models", {}).get(protocol, {})
+        recorded = art.model_entries(protocol, args.artifacts)
         update_uncertainty(protocol, args.artifacts, [m for m in args.models if m in recorded])
 
 

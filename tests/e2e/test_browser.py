@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from flowers_core import artifacts as art
-from flowers_core.browser import CHROMIUM, AppDriver, StreamlitServer, chromium_available, chromium_page
+from flowers_core.app.texts import UPLOAD_LABEL
+from flowers_core.bench.browser import CHROMIUM, AppDriver, StreamlitServer, chromium_available, chromium_page
 from flowers_core.data import REPO_ROOT
-from flowers_core.ui import UPLOAD_LABEL
 
 pytestmark = [
     pytest.mark.e2e,

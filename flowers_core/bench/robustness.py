@@ -1,4 +1,4 @@
-"""How the shipped models hold up on photos unlike the test split (``python -m flowers_core.robustness``).
+"""How the shipped models hold up on photos unlike the test split (``python -m flowers_core.bench.robustness``).
 
 Users' own photos are harder than Flowers-102's centred close-ups. This benchmark re-scores the
 stratified test images under fixed, seeded shifts that such photos show (a flower off-centre or
@@ -20,11 +20,14 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from . import artifacts as art
-from .evaluate import entropy
-from .inference import Predictor
+from .. import artifacts as art
+from .. import catalog
+from ..data import SHIPPED_PROTOCOL
+from ..evaluate import entropy
+from ..inference import Predictor
+from ..pipeline import Workspace
 
-DEFAULT_MODELS = ("student_int8", "level1", "level2")  # level 2 vs 1: what the augmentation buys
+DEFAULT_MODELS = (catalog.PRODUCTION, *catalog.names(levels=(1, 2)))  # level 2 vs 1: what the augmentation buys
 
 
 def _seeded(transform) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -68,10 +71,8 @@ def score(predictor: Predictor, squares: torch.Tensor, labels: np.ndarray, batch
     return out
 
 
-def run(models=DEFAULT_MODELS, protocol: str = "stratified", data_root=None, artifacts_root=None,
+def run(models=DEFAULT_MODELS, protocol: str = SHIPPED_PROTOCOL, data_root=None, artifacts_root=None,
         limit: int | None = None, threads: int | None = None) -> dict:
-    from .pipeline import Workspace
-
     if threads:
         torch.set_num_threads(threads)
     ws = Workspace(protocol, data_root, artifacts_root=artifacts_root)
@@ -96,7 +97,7 @@ def run(models=DEFAULT_MODELS, protocol: str = "stratified", data_root=None, art
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
-    p.add_argument("--protocol", default="stratified")
+    p.add_argument("--protocol", default=SHIPPED_PROTOCOL)
     p.add_argument("--data-root", default=None)
     p.add_argument("--artifacts", default=None)
     p.add_argument("--limit", type=int, default=None, help="score only the first N test images")

@@ -1,6 +1,8 @@
 """The Streamlit side of ``flowers_core``: cached loaders, the photo picker and friendly errors.
 
-The only ``flowers_core`` module that imports streamlit. Models are ``st.cache_resource`` (one
+The only ``flowers_core`` module that imports streamlit. Torch is imported only by the pages that
+need it (Explain, Latency, Compare's torch models), inside the functions that serve them: Classify runs
+the INT8 student on onnxruntime and starts without torch. Models are ``st.cache_resource`` (one
 copy shared by every visitor, read-only: explanations work on private copies, see ``explain``).
 Cache keys include the artifacts folder and the manifest's mtime, so retraining or pointing
 ``FLOWERS_ARTIFACTS`` elsewhere loads fresh models.
@@ -15,20 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from . import artifacts as art
+from .. import artifacts as art
+from .. import catalog
+from ..data import SHIPPED_PROTOCOL
+from ..gallery import ReferencePhotos, Thumbnails, examples
+from ..inference import MAX_MB, ImageError, Predictor, load_image
 from . import reports
-from .inference import MAX_MB, ImageError, Predictor, load_image
+from .texts import CRASH_MARKER, UPLOAD_LABEL
 
 log = logging.getLogger("flowers_app")
 
-# The app's default classifier and what it falls back to, best first.
-CLASSIFIER_PREFERENCE = ("student_int8", "student", "ensemble", "level3", "level2", "level1")
+# The app's default classifier and what it falls back to: the highest level first (the INT8 student).
+CLASSIFIER_PREFERENCE = tuple(reversed(catalog.NAMES))
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "heic", "heif", "gif", "bmp", "tif", "tiff"]
-UPLOAD_LABEL = "Upload a flower photo"
 MAX_PHOTOS = 3  # photos of one plant that Classify combines into one answer
-CRASH_MARKER = "Sorry, something went wrong on this page."
 
 
 def _key() -> tuple[str, float]:
@@ -44,7 +50,7 @@ def _predictor(name: str, protocol: str, root: str, mtime: float) -> Predictor:
     return Predictor(name, protocol, root)
 
 
-def predictor(name: str, protocol: str = "stratified") -> Predictor:
+def predictor(name: str, protocol: str = SHIPPED_PROTOCOL) -> Predictor:
     """A cached, shared Predictor; raises ArtifactMissing / other errors (see ``try_predictor``)."""
     root, mtime = _key()
     return _predictor(name, protocol, root, mtime)
@@ -58,7 +64,7 @@ def load_error(name: str, e: Exception) -> str:
     return f"{reports.pretty(name)} could not be loaded ({type(e).__name__}: {e})."
 
 
-def try_predictor(name: str, protocol: str = "stratified") -> tuple[Predictor | None, str | None]:
+def try_predictor(name: str, protocol: str = SHIPPED_PROTOCOL) -> tuple[Predictor | None, str | None]:
     try:
         return predictor(name, protocol), None
     except Exception as e:  # missing or mismatched artifacts: a message, never a traceback
@@ -71,7 +77,7 @@ def default_classifier() -> tuple[Predictor | None, list[str]]:
     skipped = []
     for name in CLASSIFIER_PREFERENCE:
         if not reports.has_weights(name):
-            skipped.append(f"{reports.pretty(name)}: not available ({art.PRODUCED_BY[name]}).")
+            skipped.append(f"{reports.pretty(name)}: not available ({catalog.produced_by(name)}).")
             continue
         p, err = try_predictor(name)
         if p is not None:
@@ -82,20 +88,16 @@ def default_classifier() -> tuple[Predictor | None, list[str]]:
 
 @st.cache_resource(max_entries=4)
 def _thumbnails(protocol: str, root: str, mtime: float):
-    from .gallery import Thumbnails
-
     return Thumbnails(protocol, root)
 
 
-def thumbnails(protocol: str = "stratified"):
+def thumbnails(protocol: str = SHIPPED_PROTOCOL):
     root, mtime = _key()
     return _thumbnails(protocol, root, mtime)
 
 
 @st.cache_resource(max_entries=4)
 def _reference_photos(root: str, mtime: float):
-    from .gallery import ReferencePhotos
-
     return ReferencePhotos(root)
 
 
@@ -110,11 +112,9 @@ def _species_table(name: str, protocol: str, root: str, mtime: float):
     return reports.species_table(name, protocol, root)
 
 
-def species_table(name: str = "student_int8", protocol: str = "stratified"):
+def species_table(name: str = catalog.PRODUCTION, protocol: str = SHIPPED_PROTOCOL):
     """(per-species table with the model's test accuracy, None); without saved probabilities (the species
     names only, why the accuracy is missing); without class names (None, why)."""
-    import pandas as pd
-
     root, mtime = _key()
     try:
         return _species_table(name, protocol, root, mtime), None
@@ -131,9 +131,9 @@ def species_table(name: str = "student_int8", protocol: str = "stratified"):
 def explanation(photo: bytes, name: str, method: str, target: int | None, root: str, mtime: float,
                 num_samples: int = 150):
     """Cached per (photo, model, method, target): moving the opacity slider costs nothing."""
-    from . import explain
+    from .. import explain  # torch: loaded by the Explain page only (Classify starts without it)
 
-    model = _predictor(name, "stratified", root, mtime).model
+    model = _predictor(name, SHIPPED_PROTOCOL, root, mtime).model
     img = load_image(photo)
     if method == "Attention":
         return explain.attention_map(model, img)
@@ -208,8 +208,6 @@ def _take_new(widget_value, seen_key: str, source: str, page: str, limit: int = 
 def photo_picker(key: str, gallery: str = "grid", camera: bool = True, multiple: bool = False) -> Photo | None:
     """Upload / camera / example photos; returns the visitor's current photo (kept across pages).
     ``multiple``: the uploader takes up to MAX_PHOTOS photos of the same plant (see ``current_photos``)."""
-    from .gallery import examples
-
     limit = MAX_PHOTOS if multiple else 1
     upload = st.file_uploader(
         UPLOAD_LABEL, type=UPLOAD_TYPES, key=f"{key}_upload", accept_multiple_files=multiple,
@@ -237,7 +235,7 @@ def photo_picker(key: str, gallery: str = "grid", camera: bool = True, multiple:
             item = items[labels.index(choice) - 1]
             _set_photo(Path(item["file"]).read_bytes(), Path(item["file"]).name, "example", key)
     elif not items:
-        st.caption("Example photos are not shipped in this copy (`python -m flowers_core.gallery --build`).")
+        st.caption("Example photos are not shipped in this copy (`python -m train.gallery --build`).")
     photo = current_photo()
     if photo is not None and photo.page != key and st.session_state.get("photo_bad") == photo.digest:
         return None  # an unreadable upload from another page: its message was shown there
@@ -248,8 +246,6 @@ def photo_picker(key: str, gallery: str = "grid", camera: bool = True, multiple:
 
 def example_truth(photo: Photo | None) -> str | None:
     """The true species of a shipped example photo (None for the visitor's own photos)."""
-    from .gallery import examples
-
     if photo is None or photo.source != "example":
         return None
     for item in examples():
@@ -315,8 +311,6 @@ def run_guarded(page) -> None:
 # Charts shared by several pages
 # ---------------------------------------------------------------------------------------------
 def top5_chart(top5: list[tuple[str, float]], title: str | None = None, height: int = 260):
-    import plotly.graph_objects as go
-
     labels = [label.capitalize() for label, _ in top5][::-1]
     values = [p for _, p in top5][::-1]
     fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", text=[f"{v:.0%}" for v in values],
@@ -419,33 +413,33 @@ def species_rows(table, query: str, order: str):
 # Live latency (the visitor's own measurement)
 # ---------------------------------------------------------------------------------------------
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
-def _onnx_session(name: str, threads: int, root: str, mtime: float):
-    from .latency import load_for_benchmark
+def _timed_model(name: str, threads: int, root: str, mtime: float):
+    from ..weights import load_model  # torch: loaded by the Latency page only (Classify starts without it)
 
-    return load_for_benchmark(name, "stratified", threads, root)[0]
+    return load_model(name, SHIPPED_PROTOCOL, root, threads)
 
 
 def live_latency(names: list[str], threads: int, batch: int, iters: int, warmup: int = 3,
                  progress=None) -> list[dict]:
     """Time each model on a random batch here and now; ``progress(done, total)`` over all models."""
-    import torch
+    import torch  # the Latency page only (see _timed_model)
 
-    from .latency import measure
+    from ..timing import measure
 
     root, mtime = _key()
     rows, total = [], len(names) * iters
     for k, name in enumerate(names):
         try:
-            p = predictor(name)
-            fn = _onnx_session(name, threads, root, mtime) if p.entry.get("format") == "onnx" else p.model
+            entry = art.model_entry(name, SHIPPED_PROTOCOL, root)
+            fn = _timed_model(name, threads, root, mtime)
         except Exception as e:
             rows.append({"model": reports.pretty(name), "error": load_error(name, e)})
             continue
-        size = p.preprocess.input_size
+        size = entry.preprocess["input_size"]
         x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
         cb = (lambda i, n, k=k: progress(k * iters + i, total)) if progress else None
         r = measure(fn, x, iters=iters, warmup=warmup, threads=threads, progress=cb)
-        rows.append({"model": reports.pretty(name), "precision": "INT8" if name.endswith("int8") else "fp32",
+        rows.append({"model": reports.pretty(name), "precision": "INT8" if catalog.get(name).runtime == "onnx" else "fp32",
                      "threads": threads, "batch": batch, "p50_ms": r["p50_ms"], "p95_ms": r["p95_ms"],
                      "mean_ms": r["mean_ms"], "per_image_ms": r["p50_ms"] / batch, "iters": iters})
     return rows

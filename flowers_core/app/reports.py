@@ -10,41 +10,41 @@ import json
 import numpy as np
 import pandas as pd
 
-from . import artifacts as art
-from . import catalog
-from .evaluate import classification_metrics, coverage_accuracy, entropy
+from .. import artifacts as art
+from .. import catalog
+from ..data import PROTOCOLS, SHIPPED_PROTOCOL, load_split
+from ..evaluate import classification_metrics, coverage_accuracy, entropy, reliability_bins
+from ..gallery import dataset_labels
 
-PROTOCOLS = ("stratified", "official")
 LATENCY_FILE = "latency.json"
-LATENCY_CMD = "python -m flowers_core.latency"
+LATENCY_CMD = "python -m flowers_core.bench.latency"
 ROBUSTNESS_FILE = "reports/robustness.json"
-ROBUSTNESS_CMD = "python -m flowers_core.robustness"
+ROBUSTNESS_CMD = "python -m flowers_core.bench.robustness"
 REALWORLD_FILE = "reports/realworld.json"
-REALWORLD_CMD = "python -m flowers_core.realworld"
+REALWORLD_CMD = "python -m flowers_core.bench.realworld"
 
 
 def pretty(name: str) -> str:
     return catalog.label(name)
 
 
-def models(protocol: str = "stratified", root=None) -> list[str]:
+def models(protocol: str = SHIPPED_PROTOCOL, root=None) -> list[str]:
     """Model names recorded in the manifest for a protocol, in level order."""
-    present = art.read_manifest(root).get("models", {}).get(protocol, {})
-    ordered = [m for m in art.MODEL_NAMES if m in present]
+    present = art.model_entries(protocol, root)
+    ordered = [m for m in catalog.NAMES if m in present]
     return ordered + sorted(set(present) - set(ordered))
 
 
 def has_weights(name: str, root=None) -> bool:
     """Can this model be loaded to classify new images (stratified protocol, files present)?"""
     try:
-        entry = art.model_entry(name, "stratified", root)
+        entry = art.model_entry(name, SHIPPED_PROTOCOL, root)
     except art.ArtifactMissing:
         return False
-    base = art.artifacts_dir(root)
-    if entry.get("format") == "ensemble":
-        return all(has_weights(m, root) for m in entry.get("members", []))
-    rel = entry.get("file") or entry.get("weights")
-    return bool(rel) and (base / rel).is_file()
+    if entry.format == "ensemble":
+        return all(has_weights(m, root) for m in entry.members)
+    rel = entry.own_file()
+    return bool(rel) and (art.artifacts_dir(root) / rel).is_file()
 
 
 def _read_json(rel: str, root=None, command: str = "python -m train.all"):
@@ -55,7 +55,7 @@ def _read_json(rel: str, root=None, command: str = "python -m train.all"):
 
 
 # ---------------------------------------------------------------------------------------------
-# Latency (written by flowers_core.latency)
+# Latency (written by flowers_core.bench.latency)
 # ---------------------------------------------------------------------------------------------
 def latency_table(root=None) -> pd.DataFrame:
     """The stored benchmark: one row per model (batch-1 p50/p95 ms, throughput, size, memory)."""
@@ -113,7 +113,7 @@ def _answer_columns(r: dict) -> dict:
 
 
 def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """People's own photos (``flowers_core.realworld``): one row per model (fractions), one row per
+    """People's own photos (``flowers_core.bench.realworld``): one row per model (fractions), one row per
     species (each model's top-1), and the run's information (date, image counts, gate, stale models)."""
     data = _read_json(REALWORLD_FILE, root, REALWORLD_CMD)
     rows = [{"model": pretty(r["model"]), "top-1 (8 species)": r["top1"], **_answer_columns(r),
@@ -121,11 +121,12 @@ def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
              "time (s)": r["seconds"]} for r in data["models"]]
     species = pd.DataFrame({pretty(r["model"]): {s: v["top1"] for s, v in r["per_species"].items()}
                             for r in data["models"]}).rename_axis("species").reset_index()
-    manifest = art.read_manifest(root).get("models", {}).get(data.get("protocol", "stratified"), {})
+    recorded = art.model_entries(data.get("protocol", SHIPPED_PROTOCOL), root)
     stale = [r["model"] for r in data["models"]
-             if any(manifest.get(r["model"], {}).get("metrics", {}).get(part, {}).get("top1") != r["manifest"][f"{part}_top1"]
+             if r["model"] not in recorded
+             or any(recorded[r["model"]].top1(part) != r["manifest"][f"{part}_top1"]
                     for part in ("val", "test"))
-             or (manifest.get(r["model"], {}).get("uncertainty") or {}).get("entropy_threshold") != r["manifest"]["entropy_threshold"]]
+             or recorded[r["model"]].entropy_threshold != r["manifest"]["entropy_threshold"]]
     gate = art.read_manifest(root).get("gate") or {}
     if data.get("gate") and gate.get("threshold") != data["gate"]["threshold"]:
         stale.append("flower gate")
@@ -153,22 +154,23 @@ def recipe_ablation(root=None) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 def levels_table(root=None) -> pd.DataFrame:
     """One row per model: test accuracy per protocol, size, stored latency."""
-    manifest = art.read_manifest(root).get("models", {})
+    recorded = {protocol: art.model_entries(protocol, root) for protocol in PROTOCOLS}
     latency = latency_p50(root)
-    names = [m for m in art.MODEL_NAMES if any(m in manifest.get(p, {}) for p in PROTOCOLS)]
+    names = [m for m in catalog.NAMES if any(m in recorded[p] for p in PROTOCOLS)]
     rows = []
     for name in names:
-        row = {"model": pretty(name), "level": catalog.get(name).level if catalog.get(name) else None}
-        ref = manifest.get("stratified", {}).get(name) or manifest.get("official", {}).get(name)
+        row = {"model": pretty(name), "level": catalog.get(name).level}
+        ref = next(recorded[p][name] for p in PROTOCOLS if name in recorded[p])
         for protocol in PROTOCOLS:
-            entry = manifest.get(protocol, {}).get(name)
-            test = (entry or {}).get("metrics", {}).get("test", {})
+            entry = recorded[protocol].get(name)
+            test = entry.metrics.get("test", {}) if entry else {}
             row[f"top-1 {protocol}"] = test.get("top1")
             row[f"top-5 {protocol}"] = test.get("top5")
             row[f"macro-F1 {protocol}"] = test.get("macro_f1")
-        row["ECE (stratified)"] = (manifest.get("stratified", {}).get(name) or {}).get("metrics", {}).get("test", {}).get("ece")
-        row["params (M)"] = ref.get("params", 0) / 1e6 if ref.get("params") else None
-        size = ref.get("weights_bytes") or ref.get("file_bytes")
+        shipped = recorded[SHIPPED_PROTOCOL].get(name)
+        row["ECE (stratified)"] = shipped.metrics.get("test", {}).get("ece") if shipped else None
+        row["params (M)"] = ref.params / 1e6 if ref.params else None
+        size = ref.details.get("weights_bytes") or ref.details.get("file_bytes")
         row["size (MB)"] = size / 1e6 if size else None
         row["CPU p50 (ms)"] = latency.get(name)
         row["key"] = name
@@ -176,13 +178,13 @@ def levels_table(root=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def training_curve(name: str, protocol: str = "stratified", root=None) -> pd.DataFrame:
-    entry = art.model_entry(name, protocol, root)
-    if not entry.get("log"):
+def training_curve(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> pd.DataFrame:
+    log = art.model_entry(name, protocol, root).details.get("log")
+    if not log:
         raise art.ArtifactMissing(f"{pretty(name)} has no training log (it is not trained by gradient descent).")
-    path = art.artifacts_dir(root) / entry["log"]
+    path = art.artifacts_dir(root) / log
     if not path.is_file():
-        raise art.ArtifactMissing(f"{path} is missing; produce it with `{art.PRODUCED_BY.get(name)}`.")
+        raise art.ArtifactMissing(f"{path} is missing; produce it with `{catalog.produced_by(name)}`.")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     df = pd.DataFrame(rows)
     if not df.empty:
@@ -204,10 +206,10 @@ def _get(d: dict, dotted: str):
 
 def ablation(root=None, a: str = "level1", b: str = "level2") -> pd.DataFrame:
     """L1 vs L2: what changed in the recipe and what it did to each metric, per protocol."""
-    manifest = art.read_manifest(root).get("models", {})
     rows = []
     for protocol in PROTOCOLS:
-        ea, eb = manifest.get(protocol, {}).get(a), manifest.get(protocol, {}).get(b)
+        recorded = art.model_entries(protocol, root)
+        ea, eb = (recorded[n].to_dict() if n in recorded else None for n in (a, b))
         if not (ea and eb):
             continue
         for part in ("val", "test"):
@@ -219,12 +221,12 @@ def ablation(root=None, a: str = "level1", b: str = "level2") -> pd.DataFrame:
                              "change": vb - va})
     if not rows:
         raise art.ArtifactMissing(f"the ablation needs {a} and {b} in the manifest; run "
-                                  f"`{art.PRODUCED_BY[a]}` and `{art.PRODUCED_BY[b]}`.")
+                                  f"`{catalog.produced_by(a)}` and `{catalog.produced_by(b)}`.")
     return pd.DataFrame(rows)
 
 
 def recipe_diff(root=None, a: str = "level1", b: str = "level2") -> pd.DataFrame:
-    ea, eb = art.model_entry(a, "stratified", root), art.model_entry(b, "stratified", root)
+    ea, eb = (art.model_entry(n, SHIPPED_PROTOCOL, root).to_dict() for n in (a, b))
     rows = [{"setting": label, pretty(a): str(_get(ea, key)), pretty(b): str(_get(eb, key))}
             for key, label in ABLATION_FIELDS]
     return pd.DataFrame(rows)
@@ -232,30 +234,21 @@ def recipe_diff(root=None, a: str = "level1", b: str = "level2") -> pd.DataFrame
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> pd.DataFrame:
     """Reliability diagram: mean confidence vs accuracy per confidence bin."""
-    conf, correct = probs.max(-1), probs.argmax(-1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    rows = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            rows.append({"bin": (lo + hi) / 2, "confidence": float(conf[m].mean()),
-                         "accuracy": float(correct[m].mean()), "count": int(m.sum())})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(reliability_bins(probs, labels, bins))[["bin", "confidence", "accuracy", "count"]]
 
 
-def test_probs(name: str, protocol: str = "stratified", root=None, part: str = "test"):
-    entry = art.model_entry(name, protocol, root)
-    rel = entry.get("probs", {}).get(part)
+def test_probs(name: str, protocol: str = SHIPPED_PROTOCOL, root=None, part: str = "test"):
+    rel = art.model_entry(name, protocol, root).probs.get(part)
     if not rel:
-        raise art.ArtifactMissing(f"no saved {part} probabilities for {name}; run `{art.PRODUCED_BY.get(name)}`.")
+        raise art.ArtifactMissing(f"no saved {part} probabilities for {name}; run `{catalog.produced_by(name)}`.")
     return art.load_probs(rel, root)
 
 
-def coverage(name: str, protocol: str = "stratified", root=None) -> tuple[pd.DataFrame, float | None, str]:
+def coverage(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> tuple[pd.DataFrame, float | None, str]:
     """Coverage–accuracy curve (stored file when the model has one, else from test probabilities),
     the stored entropy threshold, and where the curve came from."""
     entry = art.model_entry(name, protocol, root)
-    unc = entry.get("uncertainty") or {}
+    unc = entry.uncertainty
     rel = unc.get("coverage_accuracy")
     if rel and (art.artifacts_dir(root) / rel).is_file():
         data = json.loads((art.artifacts_dir(root) / rel).read_text())
@@ -263,18 +256,15 @@ def coverage(name: str, protocol: str = "stratified", root=None) -> tuple[pd.Dat
         if isinstance(curve, list) and curve and isinstance(curve[0], dict):
             return pd.DataFrame(curve), unc.get("entropy_threshold"), rel
     probs, _, labels = test_probs(name, protocol, root)
-    return pd.DataFrame(coverage_accuracy(probs, labels)), unc.get("entropy_threshold"), entry["probs"]["test"]
+    return pd.DataFrame(coverage_accuracy(probs, labels)), unc.get("entropy_threshold"), entry.probs["test"]
 
 
-def class_distribution(protocol: str = "stratified", root=None) -> pd.DataFrame:
+def class_distribution(protocol: str = SHIPPED_PROTOCOL, root=None) -> pd.DataFrame:
     """Images per class in each part of a protocol's split (labels shipped in assets/)."""
-    from .data import load_split
-    from .gallery import dataset_labels
-
     classes = art.class_names(root)
     labels = dataset_labels()
     if labels is None:
-        raise art.ArtifactMissing("assets/dataset_labels.json is missing; run `python -m flowers_core.gallery --build`.")
+        raise art.ArtifactMissing("assets/dataset_labels.json is missing; run `python -m train.gallery --build`.")
     split_path = art.artifacts_dir(root) / "splits" / f"{protocol}.json"
     if not split_path.is_file():
         raise art.ArtifactMissing(f"{split_path} is missing; run `python -m train.all --protocol {protocol}`.")
@@ -288,29 +278,29 @@ def class_distribution(protocol: str = "stratified", root=None) -> pd.DataFrame:
     return df
 
 
-def model_card(name: str, protocol: str = "stratified", root=None) -> dict:
+def model_card(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> dict:
     """A model card (markdown sections) built from the manifest entries of both protocols."""
-    manifest = art.read_manifest(root).get("models", {})
-    entries = {p: manifest.get(p, {}).get(name) for p in PROTOCOLS}
+    entries = {p: art.model_entries(p, root).get(name) for p in PROTOCOLS}
     entry = entries.get(protocol) or next((e for e in entries.values() if e), None)
     if entry is None:
-        raise art.ArtifactMissing(f"{name} is not in the manifest; run `{art.PRODUCED_BY.get(name)}`.")
-    details = {k: entry.get(k) for k in ("level", "arch", "head", "format", "members", "frozen_stages",
+        raise art.ArtifactMissing(f"{name} is not in the manifest; run `{catalog.produced_by(name)}`.")
+    flat = entry.to_dict()
+    details = {k: flat.get(k) for k in ("level", "arch", "head", "format", "members", "frozen_stages",
                                           "trunk_weights", "params", "trainable_params", "weights_bytes", "file_bytes",
-                                          "augment", "best_epoch", "train_seconds", "device") if entry.get(k) is not None}
+                                          "augment", "best_epoch", "train_seconds", "device") if flat.get(k) is not None}
     metrics = []
     for p, e in entries.items():
         for part in ("val", "test"):
-            m = (e or {}).get("metrics", {}).get(part)
+            m = e.metrics.get(part) if e else None
             if m:
                 metrics.append({"protocol": p, "split": part, **{k: v for k, v in m.items() if not isinstance(v, (list, dict))}})
     return {
         "title": pretty(name),
-        "description": entry.get("description", ""),
+        "description": entry.description,
         "details": details,
-        "preprocess": entry.get("preprocess"),
-        "train_config": entry.get("train_config"),
-        "uncertainty": entry.get("uncertainty"),
+        "preprocess": entry.preprocess,
+        "train_config": entry.details.get("train_config"),
+        "uncertainty": entry.uncertainty or None,
         "metrics": pd.DataFrame(metrics),
         "intended_use": "Identify one of the 102 Flowers-102 species in a photo of a single flower. "
                         "Not for plants outside these species, not for safety decisions (e.g. edibility or toxicity).",
@@ -323,12 +313,12 @@ def model_card(name: str, protocol: str = "stratified", root=None) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Confusions page
 # ---------------------------------------------------------------------------------------------
-def full_metrics(name: str, protocol: str = "stratified", root=None, part: str = "test") -> dict:
+def full_metrics(name: str, protocol: str = SHIPPED_PROTOCOL, root=None, part: str = "test") -> dict:
     entry = art.model_entry(name, protocol, root)
-    data = _read_json(entry["metrics_file"], root, art.PRODUCED_BY.get(name, "python -m train.all"))
+    data = _read_json(entry.metrics_file, root, catalog.produced_by(name))
     if part not in data or "confusion" not in data[part]:
-        raise art.ArtifactMissing(f"{entry['metrics_file']} has no {part} confusion matrix; "
-                                  f"re-run `{art.PRODUCED_BY.get(name)}`.")
+        raise art.ArtifactMissing(f"{entry.metrics_file} has no {part} confusion matrix; "
+                                  f"re-run `{catalog.produced_by(name)}`.")
     return data[part]
 
 
@@ -397,7 +387,7 @@ def confused_pairs(cm, classes: list[str], k: int = 10) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def wrong_predictions(name: str, protocol: str = "stratified", root=None) -> pd.DataFrame:
+def wrong_predictions(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> pd.DataFrame:
     """Test images the model got wrong, most confident mistakes first (from saved probabilities)."""
     probs, ids, labels = test_probs(name, protocol, root)
     classes = art.class_names(root)
@@ -435,7 +425,7 @@ def comparison_table(predictions: dict, classes: list[str], student: str | None,
     return pd.DataFrame(rows)
 
 
-def species_table(name: str = "student_int8", protocol: str = "stratified", root=None) -> pd.DataFrame:
+def species_table(name: str = catalog.PRODUCTION, protocol: str = SHIPPED_PROTOCOL, root=None) -> pd.DataFrame:
     """One row per species: the model's test accuracy on it, recomputed from its saved test probabilities
     (``per_class_table`` columns). Raises ArtifactMissing when the model or its probabilities are absent."""
     classes = art.class_names(root)

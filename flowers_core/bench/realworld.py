@@ -1,4 +1,4 @@
-"""How the shipped models answer people's own photos (``python -m flowers_core.realworld``).
+"""How the shipped models answer people's own photos (``python -m flowers_core.bench.realworld``).
 
 Two folders beside Flowers-102 under the data root, never trained on: ``real-photos/`` (web photos of
 8 of the 102 species, and of 3 flowers that are none of them: ``class_id`` -1 in ``labels.csv``) and
@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from . import artifacts as art
-from . import catalog
-from .data import default_data_root
-from .gate import FlowerGate, has_gate
-from .inference import VERDICTS, ImageError, Predictor, load_image
+from .. import artifacts as art
+from .. import catalog
+from ..data import SHIPPED_PROTOCOL, default_data_root
+from ..gate import FlowerGate, has_gate
+from ..inference import VERDICTS, ImageError, Predictor, load_image
 
 DEFAULT_MODELS = catalog.NAMES
 REAL_PHOTOS, NOT_FLOWERS = "real-photos", "not-flowers"
@@ -85,34 +84,32 @@ def realworld_metrics(photos: list[Photo], predicted: np.ndarray, verdicts: np.n
 def manifest_identity(predictor: Predictor) -> dict:
     """What the report was computed from: a different value in today's manifest means it is stale."""
     e = predictor.entry
-    return {"val_top1": e.get("metrics", {}).get("val", {}).get("top1"),
-            "test_top1": e.get("metrics", {}).get("test", {}).get("top1"),
+    return {"val_top1": e.top1("val"), "test_top1": e.top1("test"),
             "temperature": predictor.temperature, "entropy_threshold": predictor.threshold,
             "recipe": recipe_of(e)}
 
 
-def recipe_of(entry: dict) -> str:
+def recipe_of(entry: art.ModelEntry) -> str:
     """How a model was trained, in words (the ablation of the README compares reports by this)."""
-    if entry.get("format") == "ensemble":
+    if entry.format == "ensemble":
         return "soft vote of its members"
-    if entry.get("format") == "onnx":
-        return f"INT8 of {entry.get('fp32_twin', 'its fp32 twin')}"
-    where = "whole network" if entry.get("frozen_stages") == 0 else f"frozen trunk (first {entry.get('frozen_stages')} stages)"
-    device = (entry.get("train_config") or {}).get("device", entry.get("device", "cpu"))
-    distilled = f"distilled from the {entry['teacher']}, " if entry.get("teacher") else ""
-    augment = "cached views" if entry.get("augment") == "distillation" else f"{entry.get('augment')} augmentation"
+    if entry.format == "onnx":
+        return f"INT8 of {entry.fp32_twin or 'its fp32 twin'}"
+    where = "whole network" if entry.frozen_stages == 0 else f"frozen trunk (first {entry.frozen_stages} stages)"
+    d = entry.details
+    device = (d.get("train_config") or {}).get("device", d.get("device", "cpu"))
+    distilled = f"distilled from the {d['teacher']}, " if d.get("teacher") else ""
+    augment = "cached views" if d.get("augment") == "distillation" else f"{d.get('augment')} augmentation"
     return f"{distilled}{where}, {augment}, trained on {device}"
 
 
 def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int | None = None,
         threads: int | None = None, batch_size: int = 16) -> dict:
-    if threads:
-        torch.set_num_threads(threads)
     photos = photo_set(data_root)
     if limit:  # a spread-out subset: every group stays represented
         photos = photos[:: max(1, len(photos) // limit)][:limit]
     gate = FlowerGate(artifacts_root) if has_gate(artifacts_root) else None
-    predictors = [Predictor(m, "stratified", artifacts_root, gate=gate) for m in models]
+    predictors = [Predictor(m, SHIPPED_PROTOCOL, artifacts_root, gate=gate, threads=threads) for m in models]
     seconds = dict.fromkeys(["gate", *models], 0.0)
     kept, scores, outputs = [], [], {m: ([], []) for m in models}
     errors = []
@@ -156,7 +153,7 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
         gate_info = {"file": gate.entry["file"], "threshold": gate.threshold, "n_classes": len(gate.classes),
                      "date": gate.entry.get("date"), "seconds": round(seconds["gate"], 1),
                      "pass_rate": {g: _share(passed[group == g]) for g in GROUPS if (group == g).any()}}
-    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "protocol": "stratified",
+    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "protocol": SHIPPED_PROTOCOL,
             "data_root": str(Path(data_root) if data_root is not None else default_data_root()),
             "n_images": {g: int((group == g).sum()) for g in GROUPS}, "errors": errors,
             "gate": gate_info, "models": rows}

@@ -1,4 +1,4 @@
-"""The latency benchmark (``python -m flowers_core.latency``), timed with ``timing.measure`` (the
+"""The latency benchmark (``python -m flowers_core.bench.latency``), timed with ``timing.measure`` (the
 function the app's live latency page and level 5's quantisation trials use too).
 
 For each model: batch-1 latency p50/p95 after warm-up at a fixed thread count, throughput at
@@ -14,18 +14,21 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import torch
 
-from . import artifacts as art
-from . import catalog
-from .quantize import OnnxClassifier
-from .timing import measure
+from .. import artifacts as art
+from .. import catalog
+from ..data import REPO_ROOT, SHIPPED_PROTOCOL
+from ..timing import measure
+from ..weights import load_model
 
 DEFAULT_MODELS = catalog.NAMES
 
@@ -40,26 +43,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def load_for_benchmark(name: str, protocol: str, threads: int, root=None):
-    """``(callable, entry)``; ONNX models get a session with ``threads`` intra-op threads."""
-    entry = art.model_entry(name, protocol, root)
-    if entry.get("format") == "onnx":
-        return OnnxClassifier(art.artifacts_dir(root) / entry["file"], threads=threads), entry
-    return art.load_model(name, protocol, root), entry
-
-
-def model_files(name: str, protocol: str, root=None) -> list[str]:
-    entry = art.model_entry(name, protocol, root)
-    if entry.get("format") == "ensemble":
-        return [f for m in entry["members"] for f in model_files(m, protocol, root)]
-    rel = entry.get("file") or entry.get("weights")
-    return [rel] if rel else []
-
-
-def size_on_disk(name: str, protocol: str = "stratified", root=None) -> int:
+def size_on_disk(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> int:
     """Bytes of the files the model is loaded from (the shipped fp16 late stages for safetensors
     models; the ImageNet trunk they rebuild from the registry's wheel is not counted)."""
-    return sum(art.file_size(f, root) for f in model_files(name, protocol, root))
+    return sum(art.file_size(f, root) for f in art.model_files(name, protocol, root))
 
 
 def _rss_mb() -> float:
@@ -72,19 +59,17 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def bench_one(name: str, protocol: str = "stratified", threads: int = 2, batch: int = 32, iters: int = 50,
+def bench_one(name: str, protocol: str = SHIPPED_PROTOCOL, threads: int = 2, batch: int = 32, iters: int = 50,
               warmup: int = 10, root=None) -> dict:
     """Benchmark one model in this process (``benchmark_models`` calls it in a subprocess)."""
-    import resource
-
-    import onnxruntime  # noqa: F401  (imported before the baseline RSS, like torch)
 
     torch.set_num_threads(threads)
     base_rss = _rss_mb()
     t0 = time.perf_counter()
-    fn, entry = load_for_benchmark(name, protocol, threads, root)
+    entry = art.model_entry(name, protocol, root)
+    fn = load_model(name, protocol, root, threads)
     load_s = time.perf_counter() - t0
-    size = entry["preprocess"]["input_size"]
+    size = entry.preprocess["input_size"]
     gen = torch.Generator().manual_seed(0)
     x1 = torch.randn(1, 3, size, size, generator=gen)
     xb = torch.randn(batch, 3, size, size, generator=gen)
@@ -93,23 +78,23 @@ def bench_one(name: str, protocol: str = "stratified", threads: int = 2, batch: 
     tb = measure(fn, xb, iters=b_iters, warmup=1, threads=threads)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
-        "model": name, "format": entry.get("format", "safetensors"), "level": entry.get("level"),
+        "model": name, "format": entry.format, "level": entry.level,
         "p50_ms": round(lat["p50_ms"], 3), "p95_ms": round(lat["p95_ms"], 3), "mean_ms": round(lat["mean_ms"], 3),
         "iters": iters, "warmup": warmup, "batch": batch,
         "throughput_img_s": round(batch / (tb["p50_ms"] / 1000), 1),
         "size_bytes": size_on_disk(name, protocol, root), "load_seconds": round(load_s, 3),
         "peak_rss_mb": round(peak, 1), "model_peak_mb": round(peak - base_rss, 1),
-        "test_top1": entry.get("metrics", {}).get("test", {}).get("top1"),
+        "test_top1": entry.top1("test"),
     }
 
 
 def _bench_in_subprocess(name: str, protocol: str, threads: int, batch: int, iters: int, warmup: int, root) -> dict:
-    args = [sys.executable, "-m", "flowers_core.latency", "--one", name, "--protocol", protocol,
+    args = [sys.executable, "-m", "flowers_core.bench.latency", "--one", name, "--protocol", protocol,
             "--threads", str(threads), "--batch", str(batch), "--iters", str(iters), "--warmup", str(warmup)]
     if root is not None:
         args += ["--artifacts", str(root)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=str(Path(__file__).resolve().parent.parent))
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=str(REPO_ROOT))
     if proc.returncode != 0:
         return {"model": name, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
                 f"exit {proc.returncode}"}
@@ -126,7 +111,7 @@ def _median_of_rounds(runs: list[dict]) -> dict:
     return row
 
 
-def benchmark_models(names=DEFAULT_MODELS, protocol: str = "stratified", threads: int = 2, batch: int = 32,
+def benchmark_models(names=DEFAULT_MODELS, protocol: str = SHIPPED_PROTOCOL, threads: int = 2, batch: int = 32,
                      iters: int = 50, warmup: int = 10, root=None, subprocess_per_model: bool = True,
                      rounds: int = 1) -> list[dict]:
     """One row per model (models missing from the manifest get ``{"model", "error"}``).
@@ -154,15 +139,13 @@ def benchmark_models(names=DEFAULT_MODELS, protocol: str = "stratified", threads
                 runs.setdefault(name, []).append(row)
     rows = [errors[n] if n in errors else _median_of_rounds(runs[n]) for n in names]
     by = {r["model"]: r for r in rows if "error" not in r}
-    if "ensemble" in by:
+    if catalog.TEACHER in by:
         for r in by.values():
-            r["speedup_vs_ensemble"] = round(by["ensemble"]["p50_ms"] / r["p50_ms"], 2)
+            r["speedup_vs_ensemble"] = round(by[catalog.TEACHER]["p50_ms"] / r["p50_ms"], 2)
     return rows
 
 
 def environment(threads: int) -> dict:
-    import onnxruntime
-
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -187,7 +170,7 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description="CPU latency benchmark of the shipped models (not a test).")
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
-    p.add_argument("--protocol", default="stratified")
+    p.add_argument("--protocol", default=SHIPPED_PROTOCOL)
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (torch and ONNX Runtime)")
     p.add_argument("--batch", type=int, default=32, help="batch size of the throughput measurement")
     p.add_argument("--iters", type=int, default=100, help="timed batch-1 calls per model")

@@ -1,4 +1,4 @@
-"""The results section of the README, generated from ``artifacts/`` (``python -m flowers_core.summary``).
+"""The results section of the README, generated from ``artifacts/`` (``python -m tools.summary``).
 
 Every number in it is read from files the training, benchmark and app-measurement commands wrote;
 the section is rewritten between the ``results`` markers, so re-running it after a new training
@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import artifacts as art
-from . import reports
-from .data import REPO_ROOT
+from flowers_core import artifacts as art
+from flowers_core import catalog
+from flowers_core.app import reports
+from flowers_core.catalog import PRODUCTION, TEACHER
+from flowers_core.data import REPO_ROOT, SHIPPED_PROTOCOL
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
-# The targets of the issues, checked against the measured values.
-TARGETS = {"level1": 0.97, "level2": 0.97, "level3": 0.97, "ensemble": 0.985, "student_int8": 0.98}
-REFERENCE = {"level1": 0.9731, "level2": 0.9792, "level3": 0.9768, "ensemble": 0.9817, "student_int8": 0.978}
 
 
 def pct(v) -> str:
@@ -39,7 +38,7 @@ def accuracy_section(root=None) -> list[str]:
     rows = []
     for _, r in table.iterrows():
         key = r["key"]
-        target = TARGETS.get(key)
+        target = catalog.get(key).target_top1
         measured = r["top-1 stratified"]
         verdict = "—" if target is None or measured is None or pd.isna(measured) else (
             "met" if measured >= target else f"**not met** ({pct(measured)} < {pct(target)})")
@@ -49,7 +48,7 @@ def accuracy_section(root=None) -> list[str]:
             "ECE": "—" if pd.isna(r["ECE (stratified)"]) else f"{r['ECE (stratified)']:.3f}",
             "size (MB)": "—" if pd.isna(r["size (MB)"]) else f"{r['size (MB)']:.1f}",
             "CPU p50 (ms)": "—" if pd.isna(r["CPU p50 (ms)"]) else f"{r['CPU p50 (ms)']:.1f}",
-            "target (80/10/10)": pct(target) if target else "—", "reference report": pct(REFERENCE.get(key)),
+            "target (80/10/10)": pct(target) if target else "—", "reference report": pct(catalog.get(key).reference_top1),
             "status": verdict,
         })
     splits = art.read_manifest(root).get("splits", {})
@@ -62,10 +61,10 @@ def accuracy_section(root=None) -> list[str]:
 
 
 def training_time_section(root=None) -> list[str]:
-    models = art.read_manifest(root).get("models", {})
     rows = []
-    for protocol, entries in models.items():
-        for name, e in entries.items():
+    for protocol in reports.PROTOCOLS:
+        for name, entry in art.model_entries(protocol, root).items():
+            e = entry.details
             if "train_seconds" in e:
                 cache, train = e.get("feature_cache_seconds", 0.0), e["train_seconds"]
                 rows.append({"protocol": protocol, "key": name, "model": reports.pretty(name),
@@ -75,7 +74,7 @@ def training_time_section(root=None) -> list[str]:
     if not rows:
         return []
     df = pd.DataFrame(rows)
-    l1_l3 = df[(df["protocol"] == "stratified") & df["key"].isin(["level1", "level2", "level3"])]["total (min)"].sum()
+    l1_l3 = df[(df["protocol"] == SHIPPED_PROTOCOL) & df["key"].isin(catalog.names(levels=(1, 2, 3)))]["total (min)"].sum()
     return ["### Training time (recorded by each run)", "", md(df.drop(columns="key")), "",
             f"Levels 1–3 on the 80/10/10 protocol: {l1_l3:.0f} minutes of feature caching and training in all "
             "(decoding the JPEGs once is part of level 1's caching; scoring val and test afterwards is not "
@@ -98,36 +97,36 @@ def ablation_section(root=None) -> list[str]:
 def ensemble_section(root=None) -> list[str]:
     lines = []
     for protocol in reports.PROTOCOLS:
-        models = art.read_manifest(root).get("models", {}).get(protocol, {})
-        entry = models.get("ensemble")
+        models = art.model_entries(protocol, root)
+        entry = models.get(TEACHER)
         if not entry:
             continue
-        corr = entry.get("error_correlation", {}).get("test", {})
-        members = ", ".join(f"{m} ({models.get(m, {}).get('arch', '?')}) {pct(v['test']['top1'])}"
-                            for m, v in entry.get("member_metrics", {}).items())
+        corr = entry.details.get("error_correlation", {}).get("test", {})
+        members = ", ".join(f"{m} ({models[m].arch if m in models else '?'}) {pct(v['test']['top1'])}"
+                            for m, v in entry.details.get("member_metrics", {}).items())
         pairs = ", ".join(f"{k.replace('~', ' vs ')}: {v:.2f}" for k, v in corr.items())
-        variants = "; ".join(f"{k} {pct(v['val']['top1'])}" for k, v in entry.get("voting_variants_val", {}).items())
-        temps = ", ".join(f"{t:.2f}" for t in entry.get("member_temperatures") or [])
-        lines.append(f"- **{protocol}**: ensemble {pct(entry['metrics']['test']['top1'])}; members {members}; "
+        variants = "; ".join(f"{k} {pct(v['val']['top1'])}" for k, v in entry.details.get("voting_variants_val", {}).items())
+        temps = ", ".join(f"{t:.2f}" for t in entry.member_temperatures or [])
+        lines.append(f"- **{protocol}**: ensemble {pct(entry.top1('test'))}; members {members}; "
                      f"pairwise error correlation (test) {pairs}."
-                     + (f" Voting on validation: {variants} → shipped: {entry.get('voting')} (member temperatures "
+                     + (f" Voting on validation: {variants} → shipped: {entry.details.get('voting')} (member temperatures "
                         f"{temps})." if variants else ""))
     return ["### Level-4 ensemble", "", *lines, ""] if lines else []
 
 
 def student_section(root=None) -> list[str]:
     manifest = art.read_manifest(root)
-    models = manifest.get("models", {})
-    int8 = models.get("stratified", {}).get("student_int8")
+    shipped = art.model_entries(SHIPPED_PROTOCOL, root)
+    int8 = shipped.get(PRODUCTION)
     if not int8:
-        return ["Level 5 not trained yet: run `python -m train.level5`."]
+        return [f"Level 5 not trained yet: run `{catalog.produced_by(PRODUCTION)}`."]
     lines = ["### Level 5: distilled INT8 student", ""]
-    ens = models.get("stratified", {}).get("ensemble", {}).get("metrics", {}).get("test", {}).get("top1")
-    acc = int8["metrics"]["test"]["top1"]
+    ens = shipped[TEACHER].top1("test") if TEACHER in shipped else None
+    acc = int8.top1("test")
     p50s = reports.latency_p50(root)
-    p50 = p50s.get("student_int8")
-    speedup = p50s["ensemble"] / p50 if p50 and "ensemble" in p50s else None
-    size = int8.get("file_bytes")
+    p50 = p50s.get(PRODUCTION)
+    speedup = p50s[TEACHER] / p50 if p50 and TEACHER in p50s else None
+    size = int8.details.get("file_bytes")
 
     def check(ok, text):
         return "—" if ok is None else ("met" if ok else f"**not met** ({text})")
@@ -144,11 +143,12 @@ def student_section(root=None) -> list[str]:
         ("INT8 file ≤ 6 MB", "—" if size is None else f"{size / 1e6:.2f} MB",
          check(None if size is None else size <= 6e6, f"{size}")),
     ]
-    official = models.get("official", {}).get("student_int8", {}).get("metrics", {}).get("test", {}).get("top1")
+    official_entry = art.model_entries("official", root).get(PRODUCTION)
+    official = official_entry.top1("test") if official_entry else None
     lines += [md(pd.DataFrame(targets, columns=["target", "measured", "status"])), "",
               f"Official protocol: INT8 student {pct(official)} test top-1. "
-              f"INT8 vs fp32 top-1 agreement on test: {pct(int8.get('agreement_with_fp32', {}).get('test'))}.", ""]
-    comparison = manifest.get("quantization_comparison", {}).get("stratified")
+              f"INT8 vs fp32 top-1 agreement on test: {pct(int8.details.get('agreement_with_fp32', {}).get('test'))}.", ""]
+    comparison = manifest.get("quantization_comparison", {}).get(SHIPPED_PROTOCOL)
     if comparison:
         rows = [{"backend": r["backend"], "val top-1": pct(r.get("accuracy")),
                  "p50 ms": r.get("p50_ms"), "p95 ms": r.get("p95_ms"),
@@ -157,11 +157,11 @@ def student_section(root=None) -> list[str]:
         lines += [f"INT8 paths compared on {comparison.get('n_images')} validation images at "
                   f"{comparison.get('threads')} threads:", "", md(pd.DataFrame(rows)), "",
                   f"Chosen: **{comparison.get('chosen')}**: {comparison.get('reason', '')}.", ""]
-        trials = int8.get("quantization", {}).get("trials", [])
+        trials = (int8.quantization or {}).get("trials", [])
         if trials:
             lines += ["ONNX Runtime static-PTQ configurations tried in order (first within 0.5 point of fp32 on "
                       "val wins):", "", md(pd.DataFrame(trials)), ""]
-    u = int8.get("uncertainty")
+    u = int8.uncertainty
     if u:
         sel = u.get("selective", {}).get("test", {})
         lines += [f"Uncertainty: temperature {u['temperature']:.3f} fitted on validation; test ECE "
@@ -176,7 +176,7 @@ def latency_section(root=None) -> list[str]:
     try:
         table = reports.latency_table(root)
     except (art.ArtifactMissing, ValueError):
-        return ["Latency not measured yet: run `python -m flowers_core.latency`."]
+        return ["Latency not measured yet: run `python -m flowers_core.bench.latency`."]
     env = reports.latency_environment(root)
     if "error" in table.columns:
         table = table[table["error"].isna()]
@@ -186,7 +186,7 @@ def latency_section(root=None) -> list[str]:
              "size on disk (MB)": f"{r['size_bytes'] / 1e6:.2f}", "peak memory (MB)": f"{r['model_peak_mb']:.0f}",
              "speed-up vs ensemble": f"{r['speedup_vs_ensemble']:.1f}×" if pd.notna(r.get("speedup_vs_ensemble")) else "—"}
             for r in table.to_dict("records")]
-    return ["### CPU latency (`python -m flowers_core.latency`)", "",
+    return ["### CPU latency (`python -m flowers_core.bench.latency`)", "",
             f"CPU: {env.get('cpu', '?')} ({env.get('cores', '?')} cores), {env.get('threads', '?')} threads, torch "
             f"{env.get('torch', '?')}, onnxruntime {env.get('onnxruntime', '?')}, measured {env.get('date', '?')}; "
             f"batch-1 after warm-up; each model in a fresh process, timed in {rounds} "
@@ -255,18 +255,21 @@ def recipe_ablation_section(root=None) -> list[str]:
 def app_section(root=None) -> list[str]:
     path = art.artifacts_dir(root) / "reports" / "app_performance.json"
     if not path.is_file():
-        return ["App performance not measured yet: run `python -m flowers_core.app_benchmark`."]
+        return ["App performance not measured yet: run `python -m flowers_core.bench.app_benchmark`."]
     data = json.loads(path.read_text())
     targets, samples = data.get("targets", {}), data.get("round_trip_samples_s", [])
     rows = []
     for key, label, unit in (("cold_start_s", "cold start to a usable Classify page", "s"),
                              ("round_trip_p50_s", "classification round trip in the browser (median)", "s"),
+                             ("classify_only_rss_mb", "server memory after a Classify-only visit", "MB"),
                              ("peak_rss_mb", "peak memory of the server, all pages visited", "MB")):
         value, target = data.get(key), targets.get(key)
+        if value is None:  # a report from before this measure existed
+            continue
         status = "—" if value is None or target is None else ("met" if value <= target else "**not met**")
         rows.append({"measure": label, "measured": f"{value} {unit}", "target": f"≤ {target} {unit}" if target else "—",
                      "status": status})
-    return ["### App (`python -m flowers_core.app_benchmark`)", "", md(pd.DataFrame(rows)), "",
+    return ["### App (`python -m flowers_core.bench.app_benchmark`)", "", md(pd.DataFrame(rows)), "",
             f"Measured {data.get('date', '?')}; the first upload of the server's life took "
             f"{data.get('round_trip_first_s')} s; round trips of the {len(samples)} timed uploads ranged "
             f"{min(samples, default=float('nan'))}–{max(samples, default=float('nan'))} s (2 cores shared by "
@@ -275,7 +278,7 @@ def app_section(root=None) -> list[str]:
 
 def render(root=None) -> str:
     parts = ["## Results", "",
-             "Generated by `python -m flowers_core.summary` from `artifacts/` — do not edit by hand.", ""]
+             "Generated by `python -m tools.summary` from `artifacts/` — do not edit by hand.", ""]
     for section in (accuracy_section, training_time_section, ablation_section, ensemble_section, student_section, robustness_section,
                     realworld_section, recipe_ablation_section,
                     latency_section, app_section):

@@ -1,6 +1,6 @@
 """The Streamlit app in a real browser: start/stop ``streamlit run app.py`` and drive Debian's
 Chromium through Playwright. Shared by the e2e test (``tests/e2e``) and the app benchmark
-(``python -m flowers_core.app_benchmark``) so both measure and check the same thing.
+(``python -m flowers_core.bench.app_benchmark``) so both measure and check the same thing.
 
 Playwright's downloaded browsers are never used (``playwright install`` needs the internet):
 ``/usr/bin/chromium`` (``apt-get install chromium``) runs headless with a fresh profile and flags
@@ -20,8 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .data import REPO_ROOT
-from .ui import CRASH_MARKER, UPLOAD_LABEL
+from ..app.texts import CRASH_MARKER, UPLOAD_LABEL
+from ..data import REPO_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = (
@@ -137,7 +137,7 @@ class StreamlitServer:
 @contextlib.contextmanager
 def chromium_page(timeout_ms: int = 60_000):
     """A Playwright page in headless Debian Chromium with a fresh, throw-away profile."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # a test/benchmark package (requirements-dev.txt), not the app's
 
     if not chromium_available():
         raise FileNotFoundError(f"{CHROMIUM} not found: apt-get install chromium (see .ci/install_browser.sh)")

@@ -1,0 +1,44 @@
+"""Runs a shipped ONNX file (the INT8 student, the flower gate) with onnxruntime and numpy only.
+
+This is the whole run time of the production model: the app's Classify page, the predict CLI and
+the benchmarks load ONNX files through ``OnnxSession`` and never need torch for them.
+``quantize.OnnxClassifier`` wraps the same session as a torch module for training-side evaluation.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+class OnnxSession:
+    """An ONNX classifier: normalised float32 ``[B, 3, H, W]`` array -> logits array ``[B, classes]``.
+
+    ``threads`` sets onnxruntime's intra-op threads (None: its default, all cores). Thread-safe:
+    onnxruntime sessions may be run from several threads at once.
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None, optimization: str = "all"):
+        self.path = Path(path)
+        self.threads = threads
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    def __repr__(self) -> str:
+        return f"OnnxSession(path={self.path.name}, threads={self.threads})"
