@@ -427,8 +427,7 @@ def record_students(student: ModelEntry, model: FlowerNet, int8: ModelEntry, qua
     art.record_model(student, artifacts_root)
     art.record_model(int8, artifacts_root)
     update_uncertainty(student.protocol, artifacts_root, (student.name, int8.name))
-    return {"student": art.model_entry(student.name, student.protocol, artifacts_root),
-            "student_int8": art.model_entry(int8.name, int8.protocol, artifacts_root)}
+    return {e.name: art.model_entry(e.name, e.protocol, artifacts_root) for e in (student, int8)}
 
 
 def compare_int8_backends(model: FlowerNet, quantised: Quantised, ws: Workspace, protocol: str, artifacts_root=None,
@@ -474,7 +473,7 @@ def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int |
     if train_only:  # the machine has only the training images: keep the weights and the record for --from-trained
         save_shipped_weights(student, model, artifacts_root)
         art.record_model(student, artifacts_root)
-        return {"student": student}
+        return {student.name: student}
 
     student_logits = score_on_images(student, model, ws, device, artifacts_root)  # shipped fp16 weights, as the app
     model = model.cpu().eval()
