@@ -59,14 +59,7 @@ def _read_json(rel: str, root=None, command: str = "python -m train.all"):
 # ---------------------------------------------------------------------------------------------
 def latency_table(root=None) -> pd.DataFrame:
     """The stored benchmark: one row per model (batch-1 p50/p95 ms, throughput, size, memory)."""
-    data = _read_json(LATENCY_FILE, root, LATENCY_CMD)
-    rows = data.get("models", data.get("results", [])) if isinstance(data, dict) else data
-    if isinstance(rows, dict):  # {name: {...}}
-        rows = [{"model": k, **v} for k, v in rows.items() if isinstance(v, dict)]
-    df = pd.DataFrame([r for r in rows if isinstance(r, dict)])
-    if "name" in df.columns and "model" not in df.columns:
-        df = df.rename(columns={"name": "model"})
-    return df
+    return pd.DataFrame(_read_json(LATENCY_FILE, root, LATENCY_CMD)["models"])
 
 
 def latency_environment(root=None) -> dict:
@@ -74,7 +67,7 @@ def latency_environment(root=None) -> dict:
         data = _read_json(LATENCY_FILE, root, LATENCY_CMD)
     except art.ArtifactMissing:
         return {}
-    return data.get("environment", {}) if isinstance(data, dict) else {}
+    return data.get("environment", {})
 
 
 def latency_p50(root=None) -> dict[str, float]:
@@ -251,10 +244,8 @@ def coverage(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> tuple[pd
     unc = entry.uncertainty
     rel = unc.get("coverage_accuracy")
     if rel and (art.artifacts_dir(root) / rel).is_file():
-        data = json.loads((art.artifacts_dir(root) / rel).read_text())
-        curve = data.get("curve", data.get("test", data)) if isinstance(data, dict) else data
-        if isinstance(curve, list) and curve and isinstance(curve[0], dict):
-            return pd.DataFrame(curve), unc.get("entropy_threshold"), rel
+        curve = json.loads((art.artifacts_dir(root) / rel).read_text())["test"]  # written by train.uncertainty
+        return pd.DataFrame(curve), unc.get("entropy_threshold"), rel
     probs, _, labels = test_probs(name, protocol, root)
     return pd.DataFrame(coverage_accuracy(probs, labels)), unc.get("entropy_threshold"), entry.probs["test"]
 
