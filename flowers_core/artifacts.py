@@ -57,6 +57,7 @@ class ModelEntry:
     file: str | None = None  # onnx
     fp32_twin: str | None = None
     quantization: dict | None = None
+    novelty: dict | None = None  # the typicality check (file, threshold, ...; train.novelty)
     details: dict = field(default_factory=dict)
 
     @classmethod

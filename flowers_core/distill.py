@@ -53,6 +53,7 @@ from .pipeline import (
     train_level,
 )
 from .quantize import (
+    add_feature_output,
     calibration_images,
     compare_backends,
     comparison_markdown,
@@ -362,6 +363,7 @@ def quantise_student(model: FlowerNet, spec: StudentSpec, protocol: str, ws: Wor
     if best is not tried[-1]:  # the file on disk is the last trial's
         quantize_onnx_static(fp32_onnx, path, calib, **config)
     fp32_onnx.unlink(missing_ok=True)
+    add_feature_output(path)  # for the novelty check (train.novelty); the logits are unchanged
     return Quantised(path, OnnxClassifier(path, threads=threads), config, best["drop_vs_fp32"], tried, calib)
 
 

@@ -71,6 +71,12 @@ def coverage_accuracy(probs: np.ndarray, labels: np.ndarray, points: int = 50) -
     return curve
 
 
+def pass_threshold(scores: np.ndarray, pass_rate: float) -> float:
+    """The score that ``pass_rate`` of ``scores`` (validation flowers) reach: their (1 − rate) quantile.
+    How the flower gate and the novelty check set their thresholds."""
+    return float(np.quantile(np.asarray(scores, dtype=np.float64), 1.0 - pass_rate, method="lower"))
+
+
 def entropy_threshold(probs: np.ndarray, labels: np.ndarray, target_accuracy: float = 0.95) -> float:
     """Largest entropy threshold whose accepted predictions reach ``target_accuracy`` (on validation)."""
     ent = entropy(probs)

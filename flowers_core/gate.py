@@ -23,7 +23,7 @@ GATE_CMD = "python -m train.gate"
 
 
 # ---------------------------------------------------------------------------------------------
-# The signal and its threshold, written once (used by train.gate and by the tests)
+# The signal, written once (used by train.gate and by the tests); its threshold is evaluate.pass_threshold
 # ---------------------------------------------------------------------------------------------
 def flower_score(imagenet_logits: np.ndarray, classes) -> np.ndarray:
     """Per row: the ImageNet softmax mass on ``classes`` (0 = nothing flower-like, 1 = all of it)."""
@@ -36,11 +36,6 @@ def flower_classes(imagenet_probs: np.ndarray, mass: float) -> list[int]:
     order = np.argsort(-mean, kind="stable")
     k = int(np.searchsorted(np.cumsum(mean[order]) / mean.sum(), mass)) + 1
     return [int(c) for c in order[:k]]
-
-
-def pass_threshold(scores: np.ndarray, pass_rate: float) -> float:
-    """The score that ``pass_rate`` of ``scores`` (validation flowers) reach: their (1 − rate) quantile."""
-    return float(np.quantile(np.asarray(scores, dtype=np.float64), 1.0 - pass_rate, method="lower"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from .data import SHIPPED_PROTOCOL
 from .evaluate import entropy as entropy_of
 from .evaluate import softmax
 from .gate import FlowerGate, has_gate
+from .novelty import FEATURES_OUTPUT, Typicality
 from .preprocess import Preprocess
 from .runtime import OnnxSession
 
@@ -177,13 +178,17 @@ VERDICTS = ("species", "not_sure", "not_a_flower")
 
 
 def verdict(entropy: float, entropy_threshold: float | None = None, flower_score: float | None = None,
-            flower_threshold: float | None = None) -> str:
+            flower_threshold: float | None = None, typicality: float | None = None,
+            typicality_threshold: float | None = None) -> str:
     """The three-way answer, decided here only (CLI, app and benchmarks): "not_a_flower" when the flower
     gate's score is below its threshold, else "not_sure" when the calibrated softmax entropy is above the
-    model's threshold, else "species". A signal without a threshold (or a missing signal) never rejects."""
+    model's threshold or the photo's features are less typical of the 102 species than the model's
+    threshold (``novelty``), else "species". A signal without a threshold (or a missing signal) never rejects."""
     if flower_score is not None and flower_threshold is not None and flower_score < flower_threshold:
         return "not_a_flower"
     if entropy_threshold is not None and entropy > entropy_threshold:
+        return "not_sure"
+    if typicality is not None and typicality_threshold is not None and typicality < typicality_threshold:
         return "not_sure"
     return "species"
 
@@ -206,6 +211,7 @@ class Prediction:
     uncertain: bool | None = None
     verdict: str = "species"
     flower_score: float | None = None
+    typicality: float | None = None
     latency_ms: float = 0.0
     probs: np.ndarray | None = field(default=None, repr=False)
 
@@ -213,7 +219,7 @@ class Prediction:
         d = asdict(self)
         d.pop("probs")
         d["top5"] = [[label, round(p, 6)] for label, p in self.top5]
-        for key in ("uncertain", "flower_score"):
+        for key in ("uncertain", "flower_score", "typicality"):
             if d[key] is None:
                 d.pop(key)
         return d
@@ -228,6 +234,9 @@ class Predictor:
     ``gate``: True loads the shipped flower gate when there is one; pass a ``FlowerGate`` to share one
     between models, or None for no gate (then no photo is called "not a flower")."""
 
+    typicality: Typicality | None = None  # the novelty check, when the model ships one (set in __init__)
+    typicality_threshold: float | None = None
+
     def __init__(self, name: str, protocol: str = SHIPPED_PROTOCOL, root=None, gate=True, threads: int | None = None):
         self.name = name
         self.entry = art.model_entry(name, protocol, root)
@@ -237,6 +246,10 @@ class Predictor:
             if not path.is_file():
                 raise art.ArtifactMissing(f"{path} is missing; produce it with `{catalog.produced_by(name)}`.")
             self.model = OnnxSession(path, threads)
+            novelty = self.entry.novelty
+            if novelty and (art.artifacts_dir(root) / novelty["file"]).is_file() and FEATURES_OUTPUT in self.model.output_names:
+                self.typicality = Typicality.load(art.artifacts_dir(root) / novelty["file"])
+                self.typicality_threshold = float(novelty["threshold"])
         else:
             import torch  # only when a torch model is asked for: the ONNX path starts without it
 
@@ -262,12 +275,19 @@ class Predictor:
 
     def logits(self, batch) -> np.ndarray:
         """Normalised batch (numpy array or torch tensor) -> the model's logits as a numpy array."""
+        return self.logits_and_typicality(batch)[0]
+
+    def logits_and_typicality(self, batch) -> tuple[np.ndarray, np.ndarray | None]:
+        """The logits, and each image's typicality when the model ships a novelty check (else None)."""
         if not self.runs_on_torch:
-            return self.model(np.asarray(batch))
+            if self.typicality is None:
+                return self.model(np.asarray(batch)), None
+            out = self.model.outputs(np.asarray(batch), [self.model.output_names[0], FEATURES_OUTPUT])
+            return out[self.model.output_names[0]], self.typicality.scores(out[FEATURES_OUTPUT])
         import torch  # already loaded by the torch model this predictor holds
 
         with torch.inference_mode():
-            return torch.as_tensor(self.model(torch.as_tensor(batch))).float().numpy()
+            return torch.as_tensor(self.model(torch.as_tensor(batch))).float().numpy(), None
 
     def probabilities(self, batch) -> np.ndarray:
         return softmax(self.logits(batch), self.temperature).astype(np.float32)
@@ -280,31 +300,39 @@ class Predictor:
         several models) are given. ``latency_ms`` is the batch's time per image."""
         start = time.perf_counter()
         batch = np.concatenate([self.preprocess.array_from_pil(img) for img in images])
-        probs = self.probabilities(batch)
+        logits, typicality = self.logits_and_typicality(batch)
+        probs = softmax(logits, self.temperature).astype(np.float32)
         if flower_scores is None and self.gate is not None:
             same = self.gate.preprocess == self.preprocess  # one resize for both (the shipped gate's default)
             flower_scores = self.gate.scores(batch) if same else self.gate.score_images(images)
         latency = (time.perf_counter() - start) * 1000 / len(images)
         scores = [None] * len(images) if flower_scores is None else [float(s) for s in flower_scores]
-        return [self.describe(p, latency, s) for p, s in zip(probs, scores)]
+        typical = [None] * len(images) if typicality is None else [float(t) for t in typicality]
+        return [self.describe(p, latency, s, t) for p, s, t in zip(probs, scores, typical)]
 
     def combine(self, preds: list[Prediction]) -> Prediction:
         """One answer from several photos of the same plant: ``combine_probs`` of their (calibrated)
-        probabilities, the mean flower score, and the verdict recomputed from those by ``verdict``.
-        ``latency_ms`` is the total of the photos'."""
+        probabilities, the mean flower score and typicality, and the verdict recomputed from those by
+        ``verdict``. ``latency_ms`` is the total of the photos'."""
         if len(preds) == 1:
             return preds[0]
-        scores = [p.flower_score for p in preds if p.flower_score is not None]
-        return self.describe(combine_probs([p.probs for p in preds]), sum(p.latency_ms for p in preds),
-                             float(np.mean(scores)) if scores else None)
 
-    def describe(self, probs: np.ndarray, latency_ms: float = 0.0, flower_score: float | None = None) -> Prediction:
+        def mean_of(values):
+            values = [v for v in values if v is not None]
+            return float(np.mean(values)) if values else None
+
+        return self.describe(combine_probs([p.probs for p in preds]), sum(p.latency_ms for p in preds),
+                             mean_of(p.flower_score for p in preds), mean_of(p.typicality for p in preds))
+
+    def describe(self, probs: np.ndarray, latency_ms: float = 0.0, flower_score: float | None = None,
+                 typicality: float | None = None) -> Prediction:
         top = np.argsort(-probs)[:5]
         ent = float(entropy_of(probs[None])[0])
         return Prediction(
             class_id=int(top[0]), label=self.classes[top[0]], prob=float(probs[top[0]]), entropy=ent,
             top5=[(self.classes[i], float(probs[i])) for i in top],
             uncertain=None if self.threshold is None else bool(ent > self.threshold),
-            verdict=verdict(ent, self.threshold, flower_score, self.flower_threshold), flower_score=flower_score,
-            latency_ms=latency_ms, probs=probs,
+            verdict=verdict(ent, self.threshold, flower_score, self.flower_threshold, typicality,
+                            self.typicality_threshold),
+            flower_score=flower_score, typicality=typicality, latency_ms=latency_ms, probs=probs,
         )

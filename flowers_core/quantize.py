@@ -30,6 +30,7 @@ from torch.ao.quantization import get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 from .engine import predict_logits
+from .novelty import FEATURES_OUTPUT
 from .timing import measure
 from .weights import OnnxClassifier
 
@@ -128,6 +129,25 @@ def quantize_onnx_static(fp32_path: str | Path, int8_path: str | Path, calib: to
         for extra in int8_path.parent.glob("augmented_model*.onnx"):
             extra.unlink(missing_ok=True)
     return int8_path
+
+
+def add_feature_output(path: str | Path, name: str = FEATURES_OUTPUT) -> Path:
+    """Expose the classifier's input (the pooled features) as a second output ``name`` of the ONNX file
+    at ``path``, in place: an Identity of the float tensor that the final Gemm/MatMul reads (followed
+    back through its QuantizeLinear/DequantizeLinear pair). The logits are computed as before."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    if any(o.name == name for o in graph.output):
+        return Path(path)
+    producer = {out: node for node in graph.node for out in node.output}
+    classifier = next(n for n in reversed(graph.node) if n.op_type in ("Gemm", "MatMul"))
+    tensor = classifier.input[0]
+    while tensor in producer and producer[tensor].op_type in ("DequantizeLinear", "QuantizeLinear"):
+        tensor = producer[tensor].input[0]
+    graph.node.append(onnx.helper.make_node("Identity", [tensor], [name], name=f"{name}_output"))
+    graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    onnx.save(model, str(path))
+    return Path(path)
 
 
 def quantized_op_counts(path: str | Path) -> dict:

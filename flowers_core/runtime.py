@@ -36,9 +36,17 @@ class OnnxSession:
         opts.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        """The first output (the logits)."""
+        return self.outputs(batch, self.output_names[:1])[self.output_names[0]]
+
+    def outputs(self, batch: np.ndarray, names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """The named outputs (all by default), by name."""
+        names = names or self.output_names
+        values = self.session.run(names, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+        return dict(zip(names, values))
 
     def __repr__(self) -> str:
         return f"OnnxSession(path={self.path.name}, threads={self.threads})"

@@ -358,13 +358,17 @@ def test_explain_shows_the_image_notes(artifacts_root, use):
 # ---------------------------------------------------------------------------------------------
 def answers_copy(src: Path, dst: Path, entropy_threshold=None, gate_threshold=None, reference=True) -> Path:
     """A copy of ``src`` whose thresholds force one verdict, with a synthetic reference-photo pack
-    (3 coloured squares per class) or none at all (``reference=False``)."""
+    (3 coloured squares per class) or none at all (``reference=False``). An entropy threshold also sets
+    the novelty check's: no photo is too atypical when the entropy lets every answer through, every
+    photo is when it lets none through."""
     from flowers_core.gallery import REFERENCE_REL, write_pack
 
     def edit(manifest):
         for entry in manifest.get("models", {}).get("stratified", {}).values():
             if entropy_threshold is not None:
                 entry.setdefault("uncertainty", {})["entropy_threshold"] = entropy_threshold
+                if entry.get("novelty"):
+                    entry["novelty"]["threshold"] = -1e30 if entropy_threshold > 0 else 1e30
         if gate_threshold is not None and "gate" in manifest:
             manifest["gate"]["threshold"] = gate_threshold
         manifest.pop("reference_photos", None)

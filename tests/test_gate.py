@@ -13,7 +13,8 @@ from conftest import TEST_INPUT_SIZE
 from flowers_core import artifacts as art
 from flowers_core import predict
 from flowers_core.data import load_index
-from flowers_core.gate import FlowerGate, flower_classes, flower_score, has_gate, pass_threshold
+from flowers_core.evaluate import pass_threshold
+from flowers_core.gate import FlowerGate, flower_classes, flower_score, has_gate
 from flowers_core.inference import Predictor, verdict
 from flowers_core.preprocess import Preprocess
 from train.gate import build_gate, fit_gate

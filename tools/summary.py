@@ -169,6 +169,12 @@ def student_section(root=None) -> list[str]:
                   f"entropy above {u['entropy_threshold']:.3f} nats are flagged 'not sure' (threshold chosen on "
                   f"validation for {pct(u['target_selective_accuracy'])} selective accuracy); on test this keeps "
                   f"{pct(sel.get('coverage'))} of the images at {pct(sel.get('selective_accuracy'))} accuracy.", ""]
+    n = int8.novelty
+    if n:
+        lines += [f"Novelty check (`{n['command']}`): {n['method']}; fitted on the training images' features, "
+                  f"threshold {n['threshold']:.1f} set on validation for {pct(n['target_val_pass_rate'])} of the "
+                  f"validation flowers to pass ({pct(n['val_pass_rate'])} do); {pct(n['test_pass_rate'])} of the test "
+                  f"images pass. A flower below it is answered 'not sure'. Stored in {n['bytes'] / 1e6:.2f} MB.", ""]
     return lines
 
 
@@ -243,12 +249,14 @@ def recipe_ablation_section(root=None) -> list[str]:
         table = reports.recipe_ablation(root)
     except art.ArtifactMissing as e:
         return [str(e)]
-    for c in table.columns[3:]:
+    for c in table.columns[4:]:
         table[c] = table[c].map(pct)
     return ["### Recipes on people's photos and on the test split", "",
             f"Each `reports/realworld*.json` is one run of `{reports.REALWORLD_CMD}` (`realworld.json`: the shipped "
-            "models; the others: models of a recipe that was tried and not shipped, measured the same way before "
-            "they were replaced). 'test top-1' is the 80/10/10 test split of the same models.", "",
+            "models; `realworld_before_novelty.json`: the shipped INT8 student before it got its novelty check; the "
+            "others: models of a recipe that was tried and not shipped, measured the same way before they were "
+            "replaced). The column \"'not sure' from\" names the signals behind the 'not sure' answers (the flower "
+            "gate decides 'not a flower' in every row). 'test top-1' is the 80/10/10 test split of the same models.", "",
             md(table), ""]
 
 

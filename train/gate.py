@@ -16,8 +16,8 @@ from torch import nn
 
 from flowers_core import artifacts as art
 from flowers_core.data import decoded_images, load_index, load_split
-from flowers_core.evaluate import softmax
-from flowers_core.gate import GATE_CMD, flower_classes, flower_score, pass_threshold
+from flowers_core.evaluate import pass_threshold, softmax
+from flowers_core.gate import GATE_CMD, flower_classes, flower_score
 from flowers_core.models import lite_weights_file, load_by_order
 from flowers_core.preprocess import Preprocess
 from flowers_core.quantize import calibration_images, export_onnx, quantize_onnx_static

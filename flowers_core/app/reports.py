@@ -119,7 +119,8 @@ def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
              if r["model"] not in recorded
              or any(recorded[r["model"]].top1(part) != r["manifest"][f"{part}_top1"]
                     for part in ("val", "test"))
-             or recorded[r["model"]].entropy_threshold != r["manifest"]["entropy_threshold"]]
+             or recorded[r["model"]].entropy_threshold != r["manifest"]["entropy_threshold"]
+             or (recorded[r["model"]].novelty or {}).get("threshold") != r["manifest"].get("typicality_threshold")]
     gate = art.read_manifest(root).get("gate") or {}
     if data.get("gate") and gate.get("threshold") != data["gate"]["threshold"]:
         stale.append("flower gate")
@@ -135,8 +136,10 @@ def recipe_ablation(root=None) -> pd.DataFrame:
     for path in sorted((art.artifacts_dir(root) / "reports").glob("realworld*.json")):
         data = json.loads(path.read_text())
         for r in data["models"]:
+            not_sure = "entropy" + (" + typicality" if r["manifest"].get("typicality_threshold") is not None else "")
             rows.append({"report": path.name, "model": pretty(r["model"]), "recipe": r["manifest"].get("recipe", "?"),
-                         "test top-1": r["manifest"]["test_top1"], "real top-1": r["top1"], **_answer_columns(r)})
+                         "'not sure' from": not_sure, "test top-1": r["manifest"]["test_top1"], "real top-1": r["top1"],
+                         **_answer_columns(r)})
     if not rows:
         raise art.ArtifactMissing(f"no real-world report yet: run `{REALWORLD_CMD}`.")
     return pd.DataFrame(rows)

@@ -86,6 +86,7 @@ def manifest_identity(predictor: Predictor) -> dict:
     e = predictor.entry
     return {"val_top1": e.top1("val"), "test_top1": e.top1("test"),
             "temperature": predictor.temperature, "entropy_threshold": predictor.threshold,
+            "typicality_threshold": predictor.typicality_threshold,
             "recipe": recipe_of(e)}
 
 

@@ -1,0 +1,57 @@
+"""Is this flower one of the 102 species? A check in the model's own feature space.
+
+The softmax of a classifier is confident on flowers it was never trained on (an astilbe or a tulip
+gets a species name with a low entropy), so a flower photo also gets a **typicality** score: minus
+the squared Mahalanobis distance of its pooled features (the classifier's input) to the nearest
+training-class mean, with one covariance shared by all classes (Lee et al., NeurIPS 2018). Below a
+threshold set like the flower gate's (``evaluate.pass_threshold``: 99% of the validation flowers
+pass) the answer is "not sure". Torch-free: the stats are a numpy pack, the features come from the
+shipped ONNX file's second output (``FEATURES_OUTPUT``); ``python -m train.novelty`` makes both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FEATURES_OUTPUT = "features"  # the ONNX output with the pooled features the classifier reads
+NOVELTY_CMD = "python -m train.novelty"
+RIDGE = 1e-3  # added to the covariance's diagonal: the features are 1,280-d from ~6.5k images
+STORED_DTYPE = np.float16  # the pack is stored in half precision (small artifact); scores are computed in fp32
+
+
+@dataclass(frozen=True)
+class Typicality:
+    """Class means and the whitening of the shared covariance: ``scores(features)`` is minus the squared
+    Mahalanobis distance to the nearest class mean (0 = at a class mean, more negative = less typical)."""
+
+    whiten: np.ndarray  # [D, D] lower-triangular L with L @ L.T = inverse covariance
+    means: np.ndarray  # [C, D] class means, whitened (mean @ whiten)
+
+    @classmethod
+    def fit(cls, features: np.ndarray, labels: np.ndarray, num_classes: int, ridge: float = RIDGE) -> "Typicality":
+        x = np.asarray(features, dtype=np.float64)
+        labels = np.asarray(labels)
+        means = np.stack([x[labels == c].mean(0) for c in range(num_classes)])
+        centred = x - means[labels]
+        cov = centred.T @ centred / len(x) + ridge * np.eye(x.shape[1])
+        whiten = np.linalg.cholesky(np.linalg.inv(cov))
+        stored = whiten.astype(STORED_DTYPE).astype(np.float32)  # what ``save`` keeps: fit = shipped file
+        return cls(stored, (means.astype(np.float32) @ stored).astype(STORED_DTYPE).astype(np.float32))
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        z = np.asarray(features, dtype=np.float32) @ self.whiten
+        d2 = (z * z).sum(1)[:, None] - 2.0 * z @ self.means.T + (self.means * self.means).sum(1)[None]
+        return -d2.min(1)
+
+    def save(self, path: str | Path) -> int:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, whiten=self.whiten.astype(STORED_DTYPE), means=self.means.astype(STORED_DTYPE))
+        return path.stat().st_size
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Typicality":
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["whiten"].astype(np.float32), z["means"].astype(np.float32))
