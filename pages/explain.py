@@ -1,6 +1,7 @@
 """Explain: where each model looks (Grad-CAM family, Level-3 attention, LIME)."""
 import streamlit as st
 
+from flowers_core import artifacts as art
 from flowers_core import catalog, explain
 from flowers_core.app import reports, ui
 
@@ -64,8 +65,10 @@ if clf.model is not None and getattr(clf.model, "attention_available", False):
     st.caption("The attention head's own weights: the pooling averages features where this map is high. "
                "It does not depend on the class.")
     show(ui.explain_cached(photo.data, name, "Attention", None), f"{name}_attention")
-elif "level3" in available:
-    st.caption("Pick **L3 attention** as the model to see its built-in attention map too.")
+else:
+    with_attention = [m for m in available if art.model_entry(m).head == "attention"]
+    if with_attention:
+        st.caption(f"Pick **{reports.pretty(with_attention[0])}** as the model to see its built-in attention map too.")
 
 with st.expander("LIME (slower, optional)"):
     st.write("LIME hides random groups of similar pixels (superpixels) and watches how the answer changes. "

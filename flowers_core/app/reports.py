@@ -200,7 +200,10 @@ def _get(d: dict, dotted: str):
     return d
 
 
-def ablation(root=None, a: str = "level1", b: str = "level2") -> pd.DataFrame:
+L1, L2 = (catalog.names(levels=(level,))[0] for level in (1, 2))  # the ablation: regularisation against the baseline
+
+
+def ablation(root=None, a: str = L1, b: str = L2) -> pd.DataFrame:
     """L1 vs L2: what changed in the recipe and what it did to each metric, per protocol."""
     rows = []
     for protocol in PROTOCOLS:
@@ -221,7 +224,7 @@ def ablation(root=None, a: str = "level1", b: str = "level2") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def recipe_diff(root=None, a: str = "level1", b: str = "level2") -> pd.DataFrame:
+def recipe_diff(root=None, a: str = L1, b: str = L2) -> pd.DataFrame:
     ea, eb = (art.model_entry(n, SHIPPED_PROTOCOL, root).to_dict() for n in (a, b))
     rows = [{"setting": label, pretty(a): str(_get(ea, key)), pretty(b): str(_get(eb, key))}
             for key, label in ABLATION_FIELDS]
