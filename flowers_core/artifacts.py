@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from . import catalog
-from .data import REPO_ROOT, SHIPPED_PROTOCOL
+from .data import REPO_ROOT, SHIPPED_PROTOCOL, load_split
 
 
 class ArtifactMissing(FileNotFoundError):
@@ -30,7 +30,7 @@ class ModelEntry:
     ``format`` says how it runs: "safetensors" (a FlowerNet: ``arch``/``head``/``frozen_stages`` and the
     trained late stages in ``weights``), "ensemble" (soft vote of ``members``) or "onnx" (``file``).
     ``details`` keeps what only reports read (hyper-parameters, training log, timings, ...); ``to_dict``
-    writes them at the top level beside the typed fields, as the manifest has always stored them.
+    writes them at the top level beside the typed fields, so the manifest stays one flat object per model.
     """
 
     name: str
@@ -67,8 +67,13 @@ class ModelEntry:
                    details={k: v for k, v in d.items() if k not in typed})
 
     def to_dict(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "details"}
-        out = {k: v for k, v in out.items() if v is not None and v != [] and v != {}}
+        """The manifest's JSON object: typed fields (those left at their default are not written), then ``details``."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            if f.name != "details" and (default is MISSING or value != default):
+                out[f.name] = value
         return {**out, **self.details}
 
     def top1(self, part: str = "test") -> float | None:
@@ -144,6 +149,28 @@ def model_entry(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> Model
             f"produce it with `{catalog.produced_by(name)}`."
         )
     return ModelEntry.from_dict(entry)
+
+
+def split_file(protocol: str) -> str:
+    """Where a protocol's split is kept, relative to the artifacts folder (model entries record it too)."""
+    return f"splits/{protocol}.json"
+
+
+def read_split(protocol: str, root=None) -> dict[str, list[int]]:
+    """The split training wrote for ``protocol`` (image ids per part), or ArtifactMissing naming the command."""
+    path = artifacts_dir(root) / split_file(protocol)
+    if not path.is_file():
+        raise ArtifactMissing(f"{path} is missing; run `python -m train.all --protocol {protocol}` "
+                              "(training writes the splits).")
+    return load_split(path)
+
+
+def model_file(entry: ModelEntry, root=None) -> Path:
+    """The file an entry is loaded from, which must exist (an ArtifactMissing naming its command otherwise)."""
+    path = artifacts_dir(root) / (entry.own_file() or "")
+    if not entry.own_file() or not path.is_file():
+        raise ArtifactMissing(f"{path} is missing; produce it with `{catalog.produced_by(entry.name)}`.")
+    return path
 
 
 def model_files(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> list[str]:

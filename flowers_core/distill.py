@@ -328,11 +328,16 @@ class Quantised:
     calibration: torch.Tensor  # the eval-view training images the activation ranges were calibrated on
 
 
+def int8_name(student: str) -> str:
+    """The INT8 twin's name: the catalogue's, or ``<student>_int8`` for a student the catalogue does not ship."""
+    return catalog.int8_twin(student) or f"{student}_int8"
+
+
 def int8_path(spec: StudentSpec, protocol: str, artifacts_root=None) -> Path:
     """Where the INT8 file is written: ``models/`` on the shipped protocol, a scratch folder otherwise."""
     root = art.artifacts_dir(artifacts_root)
     folder = root / "models" if protocol == SHIPPED_PROTOCOL else root / "_work" / protocol
-    return folder / f"{catalog.int8_twin(spec.name)}.onnx"
+    return folder / f"{int8_name(spec.name)}.onnx"
 
 
 def quantise_student(model: FlowerNet, spec: StudentSpec, protocol: str, ws: Workspace, fp32_val_top1: float,
@@ -355,7 +360,7 @@ def quantise_student(model: FlowerNet, spec: StudentSpec, protocol: str, ws: Wor
         x1 = pre.eval_view(val_squares[:1])
         tried.append({**trial, "val_top1": acc, "drop_vs_fp32": fp32_val_top1 - acc,
                       "p50_ms": round(measure(q, x1, max(3, latency_iters // 2), 3, threads)["p50_ms"], 3)})
-        print(f"[{catalog.int8_twin(spec.name)}/{protocol}] PTQ {trial}: val top1 {acc:.4f} (fp32 {fp32_val_top1:.4f})", flush=True)
+        print(f"[{int8_name(spec.name)}/{protocol}] PTQ {trial}: val top1 {acc:.4f} (fp32 {fp32_val_top1:.4f})", flush=True)
         if fp32_val_top1 - acc <= MAX_PTQ_DROP:
             break
     best = tried[-1] if tried[-1]["drop_vs_fp32"] <= MAX_PTQ_DROP else max(tried, key=lambda r: r["val_top1"])
@@ -363,7 +368,7 @@ def quantise_student(model: FlowerNet, spec: StudentSpec, protocol: str, ws: Wor
     if best is not tried[-1]:  # the file on disk is the last trial's
         quantize_onnx_static(fp32_onnx, path, calib, **config)
     fp32_onnx.unlink(missing_ok=True)
-    add_feature_output(path)  # for the novelty check (train.novelty); the logits are unchanged
+    add_feature_output(path, calib[:16].numpy())  # for the novelty check (train.novelty)
     return Quantised(path, OnnxClassifier(path, threads=threads), config, best["drop_vs_fp32"], tried, calib)
 
 
@@ -380,7 +385,7 @@ def int8_entry(student: ModelEntry, quantised: Quantised) -> ModelEntry:
     """The INT8 twin's manifest entry, before scoring: what it is and how it was quantised."""
     calib = len(quantised.calibration)
     return ModelEntry(
-        name=catalog.int8_twin(student.name), level=student.level, protocol=student.protocol, format="onnx",
+        name=int8_name(student.name), level=student.level, protocol=student.protocol, format="onnx",
         preprocess=student.preprocess, split=student.split, num_classes=student.num_classes, params=student.params,
         description="The student, static post-training INT8 (ONNX Runtime QDQ: per-channel int8 weights, uint8 "
                     "activations) of the whole network, convolutions and classifier; calibrated on "

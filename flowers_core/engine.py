@@ -175,7 +175,7 @@ def fit(module: nn.Module, forward: Callable, train: Iterable, val_inputs: torch
     Returns the history; ``module`` ends holding the best weights. ``log_path`` gets one JSON line
     per epoch (the training curves of the report).
     """
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # a training package (requirements-train.txt), not the app's
 
     seed_everything(cfg.seed)
     device = torch.device(cfg.device)

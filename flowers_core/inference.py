@@ -6,6 +6,7 @@ or raises ``ImageError`` with a message meant for a person, never a traceback.
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import time
 import warnings
@@ -17,14 +18,15 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import artifacts as art
-from . import catalog
 from .data import SHIPPED_PROTOCOL
 from .evaluate import entropy as entropy_of
 from .evaluate import softmax
 from .gate import FlowerGate, has_gate
-from .novelty import FEATURES_OUTPUT, Typicality
+from .novelty import FEATURES_OUTPUT, NOVELTY_CMD, Typicality
 from .preprocess import Preprocess
 from .runtime import OnnxSession
+
+log = logging.getLogger(__name__)
 
 # The one upload size limit, in bytes, as people count them (1 MB = 1,000,000 bytes, like browsers and
 # phones). The app's `.streamlit/config.toml` lets a file slightly larger than this through its uploader
@@ -242,14 +244,14 @@ class Predictor:
         self.entry = art.model_entry(name, protocol, root)
         self.classes = art.class_names(root)
         if self.entry.format == "onnx":
-            path = art.artifacts_dir(root) / self.entry.file
-            if not path.is_file():
-                raise art.ArtifactMissing(f"{path} is missing; produce it with `{catalog.produced_by(name)}`.")
-            self.model = OnnxSession(path, threads)
+            self.model = OnnxSession(art.model_file(self.entry, root), threads)
             novelty = self.entry.novelty
             if novelty and (art.artifacts_dir(root) / novelty["file"]).is_file() and FEATURES_OUTPUT in self.model.output_names:
                 self.typicality = Typicality.load(art.artifacts_dir(root) / novelty["file"])
                 self.typicality_threshold = float(novelty["threshold"])
+            elif novelty:  # recorded but not usable: the answers lose a safety signal, so say so
+                log.warning("%s: its novelty check is recorded but %s or the file's '%s' output is missing; "
+                            "run `%s`", name, novelty["file"], FEATURES_OUTPUT, NOVELTY_CMD)
         else:
             import torch  # only when a torch model is asked for: the ONNX path starts without it
 
@@ -290,7 +292,10 @@ class Predictor:
             return torch.as_tensor(self.model(torch.as_tensor(batch))).float().numpy(), None
 
     def probabilities(self, batch) -> np.ndarray:
-        return softmax(self.logits(batch), self.temperature).astype(np.float32)
+        return self.calibrated(self.logits(batch))
+
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        return softmax(logits, self.temperature).astype(np.float32)
 
     def predict(self, img: Image.Image) -> Prediction:
         return self.predict_many([img])[0]
@@ -300,14 +305,20 @@ class Predictor:
         several models) are given. ``latency_ms`` is the batch's time per image."""
         start = time.perf_counter()
         batch = np.concatenate([self.preprocess.array_from_pil(img) for img in images])
-        logits, typicality = self.logits_and_typicality(batch)
-        probs = softmax(logits, self.temperature).astype(np.float32)
         if flower_scores is None and self.gate is not None:
             same = self.gate.preprocess == self.preprocess  # one resize for both (the shipped gate's default)
             flower_scores = self.gate.scores(batch) if same else self.gate.score_images(images)
-        latency = (time.perf_counter() - start) * 1000 / len(images)
-        scores = [None] * len(images) if flower_scores is None else [float(s) for s in flower_scores]
-        typical = [None] * len(images) if typicality is None else [float(t) for t in typicality]
+        return self.predict_batch(batch, flower_scores, start)
+
+    def predict_batch(self, batch, flower_scores=None, start: float | None = None) -> list[Prediction]:
+        """Classify a preprocessed batch (array or tensor in this model's view); ``flower_scores`` from the
+        gate, if any. ``latency_ms`` is the time per image since ``start`` (default: now)."""
+        start = time.perf_counter() if start is None else start
+        logits, typicality = self.logits_and_typicality(batch)
+        probs = self.calibrated(logits)
+        latency = (time.perf_counter() - start) * 1000 / len(probs)
+        scores = [None] * len(probs) if flower_scores is None else [float(s) for s in flower_scores]
+        typical = [None] * len(probs) if typicality is None else [float(t) for t in typicality]
         return [self.describe(p, latency, s, t) for p, s, t in zip(probs, scores, typical)]
 
     def combine(self, preds: list[Prediction]) -> Prediction:
@@ -324,6 +335,13 @@ class Predictor:
         return self.describe(combine_probs([p.probs for p in preds]), sum(p.latency_ms for p in preds),
                              mean_of(p.flower_score for p in preds), mean_of(p.typicality for p in preds))
 
+    def doubts(self, entropy: float, typicality: float | None) -> bool | None:
+        """The model's own doubt (the ``uncertain`` of the CLI): its entropy or its novelty check says "not
+        sure", the flower gate aside; None when the model has no threshold for either."""
+        if self.threshold is None and self.typicality_threshold is None:
+            return None
+        return verdict(entropy, self.threshold, None, None, typicality, self.typicality_threshold) == "not_sure"
+
     def describe(self, probs: np.ndarray, latency_ms: float = 0.0, flower_score: float | None = None,
                  typicality: float | None = None) -> Prediction:
         top = np.argsort(-probs)[:5]
@@ -331,7 +349,7 @@ class Predictor:
         return Prediction(
             class_id=int(top[0]), label=self.classes[top[0]], prob=float(probs[top[0]]), entropy=ent,
             top5=[(self.classes[i], float(probs[i])) for i in top],
-            uncertain=None if self.threshold is None else bool(ent > self.threshold),
+            uncertain=self.doubts(ent, typicality),
             verdict=verdict(ent, self.threshold, flower_score, self.flower_threshold, typicality,
                             self.typicality_threshold),
             flower_score=flower_score, typicality=typicality, latency_ms=latency_ms, probs=probs,

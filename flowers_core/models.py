@@ -14,8 +14,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
+import timm
 import torch
 from torch import nn
+from torchvision import models as tvm
 
 from .preprocess import Preprocess
 
@@ -76,8 +78,6 @@ def load_by_order(model: nn.Module, source: dict[str, torch.Tensor], skip=("num_
 
 def _lite_stages(variant: int) -> Callable[[bool], list[nn.Module]]:
     def build(pretrained: bool) -> list[nn.Module]:
-        import timm
-
         net = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
         if pretrained:
             state = torch.load(lite_weights_file(variant), map_location="cpu", weights_only=True)
@@ -91,8 +91,6 @@ def _lite_stages(variant: int) -> Callable[[bool], list[nn.Module]]:
 # torchvision models: weights from the hub or its local cache, or a clear error
 # ---------------------------------------------------------------------------------------------
 def _torchvision_net(name: str, pretrained: bool) -> nn.Module:
-    from torchvision import models as tvm
-
     if not pretrained:
         return tvm.get_model(name, weights=None)
     try:

@@ -20,8 +20,8 @@ import torch
 
 from . import artifacts as art
 from . import catalog, weights
-from .artifacts import ModelEntry
-from .data import SHIPPED_PROTOCOL, FlowersIndex, decoded_images, load_index, load_split, make_split, save_split
+from .artifacts import ModelEntry, split_file
+from .data import SHIPPED_PROTOCOL, FlowersIndex, decoded_images, load_index, make_split, save_split
 from .engine import AugmentedImages, CachedViews, TrainConfig, fit, predict_logits, seed_everything
 from .evaluate import classification_metrics, error_correlation, fit_temperature, logits_from_saved, softmax, summary
 from .features import trunk_features
@@ -90,11 +90,6 @@ LEVELS: dict[str, LevelSpec] = {
 }
 
 
-def split_file(protocol: str) -> str:
-    """Where a protocol's split is kept, relative to the artifacts folder (models record it too)."""
-    return f"splits/{protocol}.json"
-
-
 def write_split(protocol: str, index: FlowersIndex, artifacts_root=None) -> dict[str, list[int]]:
     """Make ``protocol``'s split of ``index`` and write it to the artifacts, with the manifest's
     ``classes`` and ``splits`` sections (what the app and the reports read)."""
@@ -118,13 +113,10 @@ class Workspace:
 
     def __init__(self, protocol: str, data_root=None, artifacts_root=None):
         self.protocol, self.artifacts_root = protocol, artifacts_root
-        path = art.artifacts_dir(artifacts_root) / split_file(protocol)
-        if not path.is_file():
-            raise art.ArtifactMissing(f"{path} is missing; run `python -m train.all` (training writes the splits).")
+        self.split = art.read_split(protocol, artifacts_root)
         self.index: FlowersIndex = load_index(data_root)
-        self.split = load_split(path)
         if max((max(ids) for ids in self.split.values() if ids), default=0) > len(self.index.image_ids):
-            raise ValueError(f"{path} names images beyond the {len(self.index.image_ids)} of {self.index.base}: "
+            raise ValueError(f"{split_file(protocol)} names images beyond the {len(self.index.image_ids)} of {self.index.base}: "
                              "the split was written for another copy of the dataset.")
         self._squares: dict[int, torch.Tensor] = {}
 

@@ -31,6 +31,7 @@ from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 from .engine import predict_logits
 from .novelty import FEATURES_OUTPUT
+from .runtime import OnnxSession
 from .timing import measure
 from .weights import OnnxClassifier
 
@@ -131,14 +132,17 @@ def quantize_onnx_static(fp32_path: str | Path, int8_path: str | Path, calib: to
     return int8_path
 
 
-def add_feature_output(path: str | Path, name: str = FEATURES_OUTPUT) -> Path:
+def add_feature_output(path: str | Path, check: np.ndarray, name: str = FEATURES_OUTPUT) -> Path:
     """Expose the classifier's input (the pooled features) as a second output ``name`` of the ONNX file
     at ``path``, in place: an Identity of the float tensor that the final Gemm/MatMul reads (followed
-    back through its QuantizeLinear/DequantizeLinear pair). The logits are computed as before."""
+    back through its QuantizeLinear/DequantizeLinear pair). The logits must not change: they are compared
+    on the ``check`` batch, and the file is left as it was (ValueError) if they differ."""
+    path = Path(path)
     model = onnx.load(str(path))
     graph = model.graph
     if any(o.name == name for o in graph.output):
-        return Path(path)
+        return path
+    original, before = path.read_bytes(), OnnxSession(path, threads=1)(check)
     producer = {out: node for node in graph.node for out in node.output}
     classifier = next(n for n in reversed(graph.node) if n.op_type in ("Gemm", "MatMul"))
     tensor = classifier.input[0]
@@ -147,7 +151,10 @@ def add_feature_output(path: str | Path, name: str = FEATURES_OUTPUT) -> Path:
     graph.node.append(onnx.helper.make_node("Identity", [tensor], [name], name=f"{name}_output"))
     graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     onnx.save(model, str(path))
-    return Path(path)
+    if not np.array_equal(OnnxSession(path, threads=1)(check), before):
+        path.write_bytes(original)
+        raise ValueError(f"exposing {tensor} as '{name}' changed {path.name}'s logits; the file is unchanged")
+    return path
 
 
 def quantized_op_counts(path: str | Path) -> dict:

@@ -1,8 +1,9 @@
 """Runs a shipped ONNX file (the INT8 student, the flower gate) with onnxruntime and numpy only.
 
-This is the whole run time of the production model: the app's Classify page, the predict CLI and
-the benchmarks load ONNX files through ``OnnxSession`` and never need torch for them.
-``quantize.OnnxClassifier`` wraps the same session as a torch module for training-side evaluation.
+This is the whole run time of the production model: the app's Classify page and the predict CLI
+load ONNX files through ``OnnxSession`` and never need torch for them. ``weights.OnnxClassifier``
+wraps the same session as a torch module where ONNX files are evaluated beside torch models
+(quantisation trials, the latency benchmark and page).
 """
 from __future__ import annotations
 

@@ -11,8 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import catalog
-from .artifacts import ArtifactMissing, ModelEntry, artifacts_dir, model_entry
+from .artifacts import ModelEntry, artifacts_dir, model_entry, model_file
 from .data import NUM_CLASSES, SHIPPED_PROTOCOL
 from .models import Ensemble, FlowerNet, create_model
 from .runtime import OnnxSession
@@ -72,9 +71,7 @@ def save_weights(model: FlowerNet, rel: str, root=None) -> int:
 
 
 def build_flowernet(entry: ModelEntry, root=None, pretrained_trunk: bool | None = None) -> FlowerNet:
-    path = artifacts_dir(root) / entry.weights
-    if not path.is_file():
-        raise ArtifactMissing(f"weights file {path} is missing; produce it with `{catalog.produced_by(entry.name)}`.")
+    path = model_file(entry, root)
     frozen = int(entry.frozen_stages)
     pretrained = frozen > 0 if pretrained_trunk is None else pretrained_trunk
     model = create_model(entry.arch, entry.head, entry.num_classes or NUM_CLASSES, pretrained=pretrained, frozen_stages=frozen,
@@ -101,10 +98,7 @@ def load_model(name: str, protocol: str = SHIPPED_PROTOCOL, root=None, threads: 
         members = [load_model(m, protocol, root, threads) for m in entry.members]
         return Ensemble(members, entry.weights_per_member, entry.member_temperatures).eval()
     if fmt == "onnx":
-        path = artifacts_dir(root) / entry.file
-        if not path.is_file():
-            raise ArtifactMissing(f"{path} is missing; produce it with `{catalog.produced_by(name)}`.")
-        return OnnxClassifier(path, threads)
+        return OnnxClassifier(model_file(entry, root), threads)
     raise ValueError(f"unknown model format {fmt!r} for {name}")
 
 

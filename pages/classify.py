@@ -60,7 +60,7 @@ with right:
         st.markdown(
             f"- Model: **{reports.pretty(clf.name)}** ({clf.entry.description})\n"
             + (f"- Photos combined: **{len(loaded)}** (mean of their log-probabilities, renormalised; mean "
-               "flower score; the verdict recomputed from those)\n" if several else "")
+               "flower score and typicality; the verdict recomputed from those)\n" if several else "")
             + f"- Prediction entropy: **{pred.entropy:.3f}** nats (0 = certain, 4.62 = uniform over 102 classes)\n"
             f"- Uncertainty threshold: "
             + (f"**{clf.threshold:.3f}** (above it the answer is flagged)" if clf.threshold is not None

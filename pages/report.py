@@ -22,9 +22,10 @@ else:
         **pct, "params (M)": st.column_config.NumberColumn(format="%.2f"),
         "size (MB)": st.column_config.NumberColumn(format="%.2f"),
         "CPU p50 (ms)": st.column_config.NumberColumn(format="%.1f")})
-    missing = [reports.pretty(m) for m in catalog.NAMES if m not in set(levels["key"])]
+    missing = [m for m in catalog.NAMES if m not in set(levels["key"])]
     if missing:
-        st.caption("Not produced yet: " + ", ".join(missing) + f" (`{catalog.produced_by('student')}`).")
+        st.caption("Not produced yet: " + ", ".join(f"{reports.pretty(m)} (`{catalog.produced_by(m)}`)" for m in missing)
+                   + ".")
     if levels["CPU p50 (ms)"].isna().all():
         st.caption(f"No stored latency yet (`{reports.LATENCY_CMD}`).")
     st.caption("Size: shipped weight files (fp16 late stages; the ImageNet trunk comes from the registry's package).")

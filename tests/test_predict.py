@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 from flowers_core import predict
-from flowers_core.data import load_index
+from flowers_core.data import REPO_ROOT, load_index
 
 
 def test_predict_cli_classifies_and_reports_bad_files(trained_artifacts, synthetic_root, tmp_path, capsys):
@@ -36,3 +36,18 @@ def test_predict_cli_all_good_exits_zero_in_a_fresh_process(trained_artifacts, s
 def test_predict_cli_names_the_command_when_a_model_is_missing(tmp_path, synthetic_root, capsys):
     code = predict.main(["--model", "level1", "--artifacts", str(tmp_path), str(load_index(synthetic_root).path(1))])
     assert code == 2 and "python -m train" in capsys.readouterr().out
+
+
+def test_the_default_cli_model_answers_without_torch():
+    """The predict CLI's default (the INT8 student on the committed artifacts) runs on onnxruntime alone."""
+    script = ("import json, sys\n"
+              "from flowers_core import predict\n"
+              "code = predict.main(sys.argv[1:])\n"
+              "print(json.dumps({'code': code, 'torch': 'torch' in sys.modules}))\n")
+    example = sorted((REPO_ROOT / "assets" / "examples").glob("*.jpg"))[0]
+    proc = subprocess.run([sys.executable, "-c", script, str(example)], capture_output=True, text=True, timeout=120,
+                          cwd=REPO_ROOT)
+    *answers, result = proc.stdout.strip().splitlines()
+    assert json.loads(result) == {"code": 0, "torch": False}, proc.stderr[-2000:]
+    answer = json.loads(answers[0])
+    assert answer["verdict"] in ("species", "not_sure", "not_a_flower") and "typicality" in answer

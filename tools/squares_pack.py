@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from flowers_core.artifacts import artifacts_dir
-from flowers_core.data import SHIPPED_PROTOCOL, decoded_cache_path, decoded_images, load_index, load_split
+from flowers_core.artifacts import read_split
+from flowers_core.data import SHIPPED_PROTOCOL, decoded_cache_path, decoded_images, load_index
 
 LABEL_FILES = ("imagelabels.mat", "setid.mat", "cat_to_name.json")
 
@@ -27,7 +27,7 @@ LABEL_FILES = ("imagelabels.mat", "setid.mat", "cat_to_name.json")
 def pack(protocol: str, parts: list[str], out: Path, chunks: int, size: int, quality: int = 85,
          data_root=None) -> None:
     index = load_index(data_root)
-    split = load_split(artifacts_dir() / "splits" / f"{protocol}.json")
+    split = read_split(protocol)
     ids = np.array(sorted({i for p in parts for i in split[p]}), dtype=np.int32)
     squares = decoded_images(index, size)
     out.mkdir(parents=True, exist_ok=True)

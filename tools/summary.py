@@ -17,8 +17,9 @@ from flowers_core import artifacts as art
 from flowers_core import catalog
 from flowers_core.app import reports
 from flowers_core.catalog import PRODUCTION, TEACHER
-from flowers_core.data import REPO_ROOT, SHIPPED_PROTOCOL
+from flowers_core.data import PROTOCOLS, REPO_ROOT, SHIPPED_PROTOCOL
 
+OTHER_PROTOCOL = next(p for p in PROTOCOLS if p != SHIPPED_PROTOCOL)  # official: metrics only, no shipped weights
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -143,7 +144,7 @@ def student_section(root=None) -> list[str]:
         ("INT8 file ≤ 6 MB", "—" if size is None else f"{size / 1e6:.2f} MB",
          check(None if size is None else size <= 6e6, f"{size}")),
     ]
-    official_entry = art.model_entries("official", root).get(PRODUCTION)
+    official_entry = art.model_entries(OTHER_PROTOCOL, root).get(PRODUCTION)
     official = official_entry.top1("test") if official_entry else None
     lines += [md(pd.DataFrame(targets, columns=["target", "measured", "status"])), "",
               f"Official protocol: INT8 student {pct(official)} test top-1. "
@@ -182,7 +183,7 @@ def latency_section(root=None) -> list[str]:
     try:
         table = reports.latency_table(root)
     except (art.ArtifactMissing, ValueError):
-        return ["Latency not measured yet: run `python -m flowers_core.bench.latency`."]
+        return [f"Latency not measured yet: run `{reports.LATENCY_CMD}`."]
     env = reports.latency_environment(root)
     if "error" in table.columns:
         table = table[table["error"].isna()]
@@ -192,7 +193,7 @@ def latency_section(root=None) -> list[str]:
              "size on disk (MB)": f"{r['size_bytes'] / 1e6:.2f}", "peak memory (MB)": f"{r['model_peak_mb']:.0f}",
              "speed-up vs ensemble": f"{r['speedup_vs_ensemble']:.1f}×" if pd.notna(r.get("speedup_vs_ensemble")) else "—"}
             for r in table.to_dict("records")]
-    return ["### CPU latency (`python -m flowers_core.bench.latency`)", "",
+    return [f"### CPU latency (`{reports.LATENCY_CMD}`)", "",
             f"CPU: {env.get('cpu', '?')} ({env.get('cores', '?')} cores), {env.get('threads', '?')} threads, torch "
             f"{env.get('torch', '?')}, onnxruntime {env.get('onnxruntime', '?')}, measured {env.get('date', '?')}; "
             f"batch-1 after warm-up; each model in a fresh process, timed in {rounds} "
@@ -211,7 +212,8 @@ def robustness_section(root=None) -> list[str]:
         shown[c] = shown[c].map(pct)
     return [f"### Robustness: the test split under photo-like shifts (`{reports.ROBUSTNESS_CMD}`)", "",
             f"The {info['n_images']} {info['protocol']} test images, each shifted the same seeded way for every "
-            "model. 'not sure' = share of answers flagged by the entropy threshold; 'accuracy when answered' = "
+            "model. 'not sure' = share of answers flagged 'not sure' by the verdict (the model's entropy threshold, and the "
+            "INT8 student's novelty check when the report was made with it); 'accuracy when answered' = "
             "top-1 of the answers that are not flagged.", "", md(shown), ""]
 
 
@@ -263,7 +265,7 @@ def recipe_ablation_section(root=None) -> list[str]:
 def app_section(root=None) -> list[str]:
     path = art.artifacts_dir(root) / "reports" / "app_performance.json"
     if not path.is_file():
-        return ["App performance not measured yet: run `python -m flowers_core.bench.app_benchmark`."]
+        return [f"App performance not measured yet: run `{reports.APP_BENCHMARK_CMD}`."]
     data = json.loads(path.read_text())
     targets, samples = data.get("targets", {}), data.get("round_trip_samples_s", [])
     rows = []
@@ -272,12 +274,12 @@ def app_section(root=None) -> list[str]:
                              ("classify_only_rss_mb", "server memory after a Classify-only visit", "MB"),
                              ("peak_rss_mb", "peak memory of the server, all pages visited", "MB")):
         value, target = data.get(key), targets.get(key)
-        if value is None:  # a report from before this measure existed
+        if value is None:  # a measure this report does not hold
             continue
         status = "—" if value is None or target is None else ("met" if value <= target else "**not met**")
         rows.append({"measure": label, "measured": f"{value} {unit}", "target": f"≤ {target} {unit}" if target else "—",
                      "status": status})
-    return ["### App (`python -m flowers_core.bench.app_benchmark`)", "", md(pd.DataFrame(rows)), "",
+    return [f"### App (`{reports.APP_BENCHMARK_CMD}`)", "", md(pd.DataFrame(rows)), "",
             f"Measured {data.get('date', '?')}; the first upload of the server's life took "
             f"{data.get('round_trip_first_s')} s; round trips of the {len(samples)} timed uploads ranged "
             f"{min(samples, default=float('nan'))}–{max(samples, default=float('nan'))} s (2 cores shared by "

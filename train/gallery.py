@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from flowers_core import artifacts as art
-from flowers_core.data import SHIPPED_PROTOCOL, load_index, load_split
+from flowers_core.data import SHIPPED_PROTOCOL, load_index
 from flowers_core.gallery import (
     DATASET_LABELS,
     EXAMPLE_CLASSES,
@@ -35,10 +35,7 @@ def build_reference(data_root=None, artifacts_root=None, protocol: str = SHIPPED
     """``per_class`` training images of every class (a seeded draw), as ``size`` px square JPEGs in one
     pack, recorded in the manifest. Training images only: the test split stays unseen by the app too."""
     index = load_index(data_root)
-    split_path = art.artifacts_dir(artifacts_root) / "splits" / f"{protocol}.json"
-    if not split_path.is_file():
-        raise SystemExit(f"{split_path} is missing; run `python -m train.all` first (it writes the splits).")
-    train_ids = np.sort(np.asarray(load_split(split_path)["train"]))
+    train_ids = np.sort(np.asarray(art.read_split(protocol, artifacts_root)["train"]))
     train_labels = index.label_of(train_ids)
     rng = np.random.default_rng(seed)
     ids, labels, counts = [], [], {}
@@ -67,10 +64,7 @@ def _square_thumb(path: Path, size: int, quality: int = 75) -> bytes:
 
 def build(data_root=None, artifacts_root=None, protocol: str = SHIPPED_PROTOCOL) -> dict:
     index = load_index(data_root)
-    split_path = art.artifacts_dir(artifacts_root) / "splits" / f"{protocol}.json"
-    if not split_path.is_file():
-        raise SystemExit(f"{split_path} is missing; run `python -m train.all` first (it writes the splits).")
-    test_ids = np.asarray(load_split(split_path)["test"])
+    test_ids = np.asarray(art.read_split(protocol, artifacts_root)["test"])
     test_labels = index.label_of(test_ids)
 
     # 1. examples: first test image of each chosen class

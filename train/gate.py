@@ -15,7 +15,7 @@ from timm.data import ImageNetInfo
 from torch import nn
 
 from flowers_core import artifacts as art
-from flowers_core.data import decoded_images, load_index, load_split
+from flowers_core.data import SHIPPED_PROTOCOL, decoded_images, load_index
 from flowers_core.evaluate import pass_threshold, softmax
 from flowers_core.gate import GATE_CMD, flower_classes, flower_score
 from flowers_core.models import lite_weights_file, load_by_order
@@ -81,7 +81,7 @@ def build_gate(net: nn.Module, train_squares: torch.Tensor, val_squares: torch.T
                        + ". Flower score = softmax mass on the flower-like ImageNet classes; below the threshold "
                          "a photo is 'not a flower'.",
         "format": "onnx", "file": GATE_FILE, "file_bytes": path.stat().st_size,
-        "preprocess": preprocess.to_dict(), "split": "splits/stratified.json",
+        "preprocess": preprocess.to_dict(), "split": art.split_file(SHIPPED_PROTOCOL),
         **fitted,
         "class_names": [imagenet_names[c] for c in fitted["classes"]] if imagenet_names else None,
         "how_chosen": f"classes: the fewest ImageNet classes carrying {mass:.0%} of the mean ImageNet softmax over "
@@ -125,7 +125,7 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     index = load_index(args.data_root)
-    split = load_split(art.artifacts_dir(args.artifacts) / "splits" / "stratified.json")
+    split = art.read_split(SHIPPED_PROTOCOL, args.artifacts)
     preprocess = Preprocess(INPUT_SIZE)
     squares = decoded_images(index, preprocess.resize_size)
     train, val = (squares[torch.as_tensor(split[part]) - 1] for part in ("train", "val"))

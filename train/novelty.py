@@ -46,12 +46,9 @@ def fit_novelty(name: str = catalog.PRODUCTION, data_root=None, artifacts_root=N
     ws = Workspace(SHIPPED_PROTOCOL, data_root, artifacts_root)
     pre = Preprocess.from_dict(entry.preprocess)
     val_squares = ws.squares(pre.resize_size, "val")
-    before = OnnxSession(path, threads)(pre.eval_view(val_squares[:BATCH]).numpy())
-    add_feature_output(path)
+    add_feature_output(path, pre.eval_view(val_squares[:BATCH]).numpy())  # a file made before the check existed
     session = OnnxSession(path, threads)
-    val_logits, val_features = onnx_outputs(session, val_squares, pre)
-    if not np.array_equal(val_logits[:BATCH], before):
-        raise SystemExit(f"adding the features output changed {path}'s logits; not recorded")
+    _, val_features = onnx_outputs(session, val_squares, pre)
     _, train_features = onnx_outputs(session, ws.squares(pre.resize_size, "train"), pre)
     _, test_features = onnx_outputs(session, ws.squares(pre.resize_size, "test"), pre)
     rel = f"models/{name}_novelty.npz"

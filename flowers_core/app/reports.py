@@ -12,7 +12,7 @@ import pandas as pd
 
 from .. import artifacts as art
 from .. import catalog
-from ..data import PROTOCOLS, SHIPPED_PROTOCOL, load_split
+from ..data import PROTOCOLS, SHIPPED_PROTOCOL
 from ..evaluate import classification_metrics, coverage_accuracy, entropy, reliability_bins
 from ..gallery import dataset_labels
 
@@ -22,6 +22,7 @@ ROBUSTNESS_FILE = "reports/robustness.json"
 ROBUSTNESS_CMD = "python -m flowers_core.bench.robustness"
 REALWORLD_FILE = "reports/realworld.json"
 REALWORLD_CMD = "python -m flowers_core.bench.realworld"
+APP_BENCHMARK_CMD = "python -m flowers_core.bench.app_benchmark"
 
 
 def pretty(name: str) -> str:
@@ -36,15 +37,12 @@ def models(protocol: str = SHIPPED_PROTOCOL, root=None) -> list[str]:
 
 
 def has_weights(name: str, root=None) -> bool:
-    """Can this model be loaded to classify new images (stratified protocol, files present)?"""
+    """Can this model be loaded to classify new images (shipped protocol, every file it loads present)?"""
     try:
-        entry = art.model_entry(name, SHIPPED_PROTOCOL, root)
-    except art.ArtifactMissing:
+        files = art.model_files(name, SHIPPED_PROTOCOL, root)
+    except art.ArtifactMissing:  # not recorded (or an ensemble member not recorded)
         return False
-    if entry.format == "ensemble":
-        return all(has_weights(m, root) for m in entry.members)
-    rel = entry.own_file()
-    return bool(rel) and (art.artifacts_dir(root) / rel).is_file()
+    return bool(files) and all((art.artifacts_dir(root) / f).is_file() for f in files)
 
 
 def _read_json(rel: str, root=None, command: str = "python -m train.all"):
@@ -250,7 +248,7 @@ def coverage(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> tuple[pd
     unc = entry.uncertainty
     rel = unc.get("coverage_accuracy")
     if rel and (art.artifacts_dir(root) / rel).is_file():
-        curve = json.loads((art.artifacts_dir(root) / rel).read_text())["test"]  # written by train.uncertainty
+        curve = json.loads((art.artifacts_dir(root) / rel).read_text())["test"]  # distill.update_uncertainty's file
         return pd.DataFrame(curve), unc.get("entropy_threshold"), rel
     probs, _, labels = test_probs(name, protocol, root)
     return pd.DataFrame(coverage_accuracy(probs, labels)), unc.get("entropy_threshold"), entry.probs["test"]
@@ -262,10 +260,7 @@ def class_distribution(protocol: str = SHIPPED_PROTOCOL, root=None) -> pd.DataFr
     labels = dataset_labels()
     if labels is None:
         raise art.ArtifactMissing("assets/dataset_labels.json is missing; run `python -m train.gallery --build`.")
-    split_path = art.artifacts_dir(root) / "splits" / f"{protocol}.json"
-    if not split_path.is_file():
-        raise art.ArtifactMissing(f"{split_path} is missing; run `python -m train.all --protocol {protocol}`.")
-    split = load_split(split_path)
+    split = art.read_split(protocol, root)
     df = pd.DataFrame({"class": classes})
     for part, ids in split.items():
         ids = np.asarray(ids)

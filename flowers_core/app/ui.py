@@ -412,17 +412,27 @@ def species_rows(table, query: str, order: str):
 # ---------------------------------------------------------------------------------------------
 # Live latency (the visitor's own measurement)
 # ---------------------------------------------------------------------------------------------
-@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
-def _timed_model(name: str, threads: int, root: str, mtime: float):
-    from ..weights import load_model  # torch: loaded by the Latency page only (Classify starts without it)
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def _onnx_module(name: str, threads: int, root: str, mtime: float):
+    """An ONNX model as a module with its own intra-op thread count (a session fixes it when it is made)."""
+    from ..weights import OnnxClassifier  # torch: loaded by the Latency page only (Classify starts without it)
 
-    return load_model(name, SHIPPED_PROTOCOL, root, threads)
+    return OnnxClassifier(art.model_file(art.model_entry(name, SHIPPED_PROTOCOL, root), root), threads)
+
+
+def _timed_model(name: str, threads: int, root: str, mtime: float):
+    """What the live measurement times: torch models are the shared predictor's (``measure`` sets torch's
+    thread count per call); ONNX models get a session with ``threads``."""
+    if art.model_entry(name, SHIPPED_PROTOCOL, root).format == "onnx":
+        return _onnx_module(name, threads, root, mtime)
+    return _predictor(name, SHIPPED_PROTOCOL, root, mtime).model
 
 
 def live_latency(names: list[str], threads: int, batch: int, iters: int, warmup: int = 3,
                  progress=None) -> list[dict]:
     """Time each model on a random batch here and now; ``progress(done, total)`` over all models."""
-    import torch  # the Latency page only (see _timed_model)
+    # torch (and timing, which uses it): imported by the Latency page only, so Classify starts without them
+    import torch
 
     from ..timing import measure
 

@@ -3,8 +3,9 @@
 Users' own photos are harder than Flowers-102's centred close-ups. This benchmark re-scores the
 stratified test images under fixed, seeded shifts that such photos show (a flower off-centre or
 small in the frame, blur, low light with a colour cast, low resolution, heavy JPEG compression, a
-sideways shot) and reports, per model and shift: top-1, how often the "not sure" flag fires
-(entropy above the stored threshold) and the accuracy of the answers that are not flagged.
+sideways shot) and reports, per model and shift: top-1, how often the verdict is "not sure" (the
+model's entropy threshold, and its novelty check when it has one) and the accuracy of the answers
+that are not flagged.
 It is a benchmark, not a test: the result goes to ``<artifacts>/reports/robustness.json``.
 """
 from __future__ import annotations
@@ -23,7 +24,6 @@ from torchvision.transforms.v2 import functional as F
 from .. import artifacts as art
 from .. import catalog
 from ..data import SHIPPED_PROTOCOL
-from ..evaluate import entropy
 from ..inference import Predictor
 from ..pipeline import Workspace
 
@@ -59,12 +59,15 @@ def shifts(size: int) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
 
 
 def score(predictor: Predictor, squares: torch.Tensor, labels: np.ndarray, batch_size: int = 32) -> dict:
-    probs = np.concatenate([predictor.probabilities(predictor.preprocess.eval_view(squares[i: i + batch_size]))
-                            for i in range(0, len(squares), batch_size)])
+    """Top-1 and, when the model has a 'not sure' signal, how the verdict (``inference.verdict``, no flower
+    gate: these are all flowers) splits the images and the accuracy on each side."""
+    preds = [p for i in range(0, len(squares), batch_size)
+             for p in predictor.predict_batch(predictor.preprocess.eval_view(squares[i: i + batch_size]))]
+    probs = np.stack([p.probs for p in preds])
     correct = probs.argmax(-1) == labels
     out = {"top1": float(correct.mean()), "mean_confidence": float(probs.max(-1).mean())}
-    if predictor.threshold is not None:
-        flagged = entropy(probs) > predictor.threshold
+    if predictor.threshold is not None or predictor.typicality_threshold is not None:
+        flagged = np.array([p.verdict == "not_sure" for p in preds])
         out["flagged_not_sure"] = float(flagged.mean())
         out["accuracy_when_answered"] = float(correct[~flagged].mean()) if (~flagged).any() else None
         out["accuracy_when_flagged"] = float(correct[flagged].mean()) if flagged.any() else None
