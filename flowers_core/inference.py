@@ -275,12 +275,9 @@ class Predictor:
     def flower_threshold(self) -> float | None:
         return None if self.gate is None else self.gate.threshold
 
-    def logits(self, batch) -> np.ndarray:
-        """Normalised batch (numpy array or torch tensor) -> the model's logits as a numpy array."""
-        return self.logits_and_typicality(batch)[0]
-
     def logits_and_typicality(self, batch) -> tuple[np.ndarray, np.ndarray | None]:
-        """The logits, and each image's typicality when the model ships a novelty check (else None)."""
+        """Normalised batch (numpy array or torch tensor) -> the model's logits (numpy), and each image's
+        typicality when the model ships a novelty check (else None)."""
         if not self.runs_on_torch:
             if self.typicality is None:
                 return self.model(np.asarray(batch)), None
@@ -290,12 +287,6 @@ class Predictor:
 
         with torch.inference_mode():
             return torch.as_tensor(self.model(torch.as_tensor(batch))).float().numpy(), None
-
-    def probabilities(self, batch) -> np.ndarray:
-        return self.calibrated(self.logits(batch))
-
-    def calibrated(self, logits: np.ndarray) -> np.ndarray:
-        return softmax(logits, self.temperature).astype(np.float32)
 
     def predict(self, img: Image.Image) -> Prediction:
         return self.predict_many([img])[0]
@@ -315,7 +306,7 @@ class Predictor:
         gate, if any. ``latency_ms`` is the time per image since ``start`` (default: now)."""
         start = time.perf_counter() if start is None else start
         logits, typicality = self.logits_and_typicality(batch)
-        probs = self.calibrated(logits)
+        probs = softmax(logits, self.temperature).astype(np.float32)
         latency = (time.perf_counter() - start) * 1000 / len(probs)
         scores = [None] * len(probs) if flower_scores is None else [float(s) for s in flower_scores]
         typical = [None] * len(probs) if typicality is None else [float(t) for t in typicality]

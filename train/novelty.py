@@ -26,14 +26,10 @@ PASS_RATE = 0.99  # as the flower gate: 1 in 100 validation flowers is called "n
 BATCH = 64
 
 
-def onnx_outputs(session: OnnxSession, squares, pre: Preprocess) -> tuple[np.ndarray, np.ndarray]:
-    """(logits, features) of decoded squares through the ONNX file, in the eval view."""
-    logits, features = [], []
-    for i in range(0, len(squares), BATCH):
-        out = session.outputs(pre.eval_view(squares[i: i + BATCH]).numpy())
-        logits.append(out[session.output_names[0]])
-        features.append(out[FEATURES_OUTPUT])
-    return np.concatenate(logits), np.concatenate(features)
+def onnx_features(session: OnnxSession, squares, pre: Preprocess) -> np.ndarray:
+    """The pooled features of decoded squares through the ONNX file, in the eval view."""
+    return np.concatenate([session.outputs(pre.eval_view(squares[i: i + BATCH]).numpy(), [FEATURES_OUTPUT])[FEATURES_OUTPUT]
+                           for i in range(0, len(squares), BATCH)])
 
 
 def fit_novelty(name: str = catalog.PRODUCTION, data_root=None, artifacts_root=None, pass_rate: float = PASS_RATE,
@@ -42,15 +38,14 @@ def fit_novelty(name: str = catalog.PRODUCTION, data_root=None, artifacts_root=N
     entry = art.model_entry(name, SHIPPED_PROTOCOL, artifacts_root)
     if entry.format != "onnx":
         raise SystemExit(f"{name} is not an ONNX model: the novelty check reads the shipped file's features")
-    path = art.artifacts_dir(artifacts_root) / entry.file
+    path = art.model_file(entry, artifacts_root)
     ws = Workspace(SHIPPED_PROTOCOL, data_root, artifacts_root)
     pre = Preprocess.from_dict(entry.preprocess)
     val_squares = ws.squares(pre.resize_size, "val")
     add_feature_output(path, pre.eval_view(val_squares[:BATCH]).numpy())  # a file made before the check existed
     session = OnnxSession(path, threads)
-    _, val_features = onnx_outputs(session, val_squares, pre)
-    _, train_features = onnx_outputs(session, ws.squares(pre.resize_size, "train"), pre)
-    _, test_features = onnx_outputs(session, ws.squares(pre.resize_size, "test"), pre)
+    train_features, val_features, test_features = (onnx_features(session, ws.squares(pre.resize_size, part), pre)
+                                                    for part in ("train", "val", "test"))
     rel = f"models/{name}_novelty.npz"
     nbytes = Typicality.fit(train_features, ws.labels("train").numpy(), len(ws.index.classes)).save(
         art.artifacts_dir(artifacts_root) / rel)
