@@ -22,7 +22,7 @@ from .data import SHIPPED_PROTOCOL
 from .evaluate import entropy as entropy_of
 from .evaluate import softmax
 from .gate import FlowerGate, has_gate
-from .novelty import FEATURES_OUTPUT, NOVELTY_CMD, Typicality
+from .novelty import FEATURES_OUTPUT, NOVELTY_CMD, EnsembleTypicality, Typicality
 from .preprocess import Preprocess
 from .runtime import OnnxSession
 
@@ -227,6 +227,30 @@ class Prediction:
         return d
 
 
+def novelty_check(entry: art.ModelEntry, protocol: str, root, model) -> Typicality | EnsembleTypicality | None:
+    """The recorded novelty check of ``entry`` (``train.novelty``), ready to score ``model``'s features;
+    None, with a warning, when it is recorded but cannot run (a pack or the ONNX features output missing)."""
+    folder = art.artifacts_dir(root)
+    if entry.format == "ensemble":
+        members = [art.model_entry(m, protocol, root).novelty or {} for m in entry.members]
+        packs = [folder / m["file"] if m.get("file") else None for m in members]
+    else:
+        packs = [folder / entry.novelty["file"]]
+    usable = all(p is not None and p.is_file() for p in packs)
+    if isinstance(model, OnnxSession) and FEATURES_OUTPUT not in model.output_names:
+        usable = False
+    if not usable:  # the answers would lose a safety signal, so say so
+        log.warning("%s: its novelty check is recorded but a pack or the ONNX '%s' output is missing; run `%s`",
+                    entry.name, FEATURES_OUTPUT, NOVELTY_CMD)
+        return None
+    if entry.format != "ensemble":
+        return Typicality.load(packs[0])
+    stats = entry.novelty["members"]
+    return EnsembleTypicality(tuple(Typicality.load(p) for p in packs),
+                              tuple(float(stats[m]["centre"]) for m in entry.members),
+                              tuple(float(stats[m]["scale"]) for m in entry.members))
+
+
 class Predictor:
     """A shipped model ready to classify PIL images; read-only after construction (thread-safe).
 
@@ -234,24 +258,20 @@ class Predictor:
     with it never loads torch; torch models are rebuilt by ``weights.load_model``.
     ``threads``: intra-op threads (None: the runtime's default).
     ``gate``: True loads the shipped flower gate when there is one; pass a ``FlowerGate`` to share one
-    between models, or None for no gate (then no photo is called "not a flower")."""
+    between models, or None for no gate (then no photo is called "not a flower").
+    ``novelty``: False leaves the model's novelty check off (entropy alone decides "not sure"), for the
+    benchmarks' measurement of what the check changes."""
 
-    typicality: Typicality | None = None  # the novelty check, when the model ships one (set in __init__)
+    typicality: Typicality | EnsembleTypicality | None = None  # the novelty check, when the model ships one
     typicality_threshold: float | None = None
 
-    def __init__(self, name: str, protocol: str = SHIPPED_PROTOCOL, root=None, gate=True, threads: int | None = None):
+    def __init__(self, name: str, protocol: str = SHIPPED_PROTOCOL, root=None, gate=True, threads: int | None = None,
+                 novelty: bool = True):
         self.name = name
         self.entry = art.model_entry(name, protocol, root)
         self.classes = art.class_names(root)
         if self.entry.format == "onnx":
             self.model = OnnxSession(art.model_file(self.entry, root), threads)
-            novelty = self.entry.novelty
-            if novelty and (art.artifacts_dir(root) / novelty["file"]).is_file() and FEATURES_OUTPUT in self.model.output_names:
-                self.typicality = Typicality.load(art.artifacts_dir(root) / novelty["file"])
-                self.typicality_threshold = float(novelty["threshold"])
-            elif novelty:  # recorded but not usable: the answers lose a safety signal, so say so
-                log.warning("%s: its novelty check is recorded but %s or the file's '%s' output is missing; "
-                            "run `%s`", name, novelty["file"], FEATURES_OUTPUT, NOVELTY_CMD)
         else:
             import torch  # only when a torch model is asked for: the ONNX path starts without it
 
@@ -260,6 +280,10 @@ class Predictor:
             if threads:
                 torch.set_num_threads(threads)
             self.model = load_model(name, protocol, root)
+        if novelty and self.entry.novelty:
+            self.typicality = novelty_check(self.entry, protocol, root, self.model)
+            if self.typicality is not None:
+                self.typicality_threshold = float(self.entry.novelty["threshold"])
         self.preprocess = Preprocess.from_dict(self.entry.preprocess)
         self.temperature = self.entry.temperature
         self.threshold = self.entry.entropy_threshold
@@ -286,7 +310,14 @@ class Predictor:
         import torch  # already loaded by the torch model this predictor holds
 
         with torch.inference_mode():
-            return torch.as_tensor(self.model(torch.as_tensor(batch))).float().numpy(), None
+            x = torch.as_tensor(batch)
+            if self.typicality is None:
+                return self.model(x).float().numpy(), None
+            if isinstance(self.typicality, EnsembleTypicality):
+                logits, features = self.model.logits_and_member_features(x)
+                return logits.float().numpy(), self.typicality.scores([f.float().numpy() for f in features])
+            logits, features = self.model.logits_and_features(x)
+            return logits.float().numpy(), self.typicality.scores(features.float().numpy())
 
     def predict(self, img: Image.Image) -> Prediction:
         return self.predict_many([img])[0]

@@ -136,8 +136,15 @@ class LinearHead(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(channels, num_classes)
 
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
+        """The pooled features the classifier reads (the novelty check's feature space)."""
+        return fmap.mean((2, 3))
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(pooled))
+
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop(fmap.mean((2, 3))))
+        return self.classify(self.pool(fmap))
 
 
 class AttentionHead(nn.Module):
@@ -153,10 +160,16 @@ class AttentionHead(nn.Module):
         """[B, 1, H, W] in (0, 1): where the classifier looks."""
         return torch.sigmoid(self.score(fmap))
 
-    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Attention-weighted average of the feature map: the features the classifier reads."""
         a = self.attention(fmap)
-        pooled = (fmap * a).sum((2, 3)) / a.sum((2, 3)).clamp_min(1e-6)
+        return (fmap * a).sum((2, 3)) / a.sum((2, 3)).clamp_min(1e-6)
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.fc(self.drop(pooled))
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.pool(fmap))
 
 
 HEADS = {"linear": LinearHead, "attention": AttentionHead}
@@ -194,6 +207,14 @@ class FlowerNet(nn.Module):
 
     def forward_from_trunk(self, trunk_out: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages[self.frozen_stages:](trunk_out))
+
+    def logits_and_features_from_trunk(self, trunk_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = self.head.pool(self.stages[self.frozen_stages:](trunk_out))
+        return self.head.classify(pooled), pooled
+
+    def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits and the pooled features the classifier read to produce them."""
+        return self.logits_and_features_from_trunk(self.trunk()(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(x))
@@ -265,16 +286,28 @@ class Ensemble(nn.Module):
                              for i, m in enumerate(members)]
         self.shares_trunk = [self.trunk_source.count(src) > 1 for src in self.trunk_source]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Returns log-probabilities, so that softmax(output) is the vote (callers treat every model's
-        output as logits)."""
+    def member_outputs(self, x: torch.Tensor, features: bool = False) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Each member's logits, and its pooled features when ``features`` (members built on one trunk share its pass)."""
         trunk_out: dict[int, torch.Tensor] = {}
-        logits = []
+        outputs = []
         for m, src, shared in zip(self.members, self.trunk_source, self.shares_trunk):
             if shared:
                 if src not in trunk_out:
                     trunk_out[src] = self.members[src].trunk()(x)
-                logits.append(m.forward_from_trunk(trunk_out[src]))
+                outputs.append(m.logits_and_features_from_trunk(trunk_out[src]) if features
+                               else (m.forward_from_trunk(trunk_out[src]), None))
             else:
-                logits.append(m(x))
+                outputs.append(m.logits_and_features(x) if features else (m(x), None))
+        return outputs
+
+    def vote(self, logits: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Log-probabilities, so that softmax(output) is the vote (callers treat every model's output as logits)."""
         return soft_vote(logits, self.temperatures, self.weights).clamp_min(1e-12).log()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vote([logits for logits, _ in self.member_outputs(x)])
+
+    def logits_and_member_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The vote (as ``forward``) and every member's pooled features (the ensemble's novelty check)."""
+        outputs = self.member_outputs(x, features=True)
+        return self.vote([logits for logits, _ in outputs]), [f for _, f in outputs]

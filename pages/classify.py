@@ -69,8 +69,8 @@ with right:
             + (f"- Flower score: **{pred.flower_score:.3f}** (ImageNet mass on flower-like classes; below "
                f"**{clf.flower_threshold:.3f}** the photo is called not a flower)\n" if pred.flower_score is not None
                else "- Flower gate: not available in this copy (`python -m train.gate`)\n")
-            + (f"- Typicality: **{pred.typicality:.0f}** (closeness of the photo's features to the 102 species; "
-               f"below **{clf.typicality_threshold:.0f}** the answer is 'not sure')\n" if pred.typicality is not None
+            + (f"- Typicality: **{pred.typicality:,.1f}** (closeness of the photo's features to the 102 species; "
+               f"below **{clf.typicality_threshold:,.1f}** the answer is 'not sure')\n" if pred.typicality is not None
                else "")
             + f"- Verdict: `{pred.verdict}`\n"
             f"- Input: {clf.preprocess.input_size}×{clf.preprocess.input_size} centre crop of a "

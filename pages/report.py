@@ -100,6 +100,16 @@ try:
         st.warning(f"Stale: {', '.join(rw_info['stale'])} changed since; re-run `{reports.REALWORLD_CMD}`.")
 except art.ArtifactMissing as e:
     ui.missing(str(e), "The real-world table")
+try:
+    novelty = reports.novelty_table()
+    st.write("**Novelty checks.** A flower whose features lie far from every species seen in training is "
+             "answered *not sure*, however confident the model's softmax: below each model's threshold, set so "
+             "that 99% of the validation flowers pass.")
+    st.dataframe(novelty, hide_index=True,
+                 column_config={c: st.column_config.NumberColumn(format="percent")
+                                for c in ("validation flowers passing", "test images passing")})
+except art.ArtifactMissing as e:
+    ui.missing(str(e), "The novelty checks")
 
 # --- calibration ---------------------------------------------------------------------------------
 st.header("Calibration and selective prediction")

@@ -94,3 +94,33 @@ def test_ensemble_runs_a_shared_frozen_trunk_once():
 def test_registry_lists_the_documented_architectures():
     assert {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet50",
             "mobilenet_v3_large"} <= set(ARCHS)
+
+
+@pytest.mark.parametrize("head", ["linear", "attention"])
+def test_logits_and_features_are_the_forward_and_what_the_classifier_reads(head):
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", head, 5, pretrained=False, input_size=32).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        logits, features = model.logits_and_features(x)
+        fmap = model.feature_map(x)
+        expected = (fmap.mean((2, 3)) if head == "linear"
+                    else (fmap * model.head.attention(fmap)).sum((2, 3)) / model.head.attention(fmap).sum((2, 3)))
+        assert torch.allclose(logits, model(x), atol=1e-5)
+        assert torch.allclose(features, expected, atol=1e-5)
+        assert torch.allclose(model.head.fc(features), logits, atol=1e-5)
+
+
+def test_the_ensemble_gives_its_vote_and_every_members_features():
+    torch.manual_seed(0)
+    a = create_model("efficientnet_lite0", "linear", 5, pretrained=False, input_size=32).eval()
+    b = create_model("efficientnet_lite0", "attention", 5, pretrained=False, input_size=32).eval()
+    b.trunk().load_state_dict(a.trunk().state_dict())  # a shared trunk: its pass is shared too
+    ens = Ensemble([a, b], temperatures=[0.5, 2.0]).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        vote, features = ens.logits_and_member_features(x)
+        assert torch.allclose(vote, ens(x), atol=1e-6)
+        assert len(features) == 2
+        for member, f in zip((a, b), features):
+            assert torch.allclose(f, member.logits_and_features(x)[1], atol=1e-5)

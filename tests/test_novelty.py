@@ -4,13 +4,15 @@ import shutil
 
 import numpy as np
 import onnx
+import pytest
 from PIL import Image
 
 from _level5 import student_artifacts  # noqa: F401  (session fixture)
 from flowers_core import artifacts as art
+from flowers_core import catalog
 from flowers_core.data import load_index
 from flowers_core.inference import Predictor, verdict
-from flowers_core.novelty import FEATURES_OUTPUT, Typicality
+from flowers_core.novelty import FEATURES_OUTPUT, EnsembleTypicality, Typicality, standardisation
 from flowers_core.quantize import add_feature_output
 from flowers_core.runtime import OnnxSession
 from train.novelty import fit_novelty
@@ -42,6 +44,39 @@ def test_typical_flowers_score_higher_than_far_ones_and_the_pack_round_trips(tmp
     typ.save(tmp_path / "pack.npz")
     loaded = Typicality.load(tmp_path / "pack.npz")  # plain arrays: np.load without pickle
     assert np.array_equal(loaded.scores(x), typ.scores(x))
+
+
+def test_the_scores_keep_numpys_blas_on_one_thread_and_give_it_back(monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    x, labels, _ = clusters()
+    typ = Typicality.fit(x, labels, 3)
+    with threadpool_limits(2, user_api="blas"):
+        before = blas_threads()
+        assert before and set(before.values()) == {2}
+        during = []
+        real_asarray = np.asarray  # the scores' first step, inside their BLAS limit
+        monkeypatch.setattr(np, "asarray", lambda *a, **k: (during.append(blas_threads()), real_asarray(*a, **k))[1])
+        typ.scores(x)
+        monkeypatch.undo()
+        assert during and all(set(d.values()) == {1} for d in during)
+        assert blas_threads() == before  # given back afterwards
+
+
+def test_the_ensembles_typicality_is_the_mean_of_its_members_standardised():
+    x, labels, centres = clusters()
+    wide = x * 10  # a member whose distances are on another scale must not outweigh the other
+    members = (Typicality.fit(x, labels, 3), Typicality.fit(wide, labels, 3))
+    stats = [standardisation(m.scores(f)) for m, f in zip(members, (x, wide))]
+    check = EnsembleTypicality(members, tuple(c for c, _ in stats), tuple(s for _, s in stats))
+    probe = centres + np.random.default_rng(2).normal(0, 3, centres.shape)
+    per_member = [(m.scores(f) - c) / s for m, f, (c, s) in zip(members, (probe, probe * 10), stats)]
+    assert np.allclose(check.scores([probe, probe * 10]), np.mean(per_member, axis=0))
+    assert np.allclose(per_member[0], per_member[1], rtol=1e-2, atol=1e-2)  # standardised: same scale
+    assert (check.scores([centres, centres * 10]) > check.scores([centres + 50, (centres + 50) * 10]).max()).all()
 
 
 def test_an_atypical_flower_is_not_sure_and_the_gate_still_decides_first():
@@ -113,9 +148,47 @@ def test_without_a_pack_the_check_is_off(student_artifacts):  # noqa: F811
     assert p.predict(Image.new("RGB", (64, 64), (200, 40, 90))).typicality is None
 
 
-def test_the_shipped_production_model_has_the_check():
-    """The committed artifacts: the INT8 student's file has the features output and a fitted pack."""
-    entry = art.model_entry("student_int8")
-    assert entry.novelty and entry.novelty["val_pass_rate"] >= entry.novelty["target_val_pass_rate"]
-    assert FEATURES_OUTPUT in OnnxSession(art.artifacts_dir() / entry.file).output_names
-    assert Predictor("student_int8", gate=None).typicality is not None
+def test_every_shipped_model_has_the_check():
+    """The committed artifacts: each model has a fitted check (the INT8 file its features output, the
+    ensemble its members' packs), and the production model loads it without torch's help."""
+    for name in catalog.names():
+        entry = art.model_entry(name)
+        assert entry.novelty and entry.novelty["val_pass_rate"] >= entry.novelty["target_val_pass_rate"], name
+        if entry.format == "ensemble":
+            assert set(entry.novelty["members"]) == set(entry.members)
+        else:
+            assert (art.artifacts_dir() / entry.novelty["file"]).is_file()
+    int8 = art.model_entry(catalog.PRODUCTION)
+    assert FEATURES_OUTPUT in OnnxSession(art.artifacts_dir() / int8.file).output_names
+    assert Predictor(catalog.PRODUCTION, gate=None).typicality is not None
+
+
+def test_every_model_gets_a_check_the_ensemble_from_its_members(trained_artifacts, synthetic_root, tmp_path, caplog):
+    root = tmp_path / "artifacts"
+    shutil.copytree(trained_artifacts, root)
+    with pytest.raises(SystemExit, match="members' novelty checks first"):
+        fit_novelty("ensemble", synthetic_root, root, pass_rate=0.9, threads=1)
+    for name in ("level1", "level2", "level3", "ensemble"):
+        info = fit_novelty(name, synthetic_root, root, pass_rate=0.9, threads=1)
+        assert info["val_pass_rate"] >= 0.9
+    ensemble = art.model_entry("ensemble", root=root).novelty
+    assert set(ensemble["members"]) == {"level1", "level2", "level3"} and "file" not in ensemble
+    assert all(s["scale"] > 0 for s in ensemble["members"].values())
+
+    img = Image.open(load_index(synthetic_root).path(1)).convert("RGB")
+    for name in ("level3", "ensemble"):
+        predictor = Predictor(name, root=root, gate=None)
+        assert predictor.typicality is not None and predictor.predict(img).typicality is not None
+        assert Predictor(name, root=root, gate=None, novelty=False).predict(img).typicality is None
+        manifest = json.loads((root / "manifest.json").read_text())
+        recorded = manifest["models"]["stratified"][name]
+        recorded.get("uncertainty", {}).pop("entropy_threshold", None)  # only the novelty check can reject
+        recorded["novelty"]["threshold"] = 1e30  # nothing is that typical
+        (root / "manifest.json").write_text(json.dumps(manifest))
+        strict = Predictor(name, root=root, gate=None)
+        assert strict.predict(img).verdict == "not_sure" and strict.predict(img).uncertain is True
+
+    (root / art.model_entry("level2", root=root).novelty["file"]).unlink()  # a member's pack lost
+    with caplog.at_level("WARNING"):
+        assert Predictor("ensemble", root=root, gate=None).typicality is None
+    assert "novelty check is recorded" in caplog.text

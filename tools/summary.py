@@ -212,8 +212,8 @@ def robustness_section(root=None) -> list[str]:
         shown[c] = shown[c].map(pct)
     return [f"### Robustness: the test split under photo-like shifts (`{reports.ROBUSTNESS_CMD}`)", "",
             f"The {info['n_images']} {info['protocol']} test images, each shifted the same seeded way for every "
-            "model. 'not sure' = share of answers flagged 'not sure' by the verdict (the model's entropy threshold, and the "
-            "INT8 student's novelty check when the report was made with it); 'accuracy when answered' = "
+            "model. 'not sure' = share of answers flagged 'not sure' by the verdict (the model's entropy threshold "
+            "and its novelty check); 'accuracy when answered' = "
             "top-1 of the answers that are not flagged.", "", md(shown), ""]
 
 
@@ -243,7 +243,25 @@ def realworld_section(root=None) -> list[str]:
             f"{info['date']}. 'answered' = share of the 8 species given a species (verdict neither 'not sure' nor "
             "'not a flower'); 'accuracy when answered' = top-1 of those answers; time = all photos through the "
             f"model on 2 threads (the gate's time not included).{stale}", "",
-            md(table), "", gate_text, "", "Top-1 per species:", "", md(species), ""]
+            md(table), "", gate_text, "", *novelty_lines(root), "Top-1 per species:", "", md(species), ""]
+
+
+def novelty_lines(root=None) -> list[str]:
+    try:
+        table = reports.novelty_table(root)
+    except art.ArtifactMissing as e:
+        return [str(e), ""]
+    for c in ("validation flowers passing", "test images passing"):
+        table[c] = table[c].map(pct)
+    table["threshold"] = table["threshold"].map(lambda v: f"{v:,.2f}")
+    table["stored (MB)"] = table["stored (MB)"].map(lambda v: "members' packs" if pd.isna(v) else f"{v:.2f}")
+    return ["'Not sure' also comes from each model's novelty check (`python -m train.novelty`): minus the squared "
+            "Mahalanobis distance of the photo's pooled features to the nearest training-class mean (one covariance "
+            "shared by the classes, fitted on the training images); for the ensemble, the mean of its members' "
+            "scores, each standardised by its mean and spread over the validation flowers. Each threshold is the "
+            "score 99% of the validation flowers reach, fixed before the photos were scored. "
+            "`realworld_before_novelty.json` (Recipes table below) is the same run with the checks off.", "",
+            md(table), ""]
 
 
 def recipe_ablation_section(root=None) -> list[str]:
@@ -255,7 +273,7 @@ def recipe_ablation_section(root=None) -> list[str]:
         table[c] = table[c].map(pct)
     return ["### Recipes on people's photos and on the test split", "",
             f"Each `reports/realworld*.json` is one run of `{reports.REALWORLD_CMD}` (`realworld.json`: the shipped "
-            "models; `realworld_before_novelty.json`: the shipped INT8 student before it got its novelty check; the "
+            "models; `realworld_before_novelty.json`: the same models with their novelty checks off, `--without-novelty`; the "
             "others: models of a recipe that was tried and not shipped, measured the same way before they were "
             "replaced). The column \"'not sure' from\" names the signals behind the 'not sure' answers (the flower "
             "gate decides 'not a flower' in every row). 'test top-1' is the 80/10/10 test split of the same models.", "",

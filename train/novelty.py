@@ -1,9 +1,10 @@
-"""The production model's novelty check (``flowers_core.novelty``): its ONNX file gets the pooled
-features as a second output, a Mahalanobis typicality is fitted on the training images' features,
-and its threshold is set on validation (99% of the validation flowers pass); the pack and the
-threshold go to the manifest entry's ``novelty`` section.
+"""The novelty check of every shipped model (``flowers_core.novelty``): a Mahalanobis typicality of the
+pooled features, fitted on the training images, with its threshold set on validation (99% of the
+validation flowers pass); the ensemble's check is the mean of its members' standardised typicality.
+Each pack and threshold go to the model's manifest entry (``novelty``). The INT8 file first gets its
+pooled features as a second ONNX output (its logits unchanged).
 
-    python -m train.novelty [--pass-rate 0.99]
+    python -m train.novelty [--models level1 ... student_int8] [--pass-rate 0.99]
 """
 from __future__ import annotations
 
@@ -16,67 +17,112 @@ from flowers_core import artifacts as art
 from flowers_core import catalog
 from flowers_core.data import SHIPPED_PROTOCOL
 from flowers_core.evaluate import pass_threshold
-from flowers_core.novelty import FEATURES_OUTPUT, NOVELTY_CMD, RIDGE, Typicality
+from flowers_core.inference import Predictor
+from flowers_core.novelty import FEATURES_OUTPUT, NOVELTY_CMD, RIDGE, EnsembleTypicality, Typicality, standardisation
 from flowers_core.pipeline import Workspace
 from flowers_core.preprocess import Preprocess
 from flowers_core.quantize import add_feature_output
-from flowers_core.runtime import OnnxSession
 
 PASS_RATE = 0.99  # as the flower gate: 1 in 100 validation flowers is called "not sure" by this check alone
 BATCH = 64
+PARTS = ("train", "val", "test")
 
 
-def onnx_features(session: OnnxSession, squares, pre: Preprocess) -> np.ndarray:
-    """The pooled features of decoded squares through the ONNX file, in the eval view."""
-    return np.concatenate([session.outputs(pre.eval_view(squares[i: i + BATCH]).numpy(), [FEATURES_OUTPUT])[FEATURES_OUTPUT]
-                           for i in range(0, len(squares), BATCH)])
+def pooled_features(predictor: Predictor, squares) -> np.ndarray | list[np.ndarray]:
+    """The pooled features of decoded squares through the shipped model, in its eval view: the ONNX
+    file's features output, a torch model's pooling, or (the ensemble) one array per member."""
+    pre = predictor.preprocess
+    chunks = []
+    for i in range(0, len(squares), BATCH):
+        batch = pre.eval_view(squares[i: i + BATCH])
+        if not predictor.runs_on_torch:
+            chunks.append([predictor.model.outputs(batch.numpy(), [FEATURES_OUTPUT])[FEATURES_OUTPUT]])
+            continue
+        import torch  # loaded already by the torch model
+
+        with torch.inference_mode():
+            if predictor.entry.format == "ensemble":
+                chunks.append([f.float().numpy() for f in predictor.model.logits_and_member_features(batch)[1]])
+            else:
+                chunks.append([predictor.model.logits_and_features(batch)[1].float().numpy()])
+    per_output = [np.concatenate(parts) for parts in zip(*chunks)]
+    return per_output if predictor.entry.format == "ensemble" else per_output[0]
 
 
 def fit_novelty(name: str = catalog.PRODUCTION, data_root=None, artifacts_root=None, pass_rate: float = PASS_RATE,
                 threads: int | None = None) -> dict:
+    """Fit ``name``'s novelty check and record it in its manifest entry (an ensemble's members first need theirs)."""
     t0 = time.perf_counter()
     entry = art.model_entry(name, SHIPPED_PROTOCOL, artifacts_root)
-    if entry.format != "onnx":
-        raise SystemExit(f"{name} is not an ONNX model: the novelty check reads the shipped file's features")
-    path = art.model_file(entry, artifacts_root)
     ws = Workspace(SHIPPED_PROTOCOL, data_root, artifacts_root)
     pre = Preprocess.from_dict(entry.preprocess)
-    val_squares = ws.squares(pre.resize_size, "val")
-    add_feature_output(path, pre.eval_view(val_squares[:BATCH]).numpy())  # a file made before the check existed
-    session = OnnxSession(path, threads)
-    train_features, val_features, test_features = (onnx_features(session, ws.squares(pre.resize_size, part), pre)
-                                                    for part in ("train", "val", "test"))
-    rel = f"models/{name}_novelty.npz"
-    nbytes = Typicality.fit(train_features, ws.labels("train").numpy(), len(ws.index.classes)).save(
-        art.artifacts_dir(artifacts_root) / rel)
-    typicality = Typicality.load(art.artifacts_dir(artifacts_root) / rel)  # the threshold of the stored pack
-    val_scores, test_scores = typicality.scores(val_features), typicality.scores(test_features)
+    squares = {part: ws.squares(pre.resize_size, part) for part in PARTS}
+    if entry.format == "onnx":  # a file made before the check existed gets its features output
+        add_feature_output(art.model_file(entry, artifacts_root), pre.eval_view(squares["val"][:BATCH]).numpy())
+    predictor = Predictor(name, SHIPPED_PROTOCOL, artifacts_root, gate=None, threads=threads, novelty=False)
+    if entry.format == "ensemble":
+        novelty, val_scores, test_scores = ensemble_novelty(predictor, squares, artifacts_root)
+    else:
+        novelty, val_scores, test_scores = model_novelty(predictor, squares, ws, artifacts_root)
     threshold = pass_threshold(val_scores, pass_rate)
-    entry.details["file_bytes"] = path.stat().st_size  # the file grew by the features output
+    if entry.format == "onnx":
+        entry.details["file_bytes"] = art.model_file(entry, artifacts_root).stat().st_size  # grew by the output
     entry.novelty = {
-        "file": rel, "bytes": nbytes, "threshold": threshold, "target_val_pass_rate": pass_rate,
+        **novelty, "threshold": threshold, "target_val_pass_rate": pass_rate,
         "val_pass_rate": float((val_scores >= threshold).mean()),
         "test_pass_rate": float((test_scores >= threshold).mean()),
-        "method": "minus the squared Mahalanobis distance of the pooled features (the ONNX output "
-                  f"'{FEATURES_OUTPUT}') to the nearest training-class mean, shared covariance + {RIDGE} I",
-        "fitted_on": "train", "threshold_on": "val", "command": NOVELTY_CMD,
-        "seconds": round(time.perf_counter() - t0, 1),
+        "threshold_on": "val", "command": NOVELTY_CMD, "seconds": round(time.perf_counter() - t0, 1),
     }
     art.record_model(entry, artifacts_root)
     return entry.novelty
 
 
+def model_novelty(predictor: Predictor, squares: dict, ws: Workspace, artifacts_root) -> tuple[dict, np.ndarray, np.ndarray]:
+    """One model: its pack (fitted on the training images' features), and its val and test scores."""
+    name = predictor.name
+    features = {part: pooled_features(predictor, squares[part]) for part in PARTS}
+    rel = f"models/{name}_novelty.npz"
+    nbytes = Typicality.fit(features["train"], ws.labels("train").numpy(), len(ws.index.classes)).save(
+        art.artifacts_dir(artifacts_root) / rel)
+    typicality = Typicality.load(art.artifacts_dir(artifacts_root) / rel)  # the threshold of the stored pack
+    where = f"the ONNX output '{FEATURES_OUTPUT}'" if predictor.entry.format == "onnx" else "the classifier's input"
+    info = {"file": rel, "bytes": nbytes, "fitted_on": "train",
+            "method": f"minus the squared Mahalanobis distance of the pooled features ({where}) to the nearest "
+                      f"training-class mean, shared covariance + {RIDGE} I"}
+    return info, typicality.scores(features["val"]), typicality.scores(features["test"])
+
+
+def ensemble_novelty(predictor: Predictor, squares: dict, artifacts_root) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The ensemble: its members' packs, each standardised by its validation scores; their mean is its typicality."""
+    members = predictor.entry.members
+    missing = [m for m in members if not (art.model_entry(m, SHIPPED_PROTOCOL, artifacts_root).novelty or {}).get("file")]
+    if missing:
+        raise SystemExit(f"fit the members' novelty checks first: {NOVELTY_CMD} --models {' '.join(missing)}")
+    packs = [Typicality.load(art.artifacts_dir(artifacts_root)
+                             / art.model_entry(m, SHIPPED_PROTOCOL, artifacts_root).novelty["file"]) for m in members]
+    val, test = (pooled_features(predictor, squares[part]) for part in ("val", "test"))
+    stats = [standardisation(p.scores(f)) for p, f in zip(packs, val)]
+    check = EnsembleTypicality(tuple(packs), tuple(c for c, _ in stats), tuple(s for _, s in stats))
+    info = {"members": {m: {"centre": c, "scale": s} for m, (c, s) in zip(members, stats)},
+            "fitted_on": "the members' packs (train); their standardisation on val",
+            "method": "the mean of the members' typicality, each standardised by its mean and standard deviation "
+                      "over the validation flowers"}
+    return info, check.scores(val), check.scores(test)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=catalog.PRODUCTION)
+    p.add_argument("--models", nargs="+", default=catalog.names(),  # level order: members before their ensemble
+                   help="default: every shipped model")
     p.add_argument("--pass-rate", type=float, default=PASS_RATE, help="share of validation flowers that pass")
     p.add_argument("--data-root", default=None)
     p.add_argument("--artifacts", default=None)
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    info = fit_novelty(args.model, args.data_root, args.artifacts, args.pass_rate, args.threads)
-    print(f"[novelty] {args.model}: threshold {info['threshold']:.1f}, val pass {info['val_pass_rate']:.4f}, "
-          f"test pass {info['test_pass_rate']:.4f}, {info['bytes'] / 1e6:.2f} MB, {info['seconds']} s")
+    for name in args.models:
+        info = fit_novelty(name, args.data_root, args.artifacts, args.pass_rate, args.threads)
+        print(f"[novelty] {name}: threshold {info['threshold']:.3f}, val pass {info['val_pass_rate']:.4f}, "
+              f"test pass {info['test_pass_rate']:.4f}, {info['seconds']} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from .. import catalog
 from ..data import PROTOCOLS, SHIPPED_PROTOCOL
 from ..evaluate import classification_metrics, coverage_accuracy, entropy, reliability_bins
 from ..gallery import dataset_labels
+from ..novelty import NOVELTY_CMD
 
 LATENCY_FILE = "latency.json"
 LATENCY_CMD = "python -m flowers_core.bench.latency"
@@ -124,6 +125,18 @@ def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         stale.append("flower gate")
     info = {k: v for k, v in data.items() if k != "models"} | {"stale": stale}
     return pd.DataFrame(rows), species, info
+
+
+def novelty_table(root=None) -> pd.DataFrame:
+    """Every shipped model's novelty check (``train.novelty``): threshold and how many flowers pass it."""
+    rows = [{"model": pretty(name), "threshold": n["threshold"],
+             "validation flowers passing": n["val_pass_rate"], "test images passing": n["test_pass_rate"],
+             "stored (MB)": n["bytes"] / 1e6 if n.get("bytes") else None,
+             "feature space": "its members' (standardised, averaged)" if n.get("members") else "its own pooled features"}
+            for name, entry in art.model_entries(SHIPPED_PROTOCOL, root).items() if (n := entry.novelty)]
+    if not rows:
+        raise art.ArtifactMissing(f"no novelty check recorded yet: run `{NOVELTY_CMD}`.")
+    return pd.DataFrame(rows)
 
 
 def recipe_ablation(root=None) -> pd.DataFrame:

@@ -31,6 +31,7 @@ REAL_PHOTOS, NOT_FLOWERS = "real-photos", "not-flowers"
 GROUPS = ("known", "unknown", "not_flower")  # one of the 102 / a flower that is none of them / no flower
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 REPORT = "reports/realworld.json"
+BEFORE_NOVELTY_REPORT = "reports/realworld_before_novelty.json"  # the same models with entropy alone
 
 
 @dataclass(frozen=True)
@@ -105,12 +106,13 @@ def recipe_of(entry: art.ModelEntry) -> str:
 
 
 def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int | None = None,
-        threads: int | None = None, batch_size: int = 16) -> dict:
+        threads: int | None = None, batch_size: int = 16, novelty: bool = True) -> dict:
     photos = photo_set(data_root)
     if limit:  # a spread-out subset: every group stays represented
         photos = photos[:: max(1, len(photos) // limit)][:limit]
     gate = FlowerGate(artifacts_root) if has_gate(artifacts_root) else None
-    predictors = [Predictor(m, SHIPPED_PROTOCOL, artifacts_root, gate=gate, threads=threads) for m in models]
+    predictors = [Predictor(m, SHIPPED_PROTOCOL, artifacts_root, gate=gate, threads=threads, novelty=novelty)
+                  for m in models]
     seconds = dict.fromkeys(["gate", *models], 0.0)
     kept, scores, outputs = [], [], {m: ([], []) for m in models}
     errors = []
@@ -169,8 +171,12 @@ def main(argv=None) -> None:
     p.add_argument("--limit", type=int, default=None, help="score an evenly spread subset of N photos")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--output", default=None, help=f"default: <artifacts>/{REPORT}")
+    p.add_argument("--without-novelty", action="store_true",
+                   help=f"the models' novelty checks off (entropy alone says 'not sure'); e.g. --output "
+                        f"<artifacts>/{BEFORE_NOVELTY_REPORT}")
     args = p.parse_args(argv)
-    result = run(args.models, args.data_root, args.artifacts, args.limit, args.threads)
+    result = run(args.models, args.data_root, args.artifacts, args.limit, args.threads,
+                 novelty=not args.without_novelty)
     out = Path(args.output) if args.output else art.artifacts_dir(args.artifacts) / REPORT
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
