@@ -3,6 +3,7 @@ photo augmentation on the fly, CutMix/MixUp batches, the student distilled from 
 each augmented batch, and recording models trained elsewhere (``--from-trained``)."""
 from dataclasses import replace
 
+import pytest
 import torch
 
 from conftest import TEST_INPUT_SIZE
@@ -76,3 +77,17 @@ def test_train_all_forwards_the_shell_arguments_to_level5(monkeypatch):
     monkeypatch.setattr("sys.argv", ["train.all", "--with-student", "--protocol", "official"])
     train_all.main()
     assert seen["argv"] == ["--protocol", "official"]
+
+
+@pytest.mark.parametrize("device, fitted", [("cpu", True), ("cuda", False)])
+def test_train_all_refits_the_novelty_checks_of_the_levels_it_re_recorded(monkeypatch, device, fitted):
+    """Re-recorded entries lose their novelty checks: on the shipped protocol train.all fits them again,
+    members before the ensemble (not on a lent GPU, which holds no test images: --from-trained does it here)."""
+    import train.all as train_all
+
+    fitted_names = []
+    monkeypatch.setattr(train_all, "run_levels", lambda names, args: None)
+    monkeypatch.setattr(train_all, "run_ensemble", lambda protocol, artifacts_root=None: None)
+    monkeypatch.setattr(train_all, "fit_novelty", lambda name, *a, **k: fitted_names.append(name))
+    train_all.main(["--protocol", "both", "--device", device])
+    assert fitted_names == (["level1", "level2", "level3", "ensemble"] if fitted else [])

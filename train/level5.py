@@ -1,6 +1,6 @@
 """Level 5: distil the ensemble into a student, INT8 it, calibrate it (`python -m train.level5 --help`)."""
 from flowers_core.data import SHIPPED_PROTOCOL
-from flowers_core.distill import STUDENT, load_trained_student, run_student, update_uncertainty
+from flowers_core.distill import STUDENT, int8_name, load_trained_student, run_student, update_uncertainty
 from flowers_core.pipeline import prepare_workspace
 from train.common import parser, protocols, setup, take_log
 from train.novelty import fit_novelty
@@ -9,8 +9,8 @@ from train.novelty import fit_novelty
 def main(argv=None) -> None:
     p = parser("Level 5: distil the level-4 ensemble into an EfficientNet-Lite0 student (α·T²·KL + (1−α)·CE on "
                "cached soft targets), static INT8 (ONNX Runtime QDQ), temperature scaling and an entropy "
-               "rejection threshold, the INT8 file's novelty check (train.novelty); writes models/student.safetensors, "
-               "models/student_int8.onnx and models/student_int8_novelty.npz.")
+               "rejection threshold, both students' novelty checks (train.novelty); writes models/student.safetensors, "
+               "models/student_int8.onnx and their models/*_novelty.npz.")
     p.add_argument("--bench-threads", type=int, default=2, help="threads of the latency measurements (default 2)")
     p.add_argument("--no-compare", action="store_true", help="skip the INT8 backend comparison")
     p.add_argument("--train-only", action="store_true", help="train and save the student's weights and training "
@@ -31,8 +31,9 @@ def main(argv=None) -> None:
         run_student(protocol, ws, "cpu" if trained else args.device, args.epochs, args.artifacts, STUDENT,
                     threads=args.bench_threads, compare=False if args.no_compare else None, trained=trained,
                     train_only=args.train_only)
-        if protocol == SHIPPED_PROTOCOL and not args.train_only:  # the shipped INT8 file's novelty check
-            fit_novelty(data_root=args.data_root, artifacts_root=args.artifacts, threads=args.bench_threads)
+        if protocol == SHIPPED_PROTOCOL and not args.train_only:  # the shipped students' novelty checks
+            for name in (STUDENT.name, int8_name(STUDENT.name)):
+                fit_novelty(name, args.data_root, args.artifacts, threads=args.bench_threads)
 
 
 if __name__ == "__main__":
