@@ -227,26 +227,32 @@ class Prediction:
         return d
 
 
+def member_packs(entry: art.ModelEntry, protocol: str, root=None) -> dict[str, tuple[Path, float] | None]:
+    """An ensemble's members' novelty packs and thresholds, by member (None for a member without a check)."""
+    members = {m: art.model_entry(m, protocol, root).novelty for m in entry.members}
+    return {m: (art.artifacts_dir(root) / n["file"], float(n["threshold"])) if n and n.get("file") else None
+            for m, n in members.items()}
+
+
 def novelty_check(entry: art.ModelEntry, protocol: str, root, model) -> Typicality | EnsembleTypicality | None:
     """The recorded novelty check of ``entry`` (``train.novelty``), ready to score ``model``'s features;
-    None, with a warning, when it is recorded but cannot run (a pack or the ONNX features output missing)."""
-    folder = art.artifacts_dir(root)
+    None, with a warning, when it is recorded but cannot run: a pack or the ONNX features output missing,
+    or (the ensemble) a member's check re-fitted since the ensemble's was (its standardisation is stale)."""
     if entry.format == "ensemble":
-        members = [art.model_entry(m, protocol, root).novelty or {} for m in entry.members]
-        packs = [folder / m["file"] if m.get("file") else None for m in members]
+        stats, packs = entry.novelty.get("members", {}), member_packs(entry, protocol, root)
+        usable = all(packs[m] is not None and packs[m][0].is_file() and m in stats
+                     and stats[m].get("member_threshold") == packs[m][1] for m in entry.members)
     else:
-        packs = [folder / entry.novelty["file"]]
-    usable = all(p is not None and p.is_file() for p in packs)
-    if isinstance(model, OnnxSession) and FEATURES_OUTPUT not in model.output_names:
-        usable = False
+        usable = (art.artifacts_dir(root) / entry.novelty["file"]).is_file() and (
+            not isinstance(model, OnnxSession) or FEATURES_OUTPUT in model.output_names)
     if not usable:  # the answers would lose a safety signal, so say so
-        log.warning("%s: its novelty check is recorded but a pack or the ONNX '%s' output is missing; run `%s`",
-                    entry.name, FEATURES_OUTPUT, NOVELTY_CMD)
+        log.warning("%s: its novelty check is recorded but cannot run (a pack or the ONNX '%s' output is missing, "
+                    "or a member's check changed since); run `%s --models %s`", entry.name, FEATURES_OUTPUT,
+                    NOVELTY_CMD, " ".join([*entry.members, entry.name]) if entry.members else entry.name)
         return None
     if entry.format != "ensemble":
-        return Typicality.load(packs[0])
-    stats = entry.novelty["members"]
-    return EnsembleTypicality(tuple(Typicality.load(p) for p in packs),
+        return Typicality.load(art.artifacts_dir(root) / entry.novelty["file"])
+    return EnsembleTypicality(tuple(Typicality.load(packs[m][0]) for m in entry.members),
                               tuple(float(stats[m]["centre"]) for m in entry.members),
                               tuple(float(stats[m]["scale"]) for m in entry.members))
 
@@ -299,25 +305,37 @@ class Predictor:
     def flower_threshold(self) -> float | None:
         return None if self.gate is None else self.gate.threshold
 
-    def logits_and_typicality(self, batch) -> tuple[np.ndarray, np.ndarray | None]:
-        """Normalised batch (numpy array or torch tensor) -> the model's logits (numpy), and each image's
-        typicality when the model ships a novelty check (else None)."""
+    def logits(self, batch) -> np.ndarray:
+        """Normalised batch (numpy array or torch tensor) -> the model's logits (numpy)."""
         if not self.runs_on_torch:
-            if self.typicality is None:
-                return self.model(np.asarray(batch)), None
+            return self.model(np.asarray(batch))
+        import torch  # already loaded by the torch model this predictor holds
+
+        with torch.inference_mode():
+            return self.model(torch.as_tensor(batch)).float().numpy()
+
+    def logits_and_features(self, batch) -> tuple[np.ndarray, np.ndarray | list[np.ndarray]]:
+        """The logits and the pooled features the classifier read (the novelty check's input): the INT8
+        file's features output, a torch model's pooling, or, for the ensemble, one array per member."""
+        if not self.runs_on_torch:
             out = self.model.outputs(np.asarray(batch), [self.model.output_names[0], FEATURES_OUTPUT])
-            return out[self.model.output_names[0]], self.typicality.scores(out[FEATURES_OUTPUT])
+            return out[self.model.output_names[0]], out[FEATURES_OUTPUT]
         import torch  # already loaded by the torch model this predictor holds
 
         with torch.inference_mode():
             x = torch.as_tensor(batch)
-            if self.typicality is None:
-                return self.model(x).float().numpy(), None
-            if isinstance(self.typicality, EnsembleTypicality):
+            if self.entry.format == "ensemble":
                 logits, features = self.model.logits_and_member_features(x)
-                return logits.float().numpy(), self.typicality.scores([f.float().numpy() for f in features])
+                return logits.float().numpy(), [f.float().numpy() for f in features]
             logits, features = self.model.logits_and_features(x)
-            return logits.float().numpy(), self.typicality.scores(features.float().numpy())
+            return logits.float().numpy(), features.float().numpy()
+
+    def logits_and_typicality(self, batch) -> tuple[np.ndarray, np.ndarray | None]:
+        """The logits, and each image's typicality when the model's novelty check is on (else None)."""
+        if self.typicality is None:
+            return self.logits(batch), None
+        logits, features = self.logits_and_features(batch)
+        return logits, self.typicality.scores(features)
 
     def predict(self, img: Image.Image) -> Prediction:
         return self.predict_many([img])[0]

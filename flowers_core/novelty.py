@@ -5,11 +5,16 @@ gets a species name with a low entropy), so a flower photo also gets a **typical
 the squared Mahalanobis distance of its pooled features (the classifier's input) to the nearest
 training-class mean, with one covariance shared by all classes (Lee et al., NeurIPS 2018). Below a
 threshold set like the flower gate's (``evaluate.pass_threshold``: 99% of the validation flowers
-pass) the answer is "not sure". Torch-free: the stats are a numpy pack, the features come from the
-shipped ONNX file's second output (``FEATURES_OUTPUT``); ``python -m train.novelty`` makes both.
+pass) the answer is "not sure". The ensemble has no feature space of its own: its typicality is the
+mean of its members', each standardised by its spread over the validation flowers
+(``EnsembleTypicality``). This module is numpy only: the packs are numpy arrays; the features come
+from the INT8 file's second output (``FEATURES_OUTPUT``) or a torch model's pooling
+(``inference.Predictor.logits_and_features``); ``python -m train.novelty`` fits the packs and thresholds.
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -22,17 +27,22 @@ NOVELTY_CMD = "python -m train.novelty"
 RIDGE = 1e-3  # added to the covariance's diagonal: the features are 1,280-d from ~6.5k images
 STORED_DTYPE = np.float16  # the pack is stored in half precision (small artifact); scores are computed in fp32
 _BLAS: ThreadpoolController | None = None
+_BLAS_LOCK = threading.RLock()
 
 
+@contextmanager
 def single_threaded_blas():
-    """A context in which numpy's BLAS runs on one thread. The scores are one small product per batch,
-    and OpenBLAS threads left spinning after a multi-threaded product take the two cores from the
-    model's next run: the INT8 student classified photos 2.5x slower in a loop with its check on until
-    the product was kept to one thread."""
+    """numpy's BLAS on one thread for the duration. The scores are one small product per batch, and
+    OpenBLAS threads left spinning after a two-thread product take the cores from the model's next run
+    (onnxruntime's or torch's threads). The BLAS thread count is one setting for the whole process, so
+    concurrent callers (the app's sessions) take turns: each restores what it found, and none can leave
+    another's limit behind."""
     global _BLAS
-    if _BLAS is None:  # inspects the libraries loaded so far: numpy's OpenBLAS is
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")
+    with _BLAS_LOCK:
+        if _BLAS is None:  # inspects the libraries loaded so far: numpy's OpenBLAS is
+            _BLAS = ThreadpoolController()
+        with _BLAS.limit(limits=1, user_api="blas"):
+            yield
 
 
 @dataclass(frozen=True)

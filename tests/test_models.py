@@ -115,12 +115,14 @@ def test_the_ensemble_gives_its_vote_and_every_members_features():
     torch.manual_seed(0)
     a = create_model("efficientnet_lite0", "linear", 5, pretrained=False, input_size=32).eval()
     b = create_model("efficientnet_lite0", "attention", 5, pretrained=False, input_size=32).eval()
+    c = create_model("efficientnet_lite0", "linear", 5, pretrained=False, input_size=32).eval()  # its own trunk
     b.trunk().load_state_dict(a.trunk().state_dict())  # a shared trunk: its pass is shared too
-    ens = Ensemble([a, b], temperatures=[0.5, 2.0]).eval()
+    ens = Ensemble([a, b, c], temperatures=[0.5, 2.0, 1.0]).eval()
+    assert ens.shares_trunk == [True, True, False]
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         vote, features = ens.logits_and_member_features(x)
         assert torch.allclose(vote, ens(x), atol=1e-6)
-        assert len(features) == 2
-        for member, f in zip((a, b), features):
+        assert len(features) == 3
+        for member, f in zip((a, b, c), features):
             assert torch.allclose(f, member.logits_and_features(x)[1], atol=1e-5)

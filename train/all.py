@@ -3,6 +3,7 @@ import sys
 
 from flowers_core import catalog
 from flowers_core.data import SHIPPED_PROTOCOL
+from flowers_core.novelty import NOVELTY_CMD
 from flowers_core.pipeline import run_ensemble
 from train import level5
 from train.common import parser, protocols, run_levels
@@ -20,9 +21,14 @@ def main(argv=None) -> None:
         run_ensemble(protocol, artifacts_root=args.artifacts)
         # re-recorded entries lost their checks: members first, then the vote (a lent GPU's run gets them
         # where it is scored, with --from-trained)
-        if protocol == SHIPPED_PROTOCOL and (args.device == "cpu" or args.from_trained):
-            for name in catalog.names(levels=(1, 2, 3, 4)):
-                fit_novelty(name, args.data_root, args.artifacts)
+        if protocol == SHIPPED_PROTOCOL:
+            names = catalog.names(levels=(1, 2, 3, 4))
+            if args.device == "cpu" or args.from_trained:
+                for name in names:
+                    fit_novelty(name, args.data_root, args.artifacts)
+            else:
+                print(f"[train.all] novelty checks not fitted here: run `{NOVELTY_CMD} --models {' '.join(names)}` "
+                      "where these models are scored (--from-trained)")
     if args.with_student:
         level5.main([a for a in argv if a != "--with-student"])
 

@@ -33,7 +33,7 @@ def main(argv=None) -> None:
                     train_only=args.train_only)
         if protocol == SHIPPED_PROTOCOL and not args.train_only:  # the shipped students' novelty checks
             for name in (STUDENT.name, int8_name(STUDENT.name)):
-                fit_novelty(name, args.data_root, args.artifacts, threads=args.bench_threads)
+                fit_novelty(name, args.data_root, args.artifacts)  # torch's thread setting left as it is
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from flowers_core import artifacts as art
 from flowers_core import catalog
 from flowers_core.data import SHIPPED_PROTOCOL
 from flowers_core.evaluate import pass_threshold
-from flowers_core.inference import Predictor
+from flowers_core.inference import Predictor, member_packs
 from flowers_core.novelty import FEATURES_OUTPUT, NOVELTY_CMD, RIDGE, EnsembleTypicality, Typicality, standardisation
 from flowers_core.pipeline import Workspace
 from flowers_core.preprocess import Preprocess
@@ -29,24 +29,13 @@ PARTS = ("train", "val", "test")
 
 
 def pooled_features(predictor: Predictor, squares) -> np.ndarray | list[np.ndarray]:
-    """The pooled features of decoded squares through the shipped model, in its eval view: the ONNX
-    file's features output, a torch model's pooling, or (the ensemble) one array per member."""
-    pre = predictor.preprocess
-    chunks = []
-    for i in range(0, len(squares), BATCH):
-        batch = pre.eval_view(squares[i: i + BATCH])
-        if not predictor.runs_on_torch:
-            chunks.append([predictor.model.outputs(batch.numpy(), [FEATURES_OUTPUT])[FEATURES_OUTPUT]])
-            continue
-        import torch  # loaded already by the torch model
-
-        with torch.inference_mode():
-            if predictor.entry.format == "ensemble":
-                chunks.append([f.float().numpy() for f in predictor.model.logits_and_member_features(batch)[1]])
-            else:
-                chunks.append([predictor.model.logits_and_features(batch)[1].float().numpy()])
-    per_output = [np.concatenate(parts) for parts in zip(*chunks)]
-    return per_output if predictor.entry.format == "ensemble" else per_output[0]
+    """The pooled features of decoded squares through the shipped model in its eval view
+    (``Predictor.logits_and_features``: one array, or one per member for the ensemble)."""
+    chunks = [predictor.logits_and_features(predictor.preprocess.eval_view(squares[i: i + BATCH]))[1]
+              for i in range(0, len(squares), BATCH)]
+    if isinstance(chunks[0], list):
+        return [np.concatenate(member) for member in zip(*chunks)]
+    return np.concatenate(chunks)
 
 
 def fit_novelty(name: str = catalog.PRODUCTION, data_root=None, artifacts_root=None, pass_rate: float = PASS_RATE,
@@ -56,7 +45,8 @@ def fit_novelty(name: str = catalog.PRODUCTION, data_root=None, artifacts_root=N
     entry = art.model_entry(name, SHIPPED_PROTOCOL, artifacts_root)
     ws = Workspace(SHIPPED_PROTOCOL, data_root, artifacts_root)
     pre = Preprocess.from_dict(entry.preprocess)
-    squares = {part: ws.squares(pre.resize_size, part) for part in PARTS}
+    parts = ("val", "test") if entry.format == "ensemble" else PARTS  # the ensemble reuses its members' fits
+    squares = {part: ws.squares(pre.resize_size, part) for part in parts}
     if entry.format == "onnx":  # a file made before the check existed gets its features output
         add_feature_output(art.model_file(entry, artifacts_root), pre.eval_view(squares["val"][:BATCH]).numpy())
     predictor = Predictor(name, SHIPPED_PROTOCOL, artifacts_root, gate=None, threads=threads, novelty=False)
@@ -93,17 +83,20 @@ def model_novelty(predictor: Predictor, squares: dict, ws: Workspace, artifacts_
 
 
 def ensemble_novelty(predictor: Predictor, squares: dict, artifacts_root) -> tuple[dict, np.ndarray, np.ndarray]:
-    """The ensemble: its members' packs, each standardised by its validation scores; their mean is its typicality."""
+    """The ensemble: its members' packs, each standardised by its validation scores; their mean is its
+    typicality. Each member's threshold is kept with its standardisation, so that a member re-fitted
+    later turns the ensemble's check off until it is fitted again (``inference.novelty_check``)."""
     members = predictor.entry.members
-    missing = [m for m in members if not (art.model_entry(m, SHIPPED_PROTOCOL, artifacts_root).novelty or {}).get("file")]
+    packs = member_packs(predictor.entry, SHIPPED_PROTOCOL, artifacts_root)
+    missing = [m for m in members if packs[m] is None]
     if missing:
         raise SystemExit(f"fit the members' novelty checks first: {NOVELTY_CMD} --models {' '.join(missing)}")
-    packs = [Typicality.load(art.artifacts_dir(artifacts_root)
-                             / art.model_entry(m, SHIPPED_PROTOCOL, artifacts_root).novelty["file"]) for m in members]
+    typicality = [Typicality.load(packs[m][0]) for m in members]
     val, test = (pooled_features(predictor, squares[part]) for part in ("val", "test"))
-    stats = [standardisation(p.scores(f)) for p, f in zip(packs, val)]
-    check = EnsembleTypicality(tuple(packs), tuple(c for c, _ in stats), tuple(s for _, s in stats))
-    info = {"members": {m: {"centre": c, "scale": s} for m, (c, s) in zip(members, stats)},
+    stats = [standardisation(t.scores(f)) for t, f in zip(typicality, val)]
+    check = EnsembleTypicality(tuple(typicality), tuple(c for c, _ in stats), tuple(s for _, s in stats))
+    info = {"members": {m: {"centre": c, "scale": s, "member_threshold": packs[m][1]}
+                        for m, (c, s) in zip(members, stats)},
             "fitted_on": "the members' packs (train); their standardisation on val",
             "method": "the mean of the members' typicality, each standardised by its mean and standard deviation "
                       "over the validation flowers"}

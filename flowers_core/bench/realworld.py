@@ -172,12 +172,13 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--output", default=None, help=f"default: <artifacts>/{REPORT}")
     p.add_argument("--without-novelty", action="store_true",
-                   help=f"the models' novelty checks off (entropy alone says 'not sure'); e.g. --output "
-                        f"<artifacts>/{BEFORE_NOVELTY_REPORT}")
+                   help=f"the models' novelty checks off (entropy alone says 'not sure'); written to "
+                        f"<artifacts>/{BEFORE_NOVELTY_REPORT} unless --output says otherwise")
     args = p.parse_args(argv)
     result = run(args.models, args.data_root, args.artifacts, args.limit, args.threads,
                  novelty=not args.without_novelty)
-    out = Path(args.output) if args.output else art.artifacts_dir(args.artifacts) / REPORT
+    default = BEFORE_NOVELTY_REPORT if args.without_novelty else REPORT
+    out = Path(args.output) if args.output else art.artifacts_dir(args.artifacts) / default
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"written to {out}")
