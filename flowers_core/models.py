@@ -205,12 +205,12 @@ class FlowerNet(nn.Module):
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(x)
 
-    def forward_from_trunk(self, trunk_out: torch.Tensor) -> torch.Tensor:
-        return self.head(self.stages[self.frozen_stages:](trunk_out))
-
     def logits_and_features_from_trunk(self, trunk_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pooled = self.head.pool(self.stages[self.frozen_stages:](trunk_out))
         return self.head.classify(pooled), pooled
+
+    def forward_from_trunk(self, trunk_out: torch.Tensor) -> torch.Tensor:
+        return self.logits_and_features_from_trunk(trunk_out)[0]
 
     def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The logits and the pooled features the classifier read to produce them."""
