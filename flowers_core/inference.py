@@ -190,9 +190,17 @@ def verdict(entropy: float, entropy_threshold: float | None = None, flower_score
         return "not_a_flower"
     if entropy_threshold is not None and entropy > entropy_threshold:
         return "not_sure"
-    if typicality is not None and typicality_threshold is not None and typicality < typicality_threshold:
+    if unfamiliar(typicality, typicality_threshold):
         return "not_sure"
     return "species"
+
+
+def unfamiliar(typicality: float | None, typicality_threshold: float | None) -> bool | None:
+    """Whether the novelty check finds the photo unlike the 102 species (its features less typical than the
+    threshold); None when there is no check to say."""
+    if typicality is None or typicality_threshold is None:
+        return None
+    return typicality < typicality_threshold
 
 
 def combine_probs(probs: list[np.ndarray]) -> np.ndarray:
@@ -212,6 +220,7 @@ class Prediction:
     top5: list[tuple[str, float]]
     uncertain: bool | None = None
     verdict: str = "species"
+    unfamiliar: bool | None = None  # the novelty check finds it unlike every species (None: no check)
     flower_score: float | None = None
     typicality: float | None = None
     latency_ms: float = 0.0
@@ -221,7 +230,7 @@ class Prediction:
         d = asdict(self)
         d.pop("probs")
         d["top5"] = [[label, round(p, 6)] for label, p in self.top5]
-        for key in ("uncertain", "flower_score", "typicality"):
+        for key in ("uncertain", "flower_score", "typicality", "unfamiliar"):
             if d[key] is None:
                 d.pop(key)
         return d
@@ -392,5 +401,6 @@ class Predictor:
             uncertain=self.doubts(ent, typicality),
             verdict=verdict(ent, self.threshold, flower_score, self.flower_threshold, typicality,
                             self.typicality_threshold),
+            unfamiliar=unfamiliar(typicality, self.typicality_threshold),
             flower_score=flower_score, typicality=typicality, latency_ms=latency_ms, probs=probs,
         )

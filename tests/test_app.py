@@ -356,11 +356,12 @@ def test_explain_shows_the_image_notes(artifacts_root, use):
 # ---------------------------------------------------------------------------------------------
 # The three answers with reference photos, several photos, the Species page
 # ---------------------------------------------------------------------------------------------
-def answers_copy(src: Path, dst: Path, entropy_threshold=None, gate_threshold=None, reference=True) -> Path:
+def answers_copy(src: Path, dst: Path, entropy_threshold=None, gate_threshold=None, reference=True,
+                 unfamiliar=None) -> Path:
     """A copy of ``src`` whose thresholds force one verdict, with a synthetic reference-photo pack
     (3 coloured squares per class) or none at all (``reference=False``). An entropy threshold also sets
     the novelty check's: no photo is too atypical when the entropy lets every answer through, every
-    photo is when it lets none through."""
+    photo is when it lets none through; ``unfamiliar`` (True/False) sets the novelty check apart."""
     from flowers_core.gallery import REFERENCE_REL, write_pack
 
     def edit(manifest):
@@ -369,6 +370,8 @@ def answers_copy(src: Path, dst: Path, entropy_threshold=None, gate_threshold=No
                 entry.setdefault("uncertainty", {})["entropy_threshold"] = entropy_threshold
                 if entry.get("novelty"):
                     entry["novelty"]["threshold"] = -1e30 if entropy_threshold > 0 else 1e30
+            if unfamiliar is not None and entry.get("novelty"):
+                entry["novelty"]["threshold"] = 1e30 if unfamiliar else -1e30
         if gate_threshold is not None and "gate" in manifest:
             manifest["gate"]["threshold"] = gate_threshold
         manifest.pop("reference_photos", None)
@@ -390,10 +393,18 @@ def classify(at: AppTest, *files) -> AppTest:
     return at
 
 
-def test_not_sure_lists_three_candidates_with_photos(artifacts_root, tmp_path, use):
-    use(answers_copy(artifacts_root, tmp_path / "a", entropy_threshold=-1.0, gate_threshold=0.0))
+@pytest.mark.parametrize("entropy_threshold, unfamiliar, headline", [
+    (-1.0, False, "I'm not sure — it may be one of these"),  # the softmax cannot choose
+    (99.0, True, "I'm not sure — this may be a flower I don't know"),  # the novelty check: unlike every species
+])
+def test_not_sure_lists_three_candidates_with_photos(artifacts_root, tmp_path, use, entropy_threshold, unfamiliar,
+                                                     headline):
+    if unfamiliar and not art.model_entry("student_int8", root=artifacts_root).novelty:
+        pytest.skip("these artifacts have no novelty check")
+    use(answers_copy(artifacts_root, tmp_path / "a", entropy_threshold=entropy_threshold, gate_threshold=0.0,
+                     unfamiliar=unfamiliar))
     at = classify(open_page(), ("leaf.png", png(_rgb(200, 200))))
-    assert at.subheader[0].value == "I'm not sure — it may be one of these"
+    assert at.subheader[0].value == headline
     candidates = [m.value for m in at.markdown if m.value[:3] in ("1. ", "2. ", "3. ")]
     assert len(candidates) == 3, [m.value for m in at.markdown]
     assert sum(len(i.value) == 3 for i in at.image) == 3, "three reference photos of each candidate"

@@ -137,9 +137,10 @@ def test_fit_records_the_check_and_the_predictor_uses_it(student_artifacts, synt
     lenient = predictor_with(-1e30)
     pred = lenient.predict(img)
     assert pred.typicality is not None and "typicality" in pred.to_json()
-    assert pred.verdict == "species" and pred.uncertain is False
+    assert pred.verdict == "species" and pred.uncertain is False and pred.unfamiliar is False
     strict = predictor_with(0.0)  # nothing is that typical: every photo becomes "not sure"
     assert strict.predict(img).verdict == "not_sure" and strict.predict(img).uncertain is True
+    assert strict.predict(img).unfamiliar is True and strict.predict(img).to_json()["unfamiliar"] is True
     assert strict.combine([strict.predict(img), strict.predict(img)]).verdict == "not_sure"
 
 

@@ -18,7 +18,7 @@ def test_predict_cli_classifies_and_reports_bad_files(trained_artifacts, synthet
     assert set(ok) >= {"path", "class_id", "label", "prob", "entropy", "top5"}
     assert 0 <= ok["class_id"] < 102 and ok["label"] == index.classes[ok["class_id"]]
     assert len(ok["top5"]) == 5 and abs(ok["top5"][0][1] - ok["prob"]) < 1e-6
-    assert "uncertain" not in ok  # only models with a stored threshold report it
+    assert "uncertain" not in ok and "unfamiliar" not in ok  # only models with a stored threshold report them
     assert ok["verdict"] == "species" and "flower_score" not in ok  # no threshold, no gate: nothing rejects
     assert "error" in lines[1] and "not an image" in lines[1]["error"]
     assert lines[2]["class_id"] == ok["class_id"]

@@ -346,8 +346,12 @@ def verdict_text(pred) -> tuple[str, str]:
         return "This doesn't look like a flower", NOT_A_FLOWER_HINT
     if pred.verdict == "not_sure":
         names = ", ".join(f"{capitalized(label)} ({p:.0%})" for label, p in pred.top5[:3])
+        if pred.unfamiliar:  # the novelty check: unlike every species, whatever the softmax says
+            return "I'm not sure — this may be a flower I don't know", (
+                f"It doesn't look much like any of the 102 species the app knows; the closest are {names}. "
+                "If it is one of them, a closer, sharper photo of a single flower helps.")
         return "I'm not sure — it may be one of these", (
-            f"{names}. The flower may not be one of the 102 species the app knows, or it is hard to see: "
+            f"{names}. The photo fits several species, or the flower is hard to see: "
             "a closer, sharper photo of a single flower helps.")
     return f"This is {with_article(pred.label)}", (
         f"It is {confidence_words(pred.prob)} {with_article(pred.label)} ({pred.prob:.0%} confident).")
