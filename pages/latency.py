@@ -80,9 +80,10 @@ with stored:
         env = reports.latency_environment()
         if env:
             st.caption(f"{env.get('cpu', '?')} · {env.get('threads', '?')} threads · measured {env.get('date', '?')}")
-        cols = [c for c in ("model", "p50_ms", "p95_ms", "throughput_img_s", "size_bytes", "model_peak_mb",
-                            "speedup_vs_ensemble", "error") if c in table.columns]
+        cols = [c for c in ("model", "p50_ms", "p95_ms", "p50_with_check_ms", "throughput_img_s", "size_bytes",
+                            "model_peak_mb", "speedup_vs_ensemble", "error") if c in table.columns]
         st.dataframe(table[cols], hide_index=True)
+        st.caption("p50_with_check_ms: the app's path, the logits plus the novelty check's features and score.")
         if {"model", "p50_ms"} <= set(table.columns):
             ok = table[table["p50_ms"].notna()]
             st.plotly_chart(go.Figure(go.Bar(x=ok["model"], y=ok["p50_ms"], marker_color="#b5338a"))

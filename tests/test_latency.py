@@ -34,6 +34,7 @@ def test_latency_cli_writes_json(student_artifacts, tmp_path):
         assert "error" not in r, r
         assert r["p50_ms"] > 0 and r["throughput_img_s"] > 0 and r["size_bytes"] > 0 and r["peak_rss_mb"] > 0
         assert r["rounds"] == 2 and r["p50_ms"] == round(float(np.median(r["p50_ms_rounds"])), 3)
+    assert all(r["p50_with_check_ms"] is None for r in rows.values())  # no novelty check fitted in these artifacts
     assert rows["student_int8"]["format"] == "onnx"
     assert rows["ensemble"]["size_bytes"] > rows["level1"]["size_bytes"]
     assert "speedup_vs_ensemble" in rows["student_int8"]

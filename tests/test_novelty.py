@@ -10,6 +10,7 @@ from PIL import Image
 from _level5 import student_artifacts  # noqa: F401  (session fixture)
 from flowers_core import artifacts as art
 from flowers_core import catalog
+from flowers_core.bench.latency import bench_one
 from flowers_core.data import load_index
 from flowers_core.inference import Predictor, verdict
 from flowers_core.novelty import FEATURES_OUTPUT, EnsembleTypicality, Typicality, standardisation
@@ -120,6 +121,8 @@ def test_fit_records_the_check_and_the_predictor_uses_it(student_artifacts, synt
     shutil.copytree(student_artifacts, root)
     info = fit_novelty("student_int8", synthetic_root, root, pass_rate=0.9, threads=1)
     assert info["file"] and (root / info["file"]).is_file() and info["val_pass_rate"] >= 0.9
+    timed = bench_one("student_int8", root=root, threads=1, batch=2, iters=3, warmup=1)  # the app's path is timed too
+    assert timed["p50_with_check_ms"] > 0 and timed["p50_ms"] > 0
     recorded = json.loads((root / "manifest.json").read_text())["models"]["stratified"]["student_int8"]
     assert recorded["novelty"]["threshold"] == info["threshold"]
 
