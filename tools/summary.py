@@ -16,8 +16,10 @@ import pandas as pd
 from flowers_core import artifacts as art
 from flowers_core import catalog
 from flowers_core.app import reports
+from flowers_core.bench.realworld import BEFORE_NOVELTY_REPORT
 from flowers_core.catalog import PRODUCTION, TEACHER
 from flowers_core.data import PROTOCOLS, REPO_ROOT, SHIPPED_PROTOCOL
+from flowers_core.novelty import NOVELTY_CMD
 
 OTHER_PROTOCOL = next(p for p in PROTOCOLS if p != SHIPPED_PROTOCOL)  # official: metrics only, no shipped weights
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -171,7 +173,7 @@ def student_section(root=None) -> list[str]:
                   f"validation for {pct(u['target_selective_accuracy'])} selective accuracy); on test this keeps "
                   f"{pct(sel.get('coverage'))} of the images at {pct(sel.get('selective_accuracy'))} accuracy.", ""]
     if int8.novelty:
-        lines += ["Novelty check (`python -m train.novelty`): the INT8 file's pooled features (its second output) "
+        lines += [f"Novelty check (`{NOVELTY_CMD}`): the INT8 file's pooled features (its second output) "
                   "against the training classes; threshold and pass rates in the real-world section's table.", ""]
     return lines
 
@@ -254,12 +256,12 @@ def novelty_lines(root=None) -> list[str]:
         table[c] = table[c].map(pct)
     table["threshold"] = table["threshold"].map(lambda v: f"{v:,.2f}")
     table["stored (MB)"] = table["stored (MB)"].map(lambda v: "members' packs" if pd.isna(v) else f"{v:.2f}")
-    return ["'Not sure' also comes from each model's novelty check (`python -m train.novelty`): minus the squared "
+    return [f"'Not sure' also comes from each model's novelty check (`{NOVELTY_CMD}`): minus the squared "
             "Mahalanobis distance of the photo's pooled features to the nearest training-class mean (one covariance "
             "shared by the classes, fitted on the training images); for the ensemble, the mean of its members' "
             "scores, each standardised by its mean and spread over the validation flowers. Each threshold is the "
             "score 99% of the validation flowers reach, fixed before the photos were scored. "
-            "`realworld_before_novelty.json` (Recipes table below) is the same run with the checks off.", "",
+            f"`{Path(BEFORE_NOVELTY_REPORT).name}` (Recipes table below) is the same run with the checks off.", "",
             md(table), ""]
 
 
@@ -272,7 +274,8 @@ def recipe_ablation_section(root=None) -> list[str]:
         table[c] = table[c].map(pct)
     return ["### Recipes on people's photos and on the test split", "",
             f"Each `reports/realworld*.json` is one run of `{reports.REALWORLD_CMD}` (`realworld.json`: the shipped "
-            "models; `realworld_before_novelty.json`: the same models with their novelty checks off, `--without-novelty`; the "
+            f"models; `{Path(BEFORE_NOVELTY_REPORT).name}`: the same models with their novelty checks off, "
+            "`--without-novelty`; the "
             "others: models of a recipe that was tried and not shipped, measured the same way before they were "
             "replaced). The column \"'not sure' from\" names the signals behind the 'not sure' answers (the flower "
             "gate decides 'not a flower' in every row). 'test top-1' is the 80/10/10 test split of the same models.", "",
