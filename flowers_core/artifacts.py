@@ -151,6 +151,15 @@ def model_entry(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> Model
     return ModelEntry.from_dict(entry)
 
 
+# The benchmarks' reports, relative to the artifacts folder: written by ``flowers_core.bench``, read by the
+# app's pages and ``tools.summary``.
+LATENCY_REPORT = "latency.json"
+ROBUSTNESS_REPORT = "reports/robustness.json"
+REALWORLD_REPORT = "reports/realworld.json"
+REALWORLD_BEFORE_NOVELTY_REPORT = "reports/realworld_before_novelty.json"  # the same models, novelty checks off
+APP_PERFORMANCE_REPORT = "reports/app_performance.json"
+
+
 def split_file(protocol: str) -> str:
     """Where a protocol's split is kept, relative to the artifacts folder (model entries record it too)."""
     return f"splits/{protocol}.json"

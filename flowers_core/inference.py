@@ -237,10 +237,12 @@ class Prediction:
 
 
 def member_packs(entry: art.ModelEntry, protocol: str, root=None) -> dict[str, tuple[Path, float] | None]:
-    """An ensemble's members' novelty packs and thresholds, by member (None for a member without a check)."""
-    members = {m: art.model_entry(m, protocol, root).novelty for m in entry.members}
+    """An ensemble's members' novelty packs and thresholds, by member (None for a member without a check or
+    missing from the manifest)."""
+    entries = art.model_entries(protocol, root)  # one manifest read for all members
+    novelty = {m: entries[m].novelty if m in entries else None for m in entry.members}
     return {m: (art.artifacts_dir(root) / n["file"], float(n["threshold"])) if n and n.get("file") else None
-            for m, n in members.items()}
+            for m, n in novelty.items()}
 
 
 def novelty_check(entry: art.ModelEntry, protocol: str, root, model) -> Typicality | EnsembleTypicality | None:

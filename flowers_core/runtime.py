@@ -3,7 +3,7 @@
 This is the whole run time of the production model: the app's Classify page and the predict CLI
 load ONNX files through ``OnnxSession`` and never need torch for them. ``weights.OnnxClassifier``
 wraps the same session as a torch module where ONNX files are evaluated beside torch models
-(quantisation trials, the latency benchmark and page).
+(quantisation trials, the INT8 backend comparison, tests).
 """
 from __future__ import annotations
 

@@ -5,8 +5,10 @@ them; tiny resolution (32 px models) keeps every run to seconds on 2 cores, offl
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -96,4 +98,36 @@ def trained_artifacts(tmp_path_factory, synthetic_root, cache_dir) -> Path:
     for name in ("level1", "level2", "level3"):
         run_level(tiny_spec(name), "stratified", ws, artifacts_root=root)
     run_ensemble("stratified", artifacts_root=root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def photo_root(synthetic_root, tmp_path_factory):
+    """labels.csv with 3 'known' classes (synthetic Flowers-102 images), 1 unknown flower, and non-flowers."""
+    from PIL import Image
+
+    from flowers_core.data import load_index
+
+    root = tmp_path_factory.mktemp("realworld")
+    index = load_index(synthetic_root)
+    real, other = root / "real-photos", root / "not-flowers"
+    other.mkdir(parents=True)
+    rows = []
+    for image_id in index.image_ids[:9]:
+        label = int(index.labels[image_id - 1])
+        folder = real / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(index.path(image_id), folder / f"{image_id}.jpg")
+        rows.append({"file": f"class_{label}/{image_id}.jpg", "class_id": label, "label": index.classes[label],
+                     "source": "synthetic"})
+    (real / "tulip").mkdir()
+    for i in range(2):
+        Image.new("RGB", (48, 40), (200, 40 * i, 90)).save(real / "tulip" / f"{i}.jpg")
+        rows.append({"file": f"tulip/{i}.jpg", "class_id": -1, "label": "tulip", "source": "synthetic"})
+    with open(real / "labels.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["file", "class_id", "label", "source"])
+        w.writeheader(), w.writerows(rows)
+    for i in range(3):
+        Image.new("RGB", (60, 50), (20 * i, 90, 200)).save(other / f"n{i:08d}_thing.jpg")
+    (other / "broken.jpg").write_bytes(b"not an image")
     return root

@@ -71,7 +71,7 @@ def test_train_all_forwards_the_shell_arguments_to_level5(monkeypatch):
     import train.level5 as level5
 
     seen = {}
-    monkeypatch.setattr(train_all, "run_levels", lambda names, args: None)
+    monkeypatch.setattr(train_all, "run_levels", lambda names, args, frozen_stages=None: None)
     monkeypatch.setattr(train_all, "run_ensemble", lambda protocol, artifacts_root=None: None)
     monkeypatch.setattr(level5, "main", lambda argv=None: seen.setdefault("argv", argv))
     monkeypatch.setattr("sys.argv", ["train.all", "--with-student", "--protocol", "official"])
@@ -86,8 +86,25 @@ def test_train_all_refits_the_novelty_checks_of_the_levels_it_re_recorded(monkey
     import train.all as train_all
 
     fitted_names = []
-    monkeypatch.setattr(train_all, "run_levels", lambda names, args: None)
+    monkeypatch.setattr(train_all, "run_levels", lambda names, args, frozen_stages=None: None)
     monkeypatch.setattr(train_all, "run_ensemble", lambda protocol, artifacts_root=None: None)
     monkeypatch.setattr(train_all, "fit_novelty", lambda name, *a, **k: fitted_names.append(name))
     train_all.main(["--protocol", "both", "--device", device])
     assert fitted_names == (["level1", "level2", "level3", "ensemble"] if fitted else [])
+
+
+def test_level_scripts_pass_the_trunk_depth_to_the_run(monkeypatch):
+    """`python -m train.level1 --frozen-stages 6` trains one more block group (the depth ablation)."""
+    import train.common as common
+    import train.level1 as level1
+
+    seen = {}
+    monkeypatch.setattr(common, "prepare_workspace", lambda *a, **k: None)
+    monkeypatch.setattr(common, "run_level", lambda spec, *a, frozen_stages=None, **k: seen.update(
+        name=spec.name, frozen_stages=frozen_stages))
+    level1.main(["--protocol", "stratified", "--frozen-stages", "6"])
+    assert seen == {"name": "level1", "frozen_stages": 6}
+    level1.main(["--protocol", "stratified"])
+    assert seen["frozen_stages"] is None  # the architecture's default depth
+    with pytest.raises(SystemExit, match="--from-trained"):  # a level trained elsewhere has its depth already
+        level1.main(["--frozen-stages", "6", "--from-trained", "somewhere"])

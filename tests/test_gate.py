@@ -131,3 +131,22 @@ def test_predict_cli_reports_the_verdict_and_the_flower_score(gated_artifacts, s
     assert 0 <= row["flower_score"] <= 1
     if row["flower_score"] < art.read_manifest(root)["gate"]["threshold"]:
         assert row["verdict"] == "not_a_flower"
+
+
+def test_realworld_scores_a_trial_folder_with_the_gate_of_another(gated_artifacts, trained_artifacts, photo_root,
+                                                                     tmp_path):
+    """`--gate-from`: the models of a trial run (no gate of their own) measured with the shipped gate."""
+    from flowers_core.bench import realworld
+
+    gated, entry = gated_artifacts
+    assert not has_gate(trained_artifacts)
+    out = tmp_path / "trial.json"
+    realworld.main(["--models", "level1", "--data-root", str(photo_root), "--artifacts", str(trained_artifacts),
+                    "--gate-from", str(gated), "--threads", "1", "--output", str(out)])
+    result = json.loads(out.read_text())
+    assert result["gate"]["threshold"] == entry["threshold"]
+    not_flowers = result["models"][0]["verdicts"]["not_flower"]
+    assert not_flowers["not_a_flower"] > 0  # the synthetic non-flowers are blue: the tiny gate turns them away
+    assert not (trained_artifacts / art.REALWORLD_REPORT).exists()  # --output: the trial folder is left alone
+    with pytest.raises(FileNotFoundError, match="no flower gate"):  # a wrong folder is an error, not 'no gate'
+        realworld.run(["level1"], photo_root, trained_artifacts, limit=2, gate_root=tmp_path)

@@ -1,16 +1,14 @@
 """The real-world benchmark on a synthetic real-photos/ + not-flowers/ folder (no real photos needed)."""
-import csv
 import json
 import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from flowers_core import artifacts as art
 from flowers_core.app import reports
 from flowers_core.bench import realworld
 from flowers_core.bench.realworld import Photo, realworld_metrics
-from flowers_core.data import load_index
 from tools import summary
 
 
@@ -30,40 +28,12 @@ def test_metrics_count_answers_per_group():
     assert all(abs(sum(v.values()) - 1) < 1e-9 for v in m["verdicts"].values())
 
 
-@pytest.fixture(scope="module")
-def photo_root(synthetic_root, tmp_path_factory):
-    """labels.csv with 3 'known' classes (synthetic Flowers-102 images), 1 unknown flower, and non-flowers."""
-    root = tmp_path_factory.mktemp("realworld")
-    index = load_index(synthetic_root)
-    real, other = root / "real-photos", root / "not-flowers"
-    other.mkdir(parents=True)
-    rows = []
-    for image_id in index.image_ids[:9]:
-        label = int(index.labels[image_id - 1])
-        folder = real / f"class_{label}"
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(index.path(image_id), folder / f"{image_id}.jpg")
-        rows.append({"file": f"class_{label}/{image_id}.jpg", "class_id": label, "label": index.classes[label],
-                     "source": "synthetic"})
-    (real / "tulip").mkdir()
-    for i in range(2):
-        Image.new("RGB", (48, 40), (200, 40 * i, 90)).save(real / "tulip" / f"{i}.jpg")
-        rows.append({"file": f"tulip/{i}.jpg", "class_id": -1, "label": "tulip", "source": "synthetic"})
-    with open(real / "labels.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["file", "class_id", "label", "source"])
-        w.writeheader(), w.writerows(rows)
-    for i in range(3):
-        Image.new("RGB", (60, 50), (20 * i, 90, 200)).save(other / f"n{i:08d}_thing.jpg")
-    (other / "broken.jpg").write_bytes(b"not an image")
-    return root
-
-
 def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_root, tmp_path):
     artifacts = tmp_path / "artifacts"
     shutil.copytree(trained_artifacts, artifacts)
     realworld.main(["--models", "level1", "ensemble", "--data-root", str(photo_root), "--artifacts", str(artifacts),
                     "--threads", "1"])
-    result = json.loads((artifacts / realworld.REPORT).read_text())
+    result = json.loads((artifacts / art.REALWORLD_REPORT).read_text())
     assert result["n_images"] == {"known": 9, "unknown": 2, "not_flower": 3}
     assert len(result["errors"]) == 1 and "broken.jpg" in result["errors"][0]["file"]
     assert result["gate"] is None  # no gate shipped in the synthetic artifacts: nothing is called not a flower

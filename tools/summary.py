@@ -16,7 +16,6 @@ import pandas as pd
 from flowers_core import artifacts as art
 from flowers_core import catalog
 from flowers_core.app import reports
-from flowers_core.bench.realworld import BEFORE_NOVELTY_REPORT
 from flowers_core.catalog import PRODUCTION, TEACHER
 from flowers_core.data import PROTOCOLS, REPO_ROOT, SHIPPED_PROTOCOL
 from flowers_core.novelty import NOVELTY_CMD
@@ -199,7 +198,8 @@ def latency_section(root=None) -> list[str]:
             f"batch-1 after warm-up; each model in a fresh process, timed in {rounds} "
             "interleaved round(s), medians shown; 'with novelty check' = the app's path: the logits plus the "
             "check's features and typicality score; peak memory = the model's share of the "
-            "process's peak RSS (after importing torch and onnxruntime). Sizes are the shipped files (the "
+            "process's peak RSS (the model and its novelty check loaded as the app loads them, after importing torch, "
+            "onnxruntime and the models' code). Sizes are the shipped files (the "
             "frozen ImageNet trunk comes from the pinned wheel and is not counted).", "", md(pd.DataFrame(rows)), ""]
 
 
@@ -261,7 +261,7 @@ def novelty_lines(root=None) -> list[str]:
             "shared by the classes, fitted on the training images); for the ensemble, the mean of its members' "
             "scores, each standardised by its mean and spread over the validation flowers. Each threshold is the "
             "score 99% of the validation flowers reach, fixed before the photos were scored. "
-            f"`{Path(BEFORE_NOVELTY_REPORT).name}` (Recipes table below) is the same run with the checks off.", "",
+            f"`{Path(art.REALWORLD_BEFORE_NOVELTY_REPORT).name}` (Recipes table below) is the same run with the checks off.", "",
             md(table), ""]
 
 
@@ -274,16 +274,20 @@ def recipe_ablation_section(root=None) -> list[str]:
         table[c] = table[c].map(pct)
     return ["### Recipes on people's photos and on the test split", "",
             f"Each `reports/realworld*.json` is one run of `{reports.REALWORLD_CMD}` (`realworld.json`: the shipped "
-            f"models; `{Path(BEFORE_NOVELTY_REPORT).name}`: the same models with their novelty checks off, "
+            f"models; `{Path(art.REALWORLD_BEFORE_NOVELTY_REPORT).name}`: the same models with their novelty checks off, "
             "`--without-novelty`; the "
-            "others: models of a recipe that was tried and not shipped, measured the same way before they were "
-            "replaced). The column \"'not sure' from\" names the signals behind the 'not sure' answers (the flower "
+            "others: models of a recipe that was tried and not shipped, measured the same way, with the shipped "
+            "flower gate: `realworld_full_finetune.json` before those models were replaced, "
+            "`realworld_more_stages.json` from a trial folder: `python -m train.level1 --protocol stratified "
+            "--frozen-stages 6 --artifacts DIR`, `python -m train.uncertainty --artifacts DIR --protocol stratified "
+            f"--models level1`, `{reports.REALWORLD_CMD} --artifacts DIR --gate-from artifacts --models level1 --output "
+            "artifacts/reports/realworld_more_stages.json`). The column \"'not sure' from\" names the signals behind the 'not sure' answers (the flower "
             "gate decides 'not a flower' in every row). 'test top-1' is the 80/10/10 test split of the same models.", "",
             md(table), ""]
 
 
 def app_section(root=None) -> list[str]:
-    path = art.artifacts_dir(root) / "reports" / "app_performance.json"
+    path = art.artifacts_dir(root) / art.APP_PERFORMANCE_REPORT
     if not path.is_file():
         return [f"App performance not measured yet: run `{reports.APP_BENCHMARK_CMD}`."]
     data = json.loads(path.read_text())

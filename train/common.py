@@ -30,6 +30,15 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def level_parser(description: str) -> argparse.ArgumentParser:
+    """``parser`` and the depth of the frozen trunk, for the scripts that train one of levels 1-3."""
+    p = parser(description)
+    p.add_argument("--frozen-stages", type=int, default=None, metavar="N",
+                   help="keep the first N stages frozen (on cpu, cached) and train the rest (default: 7 of the 9 "
+                   "EfficientNet-Lite stages on cpu, 0 with --device cuda; a smaller N fine-tunes more of the network)")
+    return p
+
+
 def protocols(args) -> list[str]:
     return list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
 
@@ -47,7 +56,9 @@ def take_log(name: str, protocol: str, args) -> None:
         shutil.copy(args.from_trained / rel, artifacts_dir(args.artifacts) / rel)
 
 
-def run_levels(names: list[str], args) -> None:
+def run_levels(names: list[str], args, frozen_stages: int | None = None) -> None:
+    if frozen_stages is not None and args.from_trained:
+        raise SystemExit("--frozen-stages chooses how a level is trained; --from-trained takes a level trained elsewhere")
     setup(args)
     for protocol in protocols(args):
         ws = prepare_workspace(protocol, args.data_root, args.download, args.artifacts)  # writes the split
@@ -57,4 +68,4 @@ def run_levels(names: list[str], args) -> None:
                 trained = load_trained(name, protocol, args.from_trained)
                 take_log(name, protocol, args)
             run_level(LEVELS[name], protocol, ws, "cpu" if trained else args.device, args.epochs, args.artifacts,
-                      trained=trained)
+                      frozen_stages=frozen_stages, trained=trained)

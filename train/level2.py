@@ -1,11 +1,11 @@
 """Level 2: `python -m train.level2 --help`."""
 from flowers_core.pipeline import LEVELS
-from train.common import parser, run_levels
+from train.common import level_parser, run_levels
 
 
 def main(argv=None) -> None:
-    args = parser(LEVELS["level2"].description).parse_args(argv)
-    run_levels(["level2"], args)
+    args = level_parser(LEVELS["level2"].description).parse_args(argv)
+    run_levels(["level2"], args, args.frozen_stages)
 
 
 if __name__ == "__main__":

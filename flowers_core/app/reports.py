@@ -17,11 +17,8 @@ from ..evaluate import classification_metrics, coverage_accuracy, entropy, relia
 from ..gallery import dataset_labels
 from ..novelty import NOVELTY_CMD
 
-LATENCY_FILE = "latency.json"
 LATENCY_CMD = "python -m flowers_core.bench.latency"
-ROBUSTNESS_FILE = "reports/robustness.json"
 ROBUSTNESS_CMD = "python -m flowers_core.bench.robustness"
-REALWORLD_FILE = "reports/realworld.json"
 REALWORLD_CMD = "python -m flowers_core.bench.realworld"
 APP_BENCHMARK_CMD = "python -m flowers_core.bench.app_benchmark"
 
@@ -58,12 +55,12 @@ def _read_json(rel: str, root=None, command: str = "python -m train.all"):
 # ---------------------------------------------------------------------------------------------
 def latency_table(root=None) -> pd.DataFrame:
     """The stored benchmark: one row per model (batch-1 p50/p95 ms, throughput, size, memory)."""
-    return pd.DataFrame(_read_json(LATENCY_FILE, root, LATENCY_CMD)["models"])
+    return pd.DataFrame(_read_json(art.LATENCY_REPORT, root, LATENCY_CMD)["models"])
 
 
 def latency_environment(root=None) -> dict:
     try:
-        data = _read_json(LATENCY_FILE, root, LATENCY_CMD)
+        data = _read_json(art.LATENCY_REPORT, root, LATENCY_CMD)
     except art.ArtifactMissing:
         return {}
     return data.get("environment", {})
@@ -84,7 +81,7 @@ def latency_p50(root=None) -> dict[str, float]:
 def robustness_table(root=None) -> tuple[pd.DataFrame, dict]:
     """Per photo-like shift of the test images: each model's top-1, and for models with a stored
     threshold the share flagged 'not sure' and the accuracy of the answers given (fractions)."""
-    data = _read_json(ROBUSTNESS_FILE, root, ROBUSTNESS_CMD)
+    data = _read_json(art.ROBUSTNESS_REPORT, root, ROBUSTNESS_CMD)
     df = pd.DataFrame(data["rows"])
     shifts, models = df["shift"].unique(), df["model"].unique()
     table = df.pivot(index="shift", columns="model", values="top1").reindex(index=shifts, columns=models)
@@ -107,7 +104,7 @@ def _answer_columns(r: dict) -> dict:
 def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """People's own photos (``flowers_core.bench.realworld``): one row per model (fractions), one row per
     species (each model's top-1), and the run's information (date, image counts, gate, stale models)."""
-    data = _read_json(REALWORLD_FILE, root, REALWORLD_CMD)
+    data = _read_json(art.REALWORLD_REPORT, root, REALWORLD_CMD)
     rows = [{"model": pretty(r["model"]), "top-1 (8 species)": r["top1"], **_answer_columns(r),
              "known flowers called not a flower": r["verdicts"].get("known", {}).get("not_a_flower"),
              "time (s)": r["seconds"]} for r in data["models"]]

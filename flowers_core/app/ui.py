@@ -26,6 +26,7 @@ from .. import catalog
 from ..data import SHIPPED_PROTOCOL
 from ..gallery import ReferencePhotos, Thumbnails, examples
 from ..inference import MAX_MB, ImageError, Predictor, load_image
+from ..runtime import OnnxSession
 from . import reports
 from .texts import CRASH_MARKER, UPLOAD_LABEL
 
@@ -417,18 +418,17 @@ def species_rows(table, query: str, order: str):
 # Live latency (the visitor's own measurement)
 # ---------------------------------------------------------------------------------------------
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def _onnx_module(name: str, threads: int, root: str, mtime: float):
-    """An ONNX model as a module with its own intra-op thread count (a session fixes it when it is made)."""
-    from ..weights import OnnxClassifier  # torch: loaded by the Latency page only (Classify starts without it)
-
-    return OnnxClassifier(art.model_file(art.model_entry(name, SHIPPED_PROTOCOL, root), root), threads)
+def _onnx_session(name: str, threads: int, root: str, mtime: float) -> OnnxSession:
+    """An ONNX model's session with its own intra-op thread count (a session fixes it when it is made): what the
+    app runs, and what the latency benchmark times."""
+    return OnnxSession(art.model_file(art.model_entry(name, SHIPPED_PROTOCOL, root), root), threads)
 
 
 def _timed_model(name: str, threads: int, root: str, mtime: float):
     """What the live measurement times: torch models are the shared predictor's (``measure`` sets torch's
     thread count per call); ONNX models get a session with ``threads``."""
     if art.model_entry(name, SHIPPED_PROTOCOL, root).format == "onnx":
-        return _onnx_module(name, threads, root, mtime)
+        return _onnx_session(name, threads, root, mtime)
     return _predictor(name, SHIPPED_PROTOCOL, root, mtime).model
 
 

@@ -196,10 +196,10 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--uploads", type=int, default=15, help="timed uploads after the first (default 15)")
     ap.add_argument("--artifacts", type=Path, default=None, help="artifacts dir (default $FLOWERS_ARTIFACTS or artifacts/)")
-    ap.add_argument("--out", type=Path, default=None, help="default <artifacts>/reports/app_performance.json")
+    ap.add_argument("--out", type=Path, default=None, help=f"default <artifacts>/{art.APP_PERFORMANCE_REPORT}")
     args = ap.parse_args(argv)
     result = measure(args.uploads, args.artifacts)
-    out = args.out or art.artifacts_dir(args.artifacts) / "reports" / "app_performance.json"
+    out = args.out or art.artifacts_dir(args.artifacts) / art.APP_PERFORMANCE_REPORT
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     ok = result["meets_target"]

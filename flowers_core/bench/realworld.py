@@ -23,15 +23,13 @@ import numpy as np
 from .. import artifacts as art
 from .. import catalog
 from ..data import SHIPPED_PROTOCOL, default_data_root
-from ..gate import FlowerGate, has_gate
+from ..gate import GATE_CMD, FlowerGate, has_gate
 from ..inference import VERDICTS, ImageError, Predictor, load_image
 
 DEFAULT_MODELS = catalog.NAMES
 REAL_PHOTOS, NOT_FLOWERS = "real-photos", "not-flowers"
 GROUPS = ("known", "unknown", "not_flower")  # one of the 102 / a flower that is none of them / no flower
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-REPORT = "reports/realworld.json"
-BEFORE_NOVELTY_REPORT = "reports/realworld_before_novelty.json"  # the same models with entropy alone
 
 
 @dataclass(frozen=True)
@@ -106,11 +104,16 @@ def recipe_of(entry: art.ModelEntry) -> str:
 
 
 def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int | None = None,
-        threads: int | None = None, batch_size: int = 16, novelty: bool = True) -> dict:
+        threads: int | None = None, batch_size: int = 16, novelty: bool = True, gate_root=None) -> dict:
+    """Score ``models`` of ``artifacts_root`` on the photos; the flower gate comes from ``gate_root``
+    (default: the same folder), so the models of a trial run can be measured with the shipped gate."""
     photos = photo_set(data_root)
     if limit:  # a spread-out subset: every group stays represented
         photos = photos[:: max(1, len(photos) // limit)][:limit]
-    gate = FlowerGate(artifacts_root) if has_gate(artifacts_root) else None
+    if gate_root is not None and not has_gate(gate_root):
+        raise FileNotFoundError(f"no flower gate recorded in {art.artifacts_dir(gate_root)} ({GATE_CMD})")
+    gate_root = artifacts_root if gate_root is None else gate_root
+    gate = FlowerGate(gate_root) if has_gate(gate_root) else None
     predictors = [Predictor(m, SHIPPED_PROTOCOL, artifacts_root, gate=gate, threads=threads, novelty=novelty)
                   for m in models]
     seconds = dict.fromkeys(["gate", *models], 0.0)
@@ -167,17 +170,20 @@ def main(argv=None) -> None:
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     p.add_argument("--data-root", default=None, help="folder holding real-photos/ and not-flowers/ "
                    "(default: ../shared/data when present, else data/; or $FLOWERS_DATA_ROOT)")
-    p.add_argument("--artifacts", default=None)
+    p.add_argument("--artifacts", default=None, help="artifacts folder of the models (default: artifacts/)")
+    p.add_argument("--gate-from", default=None, metavar="DIR",
+                   help="artifacts folder of the flower gate (default: --artifacts); e.g. the shipped gate for the "
+                   "models of a trial run in another folder")
     p.add_argument("--limit", type=int, default=None, help="score an evenly spread subset of N photos")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--output", default=None, help=f"default: <artifacts>/{REPORT}")
+    p.add_argument("--output", default=None, help=f"default: <artifacts>/{art.REALWORLD_REPORT}")
     p.add_argument("--without-novelty", action="store_true",
                    help=f"the models' novelty checks off (entropy alone says 'not sure'); written to "
-                        f"<artifacts>/{BEFORE_NOVELTY_REPORT} unless --output says otherwise")
+                        f"<artifacts>/{art.REALWORLD_BEFORE_NOVELTY_REPORT} unless --output says otherwise")
     args = p.parse_args(argv)
     result = run(args.models, args.data_root, args.artifacts, args.limit, args.threads,
-                 novelty=not args.without_novelty)
-    default = BEFORE_NOVELTY_REPORT if args.without_novelty else REPORT
+                 novelty=not args.without_novelty, gate_root=args.gate_from)
+    default = art.REALWORLD_BEFORE_NOVELTY_REPORT if args.without_novelty else art.REALWORLD_REPORT
     out = Path(args.output) if args.output else art.artifacts_dir(args.artifacts) / default
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

@@ -105,10 +105,10 @@ def main(argv=None) -> None:
     p.add_argument("--artifacts", default=None)
     p.add_argument("--limit", type=int, default=None, help="score only the first N test images")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--output", default=None, help="default: <artifacts>/reports/robustness.json")
+    p.add_argument("--output", default=None, help=f"default: <artifacts>/{art.ROBUSTNESS_REPORT}")
     args = p.parse_args(argv)
     result = run(args.models, args.protocol, args.data_root, args.artifacts, args.limit, args.threads)
-    out = Path(args.output) if args.output else art.artifacts_dir(args.artifacts) / "reports" / "robustness.json"
+    out = Path(args.output) if args.output else art.artifacts_dir(args.artifacts) / art.ROBUSTNESS_REPORT
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"written to {out}")
