@@ -108,3 +108,28 @@ def test_level_scripts_pass_the_trunk_depth_to_the_run(monkeypatch):
     assert seen["frozen_stages"] is None  # the architecture's default depth
     with pytest.raises(SystemExit, match="--from-trained"):  # a level trained elsewhere has its depth already
         level1.main(["--frozen-stages", "6", "--from-trained", "somewhere"])
+
+
+def test_level5_distils_on_the_views_it_is_given(monkeypatch):
+    """`python -m train.level5 --views eval photo0`: the student's cached views (the photo-view ablation)."""
+    import train.level5 as level5
+    from flowers_core.distill import STUDENT
+
+    specs = []
+    monkeypatch.setattr(level5, "prepare_workspace", lambda *a, **k: None)
+    monkeypatch.setattr(level5, "run_student", lambda protocol, ws, device, epochs, root, spec, **k: specs.append(spec))
+    level5.main(["--protocol", "official", "--views", "eval", "photo0"])
+    level5.main(["--protocol", "official"])
+    assert specs[0].views == ("eval", "photo0") and specs[0].name == STUDENT.name
+    assert specs[1] == STUDENT  # by default the shipped recipe
+
+
+def test_the_recipe_names_the_students_views():
+    from flowers_core.artifacts import ModelEntry
+    from flowers_core.bench.realworld import recipe_of
+
+    entry = ModelEntry.from_dict({"name": "student", "level": 5, "protocol": "stratified", "format": "safetensors",
+                                  "preprocess": {}, "frozen_stages": 7, "augment": "distillation",
+                                  "teacher": "ensemble", "views": ["eval", "strong0", "strong1", "photo0"]})
+    assert recipe_of(entry) == ("distilled from the ensemble, frozen trunk (first 7 stages), "
+                                "cached views: eval, 2 strong, 1 photo, trained on cpu")

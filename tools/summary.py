@@ -265,6 +265,26 @@ def novelty_lines(root=None) -> list[str]:
             md(table), ""]
 
 
+# How the models of each trial report were made in a trial artifacts folder DIR (``--artifacts DIR``), then measured
+# with the shipped flower gate (``bench.realworld --artifacts DIR --gate-from artifacts --output <report>``).
+TRIAL_RUNS = {
+    "realworld_more_stages.json": ("level1", [
+        "python -m train.level1 --protocol stratified --frozen-stages 6 --artifacts DIR",
+        "python -m train.uncertainty --artifacts DIR --protocol stratified --models level1"]),
+}
+
+
+def trial_runs_text(present: set[str]) -> str:
+    """How to reproduce each trial report that is present (the commands of ``TRIAL_RUNS``)."""
+    runs = []
+    for report, (models, commands) in TRIAL_RUNS.items():
+        if report in present:
+            steps = [*commands, f"{reports.REALWORLD_CMD} --artifacts DIR --gate-from artifacts --models {models} "
+                                f"--output artifacts/reports/{report}"]
+            runs.append(f"`{report}`: " + ", then ".join(f"`{c}`" for c in steps))
+    return "; ".join(runs)
+
+
 def recipe_ablation_section(root=None) -> list[str]:
     try:
         table = reports.recipe_ablation(root)
@@ -272,17 +292,18 @@ def recipe_ablation_section(root=None) -> list[str]:
         return [str(e)]
     for c in table.columns[4:]:
         table[c] = table[c].map(pct)
+    trials = trial_runs_text(set(table["report"]))
     return ["### Recipes on people's photos and on the test split", "",
             f"Each `reports/realworld*.json` is one run of `{reports.REALWORLD_CMD}` (`realworld.json`: the shipped "
             f"models; `{Path(art.REALWORLD_BEFORE_NOVELTY_REPORT).name}`: the same models with their novelty checks off, "
-            "`--without-novelty`; the "
-            "others: models of a recipe that was tried and not shipped, measured the same way, with the shipped "
-            "flower gate: `realworld_full_finetune.json` before those models were replaced, "
-            "`realworld_more_stages.json` from a trial folder: `python -m train.level1 --protocol stratified "
-            "--frozen-stages 6 --artifacts DIR`, `python -m train.uncertainty --artifacts DIR --protocol stratified "
-            f"--models level1`, `{reports.REALWORLD_CMD} --artifacts DIR --gate-from artifacts --models level1 --output "
-            "artifacts/reports/realworld_more_stages.json`). The column \"'not sure' from\" names the signals behind the 'not sure' answers (the flower "
-            "gate decides 'not a flower' in every row). 'test top-1' is the 80/10/10 test split of the same models.", "",
+            "`--without-novelty`; the others: models of a recipe that was tried and not shipped, measured the same "
+            "way with the shipped flower gate: `realworld_full_finetune.json` and `realworld_student_strong_views.json` (the "
+            "students' rows of `realworld.json` when they were distilled on the eval and strong views only) before "
+            "those models were replaced, "
+            "the others from a trial artifacts folder DIR"
+            + (f" ({trials})" if trials else "") + "). The column \"'not sure' from\" names the signals behind the "
+            "'not sure' answers (the flower gate decides 'not a flower' in every row). 'test top-1' is the 80/10/10 "
+            "test split of the same models.", "",
             md(table), ""]
 
 

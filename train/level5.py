@@ -1,4 +1,6 @@
 """Level 5: distil the ensemble into a student, INT8 it, calibrate it (`python -m train.level5 --help`)."""
+from dataclasses import replace
+
 from flowers_core.data import SHIPPED_PROTOCOL
 from flowers_core.distill import STUDENT, int8_name, load_trained_student, run_student, update_uncertainty
 from flowers_core.pipeline import prepare_workspace
@@ -17,7 +19,11 @@ def main(argv=None) -> None:
                    "record only (a machine without the test images, e.g. a lent GPU; --from-trained records it)")
     p.add_argument("--uncertainty-only", action="store_true", help="only re-fit temperature and the rejection "
                    "threshold from the saved val/test probabilities of the trained students (no training)")
+    p.add_argument("--views", nargs="+", default=list(STUDENT.views), metavar="VIEW",
+                   help="cached views of the training images the student is distilled on (CPU): 'eval' or an "
+                   "augmentation preset and a seed, e.g. strong0 or photo1 (default: %(default)s)")
     args = p.parse_args(argv)
+    spec = replace(STUDENT, views=tuple(args.views))
     setup(args)
     for protocol in protocols(args):
         if args.uncertainty_only:
@@ -28,7 +34,7 @@ def main(argv=None) -> None:
         if args.from_trained:
             trained = load_trained_student(protocol, args.from_trained)
             take_log(STUDENT.name, protocol, args)
-        run_student(protocol, ws, "cpu" if trained else args.device, args.epochs, args.artifacts, STUDENT,
+        run_student(protocol, ws, "cpu" if trained else args.device, args.epochs, args.artifacts, spec,
                     threads=args.bench_threads, compare=False if args.no_compare else None, trained=trained,
                     train_only=args.train_only)
         if protocol == SHIPPED_PROTOCOL and not args.train_only:  # the shipped students' novelty checks

@@ -15,6 +15,7 @@ import argparse
 import csv
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +100,12 @@ def recipe_of(entry: art.ModelEntry) -> str:
     d = entry.details
     device = (d.get("train_config") or {}).get("device", d.get("device", "cpu"))
     distilled = f"distilled from the {d['teacher']}, " if d.get("teacher") else ""
-    augment = "cached views" if d.get("augment") == "distillation" else f"{d.get('augment')} augmentation"
+    if d.get("augment") == "distillation":  # the student: which cached views it was distilled on
+        presets = Counter(v.rstrip("0123456789") for v in d.get("views", []))
+        augment = "cached views" + (": " if presets else "") + ", ".join(
+            p if p == "eval" else f"{n} {p}" for p, n in presets.items())
+    else:
+        augment = f"{d.get('augment')} augmentation"
     return f"{distilled}{where}, {augment}, trained on {device}"
 
 
