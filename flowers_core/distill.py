@@ -39,6 +39,7 @@ from .evaluate import (
     logits_from_saved,
     softmax,
 )
+from .features import parse_view
 from .models import Ensemble, FlowerNet, create_model, soft_vote
 from .pipeline import (
     LEVELS,
@@ -105,11 +106,6 @@ class StudentSpec:
 
 
 STUDENT = StudentSpec()
-
-
-def _parse_view(view: str) -> tuple[str, int]:
-    name = view.rstrip("0123456789")
-    return name, int(view[len(name):] or 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,7 +250,7 @@ def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str =
 
     def views_of(m: FlowerNet) -> torch.Tensor:  # one [V, N, ...] tensor per trunk (the student shares level 3's)
         if m.trunk_key not in stacked:
-            stacked[m.trunk_key] = torch.stack([ws.features(m, "train", *_parse_view(v)) for v in spec.views])
+            stacked[m.trunk_key] = torch.stack([ws.features(m, "train", *parse_view(v)) for v in spec.views])
         return stacked[m.trunk_key]
 
     views = views_of(model)

@@ -18,6 +18,13 @@ from .models import FlowerNet
 from .transforms import augment_batch, train_augment
 
 
+def parse_view(view: str) -> tuple[str, int]:
+    """A cached view's name, e.g. ``strong2`` -> (``strong``, 2): the view (``eval`` or an augmentation preset)
+    and its seed (0 when none is given)."""
+    name = view.rstrip("0123456789")
+    return name, int(view[len(name):] or 0)
+
+
 def view_batch(squares: torch.Tensor, model: FlowerNet, view: str) -> torch.Tensor:
     """``eval`` -> the validated centre crop; ``strong`` -> the level-2 augmentation."""
     pre = model.preprocess

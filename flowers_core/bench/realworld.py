@@ -24,6 +24,7 @@ import numpy as np
 from .. import artifacts as art
 from .. import catalog
 from ..data import SHIPPED_PROTOCOL, default_data_root
+from ..features import parse_view
 from ..gate import GATE_CMD, FlowerGate, has_gate
 from ..inference import VERDICTS, ImageError, Predictor, load_image
 
@@ -101,7 +102,7 @@ def recipe_of(entry: art.ModelEntry) -> str:
     device = (d.get("train_config") or {}).get("device", d.get("device", "cpu"))
     distilled = f"distilled from the {d['teacher']}, " if d.get("teacher") else ""
     if d.get("augment") == "distillation":  # the student: which cached views it was distilled on
-        presets = Counter(v.rstrip("0123456789") for v in d.get("views", []))
+        presets = Counter(parse_view(v)[0] for v in d.get("views", []))
         augment = "cached views" + (": " if presets else "") + ", ".join(
             p if p == "eval" else f"{n} {p}" for p, n in presets.items())
     else:
