@@ -54,6 +54,7 @@ from .pipeline import (
     train_level,
 )
 from .quantize import (
+    BACKENDS,
     add_feature_output,
     calibration_images,
     compare_backends,
@@ -436,16 +437,18 @@ def record_students(student: ModelEntry, model: FlowerNet, int8: ModelEntry, qua
     return {e.name: art.model_entry(e.name, e.protocol, artifacts_root) for e in (student, int8)}
 
 
-def compare_int8_backends(model: FlowerNet, quantised: Quantised, ws: Workspace, protocol: str, artifacts_root=None,
-                          threads: int = 2, iters: int = 50) -> None:
-    """Measure the other INT8 backends against the chosen one on val: the manifest's
-    ``quantization_comparison`` and ``reports/quantization.md``."""
+def compare_int8_backends(model: FlowerNet, calibration: torch.Tensor, qdq_config: dict, ws: Workspace, protocol: str,
+                          artifacts_root=None, threads: int = 2, iters: int = 50, backends: tuple[str, ...] = BACKENDS) -> None:
+    """Measure the other INT8 backends against the chosen one (ONNX Runtime QDQ with ``qdq_config``),
+    each calibrated on ``calibration``, on val: the manifest's ``quantization_comparison`` and
+    ``reports/quantization.md``."""
     root = art.artifacts_dir(artifacts_root)
     pre = model.preprocess
     val_squares = ws.squares(pre.resize_size, "val")
     n = min(len(val_squares), 512)
-    rows = compare_backends(model, quantised.calibration, pre.eval_view(val_squares[:n]), ws.labels("val")[:n],
-                            root / "_work" / "compare", threads=threads, iters=iters, qdq_config=quantised.config)
+    rows = compare_backends(model, calibration, pre.eval_view(val_squares[:n]), ws.labels("val")[:n],
+                            root / "_work" / "compare", threads=threads, iters=iters, qdq_config=qdq_config,
+                            backends=backends)
     for r in rows:
         if r["backend"] == "pt2e" and "error" not in r:
             r["note"] = "eager reference kernels (inductor compile needs a C++ toolchain at load)"
@@ -459,6 +462,19 @@ def compare_int8_backends(model: FlowerNet, quantised: Quantised, ws: Workspace,
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(comparison_markdown(rows, threads, n))
     shutil.rmtree(root / "_work" / "compare", ignore_errors=True)
+
+
+def compare_shipped_int8_backends(protocol: str, ws: Workspace, artifacts_root=None, spec: StudentSpec = STUDENT,
+                                  threads: int = 2, iters: int = 50, backends: tuple[str, ...] = BACKENDS) -> None:
+    """``compare_int8_backends`` for the recorded student, with the calibration images and QDQ
+    configuration its INT8 twin was made with (no training, no re-scoring)."""
+    student = art.model_entry(spec.name, protocol, artifacts_root)
+    int8 = art.model_entry(int8_name(spec.name), protocol, artifacts_root)
+    model = weights.build_flowernet(student, artifacts_root).eval()
+    pre = model.preprocess
+    calib = calibration_images(ws.squares(pre.resize_size, "train"), pre, int8.quantization["calibration_images"])
+    compare_int8_backends(model, calib, int8.quantization["config"], ws, protocol, artifacts_root, threads, iters,
+                          backends)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,7 +506,8 @@ def run_student(protocol: str, ws: Workspace, device: str = "cpu", epochs: int |
     add_latencies(student, model, int8, quantised, ws, threads, latency_iters)
     recorded = record_students(student, model, int8, quantised, artifacts_root)
     if compare:
-        compare_int8_backends(model, quantised, ws, protocol, artifacts_root, threads, latency_iters)
+        compare_int8_backends(model, quantised.calibration, quantised.config, ws, protocol, artifacts_root, threads,
+                              latency_iters)
 
     for e in recorded.values():
         print(f"[{e.name}/{protocol}] val top1 {e.top1('val'):.4f} test top1 {e.top1('test'):.4f} "

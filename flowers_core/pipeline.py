@@ -50,6 +50,7 @@ class LevelSpec:
     augment: str = "baseline"  # baseline | strong (see transforms.train_augment)
     aug_views: int = 0  # pre-augmented views cached per training image on CPU (0: eval view only)
     include_eval_view: bool = False  # also draw the un-augmented view during training (with aug_views > 0)
+    photo_views: int = 0  # views of the ``photo`` preset (people's photos) cached per training image, drawn alongside
     input_size: int | None = None  # None: the architecture's native resolution
     config: TrainConfig = field(default_factory=TrainConfig)
     full: FullFinetune | None = None  # the recipe with no frozen trunk (None: ``augment`` and ``config``)
@@ -149,6 +150,7 @@ def training_views(spec: LevelSpec, model: FlowerNet, ws: "Workspace") -> torch.
     views = [ws.features(model, "train", spec.augment, seed=s) for s in range(spec.aug_views)]
     if spec.aug_views == 0 or spec.include_eval_view:
         views.insert(0, ws.features(model, "train", "eval"))
+    views += [ws.features(model, "train", "photo", seed=s) for s in range(spec.photo_views)]
     return torch.stack(views)
 
 
@@ -191,12 +193,14 @@ def train_level(spec: LevelSpec, ws: Workspace, device: str = "cpu", epochs: int
         train = CachedViews(training_views(spec, model, ws), ws.labels("train"), cfg.batch_size, seed=cfg.seed)
         module, forward = model.trainable(), model.forward_from_trunk
         val_inputs = ws.features(model, "val")
-        recipe = {"augment": spec.augment, "aug_views": spec.aug_views, "include_eval_view": spec.include_eval_view}
+        recipe = {"augment": spec.augment, "aug_views": spec.aug_views, "include_eval_view": spec.include_eval_view,
+                  "photo_views": spec.photo_views}
     else:
         train = full_finetune_batches(ws, model.preprocess, full, cfg, device)
         module, forward = model, model.forward
         val_inputs = model.preprocess.eval_view(ws.squares(model.preprocess.resize_size, "val"))
-        recipe = {"augment": full.augment, "aug_views": 0, "include_eval_view": False, "batch_mix": full.mix}
+        recipe = {"augment": full.augment, "aug_views": 0, "include_eval_view": False, "photo_views": 0,
+                  "batch_mix": full.mix}
     prep_seconds = time.time() - t0
     result = fit(module, forward, train, val_inputs, ws.labels("val"), cfg, log_path,
                  desc=desc or f"{spec.name}/{ws.protocol}")
@@ -218,7 +222,7 @@ def load_trained(name: str, protocol: str, source_root) -> TrainedLevel:
     record = entry.details
     return TrainedLevel(weights.build_flowernet(entry, source_root), TrainConfig(**record["train_config"]),
                         record["best_epoch"], record["feature_cache_seconds"], record["train_seconds"],
-                        {k: record[k] for k in ("augment", "aug_views", "include_eval_view", "batch_mix") if k in record})
+                        {k: record[k] for k in ("augment", "aug_views", "include_eval_view", "photo_views", "batch_mix") if k in record})
 
 
 def flowernet_entry(model: FlowerNet, name: str, level: int, description: str, protocol: str, device: str,

@@ -208,16 +208,20 @@ def quantize_pt2e(model: nn.Module, calib: torch.Tensor, batch_size: int = 16) -
         return convert_pt2e(prepared)
 
 
+BACKENDS = ("fp32_torch", "fp32_onnx", "onnx_qdq", "torch_fx", "pt2e")  # the INT8 paths and their fp32 references
+
+
 def compare_backends(model: nn.Module, calib: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
                      workdir: str | Path, threads: int = 2, iters: int = 30, warmup: int = 5,
-                     backends: Iterable[str] = ("fp32_torch", "fp32_onnx", "onnx_qdq", "torch_fx", "pt2e"),
+                     backends: Iterable[str] = BACKENDS,
                      qdq_config: dict | None = None) -> list[dict]:
-    """Accuracy on ``images`` and batch-1 latency of each INT8 backend (and the fp32 references)."""
+    """Accuracy on ``images``, the share of fp32 torch's answers kept (when ``fp32_torch`` runs first)
+    and batch-1 latency of each INT8 backend (and the fp32 references)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     size = images.shape[-1]
     fp32_onnx = workdir / "student_fp32.onnx"
-    rows = []
+    rows, reference = [], None  # reference: fp32 torch's answers, which every INT8 path should keep
     for backend in backends:
         row = {"backend": backend}
         t0 = time.time()
@@ -243,7 +247,12 @@ def compare_backends(model: nn.Module, calib: torch.Tensor, images: torch.Tensor
             else:
                 raise ValueError(f"unknown backend {backend!r}")
             row["convert_seconds"] = round(time.time() - t0, 1)
-            row["accuracy"] = float((predict_logits(fn, images, batch_size=32).argmax(-1) == labels).float().mean())
+            answers = predict_logits(fn, images, batch_size=32).argmax(-1)
+            row["accuracy"] = float((answers == labels).float().mean())
+            if backend == "fp32_torch":
+                reference = answers
+            if reference is not None:
+                row["agreement_with_fp32"] = float((answers == reference).float().mean())
             lat = measure(fn, images[:1], iters=iters, warmup=warmup, threads=threads)
             row.update(p50_ms=lat["p50_ms"], p95_ms=lat["p95_ms"])
             if file is not None:
@@ -259,13 +268,14 @@ def comparison_markdown(rows: list[dict], threads: int, n_images: int, chosen: s
     lines = ["# INT8 backends for the student (measured by `python -m train.level5`)", "",
              f"Accuracy on {n_images} validation images (eval view); batch-1 latency after warm-up at "
              f"{threads} threads. Chosen: **{chosen}**.", "",
-             "| backend | top-1 | p50 ms | p95 ms | file MB | convert s | note |",
-             "|---|---|---|---|---|---|---|"]
+             "| backend | top-1 | agrees with fp32 | p50 ms | p95 ms | file MB | convert s | note |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mb = f"{r['bytes'] / 1e6:.2f}" if "bytes" in r else ""
         if "error" in r:
-            lines.append(f"| {r['backend']} | – | – | – | {mb} | | failed: {r['error']} |")
+            lines.append(f"| {r['backend']} | – | – | – | – | {mb} | | failed: {r['error']} |")
         else:
-            lines.append(f"| {r['backend']} | {r['accuracy'] * 100:.2f}% | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} "
+            agree = f"{r['agreement_with_fp32'] * 100:.2f}%" if "agreement_with_fp32" in r else ""
+            lines.append(f"| {r['backend']} | {r['accuracy'] * 100:.2f}% | {agree} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} "
                          f"| {mb} | {r.get('convert_seconds', '')} | {r.get('note', '')} |")
     return "\n".join(lines) + "\n"

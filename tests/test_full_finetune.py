@@ -133,3 +133,20 @@ def test_the_recipe_names_the_students_views():
                                   "teacher": "ensemble", "views": ["eval", "strong0", "strong1", "photo0"]})
     assert recipe_of(entry) == ("distilled from the ensemble, frozen trunk (first 7 stages), "
                                 "cached views: eval, 2 strong, 1 photo, trained on cpu")
+
+
+def test_level_scripts_pass_the_photo_views_to_the_run(monkeypatch):
+    """`python -m train.level3 --photo-views 2`: the level's recipe plus two cached people's-photo views (a trial)."""
+    import train.common as common
+    import train.level3 as level3
+    from flowers_core.pipeline import LEVELS
+
+    specs = []
+    monkeypatch.setattr(common, "prepare_workspace", lambda *a, **k: None)
+    monkeypatch.setattr(common, "run_level", lambda spec, *a, **k: specs.append(spec))
+    level3.main(["--protocol", "stratified", "--photo-views", "2"])
+    level3.main(["--protocol", "stratified"])
+    assert specs[0].photo_views == 2 and specs[0].aug_views == LEVELS["level3"].aug_views
+    assert specs[1] == LEVELS["level3"] and specs[1].photo_views == 0  # the shipped recipe: none
+    with pytest.raises(SystemExit, match="--from-trained"):
+        level3.main(["--photo-views", "2", "--from-trained", "somewhere"])

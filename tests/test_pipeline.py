@@ -84,3 +84,31 @@ def test_a_workspace_without_its_split_names_the_command(tmp_path, synthetic_roo
     with pytest.raises(art.ArtifactMissing, match="python -m train.all"):
         Workspace("official", synthetic_root, artifacts_root=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_level_can_also_train_on_views_that_look_like_peoples_photos(trained_artifacts, synthetic_root):
+    """``LevelSpec.photo_views`` (``train.levelN --photo-views``): the CPU recipe draws the eval view, the
+    level's augmented views and that many views of the `photo` preset; the record and its recipe text say so."""
+    from dataclasses import replace
+
+    import torch
+
+    from conftest import tiny_spec
+    from flowers_core.artifacts import ModelEntry
+    from flowers_core.bench.realworld import recipe_of
+    from flowers_core.models import create_model
+    from flowers_core.pipeline import training_views
+
+    ws = Workspace("stratified", synthetic_root, artifacts_root=trained_artifacts)
+    spec = replace(tiny_spec("level3"), photo_views=2)
+    model = create_model(spec.arch, spec.head, 102, pretrained=False, input_size=spec.input_size)
+    views = training_views(spec, model, ws)
+    assert views.shape[0] == 1 + spec.aug_views + 2 == 7
+    assert torch.equal(views[0], ws.features(model, "train", "eval"))
+    assert torch.equal(views[-1], ws.features(model, "train", "photo", seed=1))
+    assert not torch.equal(views[-1], views[-2])  # two different photo-like views of every image
+    assert training_views(tiny_spec("level3"), model, ws).shape[0] == 5  # the shipped recipe: none
+    shipped = art.model_entry("level3", "stratified", trained_artifacts)
+    assert shipped.details["photo_views"] == 0 and "photo views" not in recipe_of(shipped)
+    trial = ModelEntry.from_dict({**shipped.to_dict(), "photo_views": 2})
+    assert recipe_of(trial).endswith("strong augmentation + 2 photo views, trained on cpu")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import onnx
+import pytest
 import torch
 
 from _level5 import student_artifacts  # noqa: F401  (fixture)
@@ -103,3 +104,31 @@ def test_ptq_trials_are_portable_across_x86_cpus():
     AVX2-only CPUs, so no configuration that train.level5 may ship depends on the machine."""
     assert STUDENT.quantization_trials
     assert all(t["types"] != "u8s8" or t["reduce_range"] for t in STUDENT.quantization_trials)
+
+
+def test_the_backend_comparison_of_the_recorded_student_rebuilds_its_int8_file(student_artifacts, synthetic_root,
+                                                                              tmp_path):
+    """`train.level5 --compare-only`: the comparison's ONNX QDQ row is the shipped INT8 file remade from its
+    recorded calibration and configuration, so it answers as the shipped file does on the same images."""
+    import shutil
+
+    from flowers_core.distill import compare_shipped_int8_backends
+    from flowers_core.pipeline import Workspace
+
+    root = tmp_path / "artifacts"
+    shutil.copytree(student_artifacts, root)
+    compare_shipped_int8_backends("stratified", Workspace("stratified", synthetic_root, artifacts_root=root), root,
+                                  threads=1, iters=2, backends=("fp32_torch", "onnx_qdq"))
+    comparison = art.read_manifest(root)["quantization_comparison"]["stratified"]
+    rows = {r["backend"]: r for r in comparison["rows"]}
+    int8 = art.model_entry("student_int8", "stratified", root)
+    assert rows["onnx_qdq"]["config"] == int8.quantization["config"]
+    n = comparison["n_images"]
+    int8_answers, ids, labels = (a[:n] for a in art.load_probs(int8.probs["val"], root))
+    fp32_answers = art.load_probs(art.model_entry("student", "stratified", root).probs["val"], root)[0][:n].argmax(1)
+    int8_answers = int8_answers.argmax(1)
+    assert rows["onnx_qdq"]["accuracy"] == pytest.approx((int8_answers == labels).mean(), abs=1e-6)
+    assert rows["fp32_torch"]["accuracy"] == pytest.approx((fp32_answers == labels).mean(), abs=1e-6)
+    assert rows["onnx_qdq"]["agreement_with_fp32"] == pytest.approx((int8_answers == fp32_answers).mean(), abs=1e-6)
+    assert rows["fp32_torch"]["agreement_with_fp32"] == 1.0
+    assert "onnx_qdq" in (root / "reports" / "quantization.md").read_text()

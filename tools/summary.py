@@ -153,6 +153,7 @@ def student_section(root=None) -> list[str]:
     comparison = manifest.get("quantization_comparison", {}).get(SHIPPED_PROTOCOL)
     if comparison:
         rows = [{"backend": r["backend"], "val top-1": pct(r.get("accuracy")),
+                 "agrees with fp32 torch": pct(r.get("agreement_with_fp32")),
                  "p50 ms": r.get("p50_ms"), "p95 ms": r.get("p95_ms"),
                  "file MB": f"{r['bytes'] / 1e6:.2f}" if r.get("bytes") else "—",
                  "note": r.get("error") or r.get("note", "")} for r in comparison.get("rows", [])]
@@ -271,6 +272,13 @@ TRIAL_RUNS = {
     "realworld_more_stages.json": ("level1", [
         "python -m train.level1 --protocol stratified --frozen-stages 6 --artifacts DIR",
         "python -m train.uncertainty --artifacts DIR --protocol stratified --models level1"]),
+    "realworld_photo_views.json": ("level2 level3 ensemble student student_int8", [
+        "python -m train.level2 --protocol stratified --photo-views 2 --artifacts DIR",
+        "python -m train.level3 --protocol stratified --photo-views 2 --artifacts DIR",
+        "python -m train.level4 --protocol stratified --artifacts DIR",
+        "python -m train.level5 --protocol stratified --artifacts DIR",
+        "python -m train.uncertainty --artifacts DIR --protocol stratified --models level2 level3 ensemble",
+        "python -m train.novelty --artifacts DIR --models level2 level3 ensemble"]),
 }
 
 
@@ -300,7 +308,7 @@ def recipe_ablation_section(root=None) -> list[str]:
             "way with the shipped flower gate: `realworld_full_finetune.json` and `realworld_student_strong_views.json` (the "
             "students' rows of `realworld.json` when they were distilled on the eval and strong views only) before "
             "those models were replaced, "
-            "the others from a trial artifacts folder DIR"
+            "the others from a trial artifacts folder DIR, a copy of `artifacts/`"
             + (f" ({trials})" if trials else "") + "). The column \"'not sure' from\" names the signals behind the "
             "'not sure' answers (the flower gate decides 'not a flower' in every row). 'test top-1' is the 80/10/10 "
             "test split of the same models.", "",

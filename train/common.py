@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -36,6 +37,10 @@ def level_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--frozen-stages", type=int, default=None, metavar="N",
                    help="keep the first N stages frozen (on cpu, cached) and train the rest (default: 7 of the 9 "
                    "EfficientNet-Lite stages on cpu, 0 with --device cuda; a smaller N fine-tunes more of the network)")
+    p.add_argument("--photo-views", type=int, default=None, metavar="N",
+                   help="on cpu, also train on N cached views of the `photo` augmentation preset (people's photos: "
+                   "crops of 8-100%%, the flower small in a wide frame, colour casts, blur, noise, JPEG) of every "
+                   "training image (default: the level's recipe, none)")
     return p
 
 
@@ -56,9 +61,10 @@ def take_log(name: str, protocol: str, args) -> None:
         shutil.copy(args.from_trained / rel, artifacts_dir(args.artifacts) / rel)
 
 
-def run_levels(names: list[str], args, frozen_stages: int | None = None) -> None:
-    if frozen_stages is not None and args.from_trained:
-        raise SystemExit("--frozen-stages chooses how a level is trained; --from-trained takes a level trained elsewhere")
+def run_levels(names: list[str], args, frozen_stages: int | None = None, photo_views: int | None = None) -> None:
+    if (frozen_stages is not None or photo_views is not None) and args.from_trained:
+        raise SystemExit("--frozen-stages and --photo-views choose how a level is trained; --from-trained takes a "
+                         "level trained elsewhere")
     setup(args)
     for protocol in protocols(args):
         ws = prepare_workspace(protocol, args.data_root, args.download, args.artifacts)  # writes the split
@@ -67,5 +73,6 @@ def run_levels(names: list[str], args, frozen_stages: int | None = None) -> None
             if args.from_trained:
                 trained = load_trained(name, protocol, args.from_trained)
                 take_log(name, protocol, args)
-            run_level(LEVELS[name], protocol, ws, "cpu" if trained else args.device, args.epochs, args.artifacts,
+            spec = LEVELS[name] if photo_views is None else replace(LEVELS[name], photo_views=photo_views)
+            run_level(spec, protocol, ws, "cpu" if trained else args.device, args.epochs, args.artifacts,
                       frozen_stages=frozen_stages, trained=trained)

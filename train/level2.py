@@ -5,7 +5,7 @@ from train.common import level_parser, run_levels
 
 def main(argv=None) -> None:
     args = level_parser(LEVELS["level2"].description).parse_args(argv)
-    run_levels(["level2"], args, args.frozen_stages)
+    run_levels(["level2"], args, args.frozen_stages, args.photo_views)
 
 
 if __name__ == "__main__":

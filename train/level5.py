@@ -2,7 +2,14 @@
 from dataclasses import replace
 
 from flowers_core.data import SHIPPED_PROTOCOL
-from flowers_core.distill import STUDENT, int8_name, load_trained_student, run_student, update_uncertainty
+from flowers_core.distill import (
+    STUDENT,
+    compare_shipped_int8_backends,
+    int8_name,
+    load_trained_student,
+    run_student,
+    update_uncertainty,
+)
 from flowers_core.pipeline import prepare_workspace
 from train.common import parser, protocols, setup, take_log
 from train.novelty import fit_novelty
@@ -15,6 +22,8 @@ def main(argv=None) -> None:
                "models/student_int8.onnx and their models/*_novelty.npz.")
     p.add_argument("--bench-threads", type=int, default=2, help="threads of the latency measurements (default 2)")
     p.add_argument("--no-compare", action="store_true", help="skip the INT8 backend comparison")
+    p.add_argument("--compare-only", action="store_true", help="only compare the INT8 backends for the recorded "
+                   "student, with its INT8 twin's calibration and configuration (no training, no scoring)")
     p.add_argument("--train-only", action="store_true", help="train and save the student's weights and training "
                    "record only (a machine without the test images, e.g. a lent GPU; --from-trained records it)")
     p.add_argument("--uncertainty-only", action="store_true", help="only re-fit temperature and the rejection "
@@ -30,6 +39,9 @@ def main(argv=None) -> None:
             update_uncertainty(protocol, args.artifacts)
             continue
         ws = prepare_workspace(protocol, args.data_root, args.download, args.artifacts)  # writes the split
+        if args.compare_only:
+            compare_shipped_int8_backends(protocol, ws, args.artifacts, threads=args.bench_threads)
+            continue
         trained = None
         if args.from_trained:
             trained = load_trained_student(protocol, args.from_trained)

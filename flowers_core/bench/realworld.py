@@ -106,7 +106,7 @@ def recipe_of(entry: art.ModelEntry) -> str:
         augment = "cached views" + (": " if presets else "") + ", ".join(
             p if p == "eval" else f"{n} {p}" for p, n in presets.items())
     else:
-        augment = f"{d.get('augment')} augmentation"
+        augment = f"{d.get('augment')} augmentation" + (f" + {d['photo_views']} photo views" if d.get("photo_views") else "")
     return f"{distilled}{where}, {augment}, trained on {device}"
 
 
