@@ -60,6 +60,7 @@ from .quantize import (
     compare_backends,
     comparison_markdown,
     export_onnx,
+    quantised_trunk,
     quantize_onnx_static,
     quantized_op_counts,
 )
@@ -78,14 +79,19 @@ class StudentSpec:
     level: int = 5
     description: str = ("Distilled student: EfficientNet-Lite0 (frozen ImageNet trunk of level 3), late stages + linear "
                         "head trained on the level-4 ensemble's soft targets (α·T²·KL + (1−α)·CE) over the "
-                        "cached eval, strong-augmentation and photo-augmentation views; shipped as an ONNX Runtime static INT8 "
-                        "model.")
+                        "cached eval, strong-augmentation and photo-augmentation views, and the eval view through the INT8 file's "
+                        "trunk; shipped as an ONNX Runtime static INT8 model.")
     arch: str = "efficientnet_lite0"
     head: str = "linear"
     teacher: str = catalog.TEACHER
     # view name + seed: the eval and strong views cached by levels 1-3, and two of the photo preset (people's photos:
     # wide frames, colour casts, blur, JPEG), which made the student better on validation and on people's photos
     views: tuple[str, ...] = ("eval", "strong0", "strong1", "strong2", "strong3", "photo0", "photo1")
+    # views also run through the trunk of the INT8 file (``quantize.quantised_trunk``: the calibration images and the
+    # first quantisation trial): most of the INT8 file's error is its frozen trunk's, so the trained layers learn to
+    # read what that trunk computes (soft targets: the teacher's on the same view), and the epoch is chosen on the
+    # validation images through that trunk, the path the app runs
+    int8_trunk_views: tuple[str, ...] = ("eval",)
     input_size: int | None = None
     calibration_images: int = 256
     # ONNX Runtime static PTQ configurations, in order of preference (the first within 0.5 point of fp32
@@ -104,6 +110,12 @@ class StudentSpec:
     full: FullFinetune = field(default_factory=lambda: FullFinetune("photo", TrainConfig(
         epochs=40, lr=5e-4, weight_decay=0.05, warmup_epochs=1.0, patience=40, kd_alpha=0.9, kd_temperature=2.0),
         mix=0.5))
+
+
+    def __post_init__(self):
+        if not set(self.int8_trunk_views) <= set(self.views):
+            raise ValueError(f"int8_trunk_views {self.int8_trunk_views} must be among the views {self.views}: "
+                             "they take the teacher's soft targets of those views")
 
 
 STUDENT = StudentSpec()
@@ -260,18 +272,38 @@ def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str =
                                 cache_key=f"{protocol}|{spec.teacher}|{spec.views}|{teacher_entry.metrics}",
                                 device=device)
     teacher_agree = float((soft[0].float().argmax(-1) == ws.labels("train")).float().mean())
+    val_features = ws.features(model, "val")
+    if spec.int8_trunk_views:
+        trunk, trunk_name = int8_trunk(model, spec, ws, artifacts_root)
+        views = torch.cat([views, torch.stack([ws.features(model, "train", *parse_view(v), trunk=trunk, trunk_name=trunk_name)
+                                               for v in spec.int8_trunk_views])])
+        soft = torch.cat([soft, soft[[spec.views.index(v) for v in spec.int8_trunk_views]]])
+        val_features = ws.features(model, "val", trunk=trunk, trunk_name=trunk_name)
     prep_seconds = time.time() - t0
     train = CachedViews(views, ws.labels("train"), cfg.batch_size, soft=soft, seed=cfg.seed)
     root = art.artifacts_dir(artifacts_root)
     log_rel = f"logs/{spec.name}_{protocol}.jsonl"
-    result = fit(model.trainable(), model.forward_from_trunk, train, ws.features(model, "val"), ws.labels("val"),
+    result = fit(model.trainable(), model.forward_from_trunk, train, val_features, ws.labels("val"),
                  cfg, root / log_rel, desc=f"{spec.name}/{protocol}")
     info = {"best_epoch": result["best"]["epoch"], "log": log_rel, "train_config": cfg.to_dict(),
             "feature_cache_seconds": round(prep_seconds, 1),
             "train_seconds": round(time.time() - t0 - prep_seconds, 1),
             "teacher": spec.teacher, "teacher_members": list(teacher_entry.members),
-            "teacher_train_top1_eval_view": teacher_agree, "views": list(spec.views)}
+            "teacher_train_top1_eval_view": teacher_agree, "views": list(spec.views),
+            "int8_trunk_views": list(spec.int8_trunk_views),
+            "epoch_chosen_on": "validation through the INT8 trunk" if spec.int8_trunk_views else "validation"}
     return weights.round_to_shipped(model.eval()), info
+
+
+def int8_trunk(model: FlowerNet, spec: StudentSpec, ws: Workspace, artifacts_root=None) -> tuple[Callable, str]:
+    """The trunk of the INT8 file that ``quantise_student`` makes first for ``model`` (same calibration
+    images, the first of ``spec.quantization_trials``), and a name for its cached features."""
+    pre = model.preprocess
+    config = spec.quantization_trials[0]
+    calib = calibration_images(ws.squares(pre.resize_size, "train"), pre, spec.calibration_images)
+    name = "int8-" + hashlib.sha1(json.dumps([config, spec.calibration_images], sort_keys=True).encode()).hexdigest()[:8]
+    workdir = art.artifacts_dir(artifacts_root) / "_work" / f"int8_trunk_{ws.protocol}"
+    return quantised_trunk(model, calib, config, workdir, threads=torch.get_num_threads()), name
 
 
 def train_student_full(spec: StudentSpec, protocol: str, ws: Workspace, members: list[FlowerNet],
@@ -309,7 +341,8 @@ def load_trained_student(protocol: str, source_root, spec: StudentSpec = STUDENT
     """A student trained elsewhere (``train.level5 --train-only``): its weights and training record."""
     entry = art.model_entry(spec.name, protocol, source_root)
     keys = ("best_epoch", "log", "train_config", "feature_cache_seconds", "train_seconds", "teacher",
-            "teacher_members", "teacher_train_top1_eval_view", "views", "augment", "batch_mix")
+            "teacher_members", "teacher_train_top1_eval_view", "views", "int8_trunk_views", "epoch_chosen_on", "augment",
+            "batch_mix")
     return weights.build_flowernet(entry, source_root), {k: entry.details[k] for k in keys if k in entry.details}
 
 

@@ -132,9 +132,12 @@ class Workspace:
             self._squares[size] = decoded_images(self.index, size)
         return self._squares[size][self.ids(part) - 1]
 
-    def features(self, model: FlowerNet, part: str, view: str = "eval", seed: int = 0) -> torch.Tensor:
+    def features(self, model: FlowerNet, part: str, view: str = "eval", seed: int = 0,
+                 trunk: Callable | None = None, trunk_name: str = "") -> torch.Tensor:
+        """``features.trunk_features`` of this part's images (``trunk``: another trunk than the model's own)."""
         squares = self.squares(model.preprocess.resize_size, part)
-        return trunk_features(model, squares, view, seed, tag=f"{self.protocol}/{part}")
+        return trunk_features(model, squares, view, seed, tag=f"{self.protocol}/{part}", trunk=trunk,
+                              trunk_name=trunk_name)
 
 
 def image_forward(fn: Callable, preprocess) -> Callable:

@@ -36,6 +36,7 @@ from .timing import measure
 from .weights import OnnxClassifier
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
+TRUNK_OUTPUT = "trunk"  # the frozen trunk's output, a second output of ``quantised_trunk``'s file
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,8 +72,10 @@ def with_static_padding(model: nn.Module, input_size: int) -> nn.Module:
     return model
 
 
-def export_onnx(model: nn.Module, path: str | Path, input_size: int, opset: int = 17) -> Path:
-    """The full fp32 network (trunk + late stages + head) with a dynamic batch dimension.
+def export_onnx(model: nn.Module, path: str | Path, input_size: int, opset: int = 17,
+                output_names: tuple[str, ...] = (OUTPUT_NAME,)) -> Path:
+    """The full fp32 network (trunk + late stages + head) with a dynamic batch dimension; ``output_names``
+    name the model's outputs (one by default: the logits).
 
     The TorchScript-based exporter is used (``dynamo=False``; it needs no ``onnxscript``), on a
     copy with static "SAME" padding for ``input_size`` (``with_static_padding``).
@@ -83,8 +86,8 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, opset: int 
     example = torch.zeros(1, 3, input_size, input_size)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=list(output_names),
+                          dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *output_names)},
                           opset_version=opset, dynamo=False)
     return path
 
@@ -130,6 +133,40 @@ def quantize_onnx_static(fp32_path: str | Path, int8_path: str | Path, calib: to
         for extra in int8_path.parent.glob("augmented_model*.onnx"):
             extra.unlink(missing_ok=True)
     return int8_path
+
+
+class _LogitsAndTrunk(nn.Module):
+    """A ``FlowerNet`` whose frozen trunk's output is a second output (exported by ``quantised_trunk``)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        trunk = self.model.trunk()(x)
+        return self.model.forward_from_trunk(trunk), trunk
+
+
+def quantised_trunk(model: nn.Module, calib: torch.Tensor, config: dict, workdir: str | Path,
+                    threads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model``'s frozen trunk as its static INT8 file computes it: normalised images -> the dequantised
+    trunk output that the file's first trained layer reads.
+
+    The whole network is quantised as ``quantize_onnx_static`` quantises the shipped file (same
+    calibration images, same ``config``), its trunk's output exposed as a second output. The trunk's
+    weights are frozen and its activation ranges are calibrated on its own outputs, so its quantisation
+    does not depend on the layers after it: a file made after those layers are trained computes the
+    same trunk, which lets them be trained on what that file will feed them (``StudentSpec.int8_trunk_views``).
+    """
+    workdir = Path(workdir)
+    size = calib.shape[-1]
+    fp32 = export_onnx(_LogitsAndTrunk(model.eval()), workdir / "trunk_fp32.onnx", size,
+                       output_names=(OUTPUT_NAME, TRUNK_OUTPUT))
+    int8 = quantize_onnx_static(fp32, workdir / "trunk_int8.onnx", calib, **config)
+    fp32.unlink(missing_ok=True)
+    session = OnnxSession(int8, threads=threads)  # holds the model in memory: the file is not needed any more
+    int8.unlink(missing_ok=True)
+    return lambda x: torch.from_numpy(session.outputs(x.numpy(), [TRUNK_OUTPUT])[TRUNK_OUTPUT])
 
 
 def add_feature_output(path: str | Path, check: np.ndarray, name: str = FEATURES_OUTPUT) -> Path:

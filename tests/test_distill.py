@@ -7,7 +7,14 @@ import torch
 from _level5 import student_artifacts, student_entries  # noqa: F401  (fixtures)
 from _recorded import assert_recorded_matches_shipped
 from flowers_core import artifacts as art
-from flowers_core.distill import TARGET_SELECTIVE_ACCURACY, saved_uncertainty, teacher_soft_targets
+from flowers_core.bench.realworld import recipe_of
+from flowers_core.distill import (
+    STUDENT,
+    TARGET_SELECTIVE_ACCURACY,
+    StudentSpec,
+    saved_uncertainty,
+    teacher_soft_targets,
+)
 from flowers_core.engine import CachedViews, TrainConfig, distillation_loss, fit
 from flowers_core.models import create_model
 
@@ -82,8 +89,20 @@ def test_student_and_int8_are_recorded(student_artifacts, student_entries):
         cov = [p["coverage"] for p in curve["val"]]
         assert cov == sorted(cov) and cov[-1] == 1.0
     assert int8["file_bytes"] <= 6_000_000
+    assert student["int8_trunk_views"] == list(STUDENT.int8_trunk_views) == ["eval"]
+    assert student["epoch_chosen_on"] == "validation through the INT8 trunk"
+    assert "through the INT8 trunk" in recipe_of(art.model_entry("student", "stratified", student_artifacts))
     log = [json.loads(l) for l in (student_artifacts / student["log"]).read_text().splitlines()]
     assert len(log) >= 1
+
+
+def test_int8_trunk_views_must_be_distilled_views():
+    """An INT8-trunk view takes the teacher's soft targets of the same view, so it must be one of the views."""
+    import pytest
+
+    with pytest.raises(ValueError):
+        StudentSpec(views=("eval", "strong0"), int8_trunk_views=("photo0",))
+    assert StudentSpec(views=("eval",), int8_trunk_views=()).int8_trunk_views == ()
 
 
 def test_recorded_student_is_the_shipped_file(student_artifacts, student_entries, synthetic_root):

@@ -112,3 +112,36 @@ def test_a_level_can_also_train_on_views_that_look_like_peoples_photos(trained_a
     assert shipped.details["photo_views"] == 0 and "photo views" not in recipe_of(shipped)
     trial = ModelEntry.from_dict({**shipped.to_dict(), "photo_views": 2})
     assert recipe_of(trial).endswith("strong augmentation + 2 photo views, trained on cpu")
+
+
+def test_features_of_a_replacement_trunk_are_cached_apart_from_the_models_own(tmp_path):
+    """``trunk_features(trunk=..., trunk_name=...)`` (the INT8 file's trunk for the student): its own cache
+    file, the model's own trunk keeps the key it always had (existing caches stay valid), and a replacement
+    trunk without a name is refused."""
+    import hashlib
+
+    import pytest
+    import torch
+
+    from flowers_core.features import trunk_features
+    from flowers_core.models import create_model
+
+    model = create_model("efficientnet_lite0", "linear", 102, pretrained=False, input_size=32).eval()
+    squares = torch.randint(0, 256, (5, 3, 37, 37), dtype=torch.uint8)
+    own = trunk_features(model, squares, cache_dir=tmp_path, tag="t")
+    calls = []
+
+    def doubled(x):
+        calls.append(len(x))
+        return model.trunk()(x) * 2
+
+    other = trunk_features(model, squares, cache_dir=tmp_path, tag="t", trunk=doubled, trunk_name="x2")
+    assert torch.allclose(other.float(), own.float() * 2, rtol=1e-2, atol=1e-3) and sum(calls) == 5
+    assert torch.equal(trunk_features(model, squares, cache_dir=tmp_path, tag="t", trunk=doubled, trunk_name="x2"), other)
+    assert sum(calls) == 5  # served from its cache
+    key = hashlib.sha1(f"efficientnet_lite0|7|eval|0|{tuple(squares.shape)}|t".encode()).hexdigest()[:12]
+    files = sorted(p.name for p in (tmp_path / "features").glob("*.npy"))
+    assert f"efficientnet_lite0_s7_eval0_{key}.npy" in files and len(files) == 2
+    assert any(f.startswith("efficientnet_lite0_s7_x2_eval0_") for f in files)
+    with pytest.raises(ValueError):
+        trunk_features(model, squares, cache_dir=tmp_path, tag="t", trunk=doubled)

@@ -1,9 +1,11 @@
 """Level-5 INT8: the static QDQ model quantises convolutions and the classifier, agrees with its
 fp32 twin, and the exported file reloads and predicts in a fresh process without training code."""
+import copy
 import json
 import subprocess
 import sys
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -14,7 +16,16 @@ from flowers_core.data import load_index
 from flowers_core.distill import STUDENT
 from flowers_core.inference import load_image
 from flowers_core.models import create_model
-from flowers_core.quantize import export_onnx, quantize_onnx_static, quantized_op_counts
+from flowers_core.quantize import (
+    OUTPUT_NAME,
+    TRUNK_OUTPUT,
+    _LogitsAndTrunk,
+    export_onnx,
+    quantised_trunk,
+    quantize_onnx_static,
+    quantized_op_counts,
+)
+from flowers_core.runtime import OnnxSession
 from flowers_core.weights import OnnxClassifier
 
 
@@ -60,6 +71,38 @@ def test_static_int8_top1_agrees_with_fp32_on_a_confident_model(synthetic_root, 
     int8_pred = OnnxClassifier(int8, threads=1)(batch).argmax(-1)
     agree = (int8_pred == fp32_pred).float().mean().item()
     assert agree >= 0.9, agree
+
+
+def test_the_quantised_trunk_is_the_int8_files_and_does_not_depend_on_the_trained_layers(synthetic_root, tmp_path):
+    """``quantised_trunk`` gives what the INT8 file's first trained layer reads: exposing the trunk's output
+    leaves the quantised network's logits unchanged, and training the layers after the trunk does not change
+    the trunk's quantisation (so features taken before training are those of the file made after it)."""
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", "linear", 102, input_size=64).eval()
+    index = load_index(synthetic_root)
+    calib = _synthetic_batch(index, model.preprocess, range(1, 33))
+    batch = _synthetic_batch(index, model.preprocess, range(40, 48))
+    config = STUDENT.quantization_trials[0]
+    trunk = quantised_trunk(model, calib, config, tmp_path / "a", threads=1)(batch)
+
+    both = OnnxSession(quantize_onnx_static(
+        export_onnx(_LogitsAndTrunk(model), tmp_path / "both.onnx", 64, output_names=(OUTPUT_NAME, TRUNK_OUTPUT)),
+        tmp_path / "both_int8.onnx", calib, **config), threads=1).outputs(batch.numpy())
+    shipped_way = quantize_onnx_static(export_onnx(model, tmp_path / "one.onnx", 64), tmp_path / "one_int8.onnx", calib,
+                                       **config)
+    assert np.array_equal(both[OUTPUT_NAME], OnnxSession(shipped_way, threads=1)(batch.numpy()))
+    assert np.array_equal(both[TRUNK_OUTPUT], trunk.numpy())
+
+    retrained = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in [*retrained.stages[retrained.frozen_stages:].parameters(), *retrained.head.parameters()]:
+            p.mul_(1.5).add_(0.01)
+    assert torch.equal(quantised_trunk(retrained, calib, config, tmp_path / "b", threads=1)(batch), trunk)
+    with torch.no_grad():
+        fp32 = model.trunk()(batch)
+    assert trunk.shape == fp32.shape
+    assert 0 < ((trunk - fp32).norm() / fp32.norm()).item() < 0.5  # quantised: near the fp32 trunk, not equal
+    assert not list(tmp_path.glob("[ab]/*.onnx"))  # the session holds the model; no file is left behind
 
 
 def test_onnx_export_matches_the_torch_model(tmp_path):

@@ -105,6 +105,8 @@ def recipe_of(entry: art.ModelEntry) -> str:
         presets = Counter(parse_view(v)[0] for v in d.get("views", []))
         augment = "cached views" + (": " if presets else "") + ", ".join(
             p if p == "eval" else f"{n} {p}" for p, n in presets.items())
+        if d.get("int8_trunk_views"):
+            augment += f" (+ {', '.join(d['int8_trunk_views'])} through the INT8 trunk)"
     else:
         augment = f"{d.get('augment')} augmentation" + (f" + {d['photo_views']} photo views" if d.get("photo_views") else "")
     return f"{distilled}{where}, {augment}, trained on {device}"
