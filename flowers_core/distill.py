@@ -487,6 +487,10 @@ def compare_int8_backends(model: FlowerNet, calibration: torch.Tensor, qdq_confi
             r["note"] = "eager reference kernels (inductor compile needs a C++ toolchain at load)"
         if r["backend"] == "torch_fx" and "error" not in r:
             r["note"] = "torch.ao FX is deprecated in this torch"
+        if r["backend"] == "onnx_qdq_trunk_only":
+            r["note"] = "onnx_qdq with the trained layers left in fp32: the frozen trunk's share of the INT8 error"
+        if r["backend"] == "onnx_qdq_trained_only":
+            r["note"] = "onnx_qdq with the frozen trunk left in fp32: the trained layers' share of the INT8 error"
     comparison = {"chosen": "onnx_qdq", "threads": threads, "n_images": n, "split": "val", "rows": rows,
                   "reason": "static INT8 of the whole network that loads with onnxruntime alone (no training "
                             "classes, no compile step); see reports/quantization.md for the measurements"}

@@ -104,10 +104,11 @@ QUANT_TYPES = {"u8s8": ("QUInt8", "QInt8"), "u8u8": ("QUInt8", "QUInt8"), "s8s8"
 
 def quantize_onnx_static(fp32_path: str | Path, int8_path: str | Path, calib: torch.Tensor,
                          method: str = "MinMax", types: str = "u8s8", reduce_range: bool = False,
-                         batch_size: int = 16, per_channel: bool = True) -> Path:
+                         batch_size: int = 16, per_channel: bool = True, nodes_to_exclude: Iterable[str] = ()) -> Path:
     """Static QDQ INT8 of every Conv and the classifier Gemm: per-channel weights, activations
     calibrated on ``calib``. ``types`` = activation/weight types: ``u8s8`` (fastest with VNNI),
-    ``u8u8`` (no u8s8 saturation on AVX2-only CPUs), ``s8s8``; ``reduce_range`` = 7-bit weights."""
+    ``u8u8`` (no u8s8 saturation on AVX2-only CPUs), ``s8s8``; ``reduce_range`` = 7-bit weights;
+    ``nodes_to_exclude``: nodes left in fp32 (``layer_nodes``)."""
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     int8_path.parent.mkdir(parents=True, exist_ok=True)
     pre = int8_path.with_name(int8_path.stem + ".pre.onnx")
@@ -126,7 +127,7 @@ def quantize_onnx_static(fp32_path: str | Path, int8_path: str | Path, calib: to
         quantize_static(str(pre), str(int8_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                         activation_type=getattr(QuantType, QUANT_TYPES[types][0]),
                         weight_type=getattr(QuantType, QUANT_TYPES[types][1]), reduce_range=reduce_range,
-                        calibrate_method=getattr(CalibrationMethod, method),
+                        calibrate_method=getattr(CalibrationMethod, method), nodes_to_exclude=list(nodes_to_exclude),
                         extra_options={"CalibMovingAverage": False})
     finally:
         pre.unlink(missing_ok=True)
@@ -194,6 +195,20 @@ def add_feature_output(path: str | Path, check: np.ndarray, name: str = FEATURES
     return path
 
 
+def layer_nodes(path: str | Path, frozen_stages: int, trained: bool) -> list[str]:
+    """The Conv/Gemm/MatMul nodes of an exported ``FlowerNet`` (``export_onnx``) in its trained layers (the
+    stages after the first ``frozen_stages`` and the head), or with ``trained=False`` in its frozen trunk.
+    The exporter names nodes after the modules (``/stages/stages.7/...``, ``/head/fc/Gemm``)."""
+    def in_trained_layers(name: str) -> bool:
+        if name.startswith("/head/"):
+            return True
+        parts = name.split("/")
+        return len(parts) > 2 and parts[1] == "stages" and int(parts[2].split(".")[1]) >= frozen_stages
+
+    names = [n.name for n in onnx.load(str(path)).graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    return [n for n in names if in_trained_layers(n) == trained]
+
+
 def quantized_op_counts(path: str | Path) -> dict:
     """How much of the graph is INT8: ops fed by DequantizeLinear, by type (for the report)."""
     graph = onnx.load(str(path)).graph
@@ -245,7 +260,10 @@ def quantize_pt2e(model: nn.Module, calib: torch.Tensor, batch_size: int = 16) -
         return convert_pt2e(prepared)
 
 
-BACKENDS = ("fp32_torch", "fp32_onnx", "onnx_qdq", "torch_fx", "pt2e")  # the INT8 paths and their fp32 references
+# the INT8 paths, their fp32 references, and the shipped QDQ path with only one part of the network in INT8
+# (where its error comes from: the frozen trunk, or the layers trained after it)
+BACKENDS = ("fp32_torch", "fp32_onnx", "onnx_qdq", "onnx_qdq_trunk_only", "onnx_qdq_trained_only", "torch_fx", "pt2e")
+PARTIAL_QDQ = {"onnx_qdq_trunk_only": True, "onnx_qdq_trained_only": False}  # backend -> leave the trained layers in fp32?
 
 
 def compare_backends(model: nn.Module, calib: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
@@ -269,11 +287,14 @@ def compare_backends(model: nn.Module, calib: torch.Tensor, images: torch.Tensor
             elif backend == "fp32_onnx":
                 export_onnx(model, fp32_onnx, size)
                 fn, file = OnnxClassifier(fp32_onnx, threads), fp32_onnx
-            elif backend == "onnx_qdq":
+            elif backend == "onnx_qdq" or backend in PARTIAL_QDQ:
                 if not fp32_onnx.is_file():
                     export_onnx(model, fp32_onnx, size)
-                file = quantize_onnx_static(fp32_onnx, workdir / "student_int8_qdq.onnx", calib, **(qdq_config or {}))
+                excluded = layer_nodes(fp32_onnx, model.frozen_stages, PARTIAL_QDQ[backend]) if backend in PARTIAL_QDQ else []
+                file = quantize_onnx_static(fp32_onnx, workdir / f"student_int8_{backend}.onnx", calib,
+                                            **(qdq_config or {}), nodes_to_exclude=excluded)
                 row["config"] = qdq_config or {}
+                row["int8_ops"] = quantized_op_counts(file)
                 fn = OnnxClassifier(file, threads)
             elif backend == "torch_fx":
                 fn = quantize_torch_fx(model, calib)

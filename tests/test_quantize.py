@@ -161,7 +161,8 @@ def test_the_backend_comparison_of_the_recorded_student_rebuilds_its_int8_file(s
     root = tmp_path / "artifacts"
     shutil.copytree(student_artifacts, root)
     compare_shipped_int8_backends("stratified", Workspace("stratified", synthetic_root, artifacts_root=root), root,
-                                  threads=1, iters=2, backends=("fp32_torch", "onnx_qdq"))
+                                  threads=1, iters=2,
+                                  backends=("fp32_torch", "onnx_qdq", "onnx_qdq_trunk_only", "onnx_qdq_trained_only"))
     comparison = art.read_manifest(root)["quantization_comparison"]["stratified"]
     rows = {r["backend"]: r for r in comparison["rows"]}
     int8 = art.model_entry("student_int8", "stratified", root)
@@ -175,3 +176,10 @@ def test_the_backend_comparison_of_the_recorded_student_rebuilds_its_int8_file(s
     assert rows["onnx_qdq"]["agreement_with_fp32"] == pytest.approx((int8_answers == fp32_answers).mean(), abs=1e-6)
     assert rows["fp32_torch"]["agreement_with_fp32"] == 1.0
     assert "onnx_qdq" in (root / "reports" / "quantization.md").read_text()
+    # the two partial files split the network between them: the trunk's convolutions, the trained ones and the classifier
+    whole, trunk, trained = (rows[b]["int8_ops"] for b in ("onnx_qdq", "onnx_qdq_trunk_only", "onnx_qdq_trained_only"))
+    assert whole["Conv"]["int8"] == whole["Conv"]["total"] == trunk["Conv"]["int8"] + trained["Conv"]["int8"]
+    assert trunk["Conv"]["int8"] > trained["Conv"]["int8"] > 0
+    linear = [ops.get("Gemm", ops.get("MatMul")) for ops in (trunk, trained)]
+    assert linear[0]["int8"] == 0 and linear[1]["int8"] == linear[1]["total"] == 1
+    assert all("error" not in r for r in rows.values())
