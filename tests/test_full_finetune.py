@@ -111,7 +111,8 @@ def test_level_scripts_pass_the_trunk_depth_to_the_run(monkeypatch):
 
 
 def test_level5_distils_on_the_views_it_is_given(monkeypatch):
-    """`python -m train.level5 --views eval photo0`: the student's cached views (the photo-view ablation)."""
+    """`python -m train.level5 --views eval photo0 [--int8-trunk-views ...]`: the student's cached views (the
+    photo-view ablation) and which of them it also sees through the INT8 file's trunk."""
     import train.level5 as level5
     from flowers_core.distill import STUDENT
 
@@ -120,8 +121,16 @@ def test_level5_distils_on_the_views_it_is_given(monkeypatch):
     monkeypatch.setattr(level5, "run_student", lambda protocol, ws, device, epochs, root, spec, **k: specs.append(spec))
     level5.main(["--protocol", "official", "--views", "eval", "photo0"])
     level5.main(["--protocol", "official"])
+    level5.main(["--protocol", "official", "--views", "strong0", "photo0", "--int8-trunk-views"])
+    level5.main(["--protocol", "official", "--int8-trunk-views", "eval", "photo0"])
     assert specs[0].views == ("eval", "photo0") and specs[0].name == STUDENT.name
+    assert specs[0].int8_trunk_views == ("eval",)
     assert specs[1] == STUDENT  # by default the shipped recipe
+    assert specs[2].views == ("strong0", "photo0") and specs[2].int8_trunk_views == ()
+    assert specs[3].int8_trunk_views == ("eval", "photo0")
+    with pytest.raises(SystemExit):  # an INT8-trunk view takes the soft targets of the same distilled view
+        level5.main(["--protocol", "official", "--views", "strong0", "photo0"])
+    assert len(specs) == 4
 
 
 def test_the_recipe_names_the_students_views():

@@ -31,8 +31,13 @@ def main(argv=None) -> None:
     p.add_argument("--views", nargs="+", default=list(STUDENT.views), metavar="VIEW",
                    help="cached views of the training images the student is distilled on (CPU): 'eval' or an "
                    "augmentation preset and a seed, e.g. strong0 or photo1 (default: %(default)s)")
+    p.add_argument("--int8-trunk-views", nargs="*", default=list(STUDENT.int8_trunk_views), metavar="VIEW",
+                   help="of those views, the ones also cached through the INT8 file's trunk (none: the student never "
+                   "sees it, and its epoch is chosen on the fp32 trunk's validation features; default: %(default)s)")
     args = p.parse_args(argv)
-    spec = replace(STUDENT, views=tuple(args.views))
+    if not set(args.int8_trunk_views) <= set(args.views):
+        p.error(f"--int8-trunk-views {' '.join(args.int8_trunk_views)} must be among --views {' '.join(args.views)}")
+    spec = replace(STUDENT, views=tuple(args.views), int8_trunk_views=tuple(args.int8_trunk_views))
     setup(args)
     for protocol in protocols(args):
         if args.uncertainty_only:
