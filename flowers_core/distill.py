@@ -111,7 +111,6 @@ class StudentSpec:
         epochs=40, lr=5e-4, weight_decay=0.05, warmup_epochs=1.0, patience=40, kd_alpha=0.9, kd_temperature=2.0),
         mix=0.5))
 
-
     def __post_init__(self):
         if not set(self.int8_trunk_views) <= set(self.views):
             raise ValueError(f"int8_trunk_views {self.int8_trunk_views} must be among the views {self.views}: "

@@ -35,9 +35,10 @@ def main(argv=None) -> None:
                    help="of those views, the ones also cached through the INT8 file's trunk (none: the student never "
                    "sees it, and its epoch is chosen on the fp32 trunk's validation features; default: %(default)s)")
     args = p.parse_args(argv)
-    if not set(args.int8_trunk_views) <= set(args.views):
-        p.error(f"--int8-trunk-views {' '.join(args.int8_trunk_views)} must be among --views {' '.join(args.views)}")
-    spec = replace(STUDENT, views=tuple(args.views), int8_trunk_views=tuple(args.int8_trunk_views))
+    try:
+        spec = replace(STUDENT, views=tuple(args.views), int8_trunk_views=tuple(args.int8_trunk_views))
+    except ValueError as e:  # StudentSpec's own check: an INT8-trunk view must be one of the views
+        p.error(str(e))
     setup(args)
     for protocol in protocols(args):
         if args.uncertainty_only:
