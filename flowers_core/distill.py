@@ -14,6 +14,7 @@ the two manifest entries, uncertainty, the INT8 backend comparison).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -271,13 +272,14 @@ def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str =
                                 cache_key=f"{protocol}|{spec.teacher}|{spec.views}|{teacher_entry.metrics}",
                                 device=device)
     teacher_agree = float((soft[0].float().argmax(-1) == ws.labels("train")).float().mean())
-    val_features = ws.features(model, "val")
     if spec.int8_trunk_views:
         trunk, trunk_name = int8_trunk(model, spec, ws, artifacts_root)
         views = torch.cat([views, torch.stack([ws.features(model, "train", *parse_view(v), trunk=trunk, trunk_name=trunk_name)
                                                for v in spec.int8_trunk_views])])
         soft = torch.cat([soft, soft[[spec.views.index(v) for v in spec.int8_trunk_views]]])
         val_features = ws.features(model, "val", trunk=trunk, trunk_name=trunk_name)
+    else:
+        val_features = ws.features(model, "val")
     prep_seconds = time.time() - t0
     train = CachedViews(views, ws.labels("train"), cfg.batch_size, soft=soft, seed=cfg.seed)
     root = art.artifacts_dir(artifacts_root)
@@ -296,13 +298,19 @@ def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str =
 
 def int8_trunk(model: FlowerNet, spec: StudentSpec, ws: Workspace, artifacts_root=None) -> tuple[Callable, str]:
     """The trunk of the INT8 file that ``quantise_student`` makes first for ``model`` (same calibration
-    images, the first of ``spec.quantization_trials``), and a name for its cached features."""
+    images, the first of ``spec.quantization_trials``), and a name for its cached features. The file is
+    made on the first call only: a run whose features are all cached never quantises."""
     pre = model.preprocess
     config = spec.quantization_trials[0]
-    calib = calibration_images(ws.squares(pre.resize_size, "train"), pre, spec.calibration_images)
     name = "int8-" + hashlib.sha1(json.dumps([config, spec.calibration_images], sort_keys=True).encode()).hexdigest()[:8]
     workdir = art.artifacts_dir(artifacts_root) / "_work" / f"int8_trunk_{ws.protocol}"
-    return quantised_trunk(model, calib, config, workdir, threads=torch.get_num_threads()), name
+
+    @functools.cache
+    def built() -> Callable:
+        calib = calibration_images(ws.squares(pre.resize_size, "train"), pre, spec.calibration_images)
+        return quantised_trunk(model, calib, config, workdir, threads=torch.get_num_threads())
+
+    return (lambda x: built()(x)), name
 
 
 def train_student_full(spec: StudentSpec, protocol: str, ws: Workspace, members: list[FlowerNet],
