@@ -301,18 +301,25 @@ def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str =
     return weights.round_to_shipped(model.eval()), info
 
 
+def student_calibration(model: FlowerNet, ws: Workspace, n: int) -> torch.Tensor:
+    """The ``n`` training images (eval view) that the student's INT8 files are calibrated on: the shipped file,
+    the backend comparison's remake of it and the INT8 trunk it is distilled on compute the same trunk only
+    if they share them."""
+    pre = model.preprocess
+    return calibration_images(ws.squares(pre.resize_size, "train"), pre, n)
+
+
 def int8_trunk(model: FlowerNet, spec: StudentSpec, ws: Workspace, artifacts_root=None) -> tuple[Callable, str]:
     """The trunk of the INT8 file that ``quantise_student`` makes first for ``model`` (same calibration
     images, the first of ``spec.quantization_trials``), and a name for its cached features. The file is
     made on the first call only: a run whose features are all cached never quantises."""
-    pre = model.preprocess
     config = spec.quantization_trials[0]
     name = "int8-" + hashlib.sha1(json.dumps([config, spec.calibration_images], sort_keys=True).encode()).hexdigest()[:8]
     workdir = art.artifacts_dir(artifacts_root) / "_work" / f"int8_trunk_{ws.protocol}"
 
     @functools.cache
     def built() -> Callable:
-        calib = calibration_images(ws.squares(pre.resize_size, "train"), pre, spec.calibration_images)
+        calib = student_calibration(model, ws, spec.calibration_images)
         return quantised_trunk(model, calib, config, workdir, threads=torch.get_num_threads())
 
     return (lambda x: built()(x)), name
@@ -394,7 +401,7 @@ def quantise_student(model: FlowerNet, spec: StudentSpec, protocol: str, ws: Wor
     path = int8_path(spec, protocol, artifacts_root)
     fp32_onnx = export_onnx(model, art.artifacts_dir(artifacts_root) / "_work" / f"{spec.name}_{protocol}_fp32.onnx",
                             pre.input_size)
-    calib = calibration_images(ws.squares(pre.resize_size, "train"), pre, spec.calibration_images)
+    calib = student_calibration(model, ws, spec.calibration_images)
     val_squares, val_labels = ws.squares(pre.resize_size, "val"), ws.labels("val").numpy()
     tried = []
     for trial in spec.quantization_trials:
@@ -485,6 +492,14 @@ def record_students(student: ModelEntry, model: FlowerNet, int8: ModelEntry, qua
     return {e.name: art.model_entry(e.name, e.protocol, artifacts_root) for e in (student, int8)}
 
 
+BACKEND_NOTES = {  # what a row of the INT8 backend comparison is, where its name does not say
+    "pt2e": "eager reference kernels (inductor compile needs a C++ toolchain at load)",
+    "torch_fx": "torch.ao FX is deprecated in this torch",
+    "onnx_qdq_trunk_only": "onnx_qdq with the trained layers left in fp32: the frozen trunk's share of the INT8 error",
+    "onnx_qdq_trained_only": "onnx_qdq with the frozen trunk left in fp32: the trained layers' share of the INT8 error",
+}
+
+
 def compare_int8_backends(model: FlowerNet, calibration: torch.Tensor, qdq_config: dict, ws: Workspace, protocol: str,
                           artifacts_root=None, threads: int = 2, iters: int = 50, backends: tuple[str, ...] = BACKENDS) -> None:
     """Measure the other INT8 backends against the chosen one (ONNX Runtime QDQ with ``qdq_config``),
@@ -498,14 +513,8 @@ def compare_int8_backends(model: FlowerNet, calibration: torch.Tensor, qdq_confi
                             root / "_work" / "compare", threads=threads, iters=iters, qdq_config=qdq_config,
                             backends=backends)
     for r in rows:
-        if r["backend"] == "pt2e" and "error" not in r:
-            r["note"] = "eager reference kernels (inductor compile needs a C++ toolchain at load)"
-        if r["backend"] == "torch_fx" and "error" not in r:
-            r["note"] = "torch.ao FX is deprecated in this torch"
-        if r["backend"] == "onnx_qdq_trunk_only":
-            r["note"] = "onnx_qdq with the trained layers left in fp32: the frozen trunk's share of the INT8 error"
-        if r["backend"] == "onnx_qdq_trained_only":
-            r["note"] = "onnx_qdq with the frozen trunk left in fp32: the trained layers' share of the INT8 error"
+        if "error" not in r and r["backend"] in BACKEND_NOTES:
+            r["note"] = BACKEND_NOTES[r["backend"]]
     comparison = {"chosen": "onnx_qdq", "threads": threads, "n_images": n, "split": "val", "rows": rows,
                   "reason": "static INT8 of the whole network that loads with onnxruntime alone (no training "
                             "classes, no compile step); see reports/quantization.md for the measurements"}
@@ -523,8 +532,7 @@ def compare_shipped_int8_backends(protocol: str, ws: Workspace, artifacts_root=N
     student = art.model_entry(spec.name, protocol, artifacts_root)
     int8 = art.model_entry(int8_name(spec.name), protocol, artifacts_root)
     model = weights.build_flowernet(student, artifacts_root).eval()
-    pre = model.preprocess
-    calib = calibration_images(ws.squares(pre.resize_size, "train"), pre, int8.quantization["calibration_images"])
+    calib = student_calibration(model, ws, int8.quantization["calibration_images"])
     compare_int8_backends(model, calib, int8.quantization["config"], ws, protocol, artifacts_root, threads, iters,
                           backends)
 

@@ -148,8 +148,10 @@ def student_section(root=None) -> list[str]:
     official_entry = art.model_entries(OTHER_PROTOCOL, root).get(PRODUCTION)
     official = official_entry.top1("test") if official_entry else None
     lines += [md(pd.DataFrame(targets, columns=["target", "measured", "status"])), "",
-              f"Official protocol: INT8 student {pct(official)} test top-1. "
-              f"INT8 vs fp32 top-1 agreement on test: {pct(int8.details.get('agreement_with_fp32', {}).get('test'))}.", ""]
+              f"Official protocol: INT8 student {pct(official)} test top-1. INT8 vs fp32 top-1 agreement on test: "
+              f"{pct(int8.details.get('agreement_with_fp32', {}).get('test'))} (80/10/10), "
+              f"{pct(official_entry.details.get('agreement_with_fp32', {}).get('test') if official_entry else None)} "
+              "(official).", ""]
     comparison = manifest.get("quantization_comparison", {}).get(SHIPPED_PROTOCOL)
     if comparison:
         rows = [{"backend": r["backend"], "val top-1": pct(r.get("accuracy")),
