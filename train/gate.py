@@ -20,7 +20,7 @@ from flowers_core.evaluate import pass_threshold, softmax
 from flowers_core.gate import GATE_CMD, flower_classes, flower_score
 from flowers_core.models import lite_weights_file, load_by_order
 from flowers_core.preprocess import Preprocess
-from flowers_core.quantize import calibration_images, export_onnx, quantize_onnx_static
+from flowers_core.quantize import PORTABLE_QDQ, calibration_images, export_onnx, quantize_onnx_static
 from flowers_core.weights import OnnxClassifier
 
 INPUT_SIZE = 260  # the classifiers' own input size: a photo is resized once for the gate and the model
@@ -30,7 +30,9 @@ MASS = 0.3  # the flower classes carry this share of the mean ImageNet softmax o
 PASS_RATE = 0.99  # share of validation flowers the threshold lets through
 MASS_ALTERNATIVES = (0.2, 0.3, 0.5, 0.7, 0.9)  # recorded beside the chosen one (val side only)
 GATE_FILE = "models/flower_gate.onnx"
-QUANT = {"method": "MinMax", "types": "u8s8", "reduce_range": True}  # 7-bit weights: exact on AVX2-only CPUs too
+# exact on AVX2-only CPUs too; against 7-bit weights throughout it brought the INT8 flower scores closer to fp32's
+# on validation (largest difference 0.16 instead of 0.27, decisions agreeing on 99.63% instead of 99.51%)
+QUANT = PORTABLE_QDQ
 
 
 def imagenet_lite0() -> nn.Module:
