@@ -17,6 +17,7 @@ from flowers_core.evaluate import pass_threshold
 from flowers_core.gate import FlowerGate, flower_classes, flower_score, has_gate
 from flowers_core.inference import Predictor, verdict
 from flowers_core.preprocess import Preprocess
+from flowers_core.quantize import u8s8_pair_bound
 from train.gate import build_gate, fit_gate
 
 
@@ -101,6 +102,8 @@ def test_build_gate_records_a_loadable_int8_gate(gated_artifacts):
     assert has_gate(root) and art.read_manifest(root)["gate"] == entry
     assert set(entry["classes"]) <= set(range(10)) and entry["val_pass_rate"] >= 0.9
     assert {"threshold", "how_chosen", "file", "preprocess", "alternatives_val", "int8_vs_fp32_val"} <= set(entry)
+    # exact on every x86 CPU: no int16 pair of u8s8 products can saturate
+    assert entry["u8s8_pair_bound"] == u8s8_pair_bound(root / entry["file"]) <= entry["u8s8_pair_limit"]
     gate = FlowerGate(root)
     red, grey = Image.new("RGB", (50, 40), (255, 20, 20)), Image.new("RGB", (50, 40), (60, 60, 60))
     scores = gate.score_images([red, grey])

@@ -20,7 +20,14 @@ from flowers_core.evaluate import pass_threshold, softmax
 from flowers_core.gate import GATE_CMD, flower_classes, flower_score
 from flowers_core.models import lite_weights_file, load_by_order
 from flowers_core.preprocess import Preprocess
-from flowers_core.quantize import PORTABLE_QDQ, calibration_images, export_onnx, quantize_onnx_static
+from flowers_core.quantize import (
+    PORTABLE_QDQ,
+    U8S8_PAIR_LIMIT,
+    calibration_images,
+    export_onnx,
+    quantize_onnx_static,
+    u8s8_pair_bound,
+)
 from flowers_core.weights import OnnxClassifier
 
 INPUT_SIZE = 260  # the classifiers' own input size: a photo is resized once for the gate and the model
@@ -100,6 +107,7 @@ def build_gate(net: nn.Module, train_squares: torch.Tensor, val_squares: torch.T
         entry["int8_vs_fp32_val"] = {
             "max_abs_score_diff": float(np.abs(fp32_scores - int8_scores).max()),
             "decision_agreement": float(((fp32_scores >= fitted["threshold"]) == (int8_scores >= fitted["threshold"])).mean())}
+        entry["u8s8_pair_bound"], entry["u8s8_pair_limit"] = u8s8_pair_bound(path), U8S8_PAIR_LIMIT
         fp32_path.unlink(missing_ok=True)
     entry["seconds"] = round(time.perf_counter() - t0, 1)
     manifest = art.read_manifest(root)
