@@ -28,6 +28,7 @@ def test_latency_cli_writes_json(student_artifacts, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["environment"]["threads"] == 1 and result["environment"]["cpu"]
+    assert result["environment"]["int8_isa"] in ("avx512_vnni", "avx_vnni", "avx2", "other")
     rows = {r["model"]: r for r in result["models"]}
     assert set(rows) == {"level1", "ensemble", "student", "student_int8"}
     for r in rows.values():

@@ -180,6 +180,11 @@ def student_section(root=None) -> list[str]:
     return lines
 
 
+def _isa(env: dict) -> str:
+    """The INT8 instruction set of the latency record's CPU, when it was recorded."""
+    return f", INT8 instructions: {env['int8_isa']}" if env.get("int8_isa") else ""
+
+
 def latency_section(root=None) -> list[str]:
     try:
         table = reports.latency_table(root)
@@ -196,7 +201,7 @@ def latency_section(root=None) -> list[str]:
              "speed-up vs ensemble": f"{r['speedup_vs_ensemble']:.1f}×" if pd.notna(r.get("speedup_vs_ensemble")) else "—"}
             for r in table.to_dict("records")]
     return [f"### CPU latency (`{reports.LATENCY_CMD}`)", "",
-            f"CPU: {env.get('cpu', '?')} ({env.get('cores', '?')} cores), {env.get('threads', '?')} threads, torch "
+            f"CPU: {env.get('cpu', '?')} ({env.get('cores', '?')} cores{_isa(env)}), {env.get('threads', '?')} threads, torch "
             f"{env.get('torch', '?')}, onnxruntime {env.get('onnxruntime', '?')}, measured {env.get('date', '?')}; "
             f"batch-1 after warm-up; each model in a fresh process, timed in {rounds} "
             "interleaved round(s), medians shown; 'with novelty check' = the app's path: the logits plus the "

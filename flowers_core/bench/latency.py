@@ -50,6 +50,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def int8_isa() -> str:
+    """The CPU's widest 8-bit dot-product instructions as ``/proc/cpuinfo`` lists them: ONNX Runtime's INT8
+    kernels differ by them (VNNI accumulates in int32; AVX2 alone pairs products in int16), so INT8 timings
+    compare only between CPUs with the same."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return next((isa for isa in ("avx512_vnni", "avx_vnni", "avx2") if isa in flags), "other")
+
+
 def size_on_disk(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> int:
     """Bytes of the files the model is loaded from (the shipped fp16 late stages for safetensors
     models; the ImageNet trunk they rebuild from the registry's wheel is not counted)."""
@@ -163,7 +175,7 @@ def benchmark_models(names=DEFAULT_MODELS, protocol: str = SHIPPED_PROTOCOL, thr
 
 
 def environment(threads: int) -> dict:
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
+    return {"cpu": cpu_model(), "int8_isa": int8_isa(), "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
