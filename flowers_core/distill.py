@@ -57,16 +57,15 @@ from .pipeline import (
 from .quantize import (
     BACKENDS,
     PORTABLE_QDQ,
-    U8S8_PAIR_LIMIT,
     add_feature_output,
     calibration_images,
     compare_backends,
     comparison_markdown,
     export_onnx,
+    portability_record,
     quantised_trunk,
     quantize_onnx_static,
     quantized_op_counts,
-    u8s8_pair_bound,
 )
 from .timing import measure
 from .weights import OnnxClassifier
@@ -447,9 +446,7 @@ def int8_entry(student: ModelEntry, quantised: Quantised) -> ModelEntry:
         quantization={"runtime": "onnxruntime", "format": "QDQ", "per_channel": True, "config": quantised.config,
                       "calibration_images": calib, "trials": quantised.trials,
                       "ops": quantized_op_counts(quantised.path),
-                      # at most U8S8_PAIR_LIMIT: no int16 pair can saturate on AVX2-only CPUs, so the file
-                      # computes the same on every x86 CPU
-                      "u8s8_pair_bound": u8s8_pair_bound(quantised.path), "u8s8_pair_limit": U8S8_PAIR_LIMIT,
+                      **portability_record(quantised.path),
                       "qat": "not needed" if quantised.drop_vs_fp32 <= MAX_PTQ_DROP
                       else "warranted (PTQ loses more than 0.5 points on val) but not run"},
     )

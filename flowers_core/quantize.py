@@ -226,6 +226,11 @@ def u8s8_pair_bound(path: str | Path) -> int:
     return worst
 
 
+def portability_record(path: str | Path) -> dict:
+    """The manifest fields that show an INT8 file computes the same on every x86 CPU: its pair bound and the limit."""
+    return {"u8s8_pair_bound": u8s8_pair_bound(path), "u8s8_pair_limit": U8S8_PAIR_LIMIT}
+
+
 def _two_largest(rows: np.ndarray) -> int:
     return int(np.sort(rows, axis=1)[:, -2:].sum(1).max())
 

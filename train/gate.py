@@ -22,11 +22,10 @@ from flowers_core.models import lite_weights_file, load_by_order
 from flowers_core.preprocess import Preprocess
 from flowers_core.quantize import (
     PORTABLE_QDQ,
-    U8S8_PAIR_LIMIT,
     calibration_images,
     export_onnx,
+    portability_record,
     quantize_onnx_static,
-    u8s8_pair_bound,
 )
 from flowers_core.weights import OnnxClassifier
 
@@ -107,7 +106,7 @@ def build_gate(net: nn.Module, train_squares: torch.Tensor, val_squares: torch.T
         entry["int8_vs_fp32_val"] = {
             "max_abs_score_diff": float(np.abs(fp32_scores - int8_scores).max()),
             "decision_agreement": float(((fp32_scores >= fitted["threshold"]) == (int8_scores >= fitted["threshold"])).mean())}
-        entry["u8s8_pair_bound"], entry["u8s8_pair_limit"] = u8s8_pair_bound(path), U8S8_PAIR_LIMIT
+        entry.update(portability_record(path))
         fp32_path.unlink(missing_ok=True)
     entry["seconds"] = round(time.perf_counter() - t0, 1)
     manifest = art.read_manifest(root)

@@ -40,25 +40,24 @@ from ..timing import measure
 DEFAULT_MODELS = catalog.NAMES
 
 
-def cpu_model() -> str:
+def _cpuinfo(field: str) -> str | None:
+    """The first value of ``field`` in ``/proc/cpuinfo`` (None where there is none)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        return next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith(field)), None)
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return None
+
+
+def cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def int8_isa() -> str:
     """The CPU's widest 8-bit dot-product instructions as ``/proc/cpuinfo`` lists them: ONNX Runtime's INT8
     kernels differ by them (VNNI accumulates in int32; AVX2 alone pairs products in int16), so INT8 timings
     compare only between CPUs with the same."""
-    try:
-        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("flags")), [])
-    except OSError:
-        flags = []
+    flags = (_cpuinfo("flags") or "").split()
     return next((isa for isa in ("avx512_vnni", "avx_vnni", "avx2") if isa in flags), "other")
 
 
