@@ -198,6 +198,10 @@ def _pair_sums(rows: np.ndarray) -> np.ndarray:
     return np.maximum(positive, negative) if rows.shape[1] > 1 else np.abs(rows)
 
 
+def _two_largest(rows: np.ndarray) -> int:
+    return int(np.sort(rows, axis=1)[:, -2:].sum(1).max())
+
+
 def u8s8_pair_bound(path: str | Path) -> int:
     """The largest pair of int8 weight codes that a QDQ file's u8s8 products add in int16 on AVX2, over every
     convolution and the classifier (``U8S8_PAIR_LIMIT`` or less: the file cannot saturate). Depthwise
@@ -229,10 +233,6 @@ def u8s8_pair_bound(path: str | Path) -> int:
 def portability_record(path: str | Path) -> dict:
     """The manifest fields that show an INT8 file computes the same on every x86 CPU: its pair bound and the limit."""
     return {"u8s8_pair_bound": u8s8_pair_bound(path), "u8s8_pair_limit": U8S8_PAIR_LIMIT}
-
-
-def _two_largest(rows: np.ndarray) -> int:
-    return int(np.sort(rows, axis=1)[:, -2:].sum(1).max())
 
 
 class _LogitsAndTrunk(nn.Module):
