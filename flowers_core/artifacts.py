@@ -158,6 +158,17 @@ ROBUSTNESS_REPORT = "reports/robustness.json"
 REALWORLD_REPORT = "reports/realworld.json"
 REALWORLD_BEFORE_NOVELTY_REPORT = "reports/realworld_before_novelty.json"  # the same models, novelty checks off
 APP_PERFORMANCE_REPORT = "reports/app_performance.json"
+UNSEEN_SPECIES_REPORT = "reports/unseen_species.json"  # novelty checks on Flowers-102 species held out of training
+INT8_PORTABILITY_REPORT = "reports/int8_portability.json"  # the shipped INT8 file re-scored on each kind of CPU
+
+
+def write_report(result: dict, default: str, output: str | Path | None = None, root=None) -> Path:
+    """Write a benchmark's ``result`` as JSON to ``output``, or to ``default`` (one of the ``*_REPORT``
+    paths above) under the artifacts folder; returns where it went."""
+    out = Path(output) if output else artifacts_dir(root) / default
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    return out
 
 
 def split_file(protocol: str) -> str:

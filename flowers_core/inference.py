@@ -247,24 +247,29 @@ def member_packs(entry: art.ModelEntry, protocol: str, root=None) -> dict[str, t
 
 def novelty_check(entry: art.ModelEntry, protocol: str, root, model) -> Typicality | EnsembleTypicality | None:
     """The recorded novelty check of ``entry`` (``train.novelty``), ready to score ``model``'s features;
-    None, with a warning, when it is recorded but cannot run: a pack or the ONNX features output missing,
-    or (the ensemble) a member's check re-fitted since the ensemble's was (its standardisation is stale)."""
+    None, with a warning, when it is recorded but cannot run: a pack missing or of an older format, the ONNX
+    features output missing, or (the ensemble) a member's check re-fitted since the ensemble's was (its
+    standardisation is stale)."""
     if entry.format == "ensemble":
         stats, packs = entry.novelty.get("members", {}), member_packs(entry, protocol, root)
         usable = all(packs[m] is not None and packs[m][0].is_file() and m in stats
                      and stats[m].get("member_threshold") == packs[m][1] for m in entry.members)
+        files = [packs[m][0] for m in entry.members] if usable else []
     else:
-        usable = (art.artifacts_dir(root) / entry.novelty["file"]).is_file() and (
-            not isinstance(model, OnnxSession) or FEATURES_OUTPUT in model.output_names)
-    if not usable:  # the answers would lose a safety signal, so say so
-        log.warning("%s: its novelty check is recorded but cannot run (a pack or the ONNX '%s' output is missing, "
-                    "or a member's check changed since); run `%s --models %s`", entry.name, FEATURES_OUTPUT,
-                    NOVELTY_CMD, " ".join([*entry.members, entry.name]) if entry.members else entry.name)
+        files = [art.artifacts_dir(root) / entry.novelty["file"]]
+        usable = files[0].is_file() and (not isinstance(model, OnnxSession) or FEATURES_OUTPUT in model.output_names)
+    try:
+        typicality = [Typicality.load(f) for f in files] if usable else None
+    except ValueError:  # a pack of an older format
+        typicality = None
+    if typicality is None:  # the answers would lose a safety signal, so say so
+        log.warning("%s: its novelty check is recorded but cannot run (a pack missing or of an older format, the "
+                    "ONNX '%s' output missing, or a member's check changed since); run `%s --models %s`", entry.name,
+                    FEATURES_OUTPUT, NOVELTY_CMD, " ".join([*entry.members, entry.name]) if entry.members else entry.name)
         return None
     if entry.format != "ensemble":
-        return Typicality.load(art.artifacts_dir(root) / entry.novelty["file"])
-    return EnsembleTypicality(tuple(Typicality.load(packs[m][0]) for m in entry.members),
-                              tuple(float(stats[m]["centre"]) for m in entry.members),
+        return typicality[0]
+    return EnsembleTypicality(tuple(typicality), tuple(float(stats[m]["centre"]) for m in entry.members),
                               tuple(float(stats[m]["scale"]) for m in entry.members))
 
 

@@ -2,10 +2,11 @@
 
 The softmax of a classifier is confident on flowers it was never trained on (an astilbe or a tulip
 gets a species name with a low entropy), so a flower photo also gets a **typicality** score: minus
-the squared Mahalanobis distance of its pooled features (the classifier's input) to the nearest
-training-class mean, with one covariance shared by all classes (Lee et al., NeurIPS 2018). Below a
-threshold set like the flower gate's (``evaluate.pass_threshold``: 99% of the validation flowers
-pass) the answer is "not sure". The ensemble has no feature space of its own: its typicality is the
+the relative squared Mahalanobis distance of its pooled features (the classifier's input) to the
+nearest training-class mean: the distance with one covariance shared by all classes (Lee et al.,
+NeurIPS 2018) minus the distance to a single Gaussian of all training features (Ren et al., 2021).
+Below a threshold set like the flower gate's (``evaluate.pass_threshold``: 99% of the validation
+flowers pass) the answer is "not sure". The ensemble has no feature space of its own: its typicality is the
 mean of its members', each standardised by its spread over the validation flowers
 (``EnsembleTypicality``). This module is numpy only: the packs are numpy arrays; the features come
 from the INT8 file's second output (``FEATURES_OUTPUT``) or a torch model's pooling
@@ -24,6 +25,8 @@ from threadpoolctl import ThreadpoolController
 
 FEATURES_OUTPUT = "features"  # the ONNX output with the pooled features the classifier reads
 NOVELTY_CMD = "python -m train.novelty"
+PASS_RATE = 0.99  # as the flower gate: 1 in 100 validation flowers is called "not sure" by this check alone
+DISTANCE = "relative Mahalanobis"  # recorded with every check, so that reports can tell which distance scored them
 RIDGE = 1e-3  # added to the covariance's diagonal: the features are 1,280-d from ~6.5k images
 STORED_DTYPE = np.float16  # the pack is stored in half precision (small artifact); scores are computed in fp32
 _BLAS: ThreadpoolController | None = None
@@ -45,41 +48,62 @@ def single_threaded_blas():
             yield
 
 
+def _precision(centred: np.ndarray, ridge: float) -> np.ndarray:
+    """The inverse of the covariance of already-centred features, with ``ridge`` on its diagonal."""
+    return np.linalg.inv(centred.T @ centred / len(centred) + ridge * np.eye(centred.shape[1]))
+
+
 @dataclass(frozen=True)
 class Typicality:
-    """Class means and the whitening of the shared covariance: ``scores(features)`` is minus the squared
-    Mahalanobis distance to the nearest class mean (0 = at a class mean, more negative = less typical)."""
+    """``scores(features)``: minus the relative squared Mahalanobis distance to the nearest class mean, in
+    one quadratic form per class, ``x·Q·x - 2 x·L_c + o_c`` (higher = more typical of the 102 species).
 
-    whiten: np.ndarray  # [D, D] lower-triangular L with L @ L.T = inverse covariance
-    means: np.ndarray  # [C, D] class means, whitened (mean @ whiten)
+    Relative (Ren et al., 2021, "A simple fix to Mahalanobis distance"): each class's distance minus the
+    distance to one Gaussian fitted to all the training features, so that directions in which the classes
+    do not differ count for nothing and a photo is judged by how unlike every species it is where species
+    differ. ``relative=False`` gives the plain distance (Lee et al., NeurIPS 2018)."""
+
+    quadratic: np.ndarray  # [D, D] Q: the class precision (minus the background's when relative)
+    linear: np.ndarray  # [C, D] L_c
+    offset: np.ndarray  # [C] o_c
 
     @classmethod
-    def fit(cls, features: np.ndarray, labels: np.ndarray, num_classes: int, ridge: float = RIDGE) -> "Typicality":
+    def fit(cls, features: np.ndarray, labels: np.ndarray, num_classes: int, ridge: float = RIDGE,
+            relative: bool = True) -> "Typicality":
         x = np.asarray(features, dtype=np.float64)
         labels = np.asarray(labels)
         means = np.stack([x[labels == c].mean(0) for c in range(num_classes)])
-        centred = x - means[labels]
-        cov = centred.T @ centred / len(x) + ridge * np.eye(x.shape[1])
-        whiten = np.linalg.cholesky(np.linalg.inv(cov))
-        stored = whiten.astype(STORED_DTYPE).astype(np.float32)  # what ``save`` keeps: fit = shipped file
-        return cls(stored, (means.astype(np.float32) @ stored).astype(STORED_DTYPE).astype(np.float32))
+        precision = _precision(x - means[labels], ridge)  # one covariance shared by the classes
+        quadratic, linear = precision, means @ precision
+        offset = np.einsum("cd,cd->c", linear, means)
+        if relative:
+            centre = x.mean(0)
+            background = _precision(x - centre, ridge)
+            quadratic = quadratic - background
+            linear = linear - centre @ background
+            offset = offset - centre @ background @ centre
+        # what ``save`` keeps, so that the fit's scores are the shipped file's
+        return cls(*(a.astype(STORED_DTYPE).astype(np.float32) for a in (quadratic, linear, offset)))
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         with single_threaded_blas():
-            z = np.asarray(features, dtype=np.float32) @ self.whiten
-            d2 = (z * z).sum(1)[:, None] - 2.0 * z @ self.means.T + (self.means * self.means).sum(1)[None]
-        return -d2.min(1)
+            x = np.asarray(features, dtype=np.float32)
+            distances = ((x @ self.quadratic) * x).sum(1)[:, None] - 2.0 * x @ self.linear.T + self.offset[None]
+        return -distances.min(1)
 
     def save(self, path: str | Path) -> int:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, whiten=self.whiten.astype(STORED_DTYPE), means=self.means.astype(STORED_DTYPE))
+        np.savez_compressed(path, quadratic=self.quadratic.astype(STORED_DTYPE),
+                            linear=self.linear.astype(STORED_DTYPE), offset=self.offset.astype(STORED_DTYPE))
         return path.stat().st_size
 
     @classmethod
     def load(cls, path: str | Path) -> "Typicality":
         with np.load(path, allow_pickle=False) as z:
-            return cls(z["whiten"].astype(np.float32), z["means"].astype(np.float32))
+            if "quadratic" not in z:
+                raise ValueError(f"{path} is a novelty pack of an older format: fit it again ({NOVELTY_CMD})")
+            return cls(*(z[k].astype(np.float32) for k in ("quadratic", "linear", "offset")))
 
 
 def standardisation(val_scores: np.ndarray) -> tuple[float, float]:

@@ -110,6 +110,16 @@ try:
                                 for c in ("validation flowers passing", "test images passing")})
 except art.ArtifactMissing as e:
     ui.missing(str(e), "The novelty checks")
+try:
+    unseen, unseen_info = reports.unseen_species_table()
+    st.write("**Species never seen in training.** Measured inside Flowers-102: a fifth of the species is held out "
+             "of a model's training, and each kind of novelty check is asked whether their photos look like the "
+             "species it knows (lower passing = better).")
+    st.dataframe(unseen, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
+                                                         for c in unseen.columns[1:-1]})
+    st.caption(f"{len(unseen_info['folds'])} folds, measured {unseen_info['date']} by `{unseen_info['command']}`.")
+except art.ArtifactMissing as e:
+    ui.missing(str(e), "The held-out species table")
 
 # --- calibration ---------------------------------------------------------------------------------
 st.header("Calibration and selective prediction")

@@ -12,10 +12,11 @@ from torch import nn
 from conftest import TEST_INPUT_SIZE
 from flowers_core import artifacts as art
 from flowers_core import predict
+from flowers_core.bench.int8_portability import rescore_gate
 from flowers_core.data import load_index
 from flowers_core.evaluate import pass_threshold
 from flowers_core.gate import FlowerGate, flower_classes, flower_score, has_gate
-from flowers_core.inference import Predictor, verdict
+from flowers_core.inference import Predictor, load_image, verdict
 from flowers_core.preprocess import Preprocess
 from flowers_core.quantize import u8s8_pair_bound
 from train.gate import build_gate, fit_gate
@@ -153,3 +154,15 @@ def test_realworld_scores_a_trial_folder_with_the_gate_of_another(gated_artifact
     assert not (trained_artifacts / art.REALWORLD_REPORT).exists()  # --output: the trial folder is left alone
     with pytest.raises(FileNotFoundError, match="no flower gate"):  # a wrong folder is an error, not 'no gate'
         realworld.run(["level1"], photo_root, trained_artifacts, limit=2, gate_root=tmp_path)
+
+
+def test_the_gates_recorded_pass_rate_is_checked_on_the_validation_images(gated_artifacts, synthetic_root):
+    root, entry = gated_artifacts
+    row = rescore_gate(synthetic_root, root, threads=1)
+    assert row["pass_rate_recorded"] == entry["val_pass_rate"] and row["median_score_recorded"] == entry["val_score_median"]
+    index, gate = load_index(synthetic_root), FlowerGate(root)
+    ids = art.read_split("stratified", root)["val"]
+    assert row["n"] == len(ids)
+    with_app_path = gate.score_images([load_image(index.path(i)) for i in ids])  # the upload path, from the JPEGs
+    assert row["pass_rate_now"] == gate.passes(with_app_path).mean()
+    assert row["median_score_now"] == pytest.approx(float(np.median(with_app_path)), abs=1e-4)

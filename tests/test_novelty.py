@@ -27,15 +27,36 @@ def clusters(seed=0, n=60, d=8, classes=3):
     return centres[labels] + rng.normal(0, 1, (len(labels), d)), labels, centres
 
 
-def test_typicality_is_minus_the_squared_mahalanobis_distance_to_the_nearest_class():
+def squared_mahalanobis(probe, mean, centred, ridge=1e-3):
+    precision = np.linalg.inv(centred.T @ centred / len(centred) + ridge * np.eye(centred.shape[1]))
+    return np.einsum("nd,de,ne->n", probe - mean, precision, probe - mean)
+
+
+def test_typicality_is_minus_the_relative_squared_mahalanobis_distance_to_the_nearest_class():
     x, labels, _ = clusters()
-    typ = Typicality.fit(x, labels, 3, ridge=1e-3)
     means = np.stack([x[labels == c].mean(0) for c in range(3)])
-    centred = x - means[labels]
-    precision = np.linalg.inv(centred.T @ centred / len(x) + 1e-3 * np.eye(x.shape[1]))
     probe = np.random.default_rng(1).normal(0, 10, (5, x.shape[1]))
-    expected = -np.min([np.einsum("nd,de,ne->n", probe - m, precision, probe - m) for m in means], axis=0)
-    assert np.allclose(typ.scores(probe), expected, rtol=5e-3)  # the pack is stored in fp16
+    to_class = np.stack([squared_mahalanobis(probe, m, x - means[labels]) for m in means])  # shared covariance
+    to_all = squared_mahalanobis(probe, x.mean(0), x - x.mean(0))  # one Gaussian over every training image
+    plain = Typicality.fit(x, labels, 3, ridge=1e-3, relative=False)
+    assert np.allclose(plain.scores(probe), -to_class.min(0), rtol=5e-3)  # the pack is stored in fp16
+    relative = Typicality.fit(x, labels, 3, ridge=1e-3)
+    assert np.allclose(relative.scores(probe), -(to_class - to_all).min(0), rtol=5e-3, atol=0.5)
+
+
+def test_the_relative_distance_counts_only_where_the_classes_differ():
+    """Two photos equally far from a class mean: one off along a direction in which the classes do not
+    differ (as a photo's light or framing may be), one off along the direction that separates them. The
+    plain distance cannot tell them apart; the relative one finds the first typical and the second not."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 400)
+    centres = np.array([[0.0, 0.0], [0.0, 6.0], [0.0, 12.0]])  # the classes differ along the second axis only
+    x = centres[labels] + rng.normal(0, 1, (len(labels), 2)) * np.array([1.0, 0.2])
+    off_shared, off_separating = np.array([[2.0, 6.0]]), np.array([[0.0, 6.4]])  # both 4 in squared distance
+    plain = Typicality.fit(x, labels, 3, relative=False)
+    assert plain.scores(off_shared) == pytest.approx(plain.scores(off_separating), rel=0.15)
+    relative = Typicality.fit(x, labels, 3)
+    assert relative.scores(off_shared) > relative.scores(off_separating) + 2.5
 
 
 def test_typical_flowers_score_higher_than_far_ones_and_the_pack_round_trips(tmp_path):
@@ -77,7 +98,7 @@ def test_the_ensembles_typicality_is_the_mean_of_its_members_standardised():
     probe = centres + np.random.default_rng(2).normal(0, 3, centres.shape)
     per_member = [(m.scores(f) - c) / s for m, f, (c, s) in zip(members, (probe, probe * 10), stats)]
     assert np.allclose(check.scores([probe, probe * 10]), np.mean(per_member, axis=0))
-    assert np.allclose(per_member[0], per_member[1], rtol=1e-2, atol=1e-2)  # standardised: same scale
+    assert np.allclose(per_member[0], per_member[1], atol=0.1)  # standardised: same scale (the ridge is not)
     assert (check.scores([centres, centres * 10]) > check.scores([centres + 50, (centres + 50) * 10]).max()).all()
 
 
@@ -116,7 +137,8 @@ def test_the_features_output_leaves_the_logits_unchanged(student_artifacts, tmp_
     assert OnnxSession(path, threads=1).output_names == ["logits", FEATURES_OUTPUT]
 
 
-def test_fit_records_the_check_and_the_predictor_uses_it(student_artifacts, synthetic_root, tmp_path):  # noqa: F811
+def test_fit_records_the_check_and_the_predictor_uses_it(student_artifacts, synthetic_root, tmp_path,  # noqa: F811
+                                                          caplog):
     root = tmp_path / "artifacts"
     shutil.copytree(student_artifacts, root)
     info = fit_novelty("student_int8", synthetic_root, root, pass_rate=0.9, threads=1)
@@ -145,6 +167,11 @@ def test_fit_records_the_check_and_the_predictor_uses_it(student_artifacts, synt
     assert strict.predict(img).verdict == "not_sure" and strict.predict(img).uncertain is True
     assert strict.predict(img).unfamiliar is True and strict.predict(img).to_json()["unfamiliar"] is True
     assert strict.combine([strict.predict(img), strict.predict(img)]).verdict == "not_sure"
+
+    np.savez(root / info["file"], whiten=np.eye(2), means=np.zeros((3, 2)))  # a pack of the earlier format
+    with caplog.at_level("WARNING"):
+        assert Predictor("student_int8", root=root, gate=None).typicality is None  # off, and said, not a crash
+    assert "older format" in caplog.text and "--models student_int8" in caplog.text
 
 
 def test_without_a_pack_the_check_is_off(student_artifacts):  # noqa: F811

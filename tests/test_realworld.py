@@ -10,6 +10,7 @@ from flowers_core.app import reports
 from flowers_core.bench import realworld
 from flowers_core.bench.realworld import Photo, realworld_metrics
 from tools import summary
+from train.novelty import fit_novelty
 
 
 def test_metrics_count_answers_per_group():
@@ -28,9 +29,10 @@ def test_metrics_count_answers_per_group():
     assert all(abs(sum(v.values()) - 1) < 1e-9 for v in m["verdicts"].values())
 
 
-def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_root, tmp_path):
+def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_root, synthetic_root, tmp_path):
     artifacts = tmp_path / "artifacts"
     shutil.copytree(trained_artifacts, artifacts)
+    fit_novelty("level1", synthetic_root, artifacts, pass_rate=0.5, threads=1)  # level 1 with its check, the vote without
     realworld.main(["--models", "level1", "ensemble", "--data-root", str(photo_root), "--artifacts", str(artifacts),
                     "--threads", "1"])
     result = json.loads((artifacts / art.REALWORLD_REPORT).read_text())
@@ -38,14 +40,21 @@ def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_ro
     assert len(result["errors"]) == 1 and "broken.jpg" in result["errors"][0]["file"]
     assert result["gate"] is None  # no gate shipped in the synthetic artifacts: nothing is called not a flower
     assert [r["model"] for r in result["models"]] == ["level1", "ensemble"]
+    level1, ensemble = result["models"]
+    assert ensemble["answered"] == 1.0  # no threshold, no gate: every photo is answered
+    assert ensemble["unknown_given_species"] == 1.0 and ensemble["not_flower_given_species"] == 1.0
+    assert level1["manifest"]["typicality_distance"] == "relative Mahalanobis"
+    assert ensemble["manifest"]["typicality_distance"] is None
     for r in result["models"]:
-        assert 0 <= r["top1"] <= 1 and r["answered"] == 1.0  # no threshold, no gate: every photo is answered
-        assert r["unknown_given_species"] == 1.0 and r["not_flower_given_species"] == 1.0
+        assert 0 <= r["top1"] <= 1
         assert sum(s["n"] for s in r["per_species"].values()) == 9
         assert r["manifest"]["test_top1"] is not None
 
     table, species, info = reports.realworld_table(artifacts)
     assert len(table) == 2 and info["stale"] == [] and len(species) == len(result["models"][0]["per_species"])
+    signals = reports.recipe_ablation(artifacts).set_index("model")["'not sure' from"]
+    assert signals["L1 baseline"] == "entropy + typicality (relative Mahalanobis)" and signals["L4 ensemble"] == "entropy"
+    assert reports.typicality_signal({"typicality_threshold": -1.0}) == "typicality (Mahalanobis)"  # older reports
     section = "\n".join(summary.realworld_section(artifacts))
     assert "Real-world photos" in section and "L4 ensemble" in section
 

@@ -29,8 +29,9 @@ def pct(v) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}%"
 
 
-def md(df: pd.DataFrame) -> str:
-    return df.to_markdown(index=False, floatfmt=".4g")
+def md(df: pd.DataFrame, *, as_written: bool = False) -> str:
+    """A markdown table; ``as_written`` keeps pre-formatted strings as they are ("0.010" stays "0.010")."""
+    return df.to_markdown(index=False, floatfmt=".4g", disable_numparse=as_written)
 
 
 def accuracy_section(root=None) -> list[str]:
@@ -56,7 +57,7 @@ def accuracy_section(root=None) -> list[str]:
     splits = art.read_manifest(root).get("splits", {})
     sizes = ", ".join(f"{p}: {s.get('train')}/{s.get('val')}/{s.get('test')}" for p, s in splits.items())
     return ["### Accuracy (test split, scored once per shipped model)", "",
-            md(pd.DataFrame(rows)), "",
+            md(pd.DataFrame(rows), as_written=True), "",
             f"Split sizes train/val/test — {sizes}. Sizes are the shipped files (levels 1–3: the fine-tuned "
             "part in fp16; the ensemble: its members). 'reference report' is the ResNet-50 GPU report "
             "this project is measured against (80/10/10 protocol)."]
@@ -152,6 +153,7 @@ def student_section(root=None) -> list[str]:
               f"{pct(int8.details.get('agreement_with_fp32', {}).get('test'))} (80/10/10), "
               f"{pct(official_entry.details.get('agreement_with_fp32', {}).get('test') if official_entry else None)} "
               "(official).", ""]
+    lines += int8_portability_lines(root)
     comparison = manifest.get("quantization_comparison", {}).get(SHIPPED_PROTOCOL)
     if comparison:
         rows = [{"backend": r["backend"], "val top-1": pct(r.get("accuracy")),
@@ -178,6 +180,26 @@ def student_section(root=None) -> list[str]:
         lines += [f"Novelty check (`{NOVELTY_CMD}`): the INT8 file's pooled features (its second output) "
                   "against the training classes; threshold and pass rates in the real-world section's table.", ""]
     return lines
+
+
+def int8_portability_lines(root=None) -> list[str]:
+    """Each kind of CPU the shipped INT8 file was re-scored on (``bench.int8_portability``), against its recording."""
+    path = art.artifacts_dir(root) / art.INT8_PORTABILITY_REPORT
+    if not path.is_file():
+        return [f"The INT8 file has not been re-scored on another CPU yet: run `{reports.INT8_PORTABILITY_CMD}`.", ""]
+    runs = json.loads(path.read_text())["runs"]
+    rows = [{"CPU": f"{run['cpu']} ({run['int8_isa']})", "onnxruntime": run["onnxruntime"], "measured": run["date"],
+             "model": reports.pretty(r["model"]), "split": r["split"], "images": r["n"],
+             "top-1 agrees with the recording": pct(r["top1_agreement"]),
+             "largest probability difference": f"{r['max_prob_difference']:.1e}",
+             "top-1 now / recorded": f"{pct(r['top1_now'])} / {pct(r['top1_recorded'])}"}
+            for run in runs for r in run["rows"]]
+    gates = [f"on {run['cpu']} ({run['int8_isa']}) {pct(g['pass_rate_now'])} of the {g['n']} validation flowers pass "
+             f"(recorded: {pct(g['pass_rate_recorded'])}), median flower score {g['median_score_now']:.4f} (recorded: "
+             f"{g['median_score_recorded']:.4f})" for run in runs if (g := run.get("gate"))]
+    return [f"The shipped INT8 file re-scored on the CPUs below (`{reports.INT8_PORTABILITY_CMD}`; the app's path, against "
+            "the probabilities saved when it was recorded, which are stored in fp16):", "", md(pd.DataFrame(rows), as_written=True), "",
+            *([f"The flower gate's INT8 file, re-run the same way: {'; '.join(gates)}.", ""] if gates else [])]
 
 
 def _isa(env: dict) -> str:
@@ -264,12 +286,34 @@ def novelty_lines(root=None) -> list[str]:
         table[c] = table[c].map(pct)
     table["threshold"] = table["threshold"].map(lambda v: f"{v:,.2f}")
     table["stored (MB)"] = table["stored (MB)"].map(lambda v: "members' packs" if pd.isna(v) else f"{v:.2f}")
-    return [f"'Not sure' also comes from each model's novelty check (`{NOVELTY_CMD}`): minus the squared "
-            "Mahalanobis distance of the photo's pooled features to the nearest training-class mean (one covariance "
-            "shared by the classes, fitted on the training images); for the ensemble, the mean of its members' "
+    return [f"'Not sure' also comes from each model's novelty check (`{NOVELTY_CMD}`): minus the relative "
+            "squared Mahalanobis distance of the photo's pooled features to the nearest training-class mean (the "
+            "distance with one covariance shared by the classes, minus the distance to one Gaussian of all the "
+            "training features; both fitted on the training images); for the ensemble, the mean of its members' "
             "scores, each standardised by its mean and spread over the validation flowers. Each threshold is the "
             "score 99% of the validation flowers reach, fixed before the photos were scored. "
             f"`{Path(art.REALWORLD_BEFORE_NOVELTY_REPORT).name}` (Recipes table below) is the same run with the checks off.", "",
+            md(table), "", *unseen_species_lines(root)]
+
+
+def unseen_species_lines(root=None) -> list[str]:
+    """How each distance turns away Flowers-102 species held out of training (``bench.unseen_species``)."""
+    try:
+        table, data = reports.unseen_species_table(root)
+    except art.ArtifactMissing:
+        return []
+    for c in table.columns[1:-1]:
+        table[c] = table[c].map(pct)
+    table["AUROC"] = table["AUROC"].map(lambda v: f"{v:.3f}")
+    model, held = data["model"], sum(len(f["held_out"]) for f in data["folds"])
+    return [f"Unknown species measured inside Flowers-102 (`{data['command']}`, {data['date']}): in each of "
+            f"{len(data['folds'])} folds a seeded fifth of the 102 species ({held} species in all) is held out of "
+            f"training; a model of the student's trunk ({model['arch']}, {model['input_size']} px, the level-2 recipe "
+            "on the cached views) is trained on the others, each distance is fitted on their training features with "
+            f"its threshold set by the shipped rule ({pct(data['pass_rate'])} of their validation images pass), and "
+            "the held-out species' training and validation images are scored (the test split is not used; "
+            "`real-photos/` neither). 'passing' = not called 'not sure' by the check alone (lower is better for the "
+            "held-out species); AUROC: trained species' validation images against the held-out species.", "",
             md(table), ""]
 
 
@@ -317,7 +361,7 @@ def recipe_ablation_section(root=None) -> list[str]:
             "students' rows of `realworld.json` when they were distilled on the eval and strong views only), "
             "`realworld_student_before_int8_trunk.json` (their rows when the photo views were added, before the INT8 "
             "trunk's view was) and `realworld_student_7bit_trunk.json` (their rows when that trunk had 7-bit weights "
-            "throughout, before `saturation_free_8bit`) before those models were replaced, "
+            "throughout, before `saturation_free_8bit`) before those models were replaced, `realworld_plain_mahalanobis.json` (the rows of `realworld.json` when the novelty checks used the plain Mahalanobis distance, before the relative one), "
             "the others from a trial artifacts folder DIR, a copy of `artifacts/`"
             + (f" ({trials})" if trials else "") + "). The column \"'not sure' from\" names the signals behind the "
             "'not sure' answers (the flower gate decides 'not a flower' in every row). 'test top-1' is the 80/10/10 "

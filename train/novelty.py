@@ -1,5 +1,5 @@
-"""The novelty check of every shipped model (``flowers_core.novelty``): a Mahalanobis typicality of the
-pooled features, fitted on the training images, with its threshold set on validation (99% of the
+"""The novelty check of every shipped model (``flowers_core.novelty``): a relative Mahalanobis typicality of
+the pooled features, fitted on the training images, with its threshold set on validation (99% of the
 validation flowers pass); the ensemble's check is the mean of its members' standardised typicality.
 Each pack and threshold go to the model's manifest entry (``novelty``). The INT8 file first gets its
 pooled features as a second ONNX output (its logits unchanged).
@@ -18,12 +18,20 @@ from flowers_core import catalog
 from flowers_core.data import SHIPPED_PROTOCOL
 from flowers_core.evaluate import pass_threshold
 from flowers_core.inference import Predictor, member_packs
-from flowers_core.novelty import FEATURES_OUTPUT, NOVELTY_CMD, RIDGE, EnsembleTypicality, Typicality, standardisation
+from flowers_core.novelty import (
+    DISTANCE,
+    FEATURES_OUTPUT,
+    NOVELTY_CMD,
+    PASS_RATE,
+    RIDGE,
+    EnsembleTypicality,
+    Typicality,
+    standardisation,
+)
 from flowers_core.pipeline import Workspace
 from flowers_core.preprocess import Preprocess
 from flowers_core.quantize import add_feature_output
 
-PASS_RATE = 0.99  # as the flower gate: 1 in 100 validation flowers is called "not sure" by this check alone
 BATCH = 64
 PARTS = ("train", "val", "test")
 
@@ -76,9 +84,10 @@ def model_novelty(predictor: Predictor, squares: dict, ws: Workspace, artifacts_
         art.artifacts_dir(artifacts_root) / rel)
     typicality = Typicality.load(art.artifacts_dir(artifacts_root) / rel)  # the threshold of the stored pack
     where = f"the ONNX output '{FEATURES_OUTPUT}'" if predictor.entry.format == "onnx" else "the classifier's input"
-    info = {"file": rel, "bytes": nbytes, "fitted_on": "train",
-            "method": f"minus the squared Mahalanobis distance of the pooled features ({where}) to the nearest "
-                      f"training-class mean, shared covariance + {RIDGE} I"}
+    info = {"file": rel, "bytes": nbytes, "fitted_on": "train", "distance": DISTANCE,
+            "method": f"minus the relative squared Mahalanobis distance of the pooled features ({where}) to the "
+                      f"nearest training-class mean: the distance with the classes' shared covariance minus the "
+                      f"distance to one Gaussian of all training features, each covariance + {RIDGE} I"}
     return info, typicality.scores(features["val"]), typicality.scores(features["test"])
 
 
@@ -97,7 +106,7 @@ def ensemble_novelty(predictor: Predictor, squares: dict, artifacts_root) -> tup
     check = EnsembleTypicality(tuple(typicality), tuple(c for c, _ in stats), tuple(s for _, s in stats))
     info = {"members": {m: {"centre": c, "scale": s, "member_threshold": packs[m][1]}
                         for m, (c, s) in zip(members, stats)},
-            "fitted_on": "the members' packs (train); their standardisation on val",
+            "fitted_on": "the members' packs (train); their standardisation on val", "distance": DISTANCE,
             "method": "the mean of the members' typicality, each standardised by its mean and standard deviation "
                       "over the validation flowers"}
     return info, check.scores(val), check.scores(test)

@@ -21,6 +21,8 @@ LATENCY_CMD = "python -m flowers_core.bench.latency"
 ROBUSTNESS_CMD = "python -m flowers_core.bench.robustness"
 REALWORLD_CMD = "python -m flowers_core.bench.realworld"
 APP_BENCHMARK_CMD = "python -m flowers_core.bench.app_benchmark"
+INT8_PORTABILITY_CMD = "python -m flowers_core.bench.int8_portability"
+UNSEEN_SPECIES_CMD = "python -m flowers_core.bench.unseen_species"
 
 
 def pretty(name: str) -> str:
@@ -136,6 +138,29 @@ def novelty_table(root=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def unseen_species_table(root=None) -> tuple[pd.DataFrame, dict]:
+    """Species held out of training (``bench.unseen_species``): one row per distance (fractions: the held-out
+    species' images passing its check, per fold and on average; the trained species' validation images
+    passing; AUROC), and the report's other fields (folds, model, pass rate, date, command)."""
+    path = art.artifacts_dir(root) / art.UNSEEN_SPECIES_REPORT
+    if not path.is_file():
+        raise art.ArtifactMissing(f"no held-out species measured yet: run `{UNSEEN_SPECIES_CMD}`.")
+    data = json.loads(path.read_text())
+    rows = [{"distance": name,
+             **{f"fold {f['fold']}: held-out species passing": f["distances"][name]["unseen_passing"] for f in data["folds"]},
+             "held-out species passing (mean)": m["unseen_passing"],
+             "trained species' validation passing": m["trained_val_passing"], "AUROC": m["auroc"]}
+            for name, m in data["mean"].items()]
+    return pd.DataFrame(rows), data
+
+
+def typicality_signal(identity: dict) -> str:
+    """The novelty check a real-world report's model ran, in words: reports written before the distance was
+    recorded used the plain Mahalanobis distance."""
+    distance = identity.get("typicality_distance") or "Mahalanobis"
+    return f"typicality ({distance})"
+
+
 def recipe_ablation(root=None) -> pd.DataFrame:
     """Every real-world report under ``reports/`` (``realworld*.json``: the shipped models' and those of
     recipes tried and not shipped), one row per model: how it was trained, its test-split top-1 and
@@ -144,7 +169,8 @@ def recipe_ablation(root=None) -> pd.DataFrame:
     for path in sorted((art.artifacts_dir(root) / "reports").glob("realworld*.json")):
         data = json.loads(path.read_text())
         for r in data["models"]:
-            not_sure = "entropy" + (" + typicality" if r["manifest"].get("typicality_threshold") is not None else "")
+            not_sure = "entropy" + (f" + {typicality_signal(r['manifest'])}" if r["manifest"].get("typicality_threshold")
+                                    is not None else "")
             rows.append({"report": path.name, "model": pretty(r["model"]), "recipe": r["manifest"].get("recipe", "?"),
                          "'not sure' from": not_sure, "test top-1": r["manifest"]["test_top1"], "real top-1": r["top1"],
                          **_answer_columns(r)})

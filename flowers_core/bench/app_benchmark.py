@@ -199,9 +199,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", type=Path, default=None, help=f"default <artifacts>/{art.APP_PERFORMANCE_REPORT}")
     args = ap.parse_args(argv)
     result = measure(args.uploads, args.artifacts)
-    out = args.out or art.artifacts_dir(args.artifacts) / art.APP_PERFORMANCE_REPORT
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out = art.write_report(result, art.APP_PERFORMANCE_REPORT, args.out, args.artifacts)
     ok = result["meets_target"]
     print(f"cold start      {result['cold_start_s']:7.2f} s   (target <= {TARGETS['cold_start_s']} s)  "
           f"{'ok' if ok['cold_start_s'] else 'MISSED'}")

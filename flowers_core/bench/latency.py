@@ -217,9 +217,7 @@ def main(argv=None) -> None:
                             args.artifacts, rounds=args.rounds)
     result = {"environment": environment(args.threads), "protocol": args.protocol, "batch": args.batch,
               "iters": args.iters, "warmup": args.warmup, "rounds": args.rounds, "models": rows}
-    out = Path(args.output) if args.output else art.artifacts_dir(args.artifacts) / art.LATENCY_REPORT
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    out = art.write_report(result, art.LATENCY_REPORT, args.output, args.artifacts)
     if args.json:
         print(json.dumps(result, indent=1))
     else:

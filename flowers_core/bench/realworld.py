@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -88,6 +87,7 @@ def manifest_identity(predictor: Predictor) -> dict:
     return {"val_top1": e.top1("val"), "test_top1": e.top1("test"),
             "temperature": predictor.temperature, "entropy_threshold": predictor.threshold,
             "typicality_threshold": predictor.typicality_threshold,
+            "typicality_distance": (e.novelty or {}).get("distance") if predictor.typicality is not None else None,
             "recipe": recipe_of(e)}
 
 
@@ -193,9 +193,7 @@ def main(argv=None) -> None:
     result = run(args.models, args.data_root, args.artifacts, args.limit, args.threads,
                  novelty=not args.without_novelty, gate_root=args.gate_from)
     default = art.REALWORLD_BEFORE_NOVELTY_REPORT if args.without_novelty else art.REALWORLD_REPORT
-    out = Path(args.output) if args.output else art.artifacts_dir(args.artifacts) / default
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    out = art.write_report(result, default, args.output, args.artifacts)
     print(f"written to {out}")
 
 

@@ -11,9 +11,7 @@ It is a benchmark, not a test: the result goes to ``<artifacts>/reports/robustne
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -108,9 +106,7 @@ def main(argv=None) -> None:
     p.add_argument("--output", default=None, help=f"default: <artifacts>/{art.ROBUSTNESS_REPORT}")
     args = p.parse_args(argv)
     result = run(args.models, args.protocol, args.data_root, args.artifacts, args.limit, args.threads)
-    out = Path(args.output) if args.output else art.artifacts_dir(args.artifacts) / art.ROBUSTNESS_REPORT
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    out = art.write_report(result, art.ROBUSTNESS_REPORT, args.output, args.artifacts)
     print(f"written to {out}")
 
 

@@ -1,0 +1,69 @@
+"""Species held out of training: the folds are disjoint, the held-out species are never trained on, and each
+distance's threshold is set on the trained species' validation images only."""
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from conftest import N_CLASSES, tiny_spec
+from flowers_core import artifacts as art
+from flowers_core.bench import unseen_species
+from flowers_core.bench.unseen_species import DISTANCES, FOLDS, held_out_species, run, train_without
+from flowers_core.pipeline import Workspace, prepare_workspace
+from tools import summary
+
+
+def test_the_folds_hold_out_every_species_once():
+    folds = [held_out_species(f, N_CLASSES) for f in range(FOLDS)]
+    assert sorted(np.concatenate(folds).tolist()) == list(range(N_CLASSES))
+    assert all(abs(len(f) - N_CLASSES / FOLDS) < 1 for f in folds)
+    assert np.array_equal(held_out_species(1, N_CLASSES), folds[1])  # seeded
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return replace(tiny_spec("level2", epochs=1), name="unseen_species", arch="efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def root(synthetic_root, cache_dir, tmp_path_factory):
+    """Artifacts holding the stratified split (what training writes first); features go to the test cache."""
+    path = tmp_path_factory.mktemp("unseen")
+    prepare_workspace("stratified", synthetic_root, artifacts_root=path)
+    return path
+
+
+def test_the_model_never_sees_the_held_out_species(spec, synthetic_root, root, monkeypatch):
+    ws = Workspace("stratified", synthetic_root, root)
+    held = held_out_species(0, N_CLASSES)
+    seen = []
+    real_fit = unseen_species.fit
+
+    def spy(params, forward, train, val_x, val_y, cfg, desc=""):
+        seen.append((train.labels.clone(), val_y.clone()))
+        return real_fit(params, forward, train, val_x, val_y, cfg, desc=desc)
+
+    monkeypatch.setattr(unseen_species, "fit", spy)
+    model = train_without(spec, ws, held)
+    (train_labels, val_labels), = seen
+    kept = N_CLASSES - len(held)
+    assert model.head.fc.out_features == kept
+    assert train_labels.min() >= 0 and train_labels.max() < kept and val_labels.max() < kept
+    assert len(train_labels) == int((~np.isin(ws.labels("train").numpy(), held)).sum())
+
+
+def test_run_reports_each_distance_with_the_thresholds_rule(spec, synthetic_root, root):
+    result = run(folds=(0,), data_root=synthetic_root, artifacts_root=root, spec=spec, pass_rate=0.9)
+    fold, = result["folds"]
+    assert set(fold["distances"]) == set(DISTANCES) == set(result["mean"])
+    ws = Workspace("stratified", synthetic_root, root)
+    held = held_out_species(0, N_CLASSES)
+    assert fold["n_unseen_images"] == sum(int(np.isin(ws.labels(p).numpy(), held).sum()) for p in ("train", "val"))
+    for r in fold["distances"].values():
+        assert r["trained_val_passing"] >= 0.9  # the threshold lets the share asked for of the trained species' val pass
+        assert 0 <= r["unseen_passing"] <= 1 and 0 <= r["auroc"] <= 1
+    (root / art.UNSEEN_SPECIES_REPORT).parent.mkdir(parents=True, exist_ok=True)
+    (root / art.UNSEEN_SPECIES_REPORT).write_text(json.dumps(result))
+    text = "\n".join(summary.unseen_species_lines(root))
+    assert all(f"| {name} " in text for name in DISTANCES) and "fold 0: held-out species passing" in text
