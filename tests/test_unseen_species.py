@@ -18,7 +18,8 @@ def test_the_folds_hold_out_every_species_once():
     folds = [held_out_species(f, N_CLASSES) for f in range(FOLDS)]
     assert sorted(np.concatenate(folds).tolist()) == list(range(N_CLASSES))
     assert all(abs(len(f) - N_CLASSES / FOLDS) < 1 for f in folds)
-    assert np.array_equal(held_out_species(1, N_CLASSES), folds[1])  # seeded
+    assert np.array_equal(held_out_species(1, N_CLASSES), folds[1])
+    assert not np.array_equal(held_out_species(1, N_CLASSES, seed=1), folds[1])  # the seed decides
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +50,10 @@ def test_the_model_never_sees_the_held_out_species(spec, synthetic_root, root, m
     (train_labels, val_labels), = seen
     kept = N_CLASSES - len(held)
     assert model.head.fc.out_features == kept
-    assert train_labels.min() >= 0 and train_labels.max() < kept and val_labels.max() < kept
+    assert train_labels.min() >= 0 and train_labels.max() < kept  # renumbered: a held-out image would be -1
+    assert val_labels.min() >= 0 and val_labels.max() < kept
     assert len(train_labels) == int((~np.isin(ws.labels("train").numpy(), held)).sum())
+    assert len(val_labels) == int((~np.isin(ws.labels("val").numpy(), held)).sum())
 
 
 def test_run_reports_each_distance_with_the_thresholds_rule(spec, synthetic_root, root):
@@ -60,6 +63,7 @@ def test_run_reports_each_distance_with_the_thresholds_rule(spec, synthetic_root
     ws = Workspace("stratified", synthetic_root, root)
     held = held_out_species(0, N_CLASSES)
     assert fold["n_unseen_images"] == sum(int(np.isin(ws.labels(p).numpy(), held).sum()) for p in ("train", "val"))
+    assert fold["n_trained_val_images"] == int((~np.isin(ws.labels("val").numpy(), held)).sum())  # thresholds: trained only
     for r in fold["distances"].values():
         assert r["trained_val_passing"] >= 0.9  # the threshold lets the share asked for of the trained species' val pass
         assert 0 <= r["unseen_passing"] <= 1 and 0 <= r["auroc"] <= 1

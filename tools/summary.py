@@ -197,7 +197,7 @@ def int8_portability_lines(root=None) -> list[str]:
     gates = [f"on {run['cpu']} ({run['int8_isa']}) {pct(g['pass_rate_now'])} of the {g['n']} validation flowers pass "
              f"(recorded: {pct(g['pass_rate_recorded'])}), median flower score {g['median_score_now']:.4f} (recorded: "
              f"{g['median_score_recorded']:.4f})" for run in runs if (g := run.get("gate"))]
-    return [f"The shipped INT8 file re-scored on the CPUs below (`{reports.INT8_PORTABILITY_CMD}`; the app's path, against "
+    return [f"The shipped INT8 file re-scored on the CPUs below (`{reports.INT8_PORTABILITY_CMD}`; the model as the app loads it, on the decoded images, against "
             "the probabilities saved when it was recorded, which are stored in fp16):", "", md(pd.DataFrame(rows), as_written=True), "",
             *([f"The flower gate's INT8 file, re-run the same way: {'; '.join(gates)}.", ""] if gates else [])]
 

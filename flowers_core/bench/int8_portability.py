@@ -4,7 +4,8 @@
 ONNX Runtime's INT8 kernels differ between CPUs: with VNNI they accumulate in int32, on AVX2-only CPUs
 they add pairs of products in int16 and can saturate (the file's weights are kept within that pair
 bound, ``quantize.u8s8_pair_bound``). The CPU the project runs on changes between sessions, so this
-re-scores the recorded splits of every shipped INT8 model through the app's path (``inference.Predictor``) and
+re-scores the recorded splits of every shipped INT8 model as the app loads it (``inference.Predictor``, on the
+decoded images) and
 compares with the probabilities saved when the model was recorded: top-1 agreement, the largest
 probability difference and the top-1 now and then; and the flower gate's INT8 file on the validation
 images it was recorded on (pass rate and median flower score now and then). Each CPU's rows are kept in
