@@ -21,36 +21,45 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime
+import torch
 
 from .. import artifacts as art
 from .. import catalog
 from ..app.reports import INT8_PORTABILITY_CMD as CMD
-from ..data import SHIPPED_PROTOCOL, decoded_images, load_index
+from ..data import SHIPPED_PROTOCOL
+from ..engine import predict_logits
 from ..evaluate import softmax
 from ..gate import FlowerGate, has_gate
 from ..inference import Predictor
+from ..pipeline import Workspace, image_forward
 from .latency import cpu_model, int8_isa
 
 BATCH = 64
+
+
+def _scored(forward, pre, ws: Workspace, part: str) -> np.ndarray:
+    """``forward`` (normalised array -> array) over ``part``'s decoded images in the eval view, batched as
+    training scored them when it recorded them (``pipeline.image_forward``, ``engine.predict_logits``)."""
+    def on_tensor(x):
+        return torch.from_numpy(forward(x.numpy()))
+
+    return predict_logits(image_forward(on_tensor, pre), ws.squares(pre.resize_size, part), BATCH).numpy()
 
 
 def rescore(name: str, protocol: str, data_root=None, root=None, threads: int | None = 2) -> list[dict]:
     """One row per recorded split of ``name`` (``protocol``): the shipped file re-run on its images here,
     against the probabilities saved when it was recorded."""
     predictor = Predictor(name, protocol, root, gate=None, threads=threads, novelty=False)
-    entry, pre = predictor.entry, predictor.preprocess
-    squares = decoded_images(load_index(data_root), pre.resize_size)
+    ws = Workspace(protocol, data_root, root)
     rows = []
-    for split, rel in entry.probs.items():
+    for split, rel in predictor.entry.probs.items():
         saved, ids, labels = art.load_probs(rel, root)
-        chosen = squares[np.asarray(ids) - 1]
-        logits = np.concatenate([predictor.logits(pre.eval_view(chosen[i: i + BATCH]).numpy())
-                                 for i in range(0, len(chosen), BATCH)])
-        probs = softmax(logits)  # the saved probabilities are the file's, before temperature scaling
+        assert np.array_equal(ids, ws.ids(split)), f"{rel} was not recorded on the saved {protocol} split"
+        probs = softmax(_scored(predictor.logits, predictor.preprocess, ws, split))  # saved: before temperature
         rows.append({"model": name, "protocol": protocol, "split": split, "n": len(labels),
                      "top1_agreement": float((probs.argmax(1) == saved.argmax(1)).mean()),
                      "max_prob_difference": float(np.abs(probs - saved).max()),
-                     "top1_now": float((probs.argmax(1) == labels).mean()), "top1_recorded": entry.top1(split)})
+                     "top1_now": float((probs.argmax(1) == labels).mean()), "top1_recorded": predictor.entry.top1(split)})
     return rows
 
 
@@ -58,11 +67,9 @@ def rescore_gate(data_root=None, root=None, threads: int | None = 2) -> dict:
     """The flower gate's INT8 file re-run on the validation images it was recorded on: its pass rate and
     median flower score here, against those in the manifest."""
     gate = FlowerGate(root, threads)
-    ids = art.read_split(SHIPPED_PROTOCOL, root)["val"]
-    chosen = decoded_images(load_index(data_root), gate.preprocess.resize_size)[np.asarray(ids) - 1]
-    scores = np.concatenate([gate.scores(gate.preprocess.eval_view(chosen[i: i + BATCH]).numpy())
-                             for i in range(0, len(chosen), BATCH)])
-    return {"model": "flower_gate", "split": "val", "n": len(ids),
+    ws = Workspace(SHIPPED_PROTOCOL, data_root, root)
+    scores = _scored(gate.scores, gate.preprocess, ws, "val")
+    return {"model": "flower_gate", "split": "val", "n": len(scores),
             "pass_rate_now": float(gate.passes(scores).mean()), "pass_rate_recorded": gate.entry["val_pass_rate"],
             "median_score_now": float(np.median(scores)), "median_score_recorded": gate.entry["val_score_median"]}
 
