@@ -34,9 +34,8 @@ from .engine import CachedViews, TrainConfig, WithTeacher, fit, predict_logits, 
 from .evaluate import (
     coverage_accuracy,
     entropy,
-    entropy_threshold,
+    entropy_rule,
     expected_calibration_error,
-    fit_temperature,
     logits_from_saved,
     softmax,
 )
@@ -195,10 +194,9 @@ def uncertainty_fields(val_logits: np.ndarray, val_labels: np.ndarray, test_logi
 
     Returns the manifest fields and the coverage–accuracy curves (val and test) for the app.
     """
-    t = fit_temperature(val_logits, val_labels)
+    t, threshold = entropy_rule(val_logits, val_labels, target)
     val_raw, test_raw = softmax(val_logits), softmax(test_logits)
     val_cal, test_cal = softmax(val_logits, t), softmax(test_logits, t)
-    threshold = entropy_threshold(val_cal, val_labels, target)
 
     def selective(probs, labels):
         keep = entropy(probs) <= threshold

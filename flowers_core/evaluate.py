@@ -105,6 +105,13 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(log_t.detach().exp())
 
 
+def entropy_rule(val_logits: np.ndarray, val_labels: np.ndarray, target_accuracy: float) -> tuple[float, float]:
+    """The softmax's "not sure" rule, fitted on validation: the temperature, and the largest entropy of the
+    temperature-scaled probabilities at which the answers kept reach ``target_accuracy``."""
+    t = fit_temperature(val_logits, val_labels)
+    return t, entropy_threshold(softmax(val_logits, t), val_labels, target_accuracy)
+
+
 def error_correlation(pred_a: np.ndarray, pred_b: np.ndarray, labels: np.ndarray) -> float:
     """Pearson correlation of the two models' error indicators (1 = they fail on the same images)."""
     ea, eb = (pred_a != labels).astype(float), (pred_b != labels).astype(float)

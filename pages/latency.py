@@ -84,6 +84,10 @@ with stored:
                             "model_peak_mb", "speedup_vs_ensemble", "error") if c in table.columns]
         st.dataframe(table[cols], hide_index=True)
         st.caption("p50_with_check_ms: the app's path, the logits plus the novelty check's features and score.")
+        by_cpu = reports.latency_other_cpus()
+        if not by_cpu.empty:
+            st.markdown("**Batch-1 p50 on each kind of CPU measured** (the CPU changes between machines)")
+            st.dataframe(by_cpu, hide_index=True)
         if {"model", "p50_ms"} <= set(table.columns):
             ok = table[table["p50_ms"].notna()]
             st.plotly_chart(go.Figure(go.Bar(x=ok["model"], y=ok["p50_ms"], marker_color="#b5338a"))

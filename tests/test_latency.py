@@ -1,5 +1,6 @@
 """The latency benchmark runs end to end with a tiny iteration count (no timing assertions)."""
 import json
+import re
 import subprocess
 import sys
 
@@ -45,3 +46,58 @@ def test_missing_models_are_reported_not_raised(tmp_path):
     rows = benchmark_models(["student_int8"], root=tmp_path, iters=1)
     assert rows[0]["model"] == "student_int8" and "train.level5" in rows[0]["error"]
     assert "not available" in table(rows)
+
+
+def _record(isa: str, date: str, p50: float, threads: int = 2) -> dict:
+    return {"environment": {"cpu": f"cpu-{isa}", "int8_isa": isa, "date": date, "threads": threads},
+            "protocol": "stratified",
+            "models": [{"model": "student_int8", "p50_ms": p50, "p95_ms": p50 + 1, "p50_with_check_ms": p50 + 0.5,
+                        "throughput_img_s": 100.0, "size_bytes": 1},
+                       {"model": "level1", "error": "not recorded"}]}
+
+
+def test_each_kind_of_cpu_keeps_its_latest_record(tmp_path):
+    from flowers_core.app import reports
+    from flowers_core.bench.latency import keep_other_cpus
+
+    vnni = keep_other_cpus(None, _record("avx512_vnni", "2026-11-25", 1.6))
+    assert vnni["other_cpus"] == []
+    avx2 = keep_other_cpus(vnni, _record("avx2", "2026-12-03", 2.4))
+    assert [r["environment"]["int8_isa"] for r in avx2["other_cpus"]] == ["avx512_vnni"]
+    kept = avx2["other_cpus"][0]["models"]
+    assert kept == [{"model": "student_int8", "p50_ms": 1.6, "p95_ms": 2.6, "p50_with_check_ms": 2.1,
+                     "throughput_img_s": 100.0}]  # timings only, no failed rows
+    again = keep_other_cpus(avx2, _record("avx2", "2026-12-04", 2.2))  # same kind again: replaced, the other kept
+    assert [r["environment"]["date"] for r in again["other_cpus"]] == ["2026-11-25"]
+    back = keep_other_cpus(again, _record("avx512_vnni", "2026-12-05", 1.5))
+    assert [r["environment"]["date"] for r in back["other_cpus"]] == ["2026-12-04"]  # the older VNNI record is gone
+    assert keep_other_cpus(again, _record("avx_vnni", "2026-12-06", 1.0, threads=1))["other_cpus"] == []  # not comparable
+    three = keep_other_cpus(back, _record("avx_vnni", "2026-12-06", 1.0))
+    assert [r["environment"]["date"] for r in three["other_cpus"]] == ["2026-12-05", "2026-12-04"]  # newest first
+
+    (tmp_path / "latency.json").write_text(json.dumps(back))
+    table = reports.latency_other_cpus(tmp_path)
+    assert list(table["model"]) == ["student_int8"]
+    assert list(table.iloc[0, 1:]) == [1.5, 2.2]
+    assert "avx2" in table.columns[2] and "2026-12-04" in table.columns[2]
+    assert reports.latency_p50_per_cpu("student_int8", tmp_path) == {"avx512_vnni": 1.5, "avx2": 2.2}
+    assert reports.latency_p50_per_cpu("level1", tmp_path) == {}  # failed rows have no timing
+    (tmp_path / "latency.json").write_text(json.dumps(vnni))
+    assert reports.latency_other_cpus(tmp_path).empty
+
+
+def test_the_summary_shows_every_kind_of_cpu(tmp_path):
+    from flowers_core.bench.latency import keep_other_cpus
+    from tools import summary
+
+    full = {"p95_ms": 2.0, "p50_with_check_ms": None, "throughput_img_s": 100.0, "size_bytes": 1_000_000,
+            "model_peak_mb": 50.0, "rounds": 1}
+    older = _record("avx512_vnni", "2026-11-25", 1.6)
+    newer = _record("avx2", "2026-12-03", 2.4)
+    for record in (older, newer):
+        record["models"] = [{**full, **record["models"][0]}]
+    (tmp_path / "latency.json").write_text(json.dumps(keep_other_cpus(keep_other_cpus(None, older), newer)))
+    text = "\n".join(summary.latency_section(tmp_path))
+    assert "INT8 instructions: avx2" in text  # the newest record's table
+    assert "p50 (ms) on cpu-avx512_vnni, avx512_vnni, 2026-11-25" in text
+    assert re.search(r"\| L5 student \(INT8\) +\| 2\.4 +\| 1\.6 +\|", text)  # newest CPU first, then the other

@@ -27,6 +27,16 @@ def test_metrics_count_answers_per_group():
     assert m["per_species"]["b"]["accuracy_when_answered"] == 1.0
     assert m["verdicts"]["not_flower"] == {"species": 0.0, "not_sure": 0.0, "not_a_flower": 1.0}
     assert all(abs(sum(v.values()) - 1) < 1e-9 for v in m["verdicts"].values())
+    assert m["confusions"] == []  # no class names given
+
+
+def test_confusions_count_each_mistake_and_its_answers():
+    photos = [Photo(None, "known", 0, "a")] * 4 + [Photo(None, "known", 1, "b")] * 2 + [Photo(None, "unknown", -1, "x")]
+    predicted = np.array([2, 2, 2, 0, 2, 1, 2])
+    verdicts = np.array(["species", "not_sure", "species", "species", "not_sure", "species", "species"])
+    m = realworld_metrics(photos, predicted, verdicts, ("A", "B", "C"))
+    assert m["confusions"] == [{"species": "A", "called": "C", "n": 3, "answered": 2},
+                               {"species": "B", "called": "C", "n": 1, "answered": 0}]  # the unknown flower is no mistake
 
 
 def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_root, synthetic_root, tmp_path):
@@ -53,10 +63,14 @@ def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_ro
     table, species, info = reports.realworld_table(artifacts)
     assert len(table) == 2 and info["stale"] == [] and len(species) == len(result["models"][0]["per_species"])
     signals = reports.recipe_ablation(artifacts).set_index("model")["'not sure' from"]
-    assert signals["L1 baseline"] == "entropy + typicality (relative Mahalanobis)" and signals["L4 ensemble"] == "entropy"
-    assert reports.typicality_signal({"typicality_threshold": -1.0}) == "typicality (Mahalanobis)"  # older reports
+    assert signals["L1 baseline"] == "entropy + typicality (relative Mahalanobis, 50% of val passing)"
+    assert signals["L4 ensemble"] == "entropy"
+    assert reports.typicality_signal({"typicality_threshold": -1.0}) == "typicality (Mahalanobis, 99% of val passing)"  # older
     section = "\n".join(summary.realworld_section(artifacts))
     assert "Real-world photos" in section and "L4 ensemble" in section
+    for r in result["models"]:
+        assert sum(c["n"] for c in r["confusions"]) == round(9 * (1 - r["top1"]))
+        assert all(c["species"] != c["called"] and 0 <= c["answered"] <= c["n"] for c in r["confusions"])
 
 
 def test_missing_folders_name_the_data_root(tmp_path):

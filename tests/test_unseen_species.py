@@ -8,8 +8,21 @@ import pytest
 
 from conftest import N_CLASSES, tiny_spec
 from flowers_core import artifacts as art
+from flowers_core.app import reports
 from flowers_core.bench import unseen_species
-from flowers_core.bench.unseen_species import DISTANCES, FOLDS, held_out_species, run, train_without
+from flowers_core.bench.unseen_species import (
+    APP_RULE,
+    DISTANCES,
+    ENTROPY,
+    FOLDS,
+    SHIPPED_DISTANCE,
+    SIGNALS,
+    SWEPT_PASS_RATES,
+    held_out_species,
+    run,
+    train_without,
+)
+from flowers_core.novelty import operating_point
 from flowers_core.pipeline import Workspace, prepare_workspace
 from tools import summary
 
@@ -56,18 +69,33 @@ def test_the_model_never_sees_the_held_out_species(spec, synthetic_root, root, m
     assert len(val_labels) == int((~np.isin(ws.labels("val").numpy(), held)).sum())
 
 
-def test_run_reports_each_distance_with_the_thresholds_rule(spec, synthetic_root, root):
-    result = run(folds=(0,), data_root=synthetic_root, artifacts_root=root, spec=spec, pass_rate=0.9)
+def test_run_reports_each_signal_with_the_thresholds_rule(spec, synthetic_root, root):
+    result = run(folds=(0,), data_root=synthetic_root, artifacts_root=root, spec=spec, pass_rate=0.9, target_accuracy=0.0)
     fold, = result["folds"]
-    assert set(fold["distances"]) == set(DISTANCES) == set(result["mean"])
+    assert tuple(fold["signals"]) == SIGNALS == tuple(result["mean"])
     ws = Workspace("stratified", synthetic_root, root)
     held = held_out_species(0, N_CLASSES)
     assert fold["n_unseen_images"] == sum(int(np.isin(ws.labels(p).numpy(), held).sum()) for p in ("train", "val"))
     assert fold["n_trained_val_images"] == int((~np.isin(ws.labels("val").numpy(), held)).sum())  # thresholds: trained only
-    for r in fold["distances"].values():
+    for name in DISTANCES:
+        r = fold["signals"][name]
         assert r["trained_val_passing"] >= 0.9  # the threshold lets the share asked for of the trained species' val pass
         assert 0 <= r["unseen_passing"] <= 1 and 0 <= r["auroc"] <= 1
+    signals = fold["signals"]
+    # a target accuracy of 0 keeps every answer: the entropy lets all through and the app's rule is the distance's
+    assert signals[ENTROPY]["trained_val_passing"] == signals[ENTROPY]["unseen_passing"] == 1.0
+    for part in ("trained_val_passing", "unseen_passing"):
+        assert signals[APP_RULE][part] == signals[SHIPPED_DISTANCE][part]
+    assert fold["app_rule_by_pass_rate"][str(0.9)] == signals[APP_RULE]  # the sweep holds the shipped point too
+    swept = [fold["app_rule_by_pass_rate"][str(r)]["trained_val_passing"] for r in sorted(SWEPT_PASS_RATES)]
+    assert swept == sorted(swept)  # a check that lets more validation flowers pass answers more of them
+    assert signals[APP_RULE]["auroc"] is None and result["mean"][APP_RULE]["auroc"] is None
     (root / art.UNSEEN_SPECIES_REPORT).parent.mkdir(parents=True, exist_ok=True)
     (root / art.UNSEEN_SPECIES_REPORT).write_text(json.dumps(result))
     text = "\n".join(summary.unseen_species_lines(root))
-    assert all(f"| {name} " in text for name in DISTANCES) and "fold 0: held-out species passing" in text
+    assert all(f"| {name} " in text for name in SIGNALS) and "fold 0: held-out species passing" in text
+    table, chosen, shipped = reports.unseen_operating_points(result, root)
+    assert list(table["novelty check: validation flowers passing"]) == list(SWEPT_PASS_RATES) and shipped == []
+    assert chosen == operating_point(result["mean_app_rule_by_pass_rate"]) == result["operating_point"]
+    marked = table.set_index("novelty check: validation flowers passing")[""]
+    assert marked[0.9].startswith("the signal table's") and "operating_point" in text

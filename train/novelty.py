@@ -1,10 +1,10 @@
 """The novelty check of every shipped model (``flowers_core.novelty``): a relative Mahalanobis typicality of
-the pooled features, fitted on the training images, with its threshold set on validation (99% of the
-validation flowers pass); the ensemble's check is the mean of its members' standardised typicality.
+the pooled features, fitted on the training images, with its threshold set on validation (``novelty.PASS_RATE``
+of the validation flowers pass, a share chosen on species held out of training); the ensemble's check is the mean of its members' standardised typicality.
 Each pack and threshold go to the model's manifest entry (``novelty``). The INT8 file first gets its
 pooled features as a second ONNX output (its logits unchanged).
 
-    python -m train.novelty [--models level1 ... student_int8] [--pass-rate 0.99]
+    python -m train.novelty [--models level1 ... student_int8] [--pass-rate 0.95]
 """
 from __future__ import annotations
 

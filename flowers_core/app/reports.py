@@ -15,7 +15,7 @@ from .. import catalog
 from ..data import PROTOCOLS, SHIPPED_PROTOCOL
 from ..evaluate import classification_metrics, coverage_accuracy, entropy, reliability_bins
 from ..gallery import dataset_labels
-from ..novelty import NOVELTY_CMD
+from ..novelty import MAX_UNSEEN_ANSWERED, NOVELTY_CMD, operating_point
 
 LATENCY_CMD = "python -m flowers_core.bench.latency"
 ROBUSTNESS_CMD = "python -m flowers_core.bench.robustness"
@@ -66,6 +66,35 @@ def latency_environment(root=None) -> dict:
     except art.ArtifactMissing:
         return {}
     return data.get("environment", {})
+
+
+def _latency_runs(root=None) -> list[dict]:
+    """The stored latency record, then the latest record of each other kind of CPU (newest first)."""
+    try:
+        data = _read_json(art.LATENCY_REPORT, root, LATENCY_CMD)
+    except art.ArtifactMissing:
+        return []
+    return [data, *data.get("other_cpus", [])]
+
+
+def latency_other_cpus(root=None) -> pd.DataFrame:
+    """Batch-1 p50 (ms) per model on the kinds of CPU of earlier records (one column per INT8 instruction
+    set, the stored record's included), or an empty frame when only one kind was measured."""
+    runs = _latency_runs(root)
+    if len(runs) < 2:
+        return pd.DataFrame()
+    columns = {}
+    for run in runs:
+        env = run.get("environment", {})
+        name = f"p50 (ms) on {env.get('cpu', '?')}, {env.get('int8_isa', '?')}, {str(env.get('date', '?'))[:10]}"
+        columns[name] = {r["model"]: r.get("p50_ms") for r in run["models"] if "error" not in r}
+    return pd.DataFrame(columns).rename_axis("model").reset_index()
+
+
+def latency_p50_per_cpu(name: str, root=None) -> dict[str, float]:
+    """A model's stored batch-1 p50 (ms) on each kind of CPU measured, by INT8 instruction set."""
+    return {run.get("environment", {}).get("int8_isa", "?"): r["p50_ms"] for run in _latency_runs(root)
+            for r in run["models"] if r.get("model") == name and r.get("p50_ms") is not None}
 
 
 def latency_p50(root=None) -> dict[str, float]:
@@ -126,9 +155,20 @@ def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     return pd.DataFrame(rows), species, info
 
 
+def realworld_confusions(models: tuple[str, ...], per_model: int, root=None) -> pd.DataFrame:
+    """The most frequent mistakes of ``models`` on people's photos of the known species (at most ``per_model``
+    rows each): the species, what it was called, how many photos, and how many of them were answered (not
+    flagged). Empty when the report predates the confusions."""
+    data = _read_json(art.REALWORLD_REPORT, root, REALWORLD_CMD)
+    rows = [{"model": pretty(r["model"]), "species": c["species"], "called": c["called"], "photos": c["n"],
+             "of which answered": c["answered"]}
+            for m in models for r in data["models"] if r["model"] == m for c in r.get("confusions", [])[:per_model]]
+    return pd.DataFrame(rows)
+
+
 def novelty_table(root=None) -> pd.DataFrame:
     """Every shipped model's novelty check (``train.novelty``): threshold and how many flowers pass it."""
-    rows = [{"model": pretty(name), "threshold": n["threshold"],
+    rows = [{"model": pretty(name), "threshold": n["threshold"], "validation flowers aimed at": n.get("target_val_pass_rate"),
              "validation flowers passing": n["val_pass_rate"], "test images passing": n["test_pass_rate"],
              "stored (MB)": n["bytes"] / 1e6 if n.get("bytes") else None,
              "feature space": "its members' (standardised, averaged)" if n.get("members") else "its own pooled features"}
@@ -139,26 +179,46 @@ def novelty_table(root=None) -> pd.DataFrame:
 
 
 def unseen_species_table(root=None) -> tuple[pd.DataFrame, dict]:
-    """Species held out of training (``bench.unseen_species``): one row per distance (fractions: the held-out
-    species' images passing its check, per fold and on average; the trained species' validation images
-    passing; AUROC), and the report's other fields (folds, model, pass rate, date, command)."""
+    """Species held out of training (``bench.unseen_species``): one row per "not sure" signal (fractions: the
+    held-out species' images it lets through, per fold and on average; the trained species' validation images
+    it lets through; AUROC of its score), and the report's other fields (folds, model, pass rates, date, command)."""
     path = art.artifacts_dir(root) / art.UNSEEN_SPECIES_REPORT
     if not path.is_file():
         raise art.ArtifactMissing(f"no held-out species measured yet: run `{UNSEEN_SPECIES_CMD}`.")
     data = json.loads(path.read_text())
-    rows = [{"distance": name,
-             **{f"fold {f['fold']}: held-out species passing": f["distances"][name]["unseen_passing"] for f in data["folds"]},
+    rows = [{"signal": name,
+             **{f"fold {f['fold']}: held-out species passing": f.get("signals", f.get("distances", {}))[name]["unseen_passing"]
+                for f in data["folds"]},
              "held-out species passing (mean)": m["unseen_passing"],
              "trained species' validation passing": m["trained_val_passing"], "AUROC": m["auroc"]}
             for name, m in data["mean"].items()]
     return pd.DataFrame(rows), data
 
 
+def unseen_operating_points(data: dict, root=None) -> tuple[pd.DataFrame, float | None, list[float]]:
+    """The app's rule on the held-out species at each swept pass rate of the novelty check (mean over the
+    folds of an ``unseen_species_table`` report; fractions), the rate ``novelty.operating_point`` chooses from
+    them, and the rates the shipped checks were fitted with (the manifest's)."""
+    points = data.get("mean_app_rule_by_pass_rate") or {}
+    chosen = operating_point(points, data.get("max_unseen_answered", MAX_UNSEEN_ANSWERED)) if points else None
+    shipped = sorted({(e.novelty or {}).get("target_val_pass_rate") for e in art.model_entries(SHIPPED_PROTOCOL, root).values()
+                      if e.novelty} - {None})
+    rows = [{"novelty check: validation flowers passing": float(rate),
+             "trained species' validation answered": r["trained_val_passing"],
+             "their accuracy when answered": r["trained_val_accuracy_when_answered"],
+             "held-out species given a species": r["unseen_passing"],
+             "": ", ".join(w for w, yes in (("the signal table's", float(rate) == data.get("pass_rate")),
+                                             ("chosen", float(rate) == chosen), ("shipped", float(rate) in shipped)) if yes)}
+            for rate, r in points.items()]
+    return pd.DataFrame(rows), chosen, shipped
+
+
 def typicality_signal(identity: dict) -> str:
     """The novelty check a real-world report's model ran, in words: reports written before the distance was
-    recorded used the plain Mahalanobis distance."""
+    recorded used the plain Mahalanobis distance, and those written before its pass rate was recorded 99%."""
     distance = identity.get("typicality_distance") or "Mahalanobis"
-    return f"typicality ({distance})"
+    rate = identity.get("typicality_pass_rate") or 0.99
+    return f"typicality ({distance}, {100 * rate:g}% of val passing)"
 
 
 def recipe_ablation(root=None) -> pd.DataFrame:

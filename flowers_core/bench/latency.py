@@ -195,6 +195,26 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+KEPT_FOR_OTHER_CPUS = ("model", "p50_ms", "p95_ms", "p50_with_check_ms", "throughput_img_s")
+
+
+def keep_other_cpus(previous: dict | None, result: dict) -> dict:
+    """``result`` with the latest run of every other INT8 instruction set kept under ``other_cpus`` (its
+    environment and each model's timings), newest first: the CPU changes between sessions, and the targets
+    hold on each. Only runs of the same protocol and thread count are kept (the same measurement)."""
+    env = result["environment"]
+    earlier = [] if previous is None else [previous, *previous.get("other_cpus", [])]
+    kept: dict[str, dict] = {}
+    for run in earlier:  # the previous record, then what it kept
+        other = run.get("environment", {})
+        isa = other.get("int8_isa")
+        same_measurement = other.get("threads") == env["threads"] and run.get("protocol", result.get("protocol")) == result.get("protocol")
+        if isa and isa != env["int8_isa"] and isa not in kept and same_measurement:
+            kept[isa] = {"environment": other, "protocol": result.get("protocol"),
+                         "models": [{k: r.get(k) for k in KEPT_FOR_OTHER_CPUS} for r in run["models"] if "error" not in r]}
+    return {**result, "other_cpus": sorted(kept.values(), key=lambda r: str(r["environment"].get("date")), reverse=True)}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description="CPU latency benchmark of the shipped models (not a test).")
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
@@ -217,6 +237,8 @@ def main(argv=None) -> None:
                             args.artifacts, rounds=args.rounds)
     result = {"environment": environment(args.threads), "protocol": args.protocol, "batch": args.batch,
               "iters": args.iters, "warmup": args.warmup, "rounds": args.rounds, "models": rows}
+    path = Path(args.output) if args.output else art.artifacts_dir(args.artifacts) / art.LATENCY_REPORT
+    result = keep_other_cpus(json.loads(path.read_text()) if path.is_file() else None, result)
     out = art.write_report(result, art.LATENCY_REPORT, args.output, args.artifacts)
     if args.json:
         print(json.dumps(result, indent=1))

@@ -31,6 +31,7 @@ DEFAULT_MODELS = catalog.NAMES
 REAL_PHOTOS, NOT_FLOWERS = "real-photos", "not-flowers"
 GROUPS = ("known", "unknown", "not_flower")  # one of the 102 / a flower that is none of them / no flower
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+CONFUSIONS_KEPT = 10  # per model, the most frequent (species, called) mistakes kept in the report
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,10 @@ def _share(mask: np.ndarray) -> float | None:
     return float(mask.mean()) if mask.size else None
 
 
-def realworld_metrics(photos: list[Photo], predicted: np.ndarray, verdicts: np.ndarray) -> dict:
-    """The report's numbers for one model: ``predicted`` class ids and ``verdicts`` per photo."""
+def realworld_metrics(photos: list[Photo], predicted: np.ndarray, verdicts: np.ndarray,
+                      class_names: tuple[str, ...] | None = None) -> dict:
+    """The report's numbers for one model: ``predicted`` class ids and ``verdicts`` per photo; with the
+    ``class_names``, also its most frequent mistakes on the known species (``confusions``)."""
     group = np.array([p.group for p in photos])
     truth = np.array([p.class_id for p in photos])
     labels = np.array([p.label for p in photos])
@@ -71,6 +74,12 @@ def realworld_metrics(photos: list[Photo], predicted: np.ndarray, verdicts: np.n
                 "accuracy_when_answered": _share(correct[mask & answered])}
 
     known = group == "known"
+    wrong = known & ~correct
+    pairs = Counter(zip(truth[wrong].tolist(), predicted[wrong].tolist()))
+    answered_pairs = Counter(zip(truth[wrong & answered].tolist(), predicted[wrong & answered].tolist()))
+    confusions = [{"species": class_names[species], "called": class_names[called], "n": n,
+                   "answered": answered_pairs[species, called]}
+                  for (species, called), n in pairs.most_common(CONFUSIONS_KEPT)] if class_names else []
     return {
         **known_part(known),
         "unknown_given_species": _share(answered[group == "unknown"]),
@@ -78,6 +87,7 @@ def realworld_metrics(photos: list[Photo], predicted: np.ndarray, verdicts: np.n
         "per_species": {str(s): known_part(known & (labels == s)) for s in dict.fromkeys(labels[known])},
         "verdicts": {g: {v: _share(verdicts[group == g] == v) for v in VERDICTS} for g in GROUPS
                      if (group == g).any()},
+        "confusions": confusions,  # photos of a known species called another: how many, and how many of those answered
     }
 
 
@@ -88,6 +98,7 @@ def manifest_identity(predictor: Predictor) -> dict:
             "temperature": predictor.temperature, "entropy_threshold": predictor.threshold,
             "typicality_threshold": predictor.typicality_threshold,
             "typicality_distance": (e.novelty or {}).get("distance") if predictor.typicality is not None else None,
+            "typicality_pass_rate": (e.novelty or {}).get("target_val_pass_rate") if predictor.typicality is not None else None,
             "recipe": recipe_of(e)}
 
 
@@ -154,7 +165,7 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
     rows = []
     for p in predictors:
         predicted, verdicts = (np.array(v) for v in outputs[p.name])
-        rows.append({"model": p.name, **realworld_metrics(kept, predicted, verdicts),
+        rows.append({"model": p.name, **realworld_metrics(kept, predicted, verdicts, tuple(p.classes)),
                      "seconds": round(seconds[p.name], 1), "manifest": manifest_identity(p)})
         r = rows[-1]
         print(f"[realworld] {p.name:<13} top1 {r['top1']:.3f} answered {r['answered']:.3f} "

@@ -22,15 +22,22 @@ from sklearn.metrics import roc_auc_score
 from .. import artifacts as art
 from ..app.reports import UNSEEN_SPECIES_CMD as CMD
 from ..data import SHIPPED_PROTOCOL
+from ..distill import TARGET_SELECTIVE_ACCURACY
 from ..engine import CachedViews, fit, seed_everything
-from ..evaluate import pass_threshold
+from ..evaluate import entropy, entropy_rule, pass_threshold, softmax
+from ..inference import verdict
 from ..models import FlowerNet, create_model
-from ..novelty import PASS_RATE, Typicality
+from ..novelty import MAX_UNSEEN_ANSWERED, PASS_RATE, Typicality, operating_point
 from ..pipeline import LEVELS, LevelSpec, Workspace, training_views
 
 SPEC = replace(LEVELS["level2"], name="unseen_species", arch="efficientnet_lite0", input_size=260)
 FOLDS, SEED = 5, 0
 DISTANCES = {"Mahalanobis": False, "relative Mahalanobis": True}  # name -> ``Typicality.fit(relative=...)``
+SHIPPED_DISTANCE = "relative Mahalanobis"
+ENTROPY = "entropy of the calibrated softmax"
+APP_RULE = "entropy or relative Mahalanobis (the app's 'not sure')"
+SIGNALS = (*DISTANCES, ENTROPY, APP_RULE)
+SWEPT_PASS_RATES = (0.995, 0.99, 0.98, 0.97, 0.95, 0.9)  # the novelty check's share of validation flowers passing
 BATCH = 128
 
 
@@ -60,55 +67,93 @@ def train_without(spec: LevelSpec, ws: Workspace, held: np.ndarray, epochs: int 
     return model.eval()
 
 
-def pooled_features(model: FlowerNet, trunk_out: torch.Tensor) -> np.ndarray:
+def logits_and_features(model: FlowerNet, trunk_out: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     with torch.inference_mode():
-        return torch.cat([model.logits_and_features_from_trunk(trunk_out[i: i + BATCH].float())[1]
-                          for i in range(0, len(trunk_out), BATCH)]).numpy()
+        out = [model.logits_and_features_from_trunk(trunk_out[i: i + BATCH].float()) for i in range(0, len(trunk_out), BATCH)]
+    return torch.cat([o[0] for o in out]).numpy(), torch.cat([o[1] for o in out]).numpy()
 
 
-def score_fold(model: FlowerNet, ws: Workspace, held: np.ndarray, pass_rate: float = PASS_RATE) -> dict:
+def _row(known_pass: np.ndarray, unseen_pass: np.ndarray, known_score=None, unseen_score=None) -> dict:
+    """The shares of trained species' validation images and of held-out species' images a signal lets through,
+    and, for a signal with a score, its AUROC (trained species' validation images against the held-out species)."""
+    auroc = None if known_score is None else float(roc_auc_score(
+        np.r_[np.ones(len(known_score)), np.zeros(len(unseen_score))], np.r_[known_score, unseen_score]))
+    return {"unseen_passing": float(unseen_pass.mean()), "trained_val_passing": float(known_pass.mean()), "auroc": auroc}
+
+
+def score_fold(model: FlowerNet, ws: Workspace, held: np.ndarray, pass_rate: float = PASS_RATE,
+               target_accuracy: float = TARGET_SELECTIVE_ACCURACY) -> dict:
     """Each distance fitted on the trained species' training features, its threshold on their validation
-    images; the share of the held-out species' images that pass (lower is better) and the AUROC of trained
-    species' validation images against them."""
-    features = {part: pooled_features(model, ws.features(model, part)) for part in ("train", "val")}
+    images; the softmax's entropy rule (temperature and threshold fitted on those validation images, as
+    ``train.uncertainty`` fits a shipped model's); and the app's rule, ``inference.verdict`` with both. Per
+    signal: the share of the held-out species' images that pass (lower is better), of the trained species'
+    validation images, and the AUROC of a signal's score."""
+    outputs = {part: logits_and_features(model, ws.features(model, part)) for part in ("train", "val")}
     labels = {part: ws.labels(part).numpy() for part in ("train", "val")}
     unseen = {part: np.isin(labels[part], held) for part in labels}
     kept = np.setdiff1d(np.arange(len(ws.index.classes)), held)
-    fit_on = features["train"][~unseen["train"]]
+    fit_on = outputs["train"][1][~unseen["train"]]
     fit_labels = np.searchsorted(kept, labels["train"][~unseen["train"]])
-    unseen_features = np.concatenate([features[part][unseen[part]] for part in features])
-    result = {}
+    val_logits, val_features = (o[~unseen["val"]] for o in outputs["val"])
+    val_labels = np.searchsorted(kept, labels["val"][~unseen["val"]])
+    unseen_logits, unseen_features = (np.concatenate([outputs[part][i][unseen[part]] for part in outputs]) for i in (0, 1))
+    result, typicality = {}, {}
     for name, relative in DISTANCES.items():
-        typicality = Typicality.fit(fit_on, fit_labels, len(kept), relative=relative)
-        known, unknown = typicality.scores(features["val"][~unseen["val"]]), typicality.scores(unseen_features)
+        check = Typicality.fit(fit_on, fit_labels, len(kept), relative=relative)
+        known, unknown = check.scores(val_features), check.scores(unseen_features)
         threshold = pass_threshold(known, pass_rate)
-        result[name] = {
-            "unseen_passing": float((unknown >= threshold).mean()), "trained_val_passing": float((known >= threshold).mean()),
-            "auroc": float(roc_auc_score(np.r_[np.ones(len(known)), np.zeros(len(unknown))], np.r_[known, unknown])),
-        }
+        typicality[name] = (known, unknown, threshold)
+        result[name] = _row(known >= threshold, unknown >= threshold, known, unknown)
+    temperature, entropy_threshold = entropy_rule(val_logits, val_labels, target_accuracy)
+    known_entropy, unseen_entropy = (entropy(softmax(x, temperature)) for x in (val_logits, unseen_logits))
+    result[ENTROPY] = _row(known_entropy <= entropy_threshold, unseen_entropy <= entropy_threshold,
+                           -known_entropy, -unseen_entropy)
+    known, unknown, threshold = typicality[SHIPPED_DISTANCE]
+    correct = val_logits.argmax(1) == val_labels
+
+    def app_rule(typicality_threshold: float) -> dict:
+        answers = np.vectorize(lambda e, t: verdict(e, entropy_threshold, typicality=t,
+                                                    typicality_threshold=typicality_threshold) == "species", otypes=[bool])
+        known_answered = answers(known_entropy, known)
+        return {**_row(known_answered, answers(unseen_entropy, unknown)),
+                "trained_val_accuracy_when_answered": float(correct[known_answered].mean()) if known_answered.any() else None}
+
+    result[APP_RULE] = app_rule(threshold)
+    # the same rule at other operating points of the novelty check (the entropy rule unchanged)
+    by_pass_rate = {str(rate): app_rule(pass_threshold(known, rate)) for rate in SWEPT_PASS_RATES}
     return {"held_out": [ws.index.classes[c] for c in held], "n_unseen_images": int(len(unseen_features)),
-            "n_trained_val_images": int((~unseen["val"]).sum()), "distances": result}
+            "n_trained_val_images": int(len(val_labels)), "temperature": temperature,
+            "entropy_threshold": entropy_threshold, "signals": result, "app_rule_by_pass_rate": by_pass_rate}
+
+
+def _mean(rows: list[dict]) -> dict:
+    """The mean over folds of each field (None where no fold has a value)."""
+    values = {k: [r[k] for r in rows if r[k] is not None] for k in rows[0]}
+    return {k: float(np.mean(v)) if v else None for k, v in values.items()}
 
 
 def run(folds=(0, 1), data_root=None, artifacts_root=None, spec: LevelSpec = SPEC, epochs: int | None = None,
-        pass_rate: float = PASS_RATE) -> dict:
+        pass_rate: float = PASS_RATE, target_accuracy: float = TARGET_SELECTIVE_ACCURACY) -> dict:
     ws = Workspace(SHIPPED_PROTOCOL, data_root, artifacts_root)
     results = []
     for fold in folds:
         t0 = time.perf_counter()
         held = held_out_species(fold, len(ws.index.classes))
         model = train_without(spec, ws, held, epochs)
-        results.append({"fold": fold, **score_fold(model, ws, held, pass_rate),
+        results.append({"fold": fold, **score_fold(model, ws, held, pass_rate, target_accuracy),
                         "seconds": round(time.perf_counter() - t0, 1)})
-        for name, r in results[-1]["distances"].items():
+        for name, r in results[-1]["signals"].items():
             print(f"[unseen_species] fold {fold} {name:<22} unseen species passing {r['unseen_passing']:.3f} "
-                  f"AUROC {r['auroc']:.3f}", flush=True)
-    mean = {name: {k: float(np.mean([f["distances"][name][k] for f in results])) for k in results[0]["distances"][name]}
-            for name in DISTANCES}
+                  f"trained species' val passing {r['trained_val_passing']:.3f}"
+                  + ("" if r["auroc"] is None else f" AUROC {r['auroc']:.3f}"), flush=True)
+    mean = {name: _mean([f["signals"][name] for f in results]) for name in SIGNALS}
+    mean_by_pass_rate = {rate: _mean([f["app_rule_by_pass_rate"][rate] for f in results]) for rate in results[0]["app_rule_by_pass_rate"]}
     return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "protocol": SHIPPED_PROTOCOL, "command": CMD,
             "model": {"arch": spec.arch, "head": spec.head, "input_size": spec.input_size, "recipe": "level2",
                       "augment": spec.augment, "aug_views": spec.aug_views, "epochs": epochs or spec.config.epochs},
-            "pass_rate": pass_rate, "n_folds_total": FOLDS, "seed": SEED, "folds": results, "mean": mean}
+            "pass_rate": pass_rate, "target_selective_accuracy": target_accuracy, "n_folds_total": FOLDS, "seed": SEED, "folds": results, "mean": mean,
+            "mean_app_rule_by_pass_rate": mean_by_pass_rate, "max_unseen_answered": MAX_UNSEEN_ANSWERED,
+            "operating_point": operating_point(mean_by_pass_rate)}
 
 
 def main(argv=None) -> None:
