@@ -76,3 +76,16 @@ def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_ro
 def test_missing_folders_name_the_data_root(tmp_path):
     with pytest.raises(FileNotFoundError, match="--data-root"):
         realworld.photo_set(tmp_path)
+
+
+def test_the_targets_on_peoples_photos_are_checked_against_the_table():
+    import pandas as pd
+
+    row = {"top-1 (8 species)": 0.91, "answered": 0.84, "accuracy when answered": 0.95,
+           "unknown flowers given a species": 0.2, "non-flowers given a species": 0.03}
+    table = pd.DataFrame([{"model": reports.pretty("student_int8"), **row},
+                          {"model": reports.pretty("ensemble"), **row, "top-1 (8 species)": 0.92}])
+    text = "\n".join(summary.realworld_targets(table))
+    status = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in text.splitlines()[4:] if line.startswith("|")}
+    assert list(status.values()) == ["met", "**not met**", "met", "met", "**not met**", "met"]  # bounds are inclusive
+    assert summary.realworld_targets(table.iloc[1:]) == []  # no production model measured: no targets to check
