@@ -162,10 +162,15 @@ UNSEEN_SPECIES_REPORT = "reports/unseen_species.json"  # novelty checks on Flowe
 INT8_PORTABILITY_REPORT = "reports/int8_portability.json"  # the shipped INT8 file re-scored on each kind of CPU
 
 
+def report_path(default: str, output: str | Path | None = None, root=None) -> Path:
+    """Where a benchmark's report goes: ``output``, or ``default`` (one of the ``*_REPORT`` paths above) under
+    the artifacts folder."""
+    return Path(output) if output else artifacts_dir(root) / default
+
+
 def write_report(result: dict, default: str, output: str | Path | None = None, root=None) -> Path:
-    """Write a benchmark's ``result`` as JSON to ``output``, or to ``default`` (one of the ``*_REPORT``
-    paths above) under the artifacts folder; returns where it went."""
-    out = Path(output) if output else artifacts_dir(root) / default
+    """Write a benchmark's ``result`` as JSON to ``report_path(default, output, root)``; returns where it went."""
+    out = report_path(default, output, root)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     return out

@@ -7,7 +7,6 @@ import streamlit as st
 from flowers_core import artifacts as art
 from flowers_core import catalog
 from flowers_core.app import reports, ui
-from flowers_core.novelty import MAX_UNSEEN_ANSWERED
 
 st.title("📊 Report")
 
@@ -127,12 +126,12 @@ try:
     st.dataframe(unseen, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
                                                          for c in unseen.columns[1:-1]})
     st.caption(f"{len(unseen_info['folds'])} folds, measured {unseen_info['date']} by `{unseen_info['command']}`.")
-    points, chosen, shipped = reports.unseen_operating_points(unseen_info)
+    points, _, _, limit = reports.unseen_operating_points(unseen_info)
     if not points.empty:
         st.write("**Where to draw the line.** The same held-out species, with the novelty check's threshold set "
                  "so that other shares of the validation flowers pass: a stricter check gives fewer unknown species "
                  "a name and answers fewer known ones. *chosen*: the largest share that gives at most "
-                 f"{unseen_info.get('max_unseen_answered', MAX_UNSEEN_ANSWERED):.0%} of the unknown species' photos a "
+                 f"{limit:.0%} of the unknown species' photos a "
                  "name; *shipped*: the share the app's checks use.")
         st.dataframe(points, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
                                                              for c in points.columns[:4]})

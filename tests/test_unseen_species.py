@@ -22,7 +22,7 @@ from flowers_core.bench.unseen_species import (
     run,
     train_without,
 )
-from flowers_core.novelty import operating_point
+from flowers_core.novelty import MAX_UNSEEN_ANSWERED, operating_point
 from flowers_core.pipeline import Workspace, prepare_workspace
 from tools import summary
 
@@ -94,7 +94,8 @@ def test_run_reports_each_signal_with_the_thresholds_rule(spec, synthetic_root, 
     (root / art.UNSEEN_SPECIES_REPORT).write_text(json.dumps(result))
     text = "\n".join(summary.unseen_species_lines(root))
     assert all(f"| {name} " in text for name in SIGNALS) and "fold 0: held-out species passing" in text
-    table, chosen, shipped = reports.unseen_operating_points(result, root)
+    table, chosen, shipped, limit = reports.unseen_operating_points(result, root)
+    assert limit == result["max_unseen_answered"] == MAX_UNSEEN_ANSWERED
     assert list(table["novelty check: validation flowers passing"]) == list(SWEPT_PASS_RATES) and shipped == []
     assert chosen == operating_point(result["mean_app_rule_by_pass_rate"]) == result["operating_point"]
     marked = table.set_index("novelty check: validation flowers passing")[""]

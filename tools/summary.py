@@ -18,7 +18,7 @@ from flowers_core import catalog
 from flowers_core.app import reports
 from flowers_core.catalog import PRODUCTION, TEACHER
 from flowers_core.data import PROTOCOLS, REPO_ROOT, SHIPPED_PROTOCOL
-from flowers_core.novelty import MAX_UNSEEN_ANSWERED, NOVELTY_CMD
+from flowers_core.novelty import NOVELTY_CMD
 
 OTHER_PROTOCOL = next(p for p in PROTOCOLS if p != SHIPPED_PROTOCOL)  # official: metrics only, no shipped weights
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -376,12 +376,11 @@ def unseen_species_lines(root=None) -> list[str]:
 def _operating_points(data: dict, root=None) -> list[str]:
     """The app's rule on the held-out species at other pass rates of the novelty check, the chosen rate and the
     shipped one (``reports.unseen_operating_points``)."""
-    table, chosen, shipped = reports.unseen_operating_points(data, root)
+    table, chosen, shipped, limit = reports.unseen_operating_points(data, root)
     if table.empty:
         return []
     for c in table.columns[:4]:
         table[c] = table[c].map(pct)
-    limit = data.get("max_unseen_answered", MAX_UNSEEN_ANSWERED)
     return ["The app's rule at other thresholds of the novelty check (the same folds, the entropy rule unchanged; "
             "the threshold lets the stated share of the trained species' validation images pass the check alone). "
             f"Chosen (`novelty.operating_point`): the largest share at which at most {pct(limit)} of the held-out "

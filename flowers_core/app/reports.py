@@ -195,12 +195,14 @@ def unseen_species_table(root=None) -> tuple[pd.DataFrame, dict]:
     return pd.DataFrame(rows), data
 
 
-def unseen_operating_points(data: dict, root=None) -> tuple[pd.DataFrame, float | None, list[float]]:
+def unseen_operating_points(data: dict, root=None) -> tuple[pd.DataFrame, float | None, list[float], float]:
     """The app's rule on the held-out species at each swept pass rate of the novelty check (mean over the
     folds of an ``unseen_species_table`` report; fractions), the rate ``novelty.operating_point`` chooses from
-    them, and the rates the shipped checks were fitted with (the manifest's)."""
+    them, the rates the shipped checks were fitted with (the manifest's), and the bound it chose by (the
+    largest share of the held-out species' images that may be given a species name)."""
     points = data.get("mean_app_rule_by_pass_rate") or {}
-    chosen = operating_point(points, data.get("max_unseen_answered", MAX_UNSEEN_ANSWERED)) if points else None
+    limit = data.get("max_unseen_answered", MAX_UNSEEN_ANSWERED)
+    chosen = operating_point(points, limit) if points else None
     shipped = sorted({(e.novelty or {}).get("target_val_pass_rate") for e in art.model_entries(SHIPPED_PROTOCOL, root).values()
                       if e.novelty} - {None})
     rows = [{"novelty check: validation flowers passing": float(rate),
@@ -210,7 +212,7 @@ def unseen_operating_points(data: dict, root=None) -> tuple[pd.DataFrame, float 
              "": ", ".join(w for w, yes in (("the signal table's", float(rate) == data.get("pass_rate")),
                                              ("chosen", float(rate) == chosen), ("shipped", float(rate) in shipped)) if yes)}
             for rate, r in points.items()]
-    return pd.DataFrame(rows), chosen, shipped
+    return pd.DataFrame(rows), chosen, shipped, limit
 
 
 def typicality_signal(identity: dict) -> str:

@@ -92,7 +92,7 @@ def main(argv=None) -> None:
     gate = rescore_gate(args.data_root, args.artifacts, args.threads) if has_gate(args.artifacts) else None
     run = {"cpu": cpu_model(), "int8_isa": int8_isa(), "onnxruntime": onnxruntime.__version__,
            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "gate": gate}
-    path = art.artifacts_dir(args.artifacts) / art.INT8_PORTABILITY_REPORT
+    path = art.report_path(art.INT8_PORTABILITY_REPORT, root=args.artifacts)
     out = art.write_report(merge(json.loads(path.read_text()) if path.is_file() else None, run), art.INT8_PORTABILITY_REPORT,
                            root=args.artifacts)
     for r in rows:

@@ -237,7 +237,7 @@ def main(argv=None) -> None:
                             args.artifacts, rounds=args.rounds)
     result = {"environment": environment(args.threads), "protocol": args.protocol, "batch": args.batch,
               "iters": args.iters, "warmup": args.warmup, "rounds": args.rounds, "models": rows}
-    path = Path(args.output) if args.output else art.artifacts_dir(args.artifacts) / art.LATENCY_REPORT
+    path = art.report_path(art.LATENCY_REPORT, args.output, args.artifacts)
     result = keep_other_cpus(json.loads(path.read_text()) if path.is_file() else None, result)
     out = art.write_report(result, art.LATENCY_REPORT, args.output, args.artifacts)
     if args.json:

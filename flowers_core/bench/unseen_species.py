@@ -27,13 +27,13 @@ from ..engine import CachedViews, fit, seed_everything
 from ..evaluate import entropy, entropy_rule, pass_threshold, softmax
 from ..inference import verdict
 from ..models import FlowerNet, create_model
-from ..novelty import MAX_UNSEEN_ANSWERED, PASS_RATE, Typicality, operating_point
+from ..novelty import DISTANCE, MAX_UNSEEN_ANSWERED, PASS_RATE, Typicality, operating_point
 from ..pipeline import LEVELS, LevelSpec, Workspace, training_views
 
 SPEC = replace(LEVELS["level2"], name="unseen_species", arch="efficientnet_lite0", input_size=260)
 FOLDS, SEED = 5, 0
-DISTANCES = {"Mahalanobis": False, "relative Mahalanobis": True}  # name -> ``Typicality.fit(relative=...)``
-SHIPPED_DISTANCE = "relative Mahalanobis"
+SHIPPED_DISTANCE = DISTANCE  # the shipped checks' distance: relative Mahalanobis
+DISTANCES = {"Mahalanobis": False, SHIPPED_DISTANCE: True}  # name -> ``Typicality.fit(relative=...)``
 ENTROPY = "entropy of the calibrated softmax"
 APP_RULE = "entropy or relative Mahalanobis (the app's 'not sure')"
 SIGNALS = (*DISTANCES, ENTROPY, APP_RULE)
