@@ -98,6 +98,13 @@ try:
         st.write("**Most frequent mistakes** on the known species' photos (*of which answered*: given that wrong "
                  "name instead of *not sure*):")
         st.dataframe(mistakes, hide_index=True)
+    points = reports.realworld_operating_points((catalog.PRODUCTION, catalog.TEACHER))
+    if not points.empty:
+        st.write("**The same photos at other thresholds of the novelty check** (measured after the shipped one was "
+                 "chosen on held-out species, below; not used to choose it): a laxer check answers more photos, less "
+                 "accurately, and names more unknown flowers.")
+        st.dataframe(points, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
+                                                             for c in points.columns[1:6]})
     n = rw_info["n_images"]
     st.caption(f"{n['known']} photos of known species, {n['unknown']} of unknown flowers, {n['not_flower']} "
                f"non-flowers; measured {rw_info['date']} by `{reports.REALWORLD_CMD}`.")

@@ -17,6 +17,7 @@ from flowers_core.novelty import (
     FEATURES_OUTPUT,
     MAX_UNSEEN_ANSWERED,
     PASS_RATE,
+    SWEPT_PASS_RATES,
     EnsembleTypicality,
     Typicality,
     operating_point,
@@ -170,6 +171,18 @@ def test_fit_records_the_check_and_the_predictor_uses_it(student_artifacts, synt
     assert timed["p50_with_check_ms"] > 0 and timed["p50_ms"] > 0
     recorded = json.loads((root / "manifest.json").read_text())["models"]["stratified"]["student_int8"]
     assert recorded["novelty"]["threshold"] == info["threshold"]
+    by_rate = {float(r): t for r, t in info["thresholds_by_pass_rate"].items()}
+    assert sorted(by_rate) == sorted(SWEPT_PASS_RATES)
+    assert [by_rate[r] for r in sorted(by_rate)] == sorted(by_rate.values(), reverse=True)  # laxer: lower threshold
+
+    pack = (root / info["file"]).read_bytes()
+    again = fit_novelty("student_int8", synthetic_root, root, pass_rate=0.5, threads=1, thresholds_only=True)
+    assert (root / info["file"]).read_bytes() == pack and again["file"] == info["file"]  # the pack is kept
+    assert again["bytes"] == info["bytes"] and again["distance"] == info["distance"]
+    assert again["seconds"] == info["seconds"] and again["thresholds_seconds"] > 0  # the fit's time is kept
+    assert again["threshold"] >= info["threshold"] and again["target_val_pass_rate"] == 0.5
+    assert again["thresholds_by_pass_rate"] == pytest.approx(info["thresholds_by_pass_rate"])  # the same val scores
+    fit_novelty("student_int8", synthetic_root, root, pass_rate=0.9, threads=1, thresholds_only=True)
 
     index = load_index(synthetic_root)
     img = Image.open(index.path(1)).convert("RGB")
@@ -224,6 +237,8 @@ def test_every_model_gets_a_check_the_ensemble_from_its_members(trained_artifact
     shutil.copytree(trained_artifacts, root)
     with pytest.raises(SystemExit, match="members' novelty checks first"):
         fit_novelty("ensemble", synthetic_root, root, pass_rate=0.9, threads=1)
+    with pytest.raises(SystemExit, match="no novelty pack to keep"):
+        fit_novelty("level1", synthetic_root, root, pass_rate=0.9, threads=1, thresholds_only=True)
     for name in ("level1", "level2", "level3", "ensemble"):
         fit_novelty(name, synthetic_root, root, pass_rate=0.9, threads=1)
     ensemble = art.model_entry("ensemble", root=root).novelty

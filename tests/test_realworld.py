@@ -9,6 +9,7 @@ from flowers_core import artifacts as art
 from flowers_core.app import reports
 from flowers_core.bench import realworld
 from flowers_core.bench.realworld import Photo, realworld_metrics
+from flowers_core.novelty import SWEPT_PASS_RATES
 from tools import summary
 from train.novelty import fit_novelty
 
@@ -59,6 +60,13 @@ def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_ro
         assert 0 <= r["top1"] <= 1
         assert sum(s["n"] for s in r["per_species"].values()) == 9
         assert r["manifest"]["test_top1"] is not None
+
+    answered = [level1["by_pass_rate"][str(rate)]["answered"] for rate in sorted(SWEPT_PASS_RATES)]
+    assert answered == sorted(answered)  # a laxer check answers at least as many photos
+    assert ensemble["by_pass_rate"] == {}  # no check: no other operating point
+    points = reports.realworld_operating_points(("student_int8", "level1", "ensemble"), artifacts)
+    assert list(points["novelty check: validation flowers passing"]) == list(SWEPT_PASS_RATES)
+    assert set(points["model"]) == {"L1 baseline"} and set(points[""]) == {""}  # fitted at 50%: none is shipped
 
     table, species, info = reports.realworld_table(artifacts)
     assert len(table) == 2 and info["stale"] == [] and len(species) == len(result["models"][0]["per_species"])

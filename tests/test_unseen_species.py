@@ -17,12 +17,11 @@ from flowers_core.bench.unseen_species import (
     FOLDS,
     SHIPPED_DISTANCE,
     SIGNALS,
-    SWEPT_PASS_RATES,
     held_out_species,
     run,
     train_without,
 )
-from flowers_core.novelty import MAX_UNSEEN_ANSWERED, operating_point
+from flowers_core.novelty import MAX_UNSEEN_ANSWERED, SWEPT_PASS_RATES, operating_point
 from flowers_core.pipeline import Workspace, prepare_workspace
 from tools import summary
 

@@ -4,7 +4,11 @@ of the validation flowers pass, a share chosen on species held out of training);
 Each pack and threshold go to the model's manifest entry (``novelty``). The INT8 file first gets its
 pooled features as a second ONNX output (its logits unchanged).
 
-    python -m train.novelty [--models level1 ... student_int8] [--pass-rate 0.95]
+    python -m train.novelty [--models level1 ... student_int8] [--pass-rate 0.95] [--thresholds-only]
+
+Each check also records its threshold at every rate of ``novelty.SWEPT_PASS_RATES`` (the benchmarks measure those
+operating points). ``--thresholds-only`` keeps the recorded packs and sets the thresholds again from the
+validation images (e.g. after a new pass rate), which skips the training images' features.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from flowers_core.novelty import (
     NOVELTY_CMD,
     PASS_RATE,
     RIDGE,
+    SWEPT_PASS_RATES,
     EnsembleTypicality,
     Typicality,
     standardisation,
@@ -47,13 +52,18 @@ def pooled_features(predictor: Predictor, squares) -> np.ndarray | list[np.ndarr
 
 
 def fit_novelty(name: str = catalog.PRODUCTION, data_root=None, artifacts_root=None, pass_rate: float = PASS_RATE,
-                threads: int | None = None) -> dict:
-    """Fit ``name``'s novelty check and record it in its manifest entry (an ensemble's members first need theirs)."""
+                threads: int | None = None, thresholds_only: bool = False) -> dict:
+    """Fit ``name``'s novelty check and record it in its manifest entry (an ensemble's members first need theirs).
+    ``thresholds_only``: keep the recorded pack (a model's; the ensemble has none) and set the thresholds again."""
     t0 = time.perf_counter()
     entry = art.model_entry(name, SHIPPED_PROTOCOL, artifacts_root)
+    if thresholds_only and entry.format != "ensemble" and not (entry.novelty or {}).get("file"):
+        raise SystemExit(f"{name} has no novelty pack to keep: fit it first ({NOVELTY_CMD} --models {name})")
     ws = Workspace(SHIPPED_PROTOCOL, data_root, artifacts_root)
     pre = Preprocess.from_dict(entry.preprocess)
-    parts = ("val", "test") if entry.format == "ensemble" else PARTS  # the ensemble reuses its members' fits
+    refit = entry.format != "ensemble" and not thresholds_only  # the ensemble reuses its members' fits
+    previous = entry.novelty or {}
+    parts = PARTS if refit else ("val", "test")
     squares = {part: ws.squares(pre.resize_size, part) for part in parts}
     if entry.format == "onnx":  # a file made before the check existed gets its features output
         add_feature_output(art.model_file(entry, artifacts_root), pre.eval_view(squares["val"][:BATCH]).numpy())
@@ -61,7 +71,8 @@ def fit_novelty(name: str = catalog.PRODUCTION, data_root=None, artifacts_root=N
     if entry.format == "ensemble":
         novelty, val_scores, test_scores = ensemble_novelty(predictor, squares, artifacts_root)
     else:
-        novelty, val_scores, test_scores = model_novelty(predictor, squares, ws, artifacts_root)
+        novelty, val_scores, test_scores = model_novelty(predictor, squares, ws, artifacts_root,
+                                                         None if refit else previous)
     threshold = pass_threshold(val_scores, pass_rate)
     if entry.format == "onnx":
         entry.details["file_bytes"] = art.model_file(entry, artifacts_root).stat().st_size  # grew by the output
@@ -69,16 +80,25 @@ def fit_novelty(name: str = catalog.PRODUCTION, data_root=None, artifacts_root=N
         **novelty, "threshold": threshold, "target_val_pass_rate": pass_rate,
         "val_pass_rate": float((val_scores >= threshold).mean()),
         "test_pass_rate": float((test_scores >= threshold).mean()),
+        "thresholds_by_pass_rate": {str(rate): pass_threshold(val_scores, rate) for rate in SWEPT_PASS_RATES},
         "threshold_on": "val", "command": NOVELTY_CMD, "seconds": round(time.perf_counter() - t0, 1),
     }
+    if thresholds_only:  # the fit's time stays the fit's
+        entry.novelty |= {"seconds": previous.get("seconds"), "thresholds_seconds": entry.novelty["seconds"]}
     art.record_model(entry, artifacts_root)
     return entry.novelty
 
 
-def model_novelty(predictor: Predictor, squares: dict, ws: Workspace, artifacts_root) -> tuple[dict, np.ndarray, np.ndarray]:
-    """One model: its pack (fitted on the training images' features), and its val and test scores."""
+def model_novelty(predictor: Predictor, squares: dict, ws: Workspace, artifacts_root,
+                  recorded: dict | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """One model: its pack (fitted on the training images' features, or the ``recorded`` check's), and its
+    val and test scores."""
     name = predictor.name
-    features = {part: pooled_features(predictor, squares[part]) for part in PARTS}
+    features = {part: pooled_features(predictor, squares[part]) for part in squares}
+    if recorded is not None:
+        typicality = Typicality.load(art.artifacts_dir(artifacts_root) / recorded["file"])
+        kept = ("file", "bytes", "fitted_on", "distance", "method")
+        return {k: recorded[k] for k in kept if k in recorded}, *(typicality.scores(features[p]) for p in ("val", "test"))
     rel = f"models/{name}_novelty.npz"
     nbytes = Typicality.fit(features["train"], ws.labels("train").numpy(), len(ws.index.classes)).save(
         art.artifacts_dir(artifacts_root) / rel)
@@ -117,12 +137,14 @@ def main(argv=None) -> None:
     p.add_argument("--models", nargs="+", default=catalog.names(),  # level order: members before their ensemble
                    help="default: every shipped model")
     p.add_argument("--pass-rate", type=float, default=PASS_RATE, help="share of validation flowers that pass")
+    p.add_argument("--thresholds-only", action="store_true",
+                   help="keep the recorded packs, set the thresholds again from the validation images")
     p.add_argument("--data-root", default=None)
     p.add_argument("--artifacts", default=None)
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     for name in args.models:
-        info = fit_novelty(name, args.data_root, args.artifacts, args.pass_rate, args.threads)
+        info = fit_novelty(name, args.data_root, args.artifacts, args.pass_rate, args.threads, args.thresholds_only)
         print(f"[novelty] {name}: threshold {info['threshold']:.3f}, val pass {info['val_pass_rate']:.4f}, "
               f"test pass {info['test_pass_rate']:.4f}, {info['seconds']} s", flush=True)
 

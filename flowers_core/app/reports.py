@@ -166,6 +166,19 @@ def realworld_confusions(models: tuple[str, ...], per_model: int, root=None) -> 
     return pd.DataFrame(rows)
 
 
+def realworld_operating_points(models: tuple[str, ...], root=None) -> pd.DataFrame:
+    """People's photos answered by ``models`` with their novelty checks at each recorded pass rate
+    (``by_pass_rate`` of the real-world report; the entropy rule and the gate unchanged; fractions), the
+    shipped rate marked. Measured after the rate was chosen on held-out species, never used to choose it.
+    Empty when the report predates these rows."""
+    data = _read_json(art.REALWORLD_REPORT, root, REALWORLD_CMD)
+    rows = [{"model": pretty(m), "novelty check: validation flowers passing": float(rate), **_answer_columns(a),
+             "": "shipped" if float(rate) == r["manifest"].get("typicality_pass_rate") else ""}
+            for m in models for r in data["models"] if r["model"] == m
+            for rate, a in r.get("by_pass_rate", {}).items()]
+    return pd.DataFrame(rows)
+
+
 def novelty_table(root=None) -> pd.DataFrame:
     """Every shipped model's novelty check (``train.novelty``): threshold and how many flowers pass it."""
     rows = [{"model": pretty(name), "threshold": n["threshold"], "validation flowers aimed at": n.get("target_val_pass_rate"),

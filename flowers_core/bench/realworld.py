@@ -6,7 +6,8 @@ Two folders beside Flowers-102 under the data root, never trained on: ``real-pho
 (``inference.load_image`` + ``Predictor``); the flower gate is computed once per photo and shared by
 every model. Per model: top-1 on the 8 species (overall and per species), the share answered with a
 species and the accuracy of those answers, and how often an unknown flower or a non-flower is given a
-species name, with the verdict breakdown of each group. The result goes to
+species name, with the verdict breakdown of each group, and the same answers at the other pass rates its
+novelty check recorded a threshold for (measured, not used to choose the shipped one). The result goes to
 ``<artifacts>/reports/realworld.json``, with each model's manifest metrics so a stale report shows.
 """
 from __future__ import annotations
@@ -25,12 +26,13 @@ from .. import catalog
 from ..data import SHIPPED_PROTOCOL, default_data_root
 from ..features import parse_view
 from ..gate import GATE_CMD, FlowerGate, has_gate
-from ..inference import VERDICTS, ImageError, Predictor, load_image
+from ..inference import VERDICTS, ImageError, Prediction, Predictor, load_image, verdict
 
 DEFAULT_MODELS = catalog.NAMES
 REAL_PHOTOS, NOT_FLOWERS = "real-photos", "not-flowers"
 GROUPS = ("known", "unknown", "not_flower")  # one of the 102 / a flower that is none of them / no flower
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+ANSWER_FIELDS = ("answered", "accuracy_when_answered", "unknown_given_species", "not_flower_given_species")
 CONFUSIONS_KEPT = 10  # per model, the most frequent (species, called) mistakes kept in the report
 
 
@@ -91,6 +93,22 @@ def realworld_metrics(photos: list[Photo], predicted: np.ndarray, verdicts: np.n
     }
 
 
+def answers_by_pass_rate(predictor: Predictor, photos: list[Photo], predicted: np.ndarray,
+                         predictions: list[Prediction]) -> dict[str, dict]:
+    """How the model would answer the same photos with its novelty check at each other pass rate its fit
+    recorded a threshold for (``thresholds_by_pass_rate``; the entropy rule and the gate unchanged): the answer
+    fields of ``realworld_metrics`` per rate. Measured after the choice of the shipped rate, never used for it.
+    Empty when the model runs no check."""
+    recorded = (predictor.entry.novelty or {}).get("thresholds_by_pass_rate") if predictor.typicality is not None else None
+    result = {}
+    for rate, threshold in (recorded or {}).items():
+        verdicts = np.array([verdict(r.entropy, predictor.threshold, r.flower_score, predictor.flower_threshold,
+                                     r.typicality, threshold) for r in predictions])
+        m = realworld_metrics(photos, predicted, verdicts)
+        result[rate] = {k: m[k] for k in ANSWER_FIELDS}
+    return result
+
+
 def manifest_identity(predictor: Predictor) -> dict:
     """What the report was computed from: a different value in today's manifest means it is stale."""
     e = predictor.entry
@@ -137,7 +155,7 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
     predictors = [Predictor(m, SHIPPED_PROTOCOL, artifacts_root, gate=gate, threads=threads, novelty=novelty)
                   for m in models]
     seconds = dict.fromkeys(["gate", *models], 0.0)
-    kept, scores, outputs = [], [], {m: ([], []) for m in models}
+    kept, scores, outputs = [], [], {m: ([], [], []) for m in models}  # class ids, verdicts, predictions
     errors = []
     for start in range(0, len(photos), batch_size):
         chunk, images = [], []
@@ -158,15 +176,17 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
             seconds[p.name] += time.perf_counter() - t0
             outputs[p.name][0].extend(r.class_id for r in preds)
             outputs[p.name][1].extend(r.verdict for r in preds)
+            outputs[p.name][2].extend(preds)
         kept += chunk
         scores += [] if flower is None else list(map(float, flower))
         print(f"[realworld] {len(kept)}/{len(photos)} photos", flush=True)
 
     rows = []
     for p in predictors:
-        predicted, verdicts = (np.array(v) for v in outputs[p.name])
+        predicted, verdicts = (np.array(v) for v in outputs[p.name][:2])
         rows.append({"model": p.name, **realworld_metrics(kept, predicted, verdicts, tuple(p.classes)),
-                     "seconds": round(seconds[p.name], 1), "manifest": manifest_identity(p)})
+                     "seconds": round(seconds[p.name], 1), "manifest": manifest_identity(p),
+                     "by_pass_rate": answers_by_pass_rate(p, kept, predicted, outputs[p.name][2])})
         r = rows[-1]
         print(f"[realworld] {p.name:<13} top1 {r['top1']:.3f} answered {r['answered']:.3f} "
               f"acc when answered {r['accuracy_when_answered'] or float('nan'):.3f} unknown→species "

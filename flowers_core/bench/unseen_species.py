@@ -27,7 +27,7 @@ from ..engine import CachedViews, fit, seed_everything
 from ..evaluate import entropy, entropy_rule, pass_threshold, softmax
 from ..inference import verdict
 from ..models import FlowerNet, create_model
-from ..novelty import DISTANCE, MAX_UNSEEN_ANSWERED, PASS_RATE, Typicality, operating_point
+from ..novelty import DISTANCE, MAX_UNSEEN_ANSWERED, PASS_RATE, SWEPT_PASS_RATES, Typicality, operating_point
 from ..pipeline import LEVELS, LevelSpec, Workspace, training_views
 
 SPEC = replace(LEVELS["level2"], name="unseen_species", arch="efficientnet_lite0", input_size=260)
@@ -37,7 +37,6 @@ DISTANCES = {"Mahalanobis": False, SHIPPED_DISTANCE: True}  # name -> ``Typicali
 ENTROPY = "entropy of the calibrated softmax"
 APP_RULE = "entropy or relative Mahalanobis (the app's 'not sure')"
 SIGNALS = (*DISTANCES, ENTROPY, APP_RULE)
-SWEPT_PASS_RATES = (0.995, 0.99, 0.98, 0.97, 0.95, 0.9)  # the novelty check's share of validation flowers passing
 BATCH = 128
 
 
