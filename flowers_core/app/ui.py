@@ -28,7 +28,13 @@ from ..gallery import ReferencePhotos, Thumbnails, examples
 from ..inference import MAX_MB, ImageError, Predictor, load_image
 from ..runtime import OnnxSession
 from . import reports
-from .texts import CRASH_MARKER, UPLOAD_LABEL
+from .texts import (
+    CRASH_MARKER,
+    NOT_A_FLOWER_HEADLINE,
+    NOT_SURE_HEADLINE,
+    NOT_SURE_UNFAMILIAR_HEADLINE,
+    UPLOAD_LABEL,
+)
 
 log = logging.getLogger("flowers_app")
 
@@ -344,14 +350,14 @@ def with_article(name: str) -> str:
 def verdict_text(pred) -> tuple[str, str]:
     """(headline, one line of explanation) of a Prediction's verdict, for a visitor."""
     if pred.verdict == "not_a_flower":
-        return "This doesn't look like a flower", NOT_A_FLOWER_HINT
+        return NOT_A_FLOWER_HEADLINE, NOT_A_FLOWER_HINT
     if pred.verdict == "not_sure":
         names = ", ".join(f"{capitalized(label)} ({p:.0%})" for label, p in pred.top5[:3])
         if pred.unfamiliar:  # the novelty check: unlike every species, whatever the softmax says
-            return "I'm not sure — this may be a flower I don't know", (
+            return NOT_SURE_UNFAMILIAR_HEADLINE, (
                 f"It doesn't look much like any of the 102 species the app knows; the closest are {names}. "
                 "If it is one of them, a closer, sharper photo of a single flower helps.")
-        return "I'm not sure — it may be one of these", (
+        return NOT_SURE_HEADLINE, (
             f"{names}. The photo fits several species, or the flower is hard to see: "
             "a closer, sharper photo of a single flower helps.")
     return f"This is {with_article(pred.label)}", (

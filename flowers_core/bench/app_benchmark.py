@@ -6,7 +6,7 @@ Same harness as the e2e test (``flowers_core.bench.browser``): headless Debian C
 ``streamlit run app.py``. Measures
 
 * cold start: ``streamlit run`` launched -> Classify page usable (the uploader visible);
-* round trip: file chosen in the uploader -> species heading visible, in a fresh session each time
+* round trip: file chosen in the uploader -> answer heading visible (a species, "not sure" or "not a flower"), in a fresh session each time
   (the page is reloaded between uploads, not timed), median over ``--uploads`` example photos;
   the first upload of the server's life is reported separately;
 * memory after a Classify-only visit: the server's resident set once the uploads above are answered,
@@ -185,7 +185,7 @@ def measure(uploads: int = 15, artifacts_root: Path | None = None) -> dict:
     result["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     result["artifacts"] = os.path.relpath(root, REPO_ROOT)
     result["method"] = ("headless Chromium (Playwright) against `streamlit run app.py`; cold start = launch -> "
-                        "uploader visible; round trip = file chosen -> species heading visible, fresh session "
+                        "uploader visible; round trip = file chosen -> answer heading visible, fresh session "
                         "each, median of the uploads after the first; Classify-only memory = server process "
                         "tree RSS after those uploads, before another page is opened; peak memory = server process "
                         "tree RSS sampled every 100 ms until all pages were visited, and the sum of VmHWM")

@@ -20,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ..app.texts import CRASH_MARKER, UPLOAD_LABEL
+from ..app.texts import CRASH_MARKER, NAMELESS_HEADLINES, UPLOAD_LABEL
 from ..data import REPO_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
@@ -156,15 +156,17 @@ def chromium_page(timeout_ms: int = 60_000):
 
 
 # JavaScript run in the page: texts of the up-to-date (not stale, i.e. not left over from the
-# previous script run) headings of the main area (not the sidebar) that name one of ``names``.
-_SPECIES_HEADINGS_JS = """
-(names) => {
+# previous script run) headings of the main area (not the sidebar) that give an answer: they name one
+# of ``names`` (a species) or start with one of ``headlines`` (the answers that name none).
+_ANSWER_HEADINGS_JS = """
+({names, headlines}) => {
   const main = document.querySelector('[data-testid="stMain"]') || document.body;
   const wanted = new Set(names.map(n => n.toLowerCase()));
   const found = [];
   for (const h of main.querySelectorAll('h1, h2, h3')) {
     if (h.closest('[data-stale="true"]')) continue;
     const text = (h.innerText || '').trim();
+    if (headlines.some(x => text.startsWith(x))) { found.push(text); continue; }
     const low = text.toLowerCase();
     for (const n of wanted) {
       const i = low.indexOf(n);
@@ -270,21 +272,26 @@ class AppDriver:
         file_input.evaluate("el => { el.value = ''; }")  # so re-choosing the same file is still a change
         file_input.set_input_files(str(image))
 
-    def species_headings(self, class_names: list[str]) -> list[str] | None:
-        return self.page.evaluate(_SPECIES_HEADINGS_JS, list(class_names))
+    @staticmethod
+    def _answers_arg(class_names: list[str]) -> dict:
+        return {"names": list(class_names), "headlines": list(NAMELESS_HEADLINES)}
 
-    def wait_species(self, class_names: list[str], timeout_ms: int = 120_000) -> list[str]:
-        """Wait for a heading naming a species; return the texts of such headings."""
-        handle = self.page.wait_for_function(_SPECIES_HEADINGS_JS, arg=list(class_names),
+    def answer_headings(self, class_names: list[str]) -> list[str] | None:
+        return self.page.evaluate(_ANSWER_HEADINGS_JS, self._answers_arg(class_names))
+
+    def wait_answer(self, class_names: list[str], timeout_ms: int = 120_000) -> list[str]:
+        """Wait for a heading that answers (a species, "not sure" or "not a flower"); return the texts of such
+        headings."""
+        handle = self.page.wait_for_function(_ANSWER_HEADINGS_JS, arg=self._answers_arg(class_names),
                                              timeout=timeout_ms, polling="raf")
         return handle.json_value()
 
     def classify(self, image: str | Path, class_names: list[str], timeout_ms: int = 120_000) -> tuple[list[str], float]:
         """Upload ``image`` on a page showing no prediction yet (a fresh session); return
-        (texts of the species headings, seconds from choosing the file to the heading showing)."""
-        if shown := self.species_headings(class_names):
+        (texts of the answer headings, seconds from choosing the file to the heading showing)."""
+        if shown := self.answer_headings(class_names):
             raise RuntimeError(f"a prediction is already shown ({shown}); open a fresh session first")
         t0 = time.perf_counter()
         self.upload(image)
-        headings = self.wait_species(class_names, timeout_ms)
+        headings = self.wait_answer(class_names, timeout_ms)
         return headings, time.perf_counter() - t0

@@ -15,9 +15,10 @@ import re
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from flowers_core import artifacts as art
-from flowers_core.app.texts import UPLOAD_LABEL
+from flowers_core.app.texts import NOT_A_FLOWER_HEADLINE, UPLOAD_LABEL
 from flowers_core.bench.browser import CHROMIUM, AppDriver, StreamlitServer, chromium_available, chromium_page
 from flowers_core.data import REPO_ROOT
 
@@ -93,10 +94,24 @@ def test_upload_shows_species(app, server, class_names, example):
     headings, seconds = app.classify(example["path"], class_names)
     app.wait_idle()  # the rest of the answer (confidence, chart) before the screenshot
     _shot(app, "01_classify_result")
-    assert headings, "no species heading after the upload"
+    assert headings, "no answer heading after the upload"
     assert app.error_texts() == [], f"error shown on Classify:\n{app.error_texts()}\n{server.log_tail()}"
     predicted = headings[0]
     print(f"\npredicted {predicted!r} for {example['path'].name} (true: {example['label']}) in {seconds:.2f} s")
+
+
+def test_an_answer_without_a_species_is_waited_for_too(app, server, class_names, artifacts_root, tmp_path):
+    """A plain grey square: with a flower gate shipped it is "not a flower", a headline that names no species;
+    the driver (and so the app benchmark) must still see the answer arrive."""
+    photo = tmp_path / "grey.png"
+    Image.new("RGB", (320, 320), (128, 128, 128)).save(photo)
+    app.open()  # a fresh session
+    app.wait_uploader()
+    headings, _ = app.classify(photo, class_names)
+    app.wait_idle()
+    assert headings and app.error_texts() == [], f"{app.error_texts()}\n{server.log_tail()}"
+    if art.read_manifest(artifacts_root).get("gate"):
+        assert headings[0] == NOT_A_FLOWER_HEADLINE
 
 
 def test_every_page_renders_without_errors(app, server):
