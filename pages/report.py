@@ -100,7 +100,7 @@ try:
         st.dataframe(mistakes, hide_index=True)
     points = reports.realworld_operating_points((catalog.PRODUCTION, catalog.TEACHER))
     if not points.empty:
-        st.write("**The same photos at other thresholds of the novelty check** (measured after the shipped one was "
+        st.write("**The same photos at every recorded threshold of the novelty check** (measured after the shipped one was "
                  "chosen on held-out species, below; not used to choose it): a laxer check answers more photos, less "
                  "accurately, and names more unknown flowers.")
         st.dataframe(points, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")

@@ -43,7 +43,7 @@ def test_confusions_count_each_mistake_and_its_answers():
 def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_root, synthetic_root, tmp_path):
     artifacts = tmp_path / "artifacts"
     shutil.copytree(trained_artifacts, artifacts)
-    fit_novelty("level1", synthetic_root, artifacts, pass_rate=0.5, threads=1)  # level 1 with its check, the vote without
+    fit_novelty("level1", synthetic_root, artifacts, pass_rate=0.9, threads=1)  # level 1 with its check, the vote without
     realworld.main(["--models", "level1", "ensemble", "--data-root", str(photo_root), "--artifacts", str(artifacts),
                     "--threads", "1"])
     result = json.loads((artifacts / art.REALWORLD_REPORT).read_text())
@@ -64,14 +64,17 @@ def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_ro
     answered = [level1["by_pass_rate"][str(rate)]["answered"] for rate in sorted(SWEPT_PASS_RATES)]
     assert answered == sorted(answered)  # a laxer check answers at least as many photos
     assert ensemble["by_pass_rate"] == {}  # no check: no other operating point
+    shipped_rate = level1["by_pass_rate"]["0.9"]  # the rate the check was fitted with: the report's own answers
+    assert shipped_rate == {k: level1[k] for k in realworld.ANSWER_FIELDS}
     points = reports.realworld_operating_points(("student_int8", "level1", "ensemble"), artifacts)
     assert list(points["novelty check: validation flowers passing"]) == list(SWEPT_PASS_RATES)
-    assert set(points["model"]) == {"L1 baseline"} and set(points[""]) == {""}  # fitted at 50%: none is shipped
+    assert set(points["model"]) == {"L1 baseline"}
+    assert list(points.loc[points[""] == "shipped", "novelty check: validation flowers passing"]) == [0.9]
 
     table, species, info = reports.realworld_table(artifacts)
     assert len(table) == 2 and info["stale"] == [] and len(species) == len(result["models"][0]["per_species"])
     signals = reports.recipe_ablation(artifacts).set_index("model")["'not sure' from"]
-    assert signals["L1 baseline"] == "entropy + typicality (relative Mahalanobis, 50% of val passing)"
+    assert signals["L1 baseline"] == "entropy + typicality (relative Mahalanobis, 90% of val passing)"
     assert signals["L4 ensemble"] == "entropy"
     assert reports.typicality_signal({"typicality_threshold": -1.0}) == "typicality (Mahalanobis, 99% of val passing)"  # older
     section = "\n".join(summary.realworld_section(artifacts))

@@ -8,7 +8,8 @@ pooled features as a second ONNX output (its logits unchanged).
 
 Each check also records its threshold at every rate of ``novelty.SWEPT_PASS_RATES`` (the benchmarks measure those
 operating points). ``--thresholds-only`` keeps the recorded packs and sets the thresholds again from the
-validation images (e.g. after a new pass rate), which skips the training images' features.
+validation images (e.g. after a new pass rate), which skips the training images' features. The ensemble's
+check records its members' thresholds, so it is set again after them (the default ``--models`` order does).
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def fit_novelty(name: str = catalog.PRODUCTION, data_root=None, artifacts_root=N
         "thresholds_by_pass_rate": {str(rate): pass_threshold(val_scores, rate) for rate in SWEPT_PASS_RATES},
         "threshold_on": "val", "command": NOVELTY_CMD, "seconds": round(time.perf_counter() - t0, 1),
     }
-    if thresholds_only:  # the fit's time stays the fit's
+    if not refit and entry.format != "ensemble":  # the pack's fit time stays its own (the ensemble is always refit)
         entry.novelty |= {"seconds": previous.get("seconds"), "thresholds_seconds": entry.novelty["seconds"]}
     art.record_model(entry, artifacts_root)
     return entry.novelty
@@ -96,7 +97,11 @@ def model_novelty(predictor: Predictor, squares: dict, ws: Workspace, artifacts_
     name = predictor.name
     features = {part: pooled_features(predictor, squares[part]) for part in squares}
     if recorded is not None:
-        typicality = Typicality.load(art.artifacts_dir(artifacts_root) / recorded["file"])
+        try:
+            typicality = Typicality.load(art.artifacts_dir(artifacts_root) / recorded["file"])
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"{name}: its recorded novelty pack cannot be kept ({e}); fit it again ({NOVELTY_CMD} "
+                             f"--models {name})") from e
         kept = ("file", "bytes", "fitted_on", "distance", "method")
         return {k: recorded[k] for k in kept if k in recorded}, *(typicality.scores(features[p]) for p in ("val", "test"))
     rel = f"models/{name}_novelty.npz"
@@ -146,7 +151,7 @@ def main(argv=None) -> None:
     for name in args.models:
         info = fit_novelty(name, args.data_root, args.artifacts, args.pass_rate, args.threads, args.thresholds_only)
         print(f"[novelty] {name}: threshold {info['threshold']:.3f}, val pass {info['val_pass_rate']:.4f}, "
-              f"test pass {info['test_pass_rate']:.4f}, {info['seconds']} s", flush=True)
+              f"test pass {info['test_pass_rate']:.4f}, {info.get('thresholds_seconds', info['seconds'])} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Two folders beside Flowers-102 under the data root, never trained on: ``real-pho
 (``inference.load_image`` + ``Predictor``); the flower gate is computed once per photo and shared by
 every model. Per model: top-1 on the 8 species (overall and per species), the share answered with a
 species and the accuracy of those answers, and how often an unknown flower or a non-flower is given a
-species name, with the verdict breakdown of each group, and the same answers at the other pass rates its
+species name, with the verdict breakdown of each group, and the same answers at every pass rate its
 novelty check recorded a threshold for (measured, not used to choose the shipped one). The result goes to
 ``<artifacts>/reports/realworld.json``, with each model's manifest metrics so a stale report shows.
 """
@@ -95,7 +95,7 @@ def realworld_metrics(photos: list[Photo], predicted: np.ndarray, verdicts: np.n
 
 def answers_by_pass_rate(predictor: Predictor, photos: list[Photo], predicted: np.ndarray,
                          predictions: list[Prediction]) -> dict[str, dict]:
-    """How the model would answer the same photos with its novelty check at each other pass rate its fit
+    """How the model would answer the same photos with its novelty check at every pass rate its fit
     recorded a threshold for (``thresholds_by_pass_rate``; the entropy rule and the gate unchanged): the answer
     fields of ``realworld_metrics`` per rate. Measured after the choice of the shipped rate, never used for it.
     Empty when the model runs no check."""

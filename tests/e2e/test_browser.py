@@ -101,17 +101,18 @@ def test_upload_shows_species(app, server, class_names, example):
 
 
 def test_an_answer_without_a_species_is_waited_for_too(app, server, class_names, artifacts_root, tmp_path):
-    """A plain grey square: with a flower gate shipped it is "not a flower", a headline that names no species;
-    the driver (and so the app benchmark) must still see the answer arrive."""
+    """A plain grey square is "not a flower", a headline that names no species; the driver (and so the app
+    benchmark) must still see the answer arrive."""
+    if not art.read_manifest(artifacts_root).get("gate"):
+        pytest.skip("no flower gate in these artifacts: nothing is called 'not a flower'")
     photo = tmp_path / "grey.png"
     Image.new("RGB", (320, 320), (128, 128, 128)).save(photo)
     app.open()  # a fresh session
     app.wait_uploader()
     headings, _ = app.classify(photo, class_names)
     app.wait_idle()
-    assert headings and app.error_texts() == [], f"{app.error_texts()}\n{server.log_tail()}"
-    if art.read_manifest(artifacts_root).get("gate"):
-        assert headings[0] == NOT_A_FLOWER_HEADLINE
+    assert app.error_texts() == [], f"{app.error_texts()}\n{server.log_tail()}"
+    assert headings[0] == NOT_A_FLOWER_HEADLINE
 
 
 def test_every_page_renders_without_errors(app, server):
