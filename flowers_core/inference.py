@@ -177,6 +177,7 @@ def to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
 
 
 VERDICTS = ("species", "not_sure", "not_a_flower")
+CANDIDATES_SHOWN = 3  # a "not sure" answer shows this many candidate species, each with reference photos
 
 
 def verdict(entropy: float, entropy_threshold: float | None = None, flower_score: float | None = None,

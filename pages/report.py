@@ -86,7 +86,8 @@ except art.ArtifactMissing as e:
 st.header("People's own photos")
 st.write("Web photos of 8 of the 102 species, of 3 flowers the app does not know, and everyday photos of no "
          "flower. A good answer names the right species, says **not sure** for the unknown flowers, and "
-         "**not a flower** for the rest.")
+         "**not a flower** for the rest. A *not sure* answer shows its most probable species with reference "
+         "photos; the columns *right species in the top …* say how often the right one is among them.")
 try:
     rw, rw_species, rw_info = reports.realworld_table()
     st.dataframe(rw, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")

@@ -29,6 +29,12 @@ def test_metrics_count_answers_per_group():
     assert m["verdicts"]["not_flower"] == {"species": 0.0, "not_sure": 0.0, "not_a_flower": 1.0}
     assert all(abs(sum(v.values()) - 1) < 1e-9 for v in m["verdicts"].values())
     assert m["confusions"] == []  # no class names given
+    assert m["top_candidates"] is None and m["not_sure_with_right_candidate"] is None  # no candidates given
+
+    candidates = np.array([[3, 1, 0], [3, 0, 4], [0, 4, 2], [2, 0, 1], [5, 1, 2], [6, 1, 2], [7, 1, 2]])
+    m = realworld_metrics(photos, predicted, verdicts, candidates=candidates)
+    assert m["top_candidates"] == 0.75  # the known photos: 1 among [3, 1, 0], not among [3, 0, 4], 2, 2
+    assert m["not_sure_with_right_candidate"] == 1.0  # the one known photo answered "not sure" shows its species
 
 
 def test_confusions_count_each_mistake_and_its_answers():
@@ -57,7 +63,7 @@ def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_ro
     assert level1["manifest"]["typicality_distance"] == "relative Mahalanobis"
     assert ensemble["manifest"]["typicality_distance"] is None
     for r in result["models"]:
-        assert 0 <= r["top1"] <= 1
+        assert 0 <= r["top1"] <= r["top_candidates"] <= 1
         assert sum(s["n"] for s in r["per_species"].values()) == 9
         assert r["manifest"]["test_top1"] is not None
 

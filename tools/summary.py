@@ -18,6 +18,7 @@ from flowers_core import catalog
 from flowers_core.app import reports
 from flowers_core.catalog import PRODUCTION, TEACHER
 from flowers_core.data import PROTOCOLS, REPO_ROOT, SHIPPED_PROTOCOL
+from flowers_core.inference import CANDIDATES_SHOWN
 from flowers_core.novelty import NOVELTY_CMD
 
 OTHER_PROTOCOL = next(p for p in PROTOCOLS if p != SHIPPED_PROTOCOL)  # official: metrics only, no shipped weights
@@ -310,7 +311,10 @@ def realworld_section(root=None) -> list[str]:
             f"{n['not_flower']} everyday photos of no flower (`real-photos/`, `not-flowers/`: never trained on; used "
             "only to choose between signals, see Decisions), each through the app's path; measured "
             f"{info['date']}. 'answered' = share of the 8 species given a species (verdict neither 'not sure' nor "
-            "'not a flower'); 'accuracy when answered' = top-1 of those answers; time = all photos through the "
+            "'not a flower'); 'accuracy when answered' = top-1 of those answers; 'right species in the top "
+            f"{CANDIDATES_SHOWN}' = share of the 8 species' photos whose species is among the model's {CANDIDATES_SHOWN} most "
+            "probable, the candidates a 'not sure' answer shows with reference photos, and the next column the same "
+            "over the photos answered 'not sure'; time = all photos through the "
             f"model on 2 threads (the gate's time not included).{stale}", "",
             md(table), "", *targets, gate_text, "", *novelty_lines(root), "Top-1 per species:", "", md(species), "",
             *confusion_lines(root), *realworld_operating_lines(root)]

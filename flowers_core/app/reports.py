@@ -15,6 +15,7 @@ from .. import catalog
 from ..data import PROTOCOLS, SHIPPED_PROTOCOL
 from ..evaluate import classification_metrics, coverage_accuracy, entropy, reliability_bins
 from ..gallery import dataset_labels
+from ..inference import CANDIDATES_SHOWN
 from ..novelty import MAX_UNSEEN_ANSWERED, NOVELTY_CMD, operating_point
 
 LATENCY_CMD = "python -m flowers_core.bench.latency"
@@ -138,6 +139,9 @@ def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     data = _read_json(art.REALWORLD_REPORT, root, REALWORLD_CMD)
     rows = [{"model": pretty(r["model"]), "top-1 (8 species)": r["top1"], **_answer_columns(r),
              "known flowers called not a flower": r["verdicts"].get("known", {}).get("not_a_flower"),
+             **({} if r.get("top_candidates") is None else {
+                 f"right species in the top {CANDIDATES_SHOWN}": r["top_candidates"],
+                 f"'not sure' showing the right species among its {CANDIDATES_SHOWN}": r["not_sure_with_right_candidate"]}),
              "time (s)": r["seconds"]} for r in data["models"]]
     species = pd.DataFrame({pretty(r["model"]): {s: v["top1"] for s, v in r["per_species"].items()}
                             for r in data["models"]}).rename_axis("species").reset_index()

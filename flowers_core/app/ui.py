@@ -25,7 +25,7 @@ from .. import artifacts as art
 from .. import catalog
 from ..data import SHIPPED_PROTOCOL
 from ..gallery import ReferencePhotos, Thumbnails, examples
-from ..inference import MAX_MB, ImageError, Predictor, load_image
+from ..inference import CANDIDATES_SHOWN, MAX_MB, ImageError, Predictor, load_image
 from ..runtime import OnnxSession
 from . import reports
 from .texts import (
@@ -352,7 +352,7 @@ def verdict_text(pred) -> tuple[str, str]:
     if pred.verdict == "not_a_flower":
         return NOT_A_FLOWER_HEADLINE, NOT_A_FLOWER_HINT
     if pred.verdict == "not_sure":
-        names = ", ".join(f"{capitalized(label)} ({p:.0%})" for label, p in pred.top5[:3])
+        names = ", ".join(f"{capitalized(label)} ({p:.0%})" for label, p in pred.top5[:CANDIDATES_SHOWN])
         if pred.unfamiliar:  # the novelty check: unlike every species, whatever the softmax says
             return NOT_SURE_UNFAMILIAR_HEADLINE, (
                 f"It doesn't look much like any of the 102 species the app knows; the closest are {names}. "
@@ -370,7 +370,7 @@ def show_verdict(pred) -> None:
     {"species": st.success, "not_sure": st.info, "not_a_flower": st.warning}[pred.verdict](detail)
 
 
-def top_ids(pred, k: int = 3) -> list[int]:
+def top_ids(pred, k: int = CANDIDATES_SHOWN) -> list[int]:
     return [int(i) for i in np.argsort(-np.asarray(pred.probs))[:k]]
 
 
@@ -382,7 +382,7 @@ def show_reference(class_id: int, refs, width: int = 96) -> None:
 
 def show_candidates(pred, classes: list[str], refs) -> None:
     """Under the verdict, something to check it against: the species' reference photos ("species"), or
-    the top 3 candidates each with theirs ("not sure"); nothing for "not a flower"."""
+    the ``CANDIDATES_SHOWN`` most probable candidates each with theirs ("not sure"); nothing for "not a flower"."""
     if pred.verdict == "not_a_flower":
         return
     if not refs.available:
@@ -393,7 +393,7 @@ def show_candidates(pred, classes: list[str], refs) -> None:
         show_reference(pred.class_id, refs)
         return
     st.markdown("**Compare your photo with these candidates** (photos from the training set):")
-    for rank, class_id in enumerate(top_ids(pred, 3), start=1):
+    for rank, class_id in enumerate(top_ids(pred), start=1):
         st.markdown(f"{rank}. **{capitalized(classes[class_id])}** — {pred.probs[class_id]:.0%}")
         show_reference(class_id, refs)
 

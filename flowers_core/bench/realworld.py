@@ -6,7 +6,8 @@ Two folders beside Flowers-102 under the data root, never trained on: ``real-pho
 (``inference.load_image`` + ``Predictor``); the flower gate is computed once per photo and shared by
 every model. Per model: top-1 on the 8 species (overall and per species), the share answered with a
 species and the accuracy of those answers, and how often an unknown flower or a non-flower is given a
-species name, with the verdict breakdown of each group, and the same answers at every pass rate its
+species name, with the verdict breakdown of each group, how often the right species is among the candidates a
+"not sure" answer shows, and the same answers at every pass rate its
 novelty check recorded a threshold for (measured, not used to choose the shipped one). The result goes to
 ``<artifacts>/reports/realworld.json``, with each model's manifest metrics so a stale report shows.
 """
@@ -26,7 +27,7 @@ from .. import catalog
 from ..data import SHIPPED_PROTOCOL, default_data_root
 from ..features import parse_view
 from ..gate import GATE_CMD, FlowerGate, has_gate
-from ..inference import VERDICTS, ImageError, Prediction, Predictor, load_image, verdict
+from ..inference import CANDIDATES_SHOWN, VERDICTS, ImageError, Prediction, Predictor, load_image, verdict
 
 DEFAULT_MODELS = catalog.NAMES
 REAL_PHOTOS, NOT_FLOWERS = "real-photos", "not-flowers"
@@ -63,13 +64,17 @@ def _share(mask: np.ndarray) -> float | None:
 
 
 def realworld_metrics(photos: list[Photo], predicted: np.ndarray, verdicts: np.ndarray,
-                      class_names: tuple[str, ...] | None = None) -> dict:
+                      class_names: tuple[str, ...] | None = None, candidates: np.ndarray | None = None) -> dict:
     """The report's numbers for one model: ``predicted`` class ids and ``verdicts`` per photo; with the
-    ``class_names``, also its most frequent mistakes on the known species (``confusions``)."""
+    ``class_names``, also its most frequent mistakes on the known species (``confusions``); with the
+    ``candidates`` (each photo's ``CANDIDATES_SHOWN`` most probable class ids, most probable first), how often
+    the right species is among them, over all the known species' photos and over those answered "not sure"
+    (the candidates such an answer shows)."""
     group = np.array([p.group for p in photos])
     truth = np.array([p.class_id for p in photos])
     labels = np.array([p.label for p in photos])
     correct, answered = predicted == truth, verdicts == "species"
+    among = None if candidates is None else (np.asarray(candidates) == truth[:, None]).any(1)
 
     def known_part(mask: np.ndarray) -> dict:
         return {"n": int(mask.sum()), "top1": _share(correct[mask]), "answered": _share(answered[mask]),
@@ -82,8 +87,11 @@ def realworld_metrics(photos: list[Photo], predicted: np.ndarray, verdicts: np.n
     confusions = [{"species": class_names[species], "called": class_names[called], "n": n,
                    "answered": answered_pairs[species, called]}
                   for (species, called), n in pairs.most_common(CONFUSIONS_KEPT)] if class_names else []
+    not_sure = known & (verdicts == "not_sure")
     return {
         **known_part(known),
+        "top_candidates": None if among is None else _share(among[known]),
+        "not_sure_with_right_candidate": None if among is None else _share(among[not_sure]),
         "unknown_given_species": _share(answered[group == "unknown"]),
         "not_flower_given_species": _share(answered[group == "not_flower"]),
         "per_species": {str(s): known_part(known & (labels == s)) for s in dict.fromkeys(labels[known])},
@@ -184,7 +192,8 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
     rows = []
     for p in predictors:
         predicted, verdicts = (np.array(v) for v in outputs[p.name][:2])
-        rows.append({"model": p.name, **realworld_metrics(kept, predicted, verdicts, tuple(p.classes)),
+        candidates = np.array([np.argsort(-r.probs)[:CANDIDATES_SHOWN] for r in outputs[p.name][2]])
+        rows.append({"model": p.name, **realworld_metrics(kept, predicted, verdicts, tuple(p.classes), candidates),
                      "seconds": round(seconds[p.name], 1), "manifest": manifest_identity(p),
                      "by_pass_rate": answers_by_pass_rate(p, kept, predicted, outputs[p.name][2])})
         r = rows[-1]
