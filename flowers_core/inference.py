@@ -110,7 +110,9 @@ def load_image(source: bytes | str | Path | BinaryIO, notes: list[str] | None = 
     except ImageError:
         raise
     except Exception as e:  # OSError, SyntaxError, struct.error, EOFError…: malformed files break decoders in many ways
-        raise ImageError(f"The image file is damaged or truncated and cannot be decoded ({type(e).__name__}: {e}).") from None
+        # the message is for the visitor; the decoder's own words stay in the exception chain, for developers
+        raise ImageError("The image file is damaged or incomplete and cannot be opened (it may have been cut off while "
+                         "copying or uploading). Please try the original photo again.") from e
     finally:
         Image.MAX_IMAGE_PIXELS = previous
 
@@ -124,7 +126,8 @@ def load_image(source: bytes | str | Path | BinaryIO, notes: list[str] | None = 
         raise ImageError(f"This image's colour format ({img.mode}) is not supported; please upload a normal "
                          f"RGB photo ({type(e).__name__}).") from None
     if min(img.size) < MIN_SIDE:
-        raise ImageError(f"The image is too small ({img.width}×{img.height} px); please upload at least {SMALL_SIDE} px per side.")
+        raise ImageError(f"The image is too small to classify ({img.width}×{img.height} px); please upload a larger photo "
+                         f"(at least {SMALL_SIDE} px per side gives a reliable answer).")
     if min(img.size) < SMALL_SIDE:
         notes.append(f"The image is very small ({img.width}×{img.height} px); the result may be unreliable.")
     return img

@@ -43,6 +43,9 @@ if target_choice == "Another class":
                           key="explain_target")
 st.markdown(f"**{reports.pretty(name)}** predicts **{ui.capitalized(pred.label)}** ({pred.prob:.0%}); "
             f"explaining **{ui.capitalized(clf.classes[target])}**.")
+if pred.verdict != "species":
+    st.info(f"The app's answer for this photo: *{ui.verdict_text(pred)[0]}*. The heatmaps still show what drove "
+            "the model's scores, but its top class is not an answer the app would give.")
 
 
 def show(exp, key):

@@ -181,6 +181,7 @@ BAD = {  # name -> (filename, bytes): refused with a message
     "truncated jpeg": ("cut.jpg", png(_rgb(400, 300), "JPEG")[:1500]),
     "decompression bomb": ("bomb.png", png(Image.new("1", (20000, 20000)), optimize=True)),
     "tiny": ("tiny.png", png(_rgb(8, 8))),
+    "svg": ("drawing.svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="90" height="90"><circle r="40"/></svg>'),
 }
 ODD = {  # name -> (filename, bytes): handled, classified
     "png with alpha": ("alpha.png", png(_rgb().convert("RGBA"))),
@@ -190,6 +191,7 @@ ODD = {  # name -> (filename, bytes): handled, classified
     "animated gif": ("anim.gif", _animated()),
     "exif rotated": ("rotated.jpg", _jpeg_exif_rotated()),
     "small": ("small.png", png(_rgb(40, 40))),
+    "jfif (a web image saved on Windows)": ("saved.jfif", png(_rgb(), "JPEG")),
 }
 
 
@@ -353,6 +355,16 @@ def test_explain_shows_the_image_notes(artifacts_root, use):
     assert any("Transparent areas were filled" in c.value for c in at.caption), [c.value for c in at.caption]
 
 
+def test_explain_says_when_the_app_would_not_name_the_species(artifacts_root, tmp_path, use):
+    """Explain shows the top class's heatmap whatever the verdict, so a "not sure" says so above it."""
+    use(answers_copy(artifacts_root, tmp_path / "a", entropy_threshold=-1.0, gate_threshold=0.0))
+    at = open_page()
+    at.file_uploader[0].set_value(("leaf.png", png(_rgb(200, 200)), "image/png")).run()
+    at.switch_page("pages/explain.py").run()
+    assert_clean(at)
+    assert any("The app's answer for this photo: *I'm not sure" in i.value for i in at.info), [i.value for i in at.info]
+
+
 # ---------------------------------------------------------------------------------------------
 # The three answers with reference photos, several photos, the Species page
 # ---------------------------------------------------------------------------------------------
@@ -395,7 +407,7 @@ def classify(at: AppTest, *files) -> AppTest:
 
 @pytest.mark.parametrize("entropy_threshold, unfamiliar, headline", [
     (-1.0, False, "I'm not sure — it may be one of these"),  # the softmax cannot choose
-    (99.0, True, "I'm not sure — this may be a flower I don't know"),  # the novelty check: unlike every species
+    (99.0, True, "I'm not sure — this photo looks unlike the ones I learned from"),  # the novelty check: unlike every species
 ])
 def test_not_sure_lists_three_candidates_with_photos(artifacts_root, tmp_path, use, entropy_threshold, unfamiliar,
                                                      headline):

@@ -40,7 +40,9 @@ log = logging.getLogger("flowers_app")
 
 # The app's default classifier and what it falls back to: the highest level first (the INT8 student).
 CLASSIFIER_PREFERENCE = tuple(reversed(catalog.NAMES))
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "heic", "heif", "gif", "bmp", "tif", "tiff"]
+# The uploader takes any file: Streamlit rejects a type outside its list with a message seen only on hover,
+# while `inference.load_image` opens what Pillow can (.jfif and .avif included) and says plainly what it cannot.
+UPLOAD_TYPES = None
 MAX_PHOTOS = 3  # photos of one plant that Classify combines into one answer
 
 
@@ -231,8 +233,9 @@ def photo_picker(key: str, gallery: str = "grid", camera: bool = True, multiple:
         cols = st.columns(min(len(items), 4))
         for i, item in enumerate(items):
             with cols[i % len(cols)]:
-                st.image(item["file"], width="stretch")
-                if st.button(item["label"].capitalize(), key=f"{key}_ex_{i}", width="stretch"):
+                st.image(item["file"], caption=item["label"].capitalize(), width="stretch")
+                if st.button("Try it", key=f"{key}_ex_{i}", width="stretch",
+                             help=f"Classify this photo of {with_article(item['label'])}"):
                     _set_photo(Path(item["file"]).read_bytes(), Path(item["file"]).name, "example", key)
     elif items:
         labels = ["—"] + [it["label"].capitalize() for it in items]
@@ -355,8 +358,9 @@ def verdict_text(pred) -> tuple[str, str]:
         names = ", ".join(f"{capitalized(label)} ({p:.0%})" for label, p in pred.top5[:CANDIDATES_SHOWN])
         if pred.unfamiliar:  # the novelty check: unlike every species, whatever the softmax says
             return NOT_SURE_UNFAMILIAR_HEADLINE, (
-                f"It doesn't look much like any of the 102 species the app knows; the closest are {names}. "
-                "If it is one of them, a closer, sharper photo of a single flower helps.")
+                f"My best guesses are {names}, but the photo looks unlike the training photos of every species, "
+                "so I can't vouch for them: it may be a flower I don't know, or an unusual view of one I do. "
+                "Compare it with the photos below; a closer, sharper photo of a single flower helps.")
         return NOT_SURE_HEADLINE, (
             f"{names}. The photo fits several species, or the flower is hard to see: "
             "a closer, sharper photo of a single flower helps.")

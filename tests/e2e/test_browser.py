@@ -214,3 +214,21 @@ def test_species_page_search(app, server, class_names):
     _shot(app, "23_species_lily")
     assert app.error_texts() == [], app.error_texts()
     assert re.search(r"\d+ of \d+ species match", text), text[:1000]
+
+
+def test_any_file_type_reaches_the_app(app, server, class_names, example, tmp_path):
+    """The uploader filters no type: a type outside a list would be refused by Streamlit's own message, seen
+    only on hover; an SVG gets the app's plain message instead, and a .jfif (how Windows saves web images) its
+    answer."""
+    app.open()
+    app.wait_uploader()
+    _upload_buffers(app, [{"name": "drawing.svg", "mimeType": "image/svg+xml",
+                           "buffer": b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>'}])
+    app.page.wait_for_function("() => document.body.innerText.includes('not an image we can read')", timeout=60_000)
+    jfif = tmp_path / "saved.jfif"
+    Image.open(example["path"]).convert("RGB").save(jfif, "JPEG")
+    app.open()
+    app.wait_uploader()
+    headings, _ = app.classify(jfif, class_names)
+    app.wait_idle()
+    assert headings and app.error_texts() == [], f"{app.error_texts()}\n{server.log_tail()}"
