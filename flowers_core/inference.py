@@ -181,6 +181,7 @@ def to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
 
 VERDICTS = ("species", "not_sure", "not_a_flower")
 CANDIDATES_SHOWN = 3  # a "not sure" answer shows this many candidate species, each with reference photos
+TOP_LISTED = max(5, CANDIDATES_SHOWN)  # a Prediction's ``top5``: the bar chart's classes, the candidates among them
 
 
 def verdict(entropy: float, entropy_threshold: float | None = None, flower_score: float | None = None,
@@ -238,6 +239,14 @@ class Prediction:
             if d[key] is None:
                 d.pop(key)
         return d
+
+    def candidates(self) -> list[tuple[str, float]]:
+        """The species a "not sure" answer shows (label, probability), most probable first."""
+        return self.top5[:CANDIDATES_SHOWN]
+
+    def candidate_ids(self) -> list[int]:
+        """The class ids of ``candidates``."""
+        return [int(i) for i in np.argsort(-np.asarray(self.probs))[:CANDIDATES_SHOWN]]
 
 
 def member_packs(entry: art.ModelEntry, protocol: str, root=None) -> dict[str, tuple[Path, float] | None]:
@@ -402,9 +411,14 @@ class Predictor:
             return None
         return verdict(entropy, self.threshold, None, None, typicality, self.typicality_threshold) == "not_sure"
 
+    def verdict_at(self, pred: Prediction, typicality_threshold: float | None) -> str:
+        """The verdict ``pred`` would get with the novelty check at another threshold, the rest unchanged."""
+        return verdict(pred.entropy, self.threshold, pred.flower_score, self.flower_threshold, pred.typicality,
+                       typicality_threshold)
+
     def describe(self, probs: np.ndarray, latency_ms: float = 0.0, flower_score: float | None = None,
                  typicality: float | None = None) -> Prediction:
-        top = np.argsort(-probs)[:5]
+        top = np.argsort(-probs)[:TOP_LISTED]
         ent = float(entropy_of(probs[None])[0])
         return Prediction(
             class_id=int(top[0]), label=self.classes[top[0]], prob=float(probs[top[0]]), entropy=ent,

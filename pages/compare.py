@@ -50,11 +50,8 @@ s = student if student in preds else None
 r = catalog.TEACHER if catalog.TEACHER in preds else None
 table = reports.comparison_table(preds, classes, s, r)
 if s and r:
-    agree = preds[s].class_id == preds[r].class_id
-    (st.success if agree else st.warning)(
-        f"The student and the ensemble agree: both say **{ui.capitalized(preds[s].label)}**." if agree else
-        f"The student and the ensemble disagree: **{ui.capitalized(preds[s].label)}** vs "
-        f"**{ui.capitalized(preds[r].label)}**.")
+    kind, text = ui.agreement(preds[s], preds[r])
+    {"agree": st.success, "disagree": st.warning, "unnamed": st.info}[kind](text)
 st.dataframe(table, hide_index=True, column_config={
     c: st.column_config.NumberColumn(format="percent") for c in table.columns if c.startswith("P(") or c == "confidence"})
 st.caption("Times are single-photo CPU latencies measured just now (preprocessing + model); the ensemble "

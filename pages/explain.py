@@ -44,8 +44,8 @@ if target_choice == "Another class":
 st.markdown(f"**{reports.pretty(name)}** predicts **{ui.capitalized(pred.label)}** ({pred.prob:.0%}); "
             f"explaining **{ui.capitalized(clf.classes[target])}**.")
 if pred.verdict != "species":
-    st.info(f"The app's answer for this photo: *{ui.verdict_text(pred)[0]}*. The heatmaps still show what drove "
-            "the model's scores, but its top class is not an answer the app would give.")
+    st.info(f"With this model the app would answer *{ui.verdict_text(pred)[0]}* for your photo, not name a "
+            "species; the heatmaps explain the model's best guess all the same.")
 
 
 def show(exp, key):

@@ -87,7 +87,7 @@ st.header("People's own photos")
 st.write("Web photos of 8 of the 102 species, of 3 flowers the app does not know, and everyday photos of no "
          "flower. A good answer names the right species, says **not sure** for the unknown flowers, and "
          "**not a flower** for the rest. A *not sure* answer shows its most probable species with reference "
-         "photos; the columns *right species in the top …* say how often the right one is among them.")
+         "photos; the two columns before the time say how often the right one is among them.")
 try:
     rw, rw_species, rw_info = reports.realworld_table()
     st.dataframe(rw, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
@@ -105,7 +105,7 @@ try:
                  "chosen on held-out species, below; not used to choose it): a laxer check answers more photos, less "
                  "accurately, and names more unknown flowers.")
         st.dataframe(points, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
-                                                             for c in points.columns[1:6]})
+                                                             for c in reports.OPERATING_POINT_SHARES})
     n = rw_info["n_images"]
     st.caption(f"{n['known']} photos of known species, {n['unknown']} of unknown flowers, {n['not_flower']} "
                f"non-flowers; measured {rw_info['date']} by `{reports.REALWORLD_CMD}`.")

@@ -355,14 +355,28 @@ def test_explain_shows_the_image_notes(artifacts_root, use):
     assert any("Transparent areas were filled" in c.value for c in at.caption), [c.value for c in at.caption]
 
 
+def test_compare_calls_the_same_guess_an_agreement_only_when_both_name_it():
+    from flowers_core.app import ui
+    from flowers_core.inference import Prediction
+
+    def pred(class_id, verdict):
+        return Prediction(class_id, f"flower {class_id}", 0.5, 1.0, [(f"flower {class_id}", 0.5)], verdict=verdict)
+
+    assert ui.agreement(pred(1, "species"), pred(1, "species"))[0] == "agree"
+    assert ui.agreement(pred(1, "species"), pred(2, "species"))[0] == "disagree"
+    kind, text = ui.agreement(pred(1, "not_sure"), pred(1, "not_a_flower"))
+    assert kind == "unnamed" and "neither of them would name it" in text and "both say" not in text
+    assert "only one of them" in ui.agreement(pred(1, "species"), pred(1, "not_sure"))[1]
+
+
 def test_explain_says_when_the_app_would_not_name_the_species(artifacts_root, tmp_path, use):
-    """Explain shows the top class's heatmap whatever the verdict, so a "not sure" says so above it."""
+    """Explain shows the best guess's heatmap whatever the verdict, so a "not sure" says so above it."""
     use(answers_copy(artifacts_root, tmp_path / "a", entropy_threshold=-1.0, gate_threshold=0.0))
     at = open_page()
     at.file_uploader[0].set_value(("leaf.png", png(_rgb(200, 200)), "image/png")).run()
     at.switch_page("pages/explain.py").run()
     assert_clean(at)
-    assert any("The app's answer for this photo: *I'm not sure" in i.value for i in at.info), [i.value for i in at.info]
+    assert any("the app would answer *I'm not sure" in i.value for i in at.info), [i.value for i in at.info]
 
 
 # ---------------------------------------------------------------------------------------------

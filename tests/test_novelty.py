@@ -26,7 +26,7 @@ from flowers_core.novelty import (
 from flowers_core.pipeline import Workspace
 from flowers_core.quantize import add_feature_output
 from flowers_core.runtime import OnnxSession
-from train.novelty import fit_novelty
+from train.novelty import fit_novelty, with_their_ensembles
 
 
 def clusters(seed=0, n=60, d=8, classes=3):
@@ -180,8 +180,13 @@ def test_fit_records_the_check_and_the_predictor_uses_it(student_artifacts, synt
     assert (root / info["file"]).read_bytes() == pack and again["file"] == info["file"]  # the pack is kept
     assert again["bytes"] == info["bytes"] and again["distance"] == info["distance"]
     assert again["seconds"] == info["seconds"] and again["thresholds_seconds"] > 0  # the fit's time is kept
-    assert again["threshold"] >= info["threshold"] and again["target_val_pass_rate"] == 0.5
+    assert again["threshold"] > info["threshold"] and again["target_val_pass_rate"] == 0.5  # set again, stricter
+    assert again["val_pass_rate"] < info["val_pass_rate"]
     assert again["thresholds_by_pass_rate"] == pytest.approx(info["thresholds_by_pass_rate"])  # the same val scores
+    (root / info["file"]).write_bytes(pack[: len(pack) // 2])  # a truncated pack is refused with the command
+    with pytest.raises(SystemExit, match=r"cannot be kept .*--models student_int8"):
+        fit_novelty("student_int8", synthetic_root, root, pass_rate=0.9, threads=1, thresholds_only=True)
+    (root / info["file"]).write_bytes(pack)
     fit_novelty("student_int8", synthetic_root, root, pass_rate=0.9, threads=1, thresholds_only=True)
 
     index = load_index(synthetic_root)
@@ -267,6 +272,9 @@ def test_every_model_gets_a_check_the_ensemble_from_its_members(trained_artifact
         assert strict.predict(img).verdict == "not_sure" and strict.predict(img).uncertain is True
     (root / "manifest.json").write_text(fitted)
 
+    assert with_their_ensembles(["level1"], root) == ["level1", "ensemble"]  # the command refits what depends on it
+    assert with_their_ensembles(["ensemble", "level2"], root) == ["level2", "ensemble"]
+    assert with_their_ensembles(["student"], root) == ["student"]
     fit_novelty("level1", synthetic_root, root, pass_rate=0.8, threads=1)  # a member re-fitted alone
     with caplog.at_level("WARNING"):
         assert Predictor("ensemble", root=root, gate=None).typicality is None

@@ -31,10 +31,10 @@ def test_metrics_count_answers_per_group():
     assert m["confusions"] == []  # no class names given
     assert m["top_candidates"] is None and m["not_sure_with_right_candidate"] is None  # no candidates given
 
-    candidates = np.array([[3, 1, 0], [3, 0, 4], [0, 4, 2], [2, 0, 1], [5, 1, 2], [6, 1, 2], [7, 1, 2]])
+    candidates = np.array([[1, 0, 4], [3, 1, 0], [2, 0, 1], [2, 4, 0], [5, 1, 2], [6, 1, 2], [7, 1, 2]])  # predicted first
     m = realworld_metrics(photos, predicted, verdicts, candidates=candidates)
-    assert m["top_candidates"] == 0.75  # the known photos: 1 among [3, 1, 0], not among [3, 0, 4], 2, 2
-    assert m["not_sure_with_right_candidate"] == 1.0  # the one known photo answered "not sure" shows its species
+    assert m["top_candidates"] == 1.0 > m["top1"]  # the second photo's species is its second candidate
+    assert m["not_sure_with_right_candidate"] == 1.0  # over the known photos answered "not sure" only (not the unknown one)
 
 
 def test_confusions_count_each_mistake_and_its_answers():

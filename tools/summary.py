@@ -18,7 +18,6 @@ from flowers_core import catalog
 from flowers_core.app import reports
 from flowers_core.catalog import PRODUCTION, TEACHER
 from flowers_core.data import PROTOCOLS, REPO_ROOT, SHIPPED_PROTOCOL
-from flowers_core.inference import CANDIDATES_SHOWN
 from flowers_core.novelty import NOVELTY_CMD
 
 OTHER_PROTOCOL = next(p for p in PROTOCOLS if p != SHIPPED_PROTOCOL)  # official: metrics only, no shipped weights
@@ -312,7 +311,8 @@ def realworld_section(root=None) -> list[str]:
             "only to choose between signals, see Decisions), each through the app's path; measured "
             f"{info['date']}. 'answered' = share of the 8 species given a species (verdict neither 'not sure' nor "
             "'not a flower'); 'accuracy when answered' = top-1 of those answers; 'right species in the top "
-            f"{CANDIDATES_SHOWN}' = share of the 8 species' photos whose species is among the model's {CANDIDATES_SHOWN} most "
+            f"{info['candidates_shown']}' = share of the 8 species' photos whose species is among the model's "
+            f"{info['candidates_shown']} most "
             "probable, the candidates a 'not sure' answer shows with reference photos, and the next column the same "
             "over the photos answered 'not sure'; time = all photos through the "
             f"model on 2 threads (the gate's time not included).{stale}", "",
@@ -326,7 +326,7 @@ def realworld_operating_lines(root=None) -> list[str]:
     table = reports.realworld_operating_points(models, root)
     if table.empty:
         return []
-    for c in table.columns[1:6]:
+    for c in reports.OPERATING_POINT_SHARES:
         table[c] = table[c].map(pct)
     return [f"The same photos with the novelty checks at every threshold each fit recorded ({' and '.join(reports.pretty(m) for m in models)}; "
             "the entropy rule and the flower gate unchanged; measured after the shipped share was chosen on the held-out "

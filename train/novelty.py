@@ -99,11 +99,12 @@ def model_novelty(predictor: Predictor, squares: dict, ws: Workspace, artifacts_
     if recorded is not None:
         try:
             typicality = Typicality.load(art.artifacts_dir(artifacts_root) / recorded["file"])
-        except (OSError, ValueError) as e:
-            raise SystemExit(f"{name}: its recorded novelty pack cannot be kept ({e}); fit it again ({NOVELTY_CMD} "
-                             f"--models {name})") from e
+            val, test = (typicality.scores(features[p]) for p in ("val", "test"))
+        except Exception as e:  # missing, truncated (BadZipFile), an array short (KeyError), another model's size
+            raise SystemExit(f"{name}: its recorded novelty pack cannot be kept ({type(e).__name__}: {e}); fit it "
+                             f"again ({NOVELTY_CMD} --models {name})") from e
         kept = ("file", "bytes", "fitted_on", "distance", "method")
-        return {k: recorded[k] for k in kept if k in recorded}, *(typicality.scores(features[p]) for p in ("val", "test"))
+        return {k: recorded[k] for k in kept if k in recorded}, val, test
     rel = f"models/{name}_novelty.npz"
     nbytes = Typicality.fit(features["train"], ws.labels("train").numpy(), len(ws.index.classes)).save(
         art.artifacts_dir(artifacts_root) / rel)
@@ -137,10 +138,20 @@ def ensemble_novelty(predictor: Predictor, squares: dict, artifacts_root) -> tup
     return info, check.scores(val), check.scores(test)
 
 
+def with_their_ensembles(models: list[str], artifacts_root=None) -> list[str]:
+    """``models`` in level order (members before their ensemble), with every ensemble whose recorded check
+    depends on one of them added: it records its members' thresholds, so it is set again after them."""
+    entries = art.model_entries(SHIPPED_PROTOCOL, artifacts_root)
+    ensembles = [n for n, e in entries.items() if e.format == "ensemble" and n not in models and e.novelty
+                 and set(e.members) & set(models)]
+    order = list(catalog.NAMES)
+    return sorted(dict.fromkeys([*models, *ensembles]), key=lambda m: order.index(m) if m in order else len(order))
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=catalog.names(),  # level order: members before their ensemble
-                   help="default: every shipped model")
+    p.add_argument("--models", nargs="+", default=catalog.names(),
+                   help="default: every shipped model; an ensemble whose members are named is set again after them")
     p.add_argument("--pass-rate", type=float, default=PASS_RATE, help="share of validation flowers that pass")
     p.add_argument("--thresholds-only", action="store_true",
                    help="keep the recorded packs, set the thresholds again from the validation images")
@@ -148,7 +159,7 @@ def main(argv=None) -> None:
     p.add_argument("--artifacts", default=None)
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    for name in args.models:
+    for name in with_their_ensembles(args.models, args.artifacts):
         info = fit_novelty(name, args.data_root, args.artifacts, args.pass_rate, args.threads, args.thresholds_only)
         print(f"[novelty] {name}: threshold {info['threshold']:.3f}, val pass {info['val_pass_rate']:.4f}, "
               f"test pass {info['test_pass_rate']:.4f}, {info.get('thresholds_seconds', info['seconds'])} s", flush=True)

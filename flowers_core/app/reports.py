@@ -126,22 +126,28 @@ def robustness_table(root=None) -> tuple[pd.DataFrame, dict]:
     return table.reset_index(), {k: v for k, v in data.items() if k != "rows"}
 
 
+ANSWER_COLUMNS = {"answered": "answered", "accuracy_when_answered": "accuracy when answered",
+                  "unknown_given_species": "unknown flowers given a species",
+                  "not_flower_given_species": "non-flowers given a species"}  # report field -> column
+PASS_RATE_COLUMN = "novelty check: validation flowers passing"
+OPERATING_POINT_SHARES = (PASS_RATE_COLUMN, *ANSWER_COLUMNS.values())  # the fractions of realworld_operating_points
+
+
 def _answer_columns(r: dict) -> dict:
     """How one model answered people's photos (a row of a ``realworld*.json`` report), as table columns."""
-    return {"answered": r["answered"], "accuracy when answered": r["accuracy_when_answered"],
-            "unknown flowers given a species": r["unknown_given_species"],
-            "non-flowers given a species": r["not_flower_given_species"]}
+    return {column: r[field] for field, column in ANSWER_COLUMNS.items()}
 
 
 def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """People's own photos (``flowers_core.bench.realworld``): one row per model (fractions), one row per
     species (each model's top-1), and the run's information (date, image counts, gate, stale models)."""
     data = _read_json(art.REALWORLD_REPORT, root, REALWORLD_CMD)
+    shown = data.setdefault("candidates_shown", CANDIDATES_SHOWN)  # reports before the key showed today's number
     rows = [{"model": pretty(r["model"]), "top-1 (8 species)": r["top1"], **_answer_columns(r),
              "known flowers called not a flower": r["verdicts"].get("known", {}).get("not_a_flower"),
              **({} if r.get("top_candidates") is None else {
-                 f"right species in the top {CANDIDATES_SHOWN}": r["top_candidates"],
-                 f"'not sure' showing the right species among its {CANDIDATES_SHOWN}": r["not_sure_with_right_candidate"]}),
+                 f"right species in the top {shown}": r["top_candidates"],
+                 f"'not sure' showing the right species among its {shown}": r["not_sure_with_right_candidate"]}),
              "time (s)": r["seconds"]} for r in data["models"]]
     species = pd.DataFrame({pretty(r["model"]): {s: v["top1"] for s, v in r["per_species"].items()}
                             for r in data["models"]}).rename_axis("species").reset_index()
@@ -155,6 +161,8 @@ def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     gate = art.read_manifest(root).get("gate") or {}
     if data.get("gate") and gate.get("threshold") != data["gate"]["threshold"]:
         stale.append("flower gate")
+    if shown != CANDIDATES_SHOWN:
+        stale.append(f"the candidates a 'not sure' shows ({shown} measured, {CANDIDATES_SHOWN} now)")
     info = {k: v for k, v in data.items() if k != "models"} | {"stale": stale}
     return pd.DataFrame(rows), species, info
 
@@ -176,7 +184,7 @@ def realworld_operating_points(models: tuple[str, ...], root=None) -> pd.DataFra
     shipped rate marked. Measured after the rate was chosen on held-out species, never used to choose it.
     Empty when the report predates these rows."""
     data = _read_json(art.REALWORLD_REPORT, root, REALWORLD_CMD)
-    rows = [{"model": pretty(m), "novelty check: validation flowers passing": float(rate), **_answer_columns(a),
+    rows = [{"model": pretty(m), PASS_RATE_COLUMN: float(rate), **_answer_columns(a),
              "": "shipped" if float(rate) == r["manifest"].get("typicality_pass_rate") else ""}
             for m in models for r in data["models"] if r["model"] == m
             for rate, a in r.get("by_pass_rate", {}).items()]

@@ -16,7 +16,6 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -25,7 +24,7 @@ from .. import artifacts as art
 from .. import catalog
 from ..data import SHIPPED_PROTOCOL
 from ..gallery import ReferencePhotos, Thumbnails, examples
-from ..inference import CANDIDATES_SHOWN, MAX_MB, ImageError, Predictor, load_image
+from ..inference import MAX_MB, ImageError, Predictor, load_image
 from ..runtime import OnnxSession
 from . import reports
 from .texts import (
@@ -40,9 +39,6 @@ log = logging.getLogger("flowers_app")
 
 # The app's default classifier and what it falls back to: the highest level first (the INT8 student).
 CLASSIFIER_PREFERENCE = tuple(reversed(catalog.NAMES))
-# The uploader takes any file: Streamlit rejects a type outside its list with a message seen only on hover,
-# while `inference.load_image` opens what Pillow can (.jfif and .avif included) and says plainly what it cannot.
-UPLOAD_TYPES = None
 MAX_PHOTOS = 3  # photos of one plant that Classify combines into one answer
 
 
@@ -218,8 +214,10 @@ def photo_picker(key: str, gallery: str = "grid", camera: bool = True, multiple:
     """Upload / camera / example photos; returns the visitor's current photo (kept across pages).
     ``multiple``: the uploader takes up to MAX_PHOTOS photos of the same plant (see ``current_photos``)."""
     limit = MAX_PHOTOS if multiple else 1
+    # no `type=` filter: Streamlit refuses a type outside its list with a message seen only on hover, while
+    # `inference.load_image` opens what Pillow can (.jfif and .avif included) and says plainly what it cannot
     upload = st.file_uploader(
-        UPLOAD_LABEL, type=UPLOAD_TYPES, key=f"{key}_upload", accept_multiple_files=multiple,
+        UPLOAD_LABEL, key=f"{key}_upload", accept_multiple_files=multiple,
         help=f"JPEG, PNG, WebP or HEIC (iPhone) photos, up to {MAX_MB} MB each"
              + (f"; up to {MAX_PHOTOS} photos of the same plant are combined into one answer." if multiple else "."))
     _take_new(upload, f"{key}_upload_seen", "upload", key, limit)
@@ -355,12 +353,12 @@ def verdict_text(pred) -> tuple[str, str]:
     if pred.verdict == "not_a_flower":
         return NOT_A_FLOWER_HEADLINE, NOT_A_FLOWER_HINT
     if pred.verdict == "not_sure":
-        names = ", ".join(f"{capitalized(label)} ({p:.0%})" for label, p in pred.top5[:CANDIDATES_SHOWN])
+        names = ", ".join(f"{capitalized(label)} ({p:.0%})" for label, p in pred.candidates())
         if pred.unfamiliar:  # the novelty check: unlike every species, whatever the softmax says
             return NOT_SURE_UNFAMILIAR_HEADLINE, (
-                f"My best guesses are {names}, but the photo looks unlike the training photos of every species, "
-                "so I can't vouch for them: it may be a flower I don't know, or an unusual view of one I do. "
-                "Compare it with the photos below; a closer, sharper photo of a single flower helps.")
+                f"My best guesses are {names}, but the photo looks unlike the photos I learned from, so I can't "
+                "vouch for them: it may be a flower I don't know, or an unusual view of one I do. "
+                "A closer, sharper photo of a single flower helps.")
         return NOT_SURE_HEADLINE, (
             f"{names}. The photo fits several species, or the flower is hard to see: "
             "a closer, sharper photo of a single flower helps.")
@@ -368,14 +366,23 @@ def verdict_text(pred) -> tuple[str, str]:
         f"It is {confidence_words(pred.prob)} {with_article(pred.label)} ({pred.prob:.0%} confident).")
 
 
+def agreement(student, teacher) -> tuple[str, str]:
+    """("agree" | "disagree" | "unnamed", a sentence) comparing two models' answers to one photo: the same best
+    guess is an agreement only when both would name it."""
+    guess = capitalized(student.label)
+    if student.class_id != teacher.class_id:
+        return "disagree", f"The student and the ensemble disagree: **{guess}** vs **{capitalized(teacher.label)}**."
+    named = [p.verdict == "species" for p in (student, teacher)]
+    if all(named):
+        return "agree", f"The student and the ensemble agree: both say **{guess}**."
+    return "unnamed", (f"Both models' best guess is **{guess}**, but {'only one' if any(named) else 'neither'} of them "
+                       "would name it (each model's answer is under its name above).")
+
+
 def show_verdict(pred) -> None:
     headline, detail = verdict_text(pred)
     st.subheader(headline)
     {"species": st.success, "not_sure": st.info, "not_a_flower": st.warning}[pred.verdict](detail)
-
-
-def top_ids(pred, k: int = CANDIDATES_SHOWN) -> list[int]:
-    return [int(i) for i in np.argsort(-np.asarray(pred.probs))[:k]]
 
 
 def show_reference(class_id: int, refs, width: int = 96) -> None:
@@ -386,7 +393,7 @@ def show_reference(class_id: int, refs, width: int = 96) -> None:
 
 def show_candidates(pred, classes: list[str], refs) -> None:
     """Under the verdict, something to check it against: the species' reference photos ("species"), or
-    the ``CANDIDATES_SHOWN`` most probable candidates each with theirs ("not sure"); nothing for "not a flower"."""
+    its candidates (``Prediction.candidates``) each with theirs ("not sure"); nothing for "not a flower"."""
     if pred.verdict == "not_a_flower":
         return
     if not refs.available:
@@ -397,7 +404,7 @@ def show_candidates(pred, classes: list[str], refs) -> None:
         show_reference(pred.class_id, refs)
         return
     st.markdown("**Compare your photo with these candidates** (photos from the training set):")
-    for rank, class_id in enumerate(top_ids(pred), start=1):
+    for rank, class_id in enumerate(pred.candidate_ids(), start=1):
         st.markdown(f"{rank}. **{capitalized(classes[class_id])}** — {pred.probs[class_id]:.0%}")
         show_reference(class_id, refs)
 

@@ -27,7 +27,7 @@ from .. import catalog
 from ..data import SHIPPED_PROTOCOL, default_data_root
 from ..features import parse_view
 from ..gate import GATE_CMD, FlowerGate, has_gate
-from ..inference import CANDIDATES_SHOWN, VERDICTS, ImageError, Prediction, Predictor, load_image, verdict
+from ..inference import CANDIDATES_SHOWN, VERDICTS, ImageError, Prediction, Predictor, load_image
 
 DEFAULT_MODELS = catalog.NAMES
 REAL_PHOTOS, NOT_FLOWERS = "real-photos", "not-flowers"
@@ -110,8 +110,7 @@ def answers_by_pass_rate(predictor: Predictor, photos: list[Photo], predicted: n
     recorded = (predictor.entry.novelty or {}).get("thresholds_by_pass_rate") if predictor.typicality is not None else None
     result = {}
     for rate, threshold in (recorded or {}).items():
-        verdicts = np.array([verdict(r.entropy, predictor.threshold, r.flower_score, predictor.flower_threshold,
-                                     r.typicality, threshold) for r in predictions])
+        verdicts = np.array([predictor.verdict_at(r, threshold) for r in predictions])
         m = realworld_metrics(photos, predicted, verdicts)
         result[rate] = {k: m[k] for k in ANSWER_FIELDS}
     return result
@@ -172,7 +171,8 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
                 images.append(load_image(photo.path))
                 chunk.append(photo)
             except ImageError as e:
-                errors.append({"file": str(photo.path), "error": str(e)})
+                errors.append({"file": str(photo.path), "error": str(e),  # the decoder's own words too, if any
+                               **({"cause": repr(e.__cause__)} if e.__cause__ is not None else {})})
         if not images:
             continue
         t0 = time.perf_counter()
@@ -192,7 +192,7 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
     rows = []
     for p in predictors:
         predicted, verdicts = (np.array(v) for v in outputs[p.name][:2])
-        candidates = np.array([np.argsort(-r.probs)[:CANDIDATES_SHOWN] for r in outputs[p.name][2]])
+        candidates = np.array([r.candidate_ids() for r in outputs[p.name][2]])
         rows.append({"model": p.name, **realworld_metrics(kept, predicted, verdicts, tuple(p.classes), candidates),
                      "seconds": round(seconds[p.name], 1), "manifest": manifest_identity(p),
                      "by_pass_rate": answers_by_pass_rate(p, kept, predicted, outputs[p.name][2])})
@@ -211,7 +211,7 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
     return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "protocol": SHIPPED_PROTOCOL,
             "data_root": str(Path(data_root) if data_root is not None else default_data_root()),
             "n_images": {g: int((group == g).sum()) for g in GROUPS}, "errors": errors,
-            "gate": gate_info, "models": rows}
+            "gate": gate_info, "candidates_shown": CANDIDATES_SHOWN, "models": rows}
 
 
 def main(argv=None) -> None:
