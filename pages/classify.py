@@ -38,7 +38,7 @@ with right:
     c2.metric("Time taken", f"{pred.latency_ms:.0f} ms")
     if truth is not None:
         ok = truth == pred.label
-        st.caption(f"{'✅' if ok else '❌'} This example photo is a **{ui.capitalized(truth)}**.")
+        st.caption(f"{'✅' if ok else '❌'} This example photo is a **{ui.display_name(truth)}**.")
     if not several:
         ui.show_notes(loaded[0][2])
     ui.show_candidates(pred, clf.classes, refs)
@@ -50,7 +50,7 @@ with right:
                 st.image(img, width="stretch")
                 st.caption(ui.plain(one.name))
                 st.markdown(f"**{ui.verdict_text(own)[0]}**")
-                st.caption(f"{ui.capitalized(own.label)} · {own.prob:.0%}")
+                st.caption(f"{ui.display_name(own.label)} · {own.prob:.0%}")
                 ui.show_notes(notes)
     if pred.verdict != "not_a_flower":
         st.plotly_chart(ui.top5_chart(pred.top5, "Top 5 guesses" + (" (combined)" if several else "")), key="top5")

@@ -40,7 +40,7 @@ cols = st.columns(len(preds))
 for col, (name, pred) in zip(cols, preds.items()):
     with col:
         st.markdown(f"**{reports.pretty(name)}**")
-        st.markdown(f"{ui.capitalized(pred.label)} · {pred.prob:.0%}")
+        st.markdown(f"{ui.display_name(pred.label)} · {pred.prob:.0%}")
         if pred.verdict != "species":
             st.caption(ui.verdict_text(pred)[0])
         st.caption(f"{pred.latency_ms:.0f} ms")

@@ -65,8 +65,8 @@ else:
         st.caption("Example thumbnails are not shipped (`python -m train.gallery --build`).")
     else:
         for _, row in pairs.head(5).iterrows():
-            st.markdown(f"**{ui.capitalized(row['true class'])}** → mistaken for "
-                        f"**{ui.capitalized(row['predicted as'])}** ({row['count']}×)")
+            st.markdown(f"**{ui.display_name(row['true class'])}** → mistaken for "
+                        f"**{ui.display_name(row['predicted as'])}** ({row['count']}×)")
             a, b = st.columns(2)
             for col, cid, label in ((a, row["true id"], row["true class"]), (b, row["predicted id"], row["predicted as"])):
                 imgs = thumbs.of_class(int(cid), 4)

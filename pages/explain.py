@@ -39,10 +39,10 @@ target_choice = st.radio("Explain which class?", ["The predicted class", "Anothe
 target = pred.class_id
 if target_choice == "Another class":
     target = st.selectbox("Class", range(len(clf.classes)), index=pred.class_id,
-                          format_func=lambda i: f"{ui.capitalized(clf.classes[i])} ({pred.probs[i]:.1%})",
+                          format_func=lambda i: f"{ui.display_name(clf.classes[i])} ({pred.probs[i]:.1%})",
                           key="explain_target")
-st.markdown(f"**{reports.pretty(name)}** predicts **{ui.capitalized(pred.label)}** ({pred.prob:.0%}); "
-            f"explaining **{ui.capitalized(clf.classes[target])}**.")
+st.markdown(f"**{reports.pretty(name)}** predicts **{ui.display_name(pred.label)}** ({pred.prob:.0%}); "
+            f"explaining **{ui.display_name(clf.classes[target])}**.")
 if pred.verdict != "species":
     st.info(f"With this model the app would answer *{ui.verdict_text(pred)[0]}* for your photo, not name a "
             "species; the heatmaps explain the model's best guess all the same.")

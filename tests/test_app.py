@@ -533,3 +533,12 @@ def test_classify_page_starts_and_answers_without_torch(artifacts_root):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["exceptions"] == [] and result["headline"], result
     assert result["torch_loaded"] == [], result
+
+
+def test_species_names_read_as_names():
+    from flowers_core.app.texts import display_name
+
+    assert display_name("prince of wales feathers") == "Prince of Wales feathers"
+    assert display_name("black-eyed susan") == "Black-eyed Susan"
+    assert display_name("pink-yellow dahlia?") == "Pink-yellow dahlia"
+    assert display_name("rose") == "Rose" and display_name("") == ""

@@ -7,3 +7,11 @@ NOT_A_FLOWER_HEADLINE = "This doesn't look like a flower"
 NOT_SURE_UNFAMILIAR_HEADLINE = "I'm not sure — this photo looks unlike the ones I learned from"
 NOT_SURE_HEADLINE = "I'm not sure — it may be one of these"
 NAMELESS_HEADLINES = (NOT_A_FLOWER_HEADLINE, NOT_SURE_UNFAMILIAR_HEADLINE, NOT_SURE_HEADLINE)
+NAME_WORDS = {"wales": "Wales", "llandaff": "Llandaff", "william": "William", "susan": "Susan"}  # names in species names
+
+
+def display_name(label: str) -> str:
+    """A species as a visitor reads it: the first letter and the personal and place names in it capitalised,
+    and without the question mark one Flowers-102 label carries ("pink-yellow dahlia?")."""
+    name = " ".join(NAME_WORDS.get(word, word) for word in label.rstrip("?").split(" "))
+    return name[:1].upper() + name[1:]

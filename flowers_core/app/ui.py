@@ -33,6 +33,7 @@ from .texts import (
     NOT_SURE_HEADLINE,
     NOT_SURE_UNFAMILIAR_HEADLINE,
     UPLOAD_LABEL,
+    display_name,
 )
 
 log = logging.getLogger("flowers_app")
@@ -231,12 +232,12 @@ def photo_picker(key: str, gallery: str = "grid", camera: bool = True, multiple:
         cols = st.columns(min(len(items), 4))
         for i, item in enumerate(items):
             with cols[i % len(cols)]:
-                st.image(item["file"], caption=item["label"].capitalize(), width="stretch")
+                st.image(item["file"], caption=display_name(item["label"]), width="stretch")
                 if st.button("Try it", key=f"{key}_ex_{i}", width="stretch",
                              help=f"Classify this photo of {with_article(item['label'])}"):
                     _set_photo(Path(item["file"]).read_bytes(), Path(item["file"]).name, "example", key)
     elif items:
-        labels = ["—"] + [it["label"].capitalize() for it in items]
+        labels = ["—"] + [display_name(it["label"]) for it in items]
         choice = st.selectbox("…or pick an example photo", labels, key=f"{key}_example")
         if choice != "—" and st.session_state.get(f"{key}_example_seen") != choice:
             st.session_state[f"{key}_example_seen"] = choice
@@ -319,7 +320,7 @@ def run_guarded(page) -> None:
 # Charts shared by several pages
 # ---------------------------------------------------------------------------------------------
 def top5_chart(top5: list[tuple[str, float]], title: str | None = None, height: int = 260):
-    labels = [label.capitalize() for label, _ in top5][::-1]
+    labels = [display_name(label) for label, _ in top5][::-1]
     values = [p for _, p in top5][::-1]
     fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", text=[f"{v:.0%}" for v in values],
                            textposition="auto", marker_color="#b5338a",
@@ -327,10 +328,6 @@ def top5_chart(top5: list[tuple[str, float]], title: str | None = None, height: 
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
                       xaxis=dict(range=[0, 1], tickformat=".0%", title=None))
     return fig
-
-
-def capitalized(label: str) -> str:
-    return label[:1].upper() + label[1:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,7 +342,7 @@ def confidence_words(prob: float) -> str:
 
 
 def with_article(name: str) -> str:
-    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {capitalized(name)}"
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {display_name(name)}"
 
 
 def verdict_text(pred) -> tuple[str, str]:
@@ -353,7 +350,7 @@ def verdict_text(pred) -> tuple[str, str]:
     if pred.verdict == "not_a_flower":
         return NOT_A_FLOWER_HEADLINE, NOT_A_FLOWER_HINT
     if pred.verdict == "not_sure":
-        names = ", ".join(f"{capitalized(label)} ({p:.0%})" for label, p in pred.candidates())
+        names = ", ".join(f"{display_name(label)} ({p:.0%})" for label, p in pred.candidates())
         if pred.unfamiliar:  # the novelty check: unlike every species, whatever the softmax says
             return NOT_SURE_UNFAMILIAR_HEADLINE, (
                 f"My best guesses are {names}, but the photo looks unlike the photos I learned from, so I can't "
@@ -369,9 +366,9 @@ def verdict_text(pred) -> tuple[str, str]:
 def agreement(student, teacher) -> tuple[str, str]:
     """("agree" | "disagree" | "unnamed", a sentence) comparing two models' answers to one photo: the same best
     guess is an agreement only when both would name it."""
-    guess = capitalized(student.label)
+    guess = display_name(student.label)
     if student.class_id != teacher.class_id:
-        return "disagree", f"The student and the ensemble disagree: **{guess}** vs **{capitalized(teacher.label)}**."
+        return "disagree", f"The student and the ensemble disagree: **{guess}** vs **{display_name(teacher.label)}**."
     named = [p.verdict == "species" for p in (student, teacher)]
     if all(named):
         return "agree", f"The student and the ensemble agree: both say **{guess}**."
@@ -405,17 +402,17 @@ def show_candidates(pred, classes: list[str], refs) -> None:
         return
     st.markdown("**Compare your photo with these candidates** (photos from the training set):")
     for rank, class_id in enumerate(pred.candidate_ids(), start=1):
-        st.markdown(f"{rank}. **{capitalized(classes[class_id])}** — {pred.probs[class_id]:.0%}")
+        st.markdown(f"{rank}. **{display_name(classes[class_id])}** — {pred.probs[class_id]:.0%}")
         show_reference(class_id, refs)
 
 
 def species_card(row, refs) -> None:
     """One species on the Species page: name, reference photos, the model's test accuracy on it."""
-    st.markdown(f"**{capitalized(row['class'])}** · no. {int(row['class id']) + 1}")
+    st.markdown(f"**{display_name(row['class'])}** · no. {int(row['class id']) + 1}")
     show_reference(int(row["class id"]), refs, width=80)
     if "accuracy" in row and row.get("test images", 0):
         st.caption(f"Test accuracy {row['accuracy']:.0%} ({int(row['correct'])} of {int(row['test images'])} "
-                   "test photos)" + (f"; most often mistaken for {row['most often mistaken for']}"
+                   "test photos)" + (f"; most often mistaken for {display_name(row['most often mistaken for'])}"
                                      if row.get("most often mistaken for") else ""))
 
 

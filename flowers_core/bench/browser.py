@@ -20,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ..app.texts import CRASH_MARKER, NAMELESS_HEADLINES, UPLOAD_LABEL
+from ..app.texts import CRASH_MARKER, NAMELESS_HEADLINES, UPLOAD_LABEL, display_name
 from ..data import REPO_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
@@ -274,7 +274,7 @@ class AppDriver:
 
     @staticmethod
     def _answers_arg(class_names: list[str]) -> dict:
-        return {"names": list(class_names), "headlines": list(NAMELESS_HEADLINES)}
+        return {"names": [display_name(n) for n in class_names], "headlines": list(NAMELESS_HEADLINES)}  # as shown
 
     def answer_headings(self, class_names: list[str]) -> list[str] | None:
         return self.page.evaluate(_ANSWER_HEADINGS_JS, self._answers_arg(class_names))
