@@ -9,7 +9,7 @@ pooled features as a second ONNX output (its logits unchanged).
 Each check also records its threshold at every rate of ``novelty.SWEPT_PASS_RATES`` (the benchmarks measure those
 operating points). ``--thresholds-only`` keeps the recorded packs and sets the thresholds again from the
 validation images (e.g. after a new pass rate), which skips the training images' features. The ensemble's
-check records its members' thresholds, so it is set again after them (the default ``--models`` order does).
+check records its members' thresholds, so it is set again after them whenever ``--models`` names one.
 """
 from __future__ import annotations
 

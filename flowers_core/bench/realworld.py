@@ -162,7 +162,7 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
     predictors = [Predictor(m, SHIPPED_PROTOCOL, artifacts_root, gate=gate, threads=threads, novelty=novelty)
                   for m in models]
     seconds = dict.fromkeys(["gate", *models], 0.0)
-    kept, scores, outputs = [], [], {m: ([], [], []) for m in models}  # class ids, verdicts, predictions
+    kept, scores, outputs = [], [], {m: [] for m in models}  # each model's predictions, photo by photo
     errors = []
     for start in range(0, len(photos), batch_size):
         chunk, images = [], []
@@ -182,20 +182,19 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
             t0 = time.perf_counter()
             preds = p.predict_many(images, flower_scores=flower)
             seconds[p.name] += time.perf_counter() - t0
-            outputs[p.name][0].extend(r.class_id for r in preds)
-            outputs[p.name][1].extend(r.verdict for r in preds)
-            outputs[p.name][2].extend(preds)
+            outputs[p.name].extend(preds)
         kept += chunk
         scores += [] if flower is None else list(map(float, flower))
         print(f"[realworld] {len(kept)}/{len(photos)} photos", flush=True)
 
     rows = []
     for p in predictors:
-        predicted, verdicts = (np.array(v) for v in outputs[p.name][:2])
-        candidates = np.array([r.candidate_ids() for r in outputs[p.name][2]])
+        preds = outputs[p.name]
+        predicted, verdicts = np.array([r.class_id for r in preds]), np.array([r.verdict for r in preds])
+        candidates = np.array([r.candidate_ids() for r in preds])
         rows.append({"model": p.name, **realworld_metrics(kept, predicted, verdicts, tuple(p.classes), candidates),
                      "seconds": round(seconds[p.name], 1), "manifest": manifest_identity(p),
-                     "by_pass_rate": answers_by_pass_rate(p, kept, predicted, outputs[p.name][2])})
+                     "by_pass_rate": answers_by_pass_rate(p, kept, predicted, preds)})
         r = rows[-1]
         print(f"[realworld] {p.name:<13} top1 {r['top1']:.3f} answered {r['answered']:.3f} "
               f"acc when answered {r['accuracy_when_answered'] or float('nan'):.3f} unknown→species "
