@@ -22,15 +22,37 @@ class ArtifactMissing(FileNotFoundError):
     """A model or file the caller needs has not been produced (the message names the command)."""
 
 
+class _Entry:
+    """A typed manifest section: the fields its readers use are typed; ``details`` keeps what only reports read,
+    written at the top level beside the typed fields, so the manifest stays one flat object per entry."""
+
+    details: dict
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        typed = {f.name for f in fields(cls)} - {"details"}
+        return cls(**{k: v for k, v in d.items() if k in typed},
+                   details={k: v for k, v in d.items() if k not in typed})
+
+    def to_dict(self) -> dict:
+        """The manifest's JSON object: typed fields (those left at their default are not written), then ``details``."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            if f.name != "details" and (default is MISSING or value != default):
+                out[f.name] = value
+        return {**out, **self.details}
+
+
 @dataclass
-class ModelEntry:
+class ModelEntry(_Entry):
     """One model's record in the manifest (``models.<protocol>.<name>``), written by the command that
     produces it (``catalog``'s ``produced_by``) and read by everything else through these fields.
 
     ``format`` says how it runs: "safetensors" (a FlowerNet: ``arch``/``head``/``frozen_stages`` and the
     trained late stages in ``weights``), "ensemble" (soft vote of ``members``) or "onnx" (``file``).
-    ``details`` keeps what only reports read (hyper-parameters, training log, timings, ...); ``to_dict``
-    writes them at the top level beside the typed fields, so the manifest stays one flat object per model.
+    ``details`` keeps what only reports read (hyper-parameters, training log, timings, ...).
     """
 
     name: str
@@ -60,22 +82,6 @@ class ModelEntry:
     novelty: dict | None = None  # the typicality check (file, threshold, ...; train.novelty)
     details: dict = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelEntry":
-        typed = {f.name for f in fields(cls)} - {"details"}
-        return cls(**{k: v for k, v in d.items() if k in typed},
-                   details={k: v for k, v in d.items() if k not in typed})
-
-    def to_dict(self) -> dict:
-        """The manifest's JSON object: typed fields (those left at their default are not written), then ``details``."""
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            default = f.default_factory() if f.default_factory is not MISSING else f.default
-            if f.name != "details" and (default is MISSING or value != default):
-                out[f.name] = value
-        return {**out, **self.details}
-
     def top1(self, part: str = "test") -> float | None:
         return self.metrics.get(part, {}).get("top1")
 
@@ -90,6 +96,43 @@ class ModelEntry:
     def own_file(self) -> str | None:
         """The file this entry is loaded from (none for an ensemble: its members' files)."""
         return self.file if self.format == "onnx" else self.weights
+
+
+@dataclass
+class GateEntry(_Entry):
+    """The flower gate (the manifest's ``gate``), written by ``checks.build_gate`` and read by ``gate.FlowerGate``."""
+
+    name: str
+    format: str
+    file: str
+    preprocess: dict
+    classes: list  # the ImageNet classes whose softmax mass is the flower score
+    threshold: float
+    description: str = ""
+    file_bytes: int | None = None
+    split: str = ""
+    mass: float | None = None
+    target_pass_rate: float | None = None
+    val_pass_rate: float | None = None
+    val_score_median: float | None = None
+    produced_by: str = ""
+    date: str = ""
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class ReferencePhotosEntry(_Entry):
+    """The reference photos of every species (the manifest's ``reference_photos``), written by
+    ``gallery.build_reference`` and read by ``gallery.ReferencePhotos``."""
+
+    file: str
+    protocol: str
+    split: str  # always "train": the app never shows a validation or test image as a reference
+    per_class: int
+    size_px: int
+    count: int = 0
+    command: str = ""
+    details: dict = field(default_factory=dict)
 
 
 def artifacts_dir(root: str | Path | None = None) -> Path:
@@ -135,6 +178,22 @@ def record_model(entry: ModelEntry, root=None) -> None:
     write_manifest(manifest, root)
 
 
+def gate_record(root=None) -> GateEntry | None:
+    d = read_manifest(root).get("gate")
+    return GateEntry.from_dict(d) if d else None
+
+
+def record_gate(entry: GateEntry, root=None) -> None:
+    manifest = read_manifest(root)
+    manifest["gate"] = entry.to_dict()
+    write_manifest(manifest, root)
+
+
+def reference_photos_record(root=None) -> ReferencePhotosEntry | None:
+    d = read_manifest(root).get("reference_photos")
+    return ReferencePhotosEntry.from_dict(d) if d else None
+
+
 def model_entries(protocol: str = SHIPPED_PROTOCOL, root=None) -> dict[str, ModelEntry]:
     """Every recorded model of ``protocol``, by name (manifest order)."""
     recorded = read_manifest(root).get("models", {}).get(protocol, {})
@@ -149,31 +208,6 @@ def model_entry(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> Model
             f"produce it with `{catalog.produced_by(name)}`."
         )
     return ModelEntry.from_dict(entry)
-
-
-# The benchmarks' reports, relative to the artifacts folder: written by ``flowers_core.bench``, read by the
-# app's pages and ``tools.summary``.
-LATENCY_REPORT = "latency.json"
-ROBUSTNESS_REPORT = "reports/robustness.json"
-REALWORLD_REPORT = "reports/realworld.json"
-REALWORLD_BEFORE_NOVELTY_REPORT = "reports/realworld_before_novelty.json"  # the same models, novelty checks off
-APP_PERFORMANCE_REPORT = "reports/app_performance.json"
-UNSEEN_SPECIES_REPORT = "reports/unseen_species.json"  # novelty checks on Flowers-102 species held out of training
-INT8_PORTABILITY_REPORT = "reports/int8_portability.json"  # the shipped INT8 file re-scored on each kind of CPU
-
-
-def report_path(default: str, output: str | Path | None = None, root=None) -> Path:
-    """Where a benchmark's report goes: ``output``, or ``default`` (one of the ``*_REPORT`` paths above) under
-    the artifacts folder."""
-    return Path(output) if output else artifacts_dir(root) / default
-
-
-def write_report(result: dict, default: str, output: str | Path | None = None, root=None) -> Path:
-    """Write a benchmark's ``result`` as JSON to ``report_path(default, output, root)``; returns where it went."""
-    out = report_path(default, output, root)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    return out
 
 
 def split_file(protocol: str) -> str:

@@ -29,16 +29,9 @@ import torch
 from . import artifacts as art
 from . import catalog, weights
 from .artifacts import ModelEntry
+from .checks import update_uncertainty
 from .data import SHIPPED_PROTOCOL, default_cache_dir
 from .engine import CachedViews, TrainConfig, WithTeacher, fit, predict_logits, seed_everything
-from .evaluate import (
-    coverage_accuracy,
-    entropy,
-    entropy_rule,
-    expected_calibration_error,
-    logits_from_saved,
-    softmax,
-)
 from .features import parse_view
 from .models import Ensemble, FlowerNet, create_model, soft_vote
 from .pipeline import (
@@ -71,7 +64,6 @@ from .weights import OnnxClassifier
 
 # 99%, not 95%: at ~98% accuracy a 95% target keeps every validation image and the 'not sure' flag never
 # fires; 99% flags the least certain few percent, which is where hard real-world photos land.
-TARGET_SELECTIVE_ACCURACY = 0.99
 MAX_PTQ_DROP = 0.005  # quantisation-aware fine-tuning would be warranted beyond this loss of top-1
 
 
@@ -182,64 +174,6 @@ def teacher_soft_targets(members: list[FlowerNet], views_of: Callable[[FlowerNet
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, soft.numpy())
     return soft
-
-
-# ---------------------------------------------------------------------------------------------
-# Uncertainty
-# ---------------------------------------------------------------------------------------------
-def uncertainty_fields(val_logits: np.ndarray, val_labels: np.ndarray, test_logits: np.ndarray,
-                       test_labels: np.ndarray, target: float = TARGET_SELECTIVE_ACCURACY) -> tuple[dict, dict]:
-    """Temperature (fitted on val), ECE before/after and the entropy threshold reaching ``target``
-    selective accuracy on val (on the temperature-scaled probabilities the app uses).
-
-    Returns the manifest fields and the coverage–accuracy curves (val and test) for the app.
-    """
-    t, threshold = entropy_rule(val_logits, val_labels, target)
-    val_raw, test_raw = softmax(val_logits), softmax(test_logits)
-    val_cal, test_cal = softmax(val_logits, t), softmax(test_logits, t)
-
-    def selective(probs, labels):
-        keep = entropy(probs) <= threshold
-        acc = float((probs.argmax(-1) == labels)[keep].mean()) if keep.any() else float("nan")
-        return {"coverage": float(keep.mean()), "selective_accuracy": acc}
-
-    curves = {"temperature": t, "entropy_threshold": threshold,
-              "val": coverage_accuracy(val_cal, val_labels), "test": coverage_accuracy(test_cal, test_labels)}
-    fields = {
-        "temperature": t, "entropy_threshold": threshold, "target_selective_accuracy": target,
-        "ece_before": {"val": expected_calibration_error(val_raw, val_labels),
-                       "test": expected_calibration_error(test_raw, test_labels)},
-        "ece_after": {"val": expected_calibration_error(val_cal, val_labels),
-                      "test": expected_calibration_error(test_cal, test_labels)},
-        "selective": {"val": selective(val_cal, val_labels), "test": selective(test_cal, test_labels)},
-    }
-    return fields, curves
-
-
-def saved_uncertainty(name: str, protocol: str, artifacts_root=None,
-                      target: float = TARGET_SELECTIVE_ACCURACY) -> tuple[dict, dict]:
-    """``uncertainty_fields`` from the model's saved val/test probabilities (log-probabilities are
-    logits up to a constant), so the threshold is fitted on exactly what the app and the reports read,
-    and can be re-chosen without re-training (``train.level5 --uncertainty-only``)."""
-    entry = art.model_entry(name, protocol, artifacts_root)
-    (val_p, _, val_y), (test_p, _, test_y) = (art.load_probs(entry.probs[p], artifacts_root) for p in ("val", "test"))
-    return uncertainty_fields(logits_from_saved(val_p), val_y, logits_from_saved(test_p), test_y, target)
-
-
-def update_uncertainty(protocol: str, artifacts_root=None, names=(catalog.fp32_twin(catalog.PRODUCTION), catalog.PRODUCTION)) -> None:
-    """Fit and record each model's uncertainty fields; its coverage curves go to ``reports/``."""
-    for name in names:
-        fields, curves = saved_uncertainty(name, protocol, artifacts_root)
-        fields["coverage_accuracy"] = f"reports/coverage_{name}_{protocol}.json"
-        path = art.artifacts_dir(artifacts_root) / fields["coverage_accuracy"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(curves))
-        entry = art.model_entry(name, protocol, artifacts_root)
-        entry.uncertainty = fields
-        art.record_model(entry, artifacts_root)
-        print(f"[{name}/{protocol}] T {fields['temperature']:.3f}, entropy threshold {fields['entropy_threshold']:.3f} "
-              f"(val selective {fields['selective']['val']}), ECE test {fields['ece_before']['test']:.4f} -> "
-              f"{fields['ece_after']['test']:.4f}", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------

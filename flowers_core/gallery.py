@@ -1,5 +1,5 @@
 """Example photos, thumbnails and reference photos shipped with the app, so a fresh clone works
-without the dataset: their file formats and readers. ``python -m train.gallery`` builds them.
+without the dataset: their file formats, readers and builders (``python -m train.gallery`` runs the builders).
 
   * ``assets/examples/*.jpg`` + ``examples.json``: a handful of stratified-TEST photos (≤320 px) with
     their true label, for the Classify page's gallery (never seen in training);
@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image
 
 from . import artifacts as art
-from .data import REPO_ROOT, SHIPPED_PROTOCOL, default_data_root
+from .data import REPO_ROOT, SHIPPED_PROTOCOL, default_data_root, load_index
+from .preprocess import square_resize
 
 ASSETS = REPO_ROOT / "assets"
 EXAMPLES_DIR = ASSETS / "examples"
@@ -103,8 +104,8 @@ class ReferencePhotos:
 
     def __init__(self, root=None, protocol: str = SHIPPED_PROTOCOL):
         self.protocol = protocol
-        self.info = art.read_manifest(root).get("reference_photos") or {}
-        rel = self.info.get("file") or REFERENCE_REL.format(protocol=protocol)
+        self.record = art.reference_photos_record(root)
+        rel = self.record.file if self.record else REFERENCE_REL.format(protocol=protocol)
         self.path = art.artifacts_dir(root) / rel
         self.by_class: dict[int, list[bytes]] = {}
         if self.path.is_file():
@@ -143,3 +144,70 @@ def _thumb_bytes(path: Path, size: int) -> bytes:
         buf = io.BytesIO()
         im.save(buf, "JPEG", quality=80)
         return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Builders (from the dataset and the saved split; build time only)
+# ---------------------------------------------------------------------------------------------
+def build_reference(data_root=None, artifacts_root=None, protocol: str = SHIPPED_PROTOCOL,
+                    per_class: int = REFERENCE_PER_CLASS, size: int = REFERENCE_SIZE, seed: int = 0) -> dict:
+    """``per_class`` training images of every class (a seeded draw), as ``size`` px square JPEGs in one
+    pack, recorded in the manifest. Training images only: the test split stays unseen by the app too."""
+    index = load_index(data_root)
+    train_ids = np.sort(np.asarray(art.read_split(protocol, artifacts_root)["train"]))
+    train_labels = index.label_of(train_ids)
+    rng = np.random.default_rng(seed)
+    ids, labels, counts = [], [], {}
+    for class_id in range(len(index.classes)):
+        members = train_ids[train_labels == class_id]
+        chosen = np.sort(rng.choice(members, size=min(per_class, len(members)), replace=False)) if len(members) else []
+        ids += [int(i) for i in chosen]
+        labels += [class_id] * len(chosen)
+        counts[class_id] = len(chosen)
+    blobs = [_square_thumb(index.path(i), size, quality=80) for i in ids]
+    rel = REFERENCE_REL.format(protocol=protocol)
+    nbytes = write_pack(art.artifacts_dir(artifacts_root) / rel, ids, labels, blobs)
+    entry = art.ReferencePhotosEntry(
+        file=rel, protocol=protocol, split="train", per_class=per_class, count=len(ids), size_px=size,
+        command=REFERENCE_COMMAND, details={"classes_short": sorted(c for c, n in counts.items() if n < per_class),
+                                            "format": "JPEG", "bytes": nbytes, "seed": seed})
+    art.update_manifest(artifacts_root, reference_photos=entry.to_dict())
+    return entry
+
+
+def _square_thumb(path: Path, size: int, quality: int = 75) -> bytes:
+    with Image.open(path) as im:
+        buf = io.BytesIO()
+        square_resize(im.convert("RGB"), size).save(buf, "JPEG", quality=quality, optimize=True)
+        return buf.getvalue()
+
+
+def build_gallery(data_root=None, artifacts_root=None, protocol: str = SHIPPED_PROTOCOL) -> dict:
+    index = load_index(data_root)
+    test_ids = np.asarray(art.read_split(protocol, artifacts_root)["test"])
+    test_labels = index.label_of(test_ids)
+
+    # 1. examples: first test image of each chosen class
+    EXAMPLES_DIR.mkdir(parents=True, exist_ok=True)
+    for old in EXAMPLES_DIR.glob("*.jpg"):
+        old.unlink()
+    items = []
+    for name in EXAMPLE_CLASSES:
+        class_id = index.classes.index(name)
+        image_id = int(test_ids[test_labels == class_id][0])
+        fname = f"{name.replace(' ', '_')}_{image_id:05d}.jpg"
+        with Image.open(index.path(image_id)) as im:
+            im = im.convert("RGB")
+            im.thumbnail((EXAMPLE_SIZE, EXAMPLE_SIZE), Image.LANCZOS)
+            im.save(EXAMPLES_DIR / fname, "JPEG", quality=85, optimize=True)
+        items.append({"file": fname, "label": name, "class_id": class_id, "image_id": image_id})
+    (EXAMPLES_DIR / "examples.json").write_text(json.dumps(items, indent=1))
+
+    # 2. thumbnails pack of the test split
+    blobs = [_square_thumb(index.path(i), THUMB_SIZE) for i in test_ids]
+    out = art.artifacts_dir(artifacts_root) / THUMBS_REL.format(protocol=protocol)
+    write_pack(out, test_ids, test_labels, blobs)
+
+    # 3. labels of the whole dataset
+    DATASET_LABELS.write_text(json.dumps({"labels": [int(v) for v in index.labels]}))
+    return {"examples": len(items), "thumbs": len(blobs), "thumbs_bytes": out.stat().st_size}

@@ -41,16 +41,16 @@ def flower_classes(imagenet_probs: np.ndarray, mass: float) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 # Run time
 # ---------------------------------------------------------------------------------------------
-def gate_entry(root=None) -> dict:
-    entry = art.read_manifest(root).get("gate")
-    if not entry:
+def gate_entry(root=None) -> art.GateEntry:
+    entry = art.gate_record(root)
+    if entry is None:
         raise art.ArtifactMissing(f"no flower gate in {art.manifest_path(root)}; produce it with `{GATE_CMD}`.")
     return entry
 
 
 def has_gate(root=None) -> bool:
-    entry = art.read_manifest(root).get("gate")
-    return bool(entry) and (art.artifacts_dir(root) / entry["file"]).is_file()
+    entry = art.gate_record(root)
+    return entry is not None and (art.artifacts_dir(root) / entry.file).is_file()
 
 
 class FlowerGate:
@@ -59,13 +59,13 @@ class FlowerGate:
 
     def __init__(self, root=None, threads: int | None = None):
         self.entry = gate_entry(root)
-        path = art.artifacts_dir(root) / self.entry["file"]
+        path = art.artifacts_dir(root) / self.entry.file
         if not path.is_file():
             raise art.ArtifactMissing(f"{path} is missing; produce it with `{GATE_CMD}`.")
         self.model = OnnxSession(path, threads)
-        self.classes = list(self.entry["classes"])
-        self.threshold = float(self.entry["threshold"])
-        self.preprocess = Preprocess.from_dict(self.entry["preprocess"])
+        self.classes = list(self.entry.classes)
+        self.threshold = float(self.entry.threshold)
+        self.preprocess = Preprocess.from_dict(self.entry.preprocess)
 
     def scores(self, batch) -> np.ndarray:
         """Normalised batch (array or tensor) in this gate's preprocessing -> flower score per image."""

@@ -1,7 +1,8 @@
 """Classify (home): up to three photos of one plant in, the species out, in plain words."""
 import streamlit as st
 
-from flowers_core.app import reports, ui
+from flowers_core import tables
+from flowers_core.app import ui
 
 st.title("🌼 Which flower is this?")
 st.write("Upload a photo of a flower and the app will tell you which of 102 common species it is. "
@@ -58,7 +59,7 @@ with right:
     with st.expander("Technical details"):
         img = loaded[0][1]
         st.markdown(
-            f"- Model: **{reports.pretty(clf.name)}** ({clf.entry.description})\n"
+            f"- Model: **{tables.pretty(clf.name)}** ({clf.entry.description})\n"
             + (f"- Photos combined: **{len(loaded)}** (mean of their log-probabilities, renormalised; mean "
                "flower score and typicality; the verdict recomputed from those)\n" if several else "")
             + f"- Prediction entropy: **{pred.entropy:.3f}** nats (0 = certain, 4.62 = uniform over 102 classes)\n"

@@ -1,8 +1,8 @@
 """Compare: the same photo through the student, the ensemble and each ensemble member."""
 import streamlit as st
 
-from flowers_core import catalog
-from flowers_core.app import reports, ui
+from flowers_core import catalog, tables
+from flowers_core.app import ui
 
 st.title("⚖️ Compare models")
 st.write("The same photo through the small, fast **student** model and the large **ensemble** "
@@ -14,12 +14,12 @@ student = catalog.PRODUCTION if use_int8 else catalog.fp32_twin(catalog.PRODUCTI
 names = [student, catalog.TEACHER, *catalog.names(levels=(1, 2, 3))]
 loaded, problems = {}, []
 for name in names:
-    if not reports.has_weights(name):
-        problems.append(f"**{reports.pretty(name)}**: not available — produce it with `{catalog.produced_by(name)}`.")
+    if not tables.has_weights(name):
+        problems.append(f"**{tables.pretty(name)}**: not available — produce it with `{catalog.produced_by(name)}`.")
         continue
     p, err = ui.try_predictor(name)
     if p is None:
-        problems.append(f"**{reports.pretty(name)}**: {err}")
+        problems.append(f"**{tables.pretty(name)}**: {err}")
     else:
         loaded[name] = p
 for msg in problems:
@@ -39,7 +39,7 @@ st.image(img, width=220)
 cols = st.columns(len(preds))
 for col, (name, pred) in zip(cols, preds.items()):
     with col:
-        st.markdown(f"**{reports.pretty(name)}**")
+        st.markdown(f"**{tables.pretty(name)}**")
         st.markdown(f"{ui.display_name(pred.label)} · {pred.prob:.0%}")
         if pred.verdict != "species":
             st.caption(ui.verdict_text(pred)[0])
@@ -48,7 +48,7 @@ for col, (name, pred) in zip(cols, preds.items()):
 
 s = student if student in preds else None
 r = catalog.TEACHER if catalog.TEACHER in preds else None
-table = reports.comparison_table(preds, classes, s, r)
+table = tables.comparison_table(preds, classes, s, r)
 if s and r:
     kind, text = ui.agreement(preds[s], preds[r])
     {"agree": st.success, "disagree": st.warning, "unnamed": st.info}[kind](text)

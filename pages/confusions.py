@@ -3,31 +3,32 @@ import plotly.express as px
 import streamlit as st
 
 from flowers_core import artifacts as art
-from flowers_core.app import reports, ui
+from flowers_core import tables
+from flowers_core.app import ui
 from flowers_core.data import SHIPPED_PROTOCOL
 
 st.title("🔀 Confusions")
 st.write("Which flowers does a model mix up? Everything here comes from the saved test-set results.")
 
 with st.sidebar:
-    protocol = st.radio("Split protocol", reports.PROTOCOLS, key="conf_protocol",
+    protocol = st.radio("Split protocol", tables.PROTOCOLS, key="conf_protocol",
                         help="stratified: 80/10/10 of all images; official: the dataset's 10-per-class train/val split.")
-    names = reports.models(protocol)
+    names = tables.models(protocol)
 if not names:
     ui.missing(f"No model has results for the {protocol} protocol; run `python -m train.all --protocol {protocol}`.",
                "This page")
     st.stop()
 with st.sidebar:
-    name = st.selectbox("Model", names, format_func=reports.pretty, key="conf_model")
+    name = st.selectbox("Model", names, format_func=tables.pretty, key="conf_model")
 
 try:
     classes = art.class_names()
-    metrics = reports.full_metrics(name, protocol)
+    metrics = tables.full_metrics(name, protocol)
 except art.ArtifactMissing as e:
     ui.missing(str(e), "The confusion matrix")
     st.stop()
 cm = metrics["confusion"]
-st.markdown(f"**{reports.pretty(name)}**, {protocol} test set: top-1 **{metrics['top1']:.1%}** on "
+st.markdown(f"**{tables.pretty(name)}**, {protocol} test set: top-1 **{metrics['top1']:.1%}** on "
             f"{metrics['n']} images, {sum(cm[i][j] for i in range(len(cm)) for j in range(len(cm)) if i != j)} mistakes.")
 
 st.subheader("Confusion matrix")
@@ -37,7 +38,7 @@ order = c1.selectbox("Order classes by", ["accuracy", "class id", "name"], key="
 only_errors = c2.toggle("Only classes with mistakes", value=True, key="conf_only_err")
 limit = c3.slider("Classes shown", 5, len(cm), min(30, len(cm)), key="conf_limit")
 normalise = c4.toggle("Row-normalised", value=False, key="conf_norm")
-view = reports.confusion_view(cm, classes, order, only_errors, limit, normalise)
+view = tables.confusion_view(cm, classes, order, only_errors, limit, normalise)
 if view.empty:
     st.success("No mistakes to show.")
 else:
@@ -48,14 +49,14 @@ else:
     st.plotly_chart(fig, key="cm")
 
 st.subheader("Per-class accuracy")
-table = reports.per_class_table(metrics, classes)
+table = tables.per_class_table(metrics, classes)
 st.dataframe(table, hide_index=True, height=300, column_config={
     "accuracy": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
     "precision": st.column_config.NumberColumn(format="percent")})
 
 thumbs = ui.thumbnails(SHIPPED_PROTOCOL)
 st.subheader("Most confused pairs")
-pairs = reports.confused_pairs(cm, classes, k=10)
+pairs = tables.confused_pairs(cm, classes, k=10)
 if pairs.empty:
     st.success("This model made no mistakes on this test set.")
 else:
@@ -75,7 +76,7 @@ else:
 
 st.subheader("Test images this model got wrong")
 try:
-    wrong = reports.wrong_predictions(name, protocol)
+    wrong = tables.wrong_predictions(name, protocol)
 except art.ArtifactMissing as e:
     ui.missing(str(e), "The list of mistakes")
     st.stop()

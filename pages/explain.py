@@ -2,23 +2,23 @@
 import streamlit as st
 
 from flowers_core import artifacts as art
-from flowers_core import catalog, explain
-from flowers_core.app import reports, ui
+from flowers_core import catalog, explain, tables
+from flowers_core.app import ui
 
 st.title("🔍 Where does the model look?")
 st.write("Heatmaps show which parts of the photo drove the model's answer: red = most important.")
 
 CANDIDATES = catalog.names(runtimes=("torch",), highest_first=True)  # one network each: the student and L3-L1
-available = [m for m in CANDIDATES if reports.has_weights(m)]
+available = [m for m in CANDIDATES if tables.has_weights(m)]
 for m in CANDIDATES:
     if m not in available:
-        st.caption(f"ℹ️ {reports.pretty(m)} is not available (`{catalog.produced_by(m)}`).")
+        st.caption(f"ℹ️ {tables.pretty(m)} is not available (`{catalog.produced_by(m)}`).")
 if not available:
     ui.missing("Explanations need the fp32 student or a Level 1–3 model.", "This page")
     st.stop()
 
 with st.sidebar:
-    name = st.selectbox("Model", available, format_func=reports.pretty, key="explain_model")
+    name = st.selectbox("Model", available, format_func=tables.pretty, key="explain_model")
     method = st.radio("Method", explain.CAM_METHODS, key="explain_method",
                       help="Grad-CAM: gradient-weighted feature maps. Grad-CAM++: sharper for several "
                            "instances. EigenCAM: first principal component, class-agnostic.")
@@ -26,7 +26,7 @@ with st.sidebar:
 
 clf, err = ui.try_predictor(name)
 if clf is None:
-    ui.missing(err, reports.pretty(name))
+    ui.missing(err, tables.pretty(name))
     st.stop()
 
 photo = ui.photo_picker("explain", gallery="select", camera=False)
@@ -41,7 +41,7 @@ if target_choice == "Another class":
     target = st.selectbox("Class", range(len(clf.classes)), index=pred.class_id,
                           format_func=lambda i: f"{ui.display_name(clf.classes[i])} ({pred.probs[i]:.1%})",
                           key="explain_target")
-st.markdown(f"**{reports.pretty(name)}** predicts **{ui.display_name(pred.label)}** ({pred.prob:.0%}); "
+st.markdown(f"**{tables.pretty(name)}** predicts **{ui.display_name(pred.label)}** ({pred.prob:.0%}); "
             f"explaining **{ui.display_name(clf.classes[target])}**.")
 if pred.verdict != "species":
     st.info(f"With this model the app would answer *{ui.verdict_text(pred)[0]}* for your photo, not name a "
@@ -71,7 +71,7 @@ if clf.model is not None and getattr(clf.model, "attention_available", False):
 else:
     with_attention = [m for m in available if art.model_entry(m).head == "attention"]
     if with_attention:
-        st.caption(f"Pick **{reports.pretty(with_attention[0])}** as the model to see its built-in attention map too.")
+        st.caption(f"Pick **{tables.pretty(with_attention[0])}** as the model to see its built-in attention map too.")
 
 with st.expander("LIME (slower, optional)"):
     st.write("LIME hides random groups of similar pixels (superpixels) and watches how the answer changes. "

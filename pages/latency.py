@@ -5,15 +5,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from flowers_core import artifacts as art
-from flowers_core import catalog
-from flowers_core.app import reports, ui
+from flowers_core import catalog, tables
+from flowers_core.app import ui
 
 st.title("⏱️ Latency")
 st.write("How fast is each model on this server's CPU? Run a live measurement and compare it with the "
          "benchmark stored with the models.")
 
 FP32 = catalog.names(runtimes=("torch", "ensemble"))
-available = [m for m in catalog.NAMES if reports.has_weights(m)]
+available = [m for m in catalog.NAMES if tables.has_weights(m)]
 live, stored = st.columns([3, 2], gap="large")
 
 with live:
@@ -26,10 +26,10 @@ with live:
         chosen = c1.multiselect("Models", [m for m in FP32 if m in available] or FP32,
                                 default=[m for m in fp32_default if m in available][:2]
                                 or [m for m in FP32 if m in available][:1],
-                                format_func=reports.pretty, key="lat_models")
+                                format_func=tables.pretty, key="lat_models")
         with_int8 = [m for m in FP32 if catalog.int8_twin(m)]
         precisions = c2.multiselect("Precision", ["fp32", "INT8"], default=["fp32", "INT8"], key="lat_prec",
-                                    help=f"INT8 exists for {', '.join(map(reports.pretty, with_int8))} only "
+                                    help=f"INT8 exists for {', '.join(map(tables.pretty, with_int8))} only "
                                          "(ONNX Runtime, static quantisation).")
         c3, c4, c5 = st.columns(3)
         threads = c3.slider("CPU threads", 1, max(1, os.cpu_count() or 1), min(2, os.cpu_count() or 1), key="lat_threads")
@@ -42,9 +42,9 @@ with live:
                 if int8 and int8 in available:
                     names.append(int8)
                 elif int8:
-                    st.caption(f"ℹ️ {reports.pretty(int8)} is not available (`{catalog.produced_by(int8)}`).")
+                    st.caption(f"ℹ️ {tables.pretty(int8)} is not available (`{catalog.produced_by(int8)}`).")
         if "INT8" in precisions and any(not catalog.int8_twin(m) for m in chosen):
-            st.caption(f"Only {', '.join(map(reports.pretty, with_int8))} has an INT8 version; "
+            st.caption(f"Only {', '.join(map(tables.pretty, with_int8))} has an INT8 version; "
                        "the other models are measured in fp32.")
         if st.button("Run", type="primary", disabled=not names, key="lat_run"):
             bar = st.progress(0.0, text="Measuring…")
@@ -73,18 +73,18 @@ with live:
 with stored:
     st.subheader("Stored benchmark")
     try:
-        table = reports.latency_table()
+        table = tables.latency_table()
     except art.ArtifactMissing as e:
         ui.missing(str(e), "The stored benchmark")
     else:
-        env = reports.latency_environment()
+        env = tables.latency_environment()
         if env:
             st.caption(f"{env.get('cpu', '?')} · {env.get('threads', '?')} threads · measured {env.get('date', '?')}")
         cols = [c for c in ("model", "p50_ms", "p95_ms", "p50_with_check_ms", "throughput_img_s", "size_bytes",
                             "model_peak_mb", "speedup_vs_ensemble", "error") if c in table.columns]
         st.dataframe(table[cols], hide_index=True)
         st.caption("p50_with_check_ms: the app's path, the logits plus the novelty check's features and score.")
-        by_cpu = reports.latency_other_cpus()
+        by_cpu = tables.latency_other_cpus()
         if not by_cpu.empty:
             st.markdown("**Batch-1 p50 on each kind of CPU measured** (the CPU changes between machines)")
             st.dataframe(by_cpu, hide_index=True)

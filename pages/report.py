@@ -5,14 +5,14 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from flowers_core import artifacts as art
-from flowers_core import catalog
-from flowers_core.app import reports, ui
+from flowers_core import catalog, reports, tables
+from flowers_core.app import ui
 
 st.title("📊 Report")
 
 # --- levels --------------------------------------------------------------------------------------
 st.header("The five levels")
-levels = reports.levels_table()
+levels = tables.levels_table()
 if levels.empty:
     ui.missing("No model is recorded in the manifest; run `python -m train.all`.", "The levels table")
 else:
@@ -24,14 +24,14 @@ else:
         "CPU p50 (ms)": st.column_config.NumberColumn(format="%.1f")})
     missing = [m for m in catalog.NAMES if m not in set(levels["key"])]
     if missing:
-        st.caption("Not produced yet: " + ", ".join(f"{reports.pretty(m)} (`{catalog.produced_by(m)}`)" for m in missing)
+        st.caption("Not produced yet: " + ", ".join(f"{tables.pretty(m)} (`{catalog.produced_by(m)}`)" for m in missing)
                    + ".")
     if levels["CPU p50 (ms)"].isna().all():
-        st.caption(f"No stored latency yet (`{reports.LATENCY_CMD}`).")
+        st.caption(f"No stored latency yet (`{reports.LATENCY.command}`).")
     st.caption("Size: shipped weight files (fp16 late stages; the ImageNet trunk comes from the registry's package).")
 
-protocol = st.radio("Protocol for the sections below", reports.PROTOCOLS, horizontal=True, key="rep_protocol")
-names = reports.models(protocol)
+protocol = st.radio("Protocol for the sections below", tables.PROTOCOLS, horizontal=True, key="rep_protocol")
+names = tables.models(protocol)
 
 # --- training curves -----------------------------------------------------------------------------
 st.header("Training curves")
@@ -39,11 +39,11 @@ trained = [m for m in names if m in catalog.names(runtimes=("torch",))]  # the o
 if not trained:
     ui.missing(f"No trained model for the {protocol} protocol.", "Training curves")
 else:
-    pick = st.multiselect("Models", trained, default=trained, format_func=reports.pretty, key="rep_curves")
+    pick = st.multiselect("Models", trained, default=trained, format_func=tables.pretty, key="rep_curves")
     frames, notes = [], []
     for m in pick:
         try:
-            frames.append(reports.training_curve(m, protocol))
+            frames.append(tables.training_curve(m, protocol))
         except art.ArtifactMissing as e:
             notes.append(str(e))
     for n in notes:
@@ -63,9 +63,9 @@ else:
 st.header("Ablation: Level 1 vs Level 2")
 st.write("Level 2 keeps Level 1's network and changes only the training recipe (augmentation and regularisation).")
 try:
-    abl = reports.ablation()
+    abl = tables.ablation()
     st.dataframe(abl, hide_index=True, column_config={"change": st.column_config.NumberColumn(format="%+.4f")})
-    st.dataframe(reports.recipe_diff(), hide_index=True)
+    st.dataframe(tables.recipe_diff(), hide_index=True)
 except art.ArtifactMissing as e:
     ui.missing(str(e), "The ablation")
 
@@ -74,11 +74,11 @@ st.header("Photos unlike the test set")
 st.write("Your own photos are harder than the dataset's centred close-ups. The same test images, shifted the way "
          "real photos differ: accuracy drops, and the student says **not sure** more often instead of guessing.")
 try:
-    rob, info = reports.robustness_table()
+    rob, info = tables.robustness_table()
     st.dataframe(rob, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
                                                       for c in rob.columns[1:]})
     st.caption(f"{info['n_images']} {info['protocol']} test images, measured {info['date']} "
-               f"by `{reports.ROBUSTNESS_CMD}`.")
+               f"by `{reports.ROBUSTNESS.command}`.")
 except art.ArtifactMissing as e:
     ui.missing(str(e), "The robustness table")
 
@@ -89,32 +89,32 @@ st.write("Web photos of 8 of the 102 species, of 3 flowers the app does not know
          "**not a flower** for the rest. A *not sure* answer shows its most probable species with reference "
          "photos; the two columns before the time say how often the right one is among them.")
 try:
-    rw, rw_species, rw_info = reports.realworld_table()
+    rw, rw_species, rw_info = tables.realworld_table()
     st.dataframe(rw, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
                                                      for c in rw.columns[1:] if c != "time (s)"})
     st.dataframe(rw_species, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
                                                              for c in rw_species.columns[1:]})
-    mistakes = reports.realworld_confusions((catalog.PRODUCTION, catalog.TEACHER), per_model=6)
+    mistakes = tables.realworld_confusions((catalog.PRODUCTION, catalog.TEACHER), per_model=6)
     if not mistakes.empty:
         st.write("**Most frequent mistakes** on the known species' photos (*of which answered*: given that wrong "
                  "name instead of *not sure*):")
         st.dataframe(mistakes, hide_index=True)
-    points = reports.realworld_operating_points((catalog.PRODUCTION, catalog.TEACHER))
+    points = tables.realworld_operating_points((catalog.PRODUCTION, catalog.TEACHER))
     if not points.empty:
         st.write("**The same photos at every recorded threshold of the novelty check** (measured after the shipped one was "
                  "chosen on held-out species, below; not used to choose it): a laxer check answers more photos, less "
                  "accurately, and names more unknown flowers.")
         st.dataframe(points, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
-                                                             for c in reports.OPERATING_POINT_SHARES})
+                                                             for c in tables.OPERATING_POINT_SHARES})
     n = rw_info["n_images"]
     st.caption(f"{n['known']} photos of known species, {n['unknown']} of unknown flowers, {n['not_flower']} "
-               f"non-flowers; measured {rw_info['date']} by `{reports.REALWORLD_CMD}`.")
+               f"non-flowers; measured {rw_info['date']} by `{reports.REALWORLD.command}`.")
     if rw_info["stale"]:
-        st.warning(f"Stale: {', '.join(rw_info['stale'])} changed since; re-run `{reports.REALWORLD_CMD}`.")
+        st.warning(f"Stale: {', '.join(rw_info['stale'])} changed since; re-run `{reports.REALWORLD.command}`.")
 except art.ArtifactMissing as e:
     ui.missing(str(e), "The real-world table")
 try:
-    novelty = reports.novelty_table()
+    novelty = tables.novelty_table()
     st.write("**Novelty checks.** A flower whose features lie far from every species seen in training is "
              "answered *not sure*, however confident the model's softmax: below each model's threshold, set so "
              "that the share of the validation flowers *aimed at* pass (a share chosen on species held out of "
@@ -126,7 +126,7 @@ try:
 except art.ArtifactMissing as e:
     ui.missing(str(e), "The novelty checks")
 try:
-    unseen, unseen_info = reports.unseen_species_table()
+    unseen, unseen_info = tables.unseen_species_table()
     st.write("**Species never seen in training.** Measured inside Flowers-102: a fifth of the species is held out "
              "of a model's training, and each 'not sure' signal, then the app's rule (either signal), is asked whether "
              "their photos look like the species it knows (lower passing = better; the last row's passing is the "
@@ -134,7 +134,7 @@ try:
     st.dataframe(unseen, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
                                                          for c in unseen.columns[1:-1]})
     st.caption(f"{len(unseen_info['folds'])} folds, measured {unseen_info['date']} by `{unseen_info['command']}`.")
-    points, _, _, limit = reports.unseen_operating_points(unseen_info)
+    points, _, _, limit = tables.unseen_operating_points(unseen_info)
     if not points.empty:
         st.write("**Where to draw the line.** The same held-out species, with the novelty check's threshold set "
                  "so that other shares of the validation flowers pass: a stricter check gives fewer unknown species "
@@ -153,11 +153,11 @@ if not names:
 else:
     production = (catalog.PRODUCTION, catalog.fp32_twin(catalog.PRODUCTION))
     default = next((i for i, m in enumerate(names) if m in production), 0)
-    cal_model = st.selectbox("Model", names, index=default, format_func=reports.pretty, key="rep_cal_model")
+    cal_model = st.selectbox("Model", names, index=default, format_func=tables.pretty, key="rep_cal_model")
     try:
-        probs, _, labels = reports.test_probs(cal_model, protocol)
-        rel = reports.reliability(probs, labels)
-        curve, threshold, source = reports.coverage(cal_model, protocol)
+        probs, _, labels = tables.test_probs(cal_model, protocol)
+        rel = tables.reliability(probs, labels)
+        curve, threshold, source = tables.coverage(cal_model, protocol)
     except art.ArtifactMissing as e:
         ui.missing(str(e), "Calibration")
     else:
@@ -190,7 +190,7 @@ else:
 # --- data ----------------------------------------------------------------------------------------
 st.header("The dataset")
 try:
-    dist = reports.class_distribution(protocol)
+    dist = tables.class_distribution(protocol)
     parts = [p for p in ("train", "val", "test") if p in dist.columns]
     fig = px.bar(dist.sort_values("total", ascending=False), x="class", y=parts,
                  title=f"Images per class ({protocol} split: " +
@@ -203,12 +203,12 @@ except art.ArtifactMissing as e:
 
 # --- model cards ---------------------------------------------------------------------------------
 st.header("Model cards")
-all_names = [m for m in catalog.NAMES if any(m in reports.models(p) for p in reports.PROTOCOLS)]
+all_names = [m for m in catalog.NAMES if any(m in tables.models(p) for p in tables.PROTOCOLS)]
 if not all_names:
     ui.missing("No model in the manifest.", "Model cards")
 else:
-    card_name = st.selectbox("Model", all_names, format_func=reports.pretty, key="rep_card")
-    card = reports.model_card(card_name, protocol)
+    card_name = st.selectbox("Model", all_names, format_func=tables.pretty, key="rep_card")
+    card = tables.model_card(card_name, protocol)
     st.subheader(card["title"])
     st.write(card["description"])
     st.markdown(f"**Intended use.** {card['intended_use']}\n\n**Limitations.** {card['limitations']}")

@@ -6,20 +6,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
+say() { echo "[setup $(date +%H:%M:%S)] $*"; }
+[ -x .venv/bin/python ] || { say "creating .venv with $("$PY" --version 2>&1)"; "$PY" -m venv .venv; }
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
 REQ=requirements.txt                                  # the app and the CLI
 [ "${1:-}" = "--train" ] && REQ=requirements-train.txt  # + training, INT8 export, benchmarks
 [ "${1:-}" = "--dev" ] && REQ=requirements-dev.txt      # + tests, linters (what CI installs)
+say "installing $REQ into .venv (torch, onnxruntime, streamlit, ...: a few minutes on a fresh machine)"
 log=$(mktemp)
 if ! .venv/bin/python -m pip install -q --disable-pip-version-check -r "$REQ" >"$log" 2>&1; then
   cat "$log" >&2
   exit 1
 fi
 rm -f "$log"
+say "checking that the packages import"
 .venv/bin/python -c "import torch, timm, streamlit, onnxruntime" # fail loudly if the install did not work
 if [ "${1:-}" = "--dev" ] && [ -f .ci/install_browser.sh ]; then
   # the browser comes from apt, outside pip: if the mirror is unreachable, say so loudly and let the
   # rest of the suite run (the e2e test then reports itself skipped, naming what is missing)
+  say "installing Debian's Chromium for the browser tests"
   bash .ci/install_browser.sh || echo "WARNING: Chromium could not be installed; tests/e2e will be skipped" >&2
 fi
+say "done"

@@ -22,6 +22,16 @@ TEST_INPUT_SIZE = 32
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+# The fixtures that take minutes on 2 cores: every test that needs one is `slow`, and so is every browser test,
+# so `pytest -m "not slow"` is the everyday loop and CI still runs everything.
+SLOW_FIXTURES = {"student_artifacts", "student_entries"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.slow)
+
 
 def class_colour(c: int) -> tuple[int, int, int]:
     rng = np.random.default_rng(c)

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from flowers_core import artifacts as art
-from flowers_core.app import reports
+from flowers_core import tables
+from flowers_core.app.texts import CRASH_MARKER
 from flowers_core.gallery import examples
 
 pytest.importorskip("streamlit")
@@ -30,7 +31,7 @@ TIMEOUT = 300  # 2 shared cores: the first run imports torch and loads models
 
 
 def real_artifacts_ready() -> bool:
-    return reports.has_weights("level1", REPO / "artifacts")
+    return tables.has_weights("level1", REPO / "artifacts")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def open_page(page: str | None = None) -> AppTest:
 
 def assert_clean(at: AppTest) -> None:
     assert not at.exception, [e.message for e in at.exception]
-    crashes = [e.value for e in at.error if "something went wrong" in e.value]
+    crashes = [e.value for e in at.error if CRASH_MARKER in e.value]
     assert not crashes, crashes
 
 
@@ -257,7 +258,7 @@ def test_explain_methods(artifacts_root, use):
         at.radio(key="explain_method").set_value(method).run()
         assert_clean(at)
         assert any(s.value == method for s in at.subheader)
-    if reports.has_weights("level3", artifacts_root):
+    if tables.has_weights("level3", artifacts_root):
         at.selectbox(key="explain_model").set_value("level3").run()
         assert_clean(at)
         assert any("attention" in s.value.lower() for s in at.subheader)
@@ -278,7 +279,7 @@ def test_confusions_controls(artifacts_root, use):
     at.toggle(key="conf_only_err").set_value(False).run()
     at.toggle(key="conf_norm").set_value(True).run()
     assert_clean(at)
-    if "official" in [p for p in reports.PROTOCOLS if reports.models(p, artifacts_root)]:
+    if "official" in [p for p in tables.PROTOCOLS if tables.models(p, artifacts_root)]:
         at.radio(key="conf_protocol").set_value("official").run()
         assert_clean(at)
 
@@ -286,7 +287,7 @@ def test_confusions_controls(artifacts_root, use):
 def test_live_latency(artifacts_root, use):
     use(artifacts_root)
     at = open_page("pages/latency.py")
-    name = next(m for m in ("student", "level1", "level2", "level3") if reports.has_weights(m, artifacts_root))
+    name = next(m for m in ("student", "level1", "level2", "level3") if tables.has_weights(m, artifacts_root))
     at.multiselect(key="lat_models").set_value([name]).run()
     at.slider(key="lat_iters").set_value(5).run()
     at.button(key="lat_run").click().run()
@@ -492,7 +493,7 @@ def test_species_page_search_and_accuracy(artifacts_root, tmp_path, use):
     assert_clean(at)
     cards = [m.value for m in at.markdown if m.value.startswith("**") and "no." in m.value]
     assert cards and any(name.capitalize() in c for c in cards)
-    if reports.has_weights("student_int8", artifacts_root):
+    if tables.has_weights("student_int8", artifacts_root):
         assert any(c.value.startswith("Test accuracy") for c in at.caption)
     at.text_input(key="species_query").set_value("no such flower zzz").run()
     assert_clean(at)
@@ -524,7 +525,7 @@ def test_classify_page_starts_and_answers_without_torch(artifacts_root):
     import subprocess
     import sys
 
-    if not reports.has_weights("student_int8", artifacts_root):
+    if not tables.has_weights("student_int8", artifacts_root):
         pytest.skip("no INT8 student in these artifacts: Classify falls back to a torch model")
     env = {**os.environ, "FLOWERS_ARTIFACTS": str(artifacts_root)}
     proc = subprocess.run([sys.executable, "-c", LEAN_START, APP], env=env, cwd=REPO, capture_output=True,

@@ -8,13 +8,8 @@ from _level5 import student_artifacts, student_entries  # noqa: F401  (fixtures)
 from _recorded import assert_recorded_matches_shipped
 from flowers_core import artifacts as art
 from flowers_core.bench.realworld import recipe_of
-from flowers_core.distill import (
-    STUDENT,
-    TARGET_SELECTIVE_ACCURACY,
-    StudentSpec,
-    saved_uncertainty,
-    teacher_soft_targets,
-)
+from flowers_core.checks import TARGET_SELECTIVE_ACCURACY, saved_uncertainty
+from flowers_core.distill import STUDENT, StudentSpec, teacher_soft_targets
 from flowers_core.engine import CachedViews, TrainConfig, distillation_loss, fit
 from flowers_core.models import create_model
 

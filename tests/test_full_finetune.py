@@ -2,6 +2,7 @@
 photo augmentation on the fly, CutMix/MixUp batches, the student distilled from a teacher that scores
 each augmented batch, and recording models trained elsewhere (``--from-trained``)."""
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,6 +36,7 @@ def test_mixed_batches_carry_class_probabilities():
     assert torch.equal(batch_mix(102, 0.0)(x, y)[1], y)
 
 
+@pytest.mark.slow  # full fine-tuning and distillation of the tiny models: about 3 minutes here
 def test_full_finetuning_then_recording_elsewhere(tmp_path, synthetic_root, cache_dir):
     from flowers_core.distill import STUDENT, load_trained_student, run_student, train_student
     from flowers_core.pipeline import load_trained, prepare_workspace, run_ensemble, run_level
@@ -65,71 +67,74 @@ def test_full_finetuning_then_recording_elsewhere(tmp_path, synthetic_root, cach
     assert torch.equal(next(iter(model_back.state_dict().values())), next(iter(model.state_dict().values())))
 
 
-def test_train_all_forwards_the_shell_arguments_to_level5(monkeypatch):
-    """`python -m train.all --with-student --protocol official` must hand --protocol to level 5."""
-    import train.all as train_all
-    import train.level5 as level5
+def test_train_all_with_the_student_runs_level5_with_the_same_options(monkeypatch):
+    """`python -m train.all --with-student --protocol official` must run level 5 on the official protocol: both
+    steps take one ``RunOptions``."""
+    from flowers_core import runs
 
     seen = {}
-    monkeypatch.setattr(train_all, "run_levels", lambda names, args, frozen_stages=None: None)
-    monkeypatch.setattr(train_all, "run_ensemble", lambda protocol, artifacts_root=None: None)
-    monkeypatch.setattr(level5, "main", lambda argv=None: seen.setdefault("argv", argv))
-    monkeypatch.setattr("sys.argv", ["train.all", "--with-student", "--protocol", "official"])
-    train_all.main()
-    assert seen["argv"] == ["--protocol", "official"]
+    monkeypatch.setattr(runs, "run_levels", lambda names, opts, frozen_stages=None: None)
+    monkeypatch.setattr(runs, "run_ensemble", lambda protocol, artifacts_root=None: None)
+    monkeypatch.setattr(runs, "prepare_workspace", lambda *a, **k: None)
+    monkeypatch.setattr(runs, "run_student", lambda protocol, *a, **k: seen.setdefault("protocols", []).append(protocol))
+    opts = runs.RunOptions(protocols=("official",))
+    runs.train_all(opts)
+    runs.run_level5(opts)
+    assert seen["protocols"] == ["official"]
 
 
 @pytest.mark.parametrize("device, fitted", [("cpu", True), ("cuda", False)])
 def test_train_all_refits_the_novelty_checks_of_the_levels_it_re_recorded(monkeypatch, device, fitted):
     """Re-recorded entries lose their novelty checks: on the shipped protocol train.all fits them again,
     members before the ensemble (not on a lent GPU, which holds no test images: --from-trained does it here)."""
-    import train.all as train_all
+    from flowers_core import runs
 
     fitted_names = []
-    monkeypatch.setattr(train_all, "run_levels", lambda names, args, frozen_stages=None: None)
-    monkeypatch.setattr(train_all, "run_ensemble", lambda protocol, artifacts_root=None: None)
-    monkeypatch.setattr(train_all, "fit_novelty", lambda name, *a, **k: fitted_names.append(name))
-    train_all.main(["--protocol", "both", "--device", device])
+    monkeypatch.setattr(runs, "run_levels", lambda names, opts, frozen_stages=None: None)
+    monkeypatch.setattr(runs, "run_ensemble", lambda protocol, artifacts_root=None: None)
+    monkeypatch.setattr(runs, "fit_novelty", lambda name, *a, **k: fitted_names.append(name))
+    runs.train_all(runs.RunOptions(device=device))
     assert fitted_names == (["level1", "level2", "level3", "ensemble"] if fitted else [])
 
 
-def test_level_scripts_pass_the_trunk_depth_to_the_run(monkeypatch):
+def test_level_runs_pass_the_trunk_depth_to_the_run(monkeypatch):
     """`python -m train.level1 --frozen-stages 6` trains one more block group (the depth ablation)."""
-    import train.common as common
-    import train.level1 as level1
+    from flowers_core import runs
 
     seen = {}
-    monkeypatch.setattr(common, "prepare_workspace", lambda *a, **k: None)
-    monkeypatch.setattr(common, "run_level", lambda spec, *a, frozen_stages=None, **k: seen.update(
+    opts = runs.RunOptions(protocols=("stratified",))
+    monkeypatch.setattr(runs, "prepare_workspace", lambda *a, **k: None)
+    monkeypatch.setattr(runs, "run_level", lambda spec, *a, frozen_stages=None, **k: seen.update(
         name=spec.name, frozen_stages=frozen_stages))
-    level1.main(["--protocol", "stratified", "--frozen-stages", "6"])
+    runs.run_levels(["level1"], opts, frozen_stages=6)
     assert seen == {"name": "level1", "frozen_stages": 6}
-    level1.main(["--protocol", "stratified"])
+    runs.run_levels(["level1"], opts)
     assert seen["frozen_stages"] is None  # the architecture's default depth
-    with pytest.raises(SystemExit, match="--from-trained"):  # a level trained elsewhere has its depth already
-        level1.main(["--frozen-stages", "6", "--from-trained", "somewhere"])
+    with pytest.raises(ValueError, match="--from-trained"):  # a level trained elsewhere has its depth already
+        runs.run_levels(["level1"], runs.RunOptions(from_trained=Path("somewhere")), frozen_stages=6)
 
 
 def test_level5_distils_on_the_views_it_is_given(monkeypatch):
     """`python -m train.level5 --views eval photo0 [--int8-trunk-views ...]`: the student's cached views (the
     photo-view ablation) and which of them it also sees through the INT8 file's trunk."""
-    import train.level5 as level5
+    from flowers_core import runs
     from flowers_core.distill import STUDENT
 
     specs = []
-    monkeypatch.setattr(level5, "prepare_workspace", lambda *a, **k: None)
-    monkeypatch.setattr(level5, "run_student", lambda protocol, ws, device, epochs, root, spec, **k: specs.append(spec))
-    level5.main(["--protocol", "official", "--views", "eval", "photo0"])
-    level5.main(["--protocol", "official"])
-    level5.main(["--protocol", "official", "--views", "strong0", "photo0", "--int8-trunk-views"])
-    level5.main(["--protocol", "official", "--int8-trunk-views", "eval", "photo0"])
+    opts = runs.RunOptions(protocols=("official",))
+    monkeypatch.setattr(runs, "prepare_workspace", lambda *a, **k: None)
+    monkeypatch.setattr(runs, "run_student", lambda protocol, ws, device, epochs, root, spec, **k: specs.append(spec))
+    runs.run_level5(opts, replace(STUDENT, views=("eval", "photo0")))
+    runs.run_level5(opts)
+    runs.run_level5(opts, replace(STUDENT, views=("strong0", "photo0"), int8_trunk_views=()))
+    runs.run_level5(opts, replace(STUDENT, int8_trunk_views=("eval", "photo0")))
     assert specs[0].views == ("eval", "photo0") and specs[0].name == STUDENT.name
     assert specs[0].int8_trunk_views == ("eval",)
     assert specs[1] == STUDENT  # by default the shipped recipe
     assert specs[2].views == ("strong0", "photo0") and specs[2].int8_trunk_views == ()
     assert specs[3].int8_trunk_views == ("eval", "photo0")
-    with pytest.raises(SystemExit):  # an INT8-trunk view takes the soft targets of the same distilled view
-        level5.main(["--protocol", "official", "--views", "strong0", "photo0"])
+    with pytest.raises(ValueError):  # an INT8-trunk view takes the soft targets of the same distilled view
+        replace(STUDENT, views=("strong0", "photo0"))
     assert len(specs) == 4
 
 
@@ -144,18 +149,18 @@ def test_the_recipe_names_the_students_views():
                                 "cached views: eval, 2 strong, 1 photo, trained on cpu")
 
 
-def test_level_scripts_pass_the_photo_views_to_the_run(monkeypatch):
+def test_level_runs_pass_the_photo_views_to_the_run(monkeypatch):
     """`python -m train.level3 --photo-views 2`: the level's recipe plus two cached people's-photo views (a trial)."""
-    import train.common as common
-    import train.level3 as level3
+    from flowers_core import runs
     from flowers_core.pipeline import LEVELS
 
     specs = []
-    monkeypatch.setattr(common, "prepare_workspace", lambda *a, **k: None)
-    monkeypatch.setattr(common, "run_level", lambda spec, *a, **k: specs.append(spec))
-    level3.main(["--protocol", "stratified", "--photo-views", "2"])
-    level3.main(["--protocol", "stratified"])
+    opts = runs.RunOptions(protocols=("stratified",))
+    monkeypatch.setattr(runs, "prepare_workspace", lambda *a, **k: None)
+    monkeypatch.setattr(runs, "run_level", lambda spec, *a, **k: specs.append(spec))
+    runs.run_levels(["level3"], opts, photo_views=2)
+    runs.run_levels(["level3"], opts)
     assert specs[0].photo_views == 2 and specs[0].aug_views == LEVELS["level3"].aug_views
     assert specs[1] == LEVELS["level3"] and specs[1].photo_views == 0  # the shipped recipe: none
-    with pytest.raises(SystemExit, match="--from-trained"):
-        level3.main(["--photo-views", "2", "--from-trained", "somewhere"])
+    with pytest.raises(ValueError, match="--from-trained"):
+        runs.run_levels(["level3"], runs.RunOptions(from_trained=Path("somewhere")), photo_views=2)

@@ -5,8 +5,7 @@ import numpy as np
 
 from flowers_core import artifacts as art
 from flowers_core.data import load_index, make_split, save_split
-from flowers_core.gallery import REFERENCE_REL, ReferencePhotos
-from train.gallery import build_reference
+from flowers_core.gallery import REFERENCE_REL, ReferencePhotos, build_reference
 
 
 def test_reference_photos_come_from_the_training_split(synthetic_root, tmp_path):
@@ -15,13 +14,12 @@ def test_reference_photos_come_from_the_training_split(synthetic_root, tmp_path)
     save_split(split, tmp_path / "splits" / "stratified.json")
     entry = build_reference(synthetic_root, tmp_path, per_class=3, size=24)
 
-    manifest = art.read_manifest(tmp_path)["reference_photos"]
-    assert manifest == entry and entry["file"] == REFERENCE_REL.format(protocol="stratified")
-    assert entry["split"] == "train" and entry["per_class"] == 3 and entry["size_px"] == 24
-    assert entry["count"] == 3 * len(index.classes) and entry["classes_short"] == []
-    assert entry["bytes"] == (tmp_path / entry["file"]).stat().st_size
+    assert art.reference_photos_record(tmp_path) == entry and entry.file == REFERENCE_REL.format(protocol="stratified")
+    assert entry.split == "train" and entry.per_class == 3 and entry.size_px == 24
+    assert entry.count == 3 * len(index.classes) and entry.details["classes_short"] == []
+    assert entry.details["bytes"] == (tmp_path / entry.file).stat().st_size
 
-    with np.load(tmp_path / entry["file"]) as z:
+    with np.load(tmp_path / entry.file) as z:
         ids, labels = z["image_ids"], z["labels"]
     assert set(ids.tolist()) <= set(split["train"]), "never a validation or test image"
     assert np.array_equal(index.label_of(ids), labels)

@@ -11,15 +11,15 @@ from torch import nn
 
 from conftest import TEST_INPUT_SIZE
 from flowers_core import artifacts as art
-from flowers_core import predict
+from flowers_core import predict, reports
 from flowers_core.bench.int8_portability import rescore_gate
+from flowers_core.checks import build_gate, fit_gate
 from flowers_core.data import load_index
 from flowers_core.evaluate import pass_threshold
 from flowers_core.gate import FlowerGate, flower_classes, flower_score, has_gate
 from flowers_core.inference import Predictor, load_image, verdict
 from flowers_core.preprocess import Preprocess
 from flowers_core.quantize import u8s8_pair_bound
-from train.gate import build_gate, fit_gate
 
 
 def test_verdict_has_three_outcomes_and_the_gate_decides_first():
@@ -100,11 +100,11 @@ def gated_artifacts(trained_artifacts, tmp_path_factory):
 
 def test_build_gate_records_a_loadable_int8_gate(gated_artifacts):
     root, entry = gated_artifacts
-    assert has_gate(root) and art.read_manifest(root)["gate"] == entry
-    assert set(entry["classes"]) <= set(range(10)) and entry["val_pass_rate"] >= 0.9
-    assert {"threshold", "how_chosen", "file", "preprocess", "alternatives_val", "int8_vs_fp32_val"} <= set(entry)
+    assert has_gate(root) and art.gate_record(root) == entry
+    assert set(entry.classes) <= set(range(10)) and entry.val_pass_rate >= 0.9
+    assert {"threshold", "how_chosen", "file", "preprocess", "alternatives_val", "int8_vs_fp32_val"} <= set(entry.to_dict())
     # exact on every x86 CPU: no int16 pair of u8s8 products can saturate
-    assert entry["u8s8_pair_bound"] == u8s8_pair_bound(root / entry["file"]) <= entry["u8s8_pair_limit"]
+    assert entry.details["u8s8_pair_bound"] == u8s8_pair_bound(root / entry.file) <= entry.details["u8s8_pair_limit"]
     gate = FlowerGate(root)
     red, grey = Image.new("RGB", (50, 40), (255, 20, 20)), Image.new("RGB", (50, 40), (60, 60, 60))
     scores = gate.score_images([red, grey])
@@ -148,10 +148,10 @@ def test_realworld_scores_a_trial_folder_with_the_gate_of_another(gated_artifact
     realworld.main(["--models", "level1", "--data-root", str(photo_root), "--artifacts", str(trained_artifacts),
                     "--gate-from", str(gated), "--threads", "1", "--output", str(out)])
     result = json.loads(out.read_text())
-    assert result["gate"]["threshold"] == entry["threshold"]
+    assert result["gate"]["threshold"] == entry.threshold
     not_flowers = result["models"][0]["verdicts"]["not_flower"]
     assert not_flowers["not_a_flower"] > 0  # the synthetic non-flowers are blue: the tiny gate turns them away
-    assert not (trained_artifacts / art.REALWORLD_REPORT).exists()  # --output: the trial folder is left alone
+    assert not (trained_artifacts / reports.REALWORLD.path).exists()  # --output: the trial folder is left alone
     with pytest.raises(FileNotFoundError, match="no flower gate"):  # a wrong folder is an error, not 'no gate'
         realworld.run(["level1"], photo_root, trained_artifacts, limit=2, gate_root=tmp_path)
 
@@ -159,7 +159,7 @@ def test_realworld_scores_a_trial_folder_with_the_gate_of_another(gated_artifact
 def test_the_gates_recorded_pass_rate_is_checked_on_the_validation_images(gated_artifacts, synthetic_root):
     root, entry = gated_artifacts
     row = rescore_gate(synthetic_root, root, threads=1)
-    assert row["pass_rate_recorded"] == entry["val_pass_rate"] and row["median_score_recorded"] == entry["val_score_median"]
+    assert row["pass_rate_recorded"] == entry.val_pass_rate and row["median_score_recorded"] == entry.val_score_median
     index, gate = load_index(synthetic_root), FlowerGate(root)
     ids = art.read_split("stratified", root)["val"]
     assert row["n"] == len(ids)

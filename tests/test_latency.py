@@ -57,7 +57,7 @@ def _record(isa: str, date: str, p50: float, threads: int = 2) -> dict:
 
 
 def test_each_kind_of_cpu_keeps_its_latest_record(tmp_path):
-    from flowers_core.app import reports
+    from flowers_core import tables
     from flowers_core.bench.latency import keep_other_cpus
 
     vnni = keep_other_cpus(None, _record("avx512_vnni", "2026-11-25", 1.6))
@@ -76,14 +76,14 @@ def test_each_kind_of_cpu_keeps_its_latest_record(tmp_path):
     assert [r["environment"]["date"] for r in three["other_cpus"]] == ["2026-12-05", "2026-12-04"]  # newest first
 
     (tmp_path / "latency.json").write_text(json.dumps(back))
-    table = reports.latency_other_cpus(tmp_path)
+    table = tables.latency_other_cpus(tmp_path)
     assert list(table["model"]) == ["student_int8"]
     assert list(table.iloc[0, 1:]) == [1.5, 2.2]
     assert "avx2" in table.columns[2] and "2026-12-04" in table.columns[2]
-    assert reports.latency_p50_per_cpu("student_int8", tmp_path) == {"avx512_vnni": 1.5, "avx2": 2.2}
-    assert reports.latency_p50_per_cpu("level1", tmp_path) == {}  # failed rows have no timing
+    assert tables.latency_p50_per_cpu("student_int8", tmp_path) == {"avx512_vnni": 1.5, "avx2": 2.2}
+    assert tables.latency_p50_per_cpu("level1", tmp_path) == {}  # failed rows have no timing
     (tmp_path / "latency.json").write_text(json.dumps(vnni))
-    assert reports.latency_other_cpus(tmp_path).empty
+    assert tables.latency_other_cpus(tmp_path).empty
 
 
 def test_the_summary_shows_every_kind_of_cpu(tmp_path):

@@ -9,8 +9,9 @@ from PIL import Image
 
 from _level5 import student_artifacts  # noqa: F401  (session fixture)
 from flowers_core import artifacts as art
-from flowers_core import catalog
+from flowers_core import catalog, reports
 from flowers_core.bench.latency import bench_one
+from flowers_core.checks import fit_novelty, with_their_ensembles
 from flowers_core.data import load_index
 from flowers_core.inference import Predictor, verdict
 from flowers_core.novelty import (
@@ -26,7 +27,6 @@ from flowers_core.novelty import (
 from flowers_core.pipeline import Workspace
 from flowers_core.quantize import add_feature_output
 from flowers_core.runtime import OnnxSession
-from train.novelty import fit_novelty, with_their_ensembles
 
 
 def clusters(seed=0, n=60, d=8, classes=3):
@@ -63,7 +63,7 @@ def test_the_operating_point_is_the_largest_pass_rate_that_keeps_unknown_species
 def test_the_shipped_pass_rate_is_the_one_the_held_out_species_choose():
     """The committed benchmark report: its sweep picks the library's PASS_RATE (re-run the benchmark, or
     change PASS_RATE and re-fit the checks, when they part)."""
-    report = json.loads((art.artifacts_dir() / art.UNSEEN_SPECIES_REPORT).read_text())
+    report = reports.UNSEEN_SPECIES.read()
     assert operating_point(report["mean_app_rule_by_pass_rate"], report.get("max_unseen_answered", MAX_UNSEEN_ANSWERED)) \
         == PASS_RATE
 

@@ -5,13 +5,12 @@ import shutil
 import numpy as np
 import pytest
 
-from flowers_core import artifacts as art
-from flowers_core.app import reports
+from flowers_core import reports, tables
 from flowers_core.bench import realworld
 from flowers_core.bench.realworld import Photo, realworld_metrics
+from flowers_core.checks import fit_novelty
 from flowers_core.novelty import SWEPT_PASS_RATES
 from tools import summary
-from train.novelty import fit_novelty
 
 
 def test_metrics_count_answers_per_group():
@@ -52,7 +51,7 @@ def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_ro
     fit_novelty("level1", synthetic_root, artifacts, pass_rate=0.9, threads=1)  # level 1 with its check, the vote without
     realworld.main(["--models", "level1", "ensemble", "--data-root", str(photo_root), "--artifacts", str(artifacts),
                     "--threads", "1"])
-    result = json.loads((artifacts / art.REALWORLD_REPORT).read_text())
+    result = json.loads((artifacts / reports.REALWORLD.path).read_text())
     assert result["n_images"] == {"known": 9, "unknown": 2, "not_flower": 3}
     assert len(result["errors"]) == 1 and "broken.jpg" in result["errors"][0]["file"]
     assert result["gate"] is None  # no gate shipped in the synthetic artifacts: nothing is called not a flower
@@ -72,17 +71,17 @@ def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_ro
     assert ensemble["by_pass_rate"] == {}  # no check: no other operating point
     shipped_rate = level1["by_pass_rate"]["0.9"]  # the rate the check was fitted with: the report's own answers
     assert shipped_rate == {k: level1[k] for k in realworld.ANSWER_FIELDS}
-    points = reports.realworld_operating_points(("student_int8", "level1", "ensemble"), artifacts)
+    points = tables.realworld_operating_points(("student_int8", "level1", "ensemble"), artifacts)
     assert list(points["novelty check: validation flowers passing"]) == list(SWEPT_PASS_RATES)
     assert set(points["model"]) == {"L1 baseline"}
     assert list(points.loc[points[""] == "shipped", "novelty check: validation flowers passing"]) == [0.9]
 
-    table, species, info = reports.realworld_table(artifacts)
+    table, species, info = tables.realworld_table(artifacts)
     assert len(table) == 2 and info["stale"] == [] and len(species) == len(result["models"][0]["per_species"])
-    signals = reports.recipe_ablation(artifacts).set_index("model")["'not sure' from"]
+    signals = tables.recipe_ablation(artifacts).set_index("model")["'not sure' from"]
     assert signals["L1 baseline"] == "entropy + typicality (relative Mahalanobis, 90% of val passing)"
     assert signals["L4 ensemble"] == "entropy"
-    assert reports.typicality_signal({"typicality_threshold": -1.0}) == "typicality (Mahalanobis, 99% of val passing)"  # older
+    assert tables.typicality_signal({"typicality_threshold": -1.0}) == "typicality (Mahalanobis, 99% of val passing)"  # older
     section = "\n".join(summary.realworld_section(artifacts))
     assert "Real-world photos" in section and "L4 ensemble" in section
     for r in result["models"]:
@@ -100,8 +99,8 @@ def test_the_targets_on_peoples_photos_are_checked_against_the_table():
 
     row = {"top-1 (8 species)": 0.91, "answered": 0.84, "accuracy when answered": 0.95,
            "unknown flowers given a species": 0.2, "non-flowers given a species": 0.03}
-    table = pd.DataFrame([{"model": reports.pretty("student_int8"), **row},
-                          {"model": reports.pretty("ensemble"), **row, "top-1 (8 species)": 0.92}])
+    table = pd.DataFrame([{"model": tables.pretty("student_int8"), **row},
+                          {"model": tables.pretty("ensemble"), **row, "top-1 (8 species)": 0.92}])
     text = "\n".join(summary.realworld_targets(table))
     status = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in text.splitlines()[4:] if line.startswith("|")}
     assert list(status.values()) == ["met", "**not met**", "met", "met", "**not met**", "met"]  # bounds are inclusive

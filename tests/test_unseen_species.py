@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import N_CLASSES, tiny_spec
-from flowers_core import artifacts as art
-from flowers_core.app import reports
+from flowers_core import reports, tables
 from flowers_core.bench import unseen_species
 from flowers_core.bench.unseen_species import (
     APP_RULE,
@@ -89,11 +88,11 @@ def test_run_reports_each_signal_with_the_thresholds_rule(spec, synthetic_root, 
     swept = [fold["app_rule_by_pass_rate"][str(r)]["trained_val_passing"] for r in sorted(SWEPT_PASS_RATES)]
     assert swept == sorted(swept)  # a check that lets more validation flowers pass answers more of them
     assert signals[APP_RULE]["auroc"] is None and result["mean"][APP_RULE]["auroc"] is None
-    (root / art.UNSEEN_SPECIES_REPORT).parent.mkdir(parents=True, exist_ok=True)
-    (root / art.UNSEEN_SPECIES_REPORT).write_text(json.dumps(result))
+    (root / reports.UNSEEN_SPECIES.path).parent.mkdir(parents=True, exist_ok=True)
+    (root / reports.UNSEEN_SPECIES.path).write_text(json.dumps(result))
     text = "\n".join(summary.unseen_species_lines(root))
     assert all(f"| {name} " in text for name in SIGNALS) and "fold 0: held-out species passing" in text
-    table, chosen, shipped, limit = reports.unseen_operating_points(result, root)
+    table, chosen, shipped, limit = tables.unseen_operating_points(result, root)
     assert limit == result["max_unseen_answered"] == MAX_UNSEEN_ANSWERED
     assert list(table["novelty check: validation flowers passing"]) == list(SWEPT_PASS_RATES) and shipped == []
     assert chosen == operating_point(result["mean_app_rule_by_pass_rate"]) == result["operating_point"]

@@ -1,27 +1,27 @@
-"""The results section of the README, generated from ``artifacts/`` (``python -m tools.summary``).
+"""RESULTS.md, written whole from ``artifacts/`` (``python -m tools.summary``; ``--check`` fails when the file
+differs from what the artifacts give, which CI runs).
 
-Every number in it is read from files the training, benchmark and app-measurement commands wrote;
-the section is rewritten between the ``results`` markers, so re-running it after a new training
-run keeps the README honest.
+Every number in it is read from files the training, benchmark and app-measurement commands wrote, so
+re-running it after a new training run or benchmark keeps the results honest; nobody edits RESULTS.md.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from flowers_core import artifacts as art
-from flowers_core import catalog
-from flowers_core.app import reports
+from flowers_core import catalog, reports, tables
 from flowers_core.catalog import PRODUCTION, TEACHER
 from flowers_core.data import PROTOCOLS, REPO_ROOT, SHIPPED_PROTOCOL
 from flowers_core.novelty import NOVELTY_CMD
 
 OTHER_PROTOCOL = next(p for p in PROTOCOLS if p != SHIPPED_PROTOCOL)  # official: metrics only, no shipped weights
-START, END = "<!-- results:start -->", "<!-- results:end -->"
+RESULTS = REPO_ROOT / "RESULTS.md"
+README = REPO_ROOT / "README.md"
+HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"  # the README's generated table
 
 
 
@@ -35,7 +35,7 @@ def md(df: pd.DataFrame, *, as_written: bool = False) -> str:
 
 
 def accuracy_section(root=None) -> list[str]:
-    table = reports.levels_table(root)
+    table = tables.levels_table(root)
     if table.empty:
         return ["No trained models yet: run `python -m train.all`."]
     rows = []
@@ -56,7 +56,7 @@ def accuracy_section(root=None) -> list[str]:
         })
     splits = art.read_manifest(root).get("splits", {})
     sizes = ", ".join(f"{p}: {s.get('train')}/{s.get('val')}/{s.get('test')}" for p, s in splits.items())
-    return ["### Accuracy (test split, scored once per shipped model)", "",
+    return ["## Accuracy (test split, scored once per shipped model)", "",
             md(pd.DataFrame(rows), as_written=True), "",
             f"Split sizes train/val/test — {sizes}. Sizes are the shipped files (levels 1–3: the fine-tuned "
             "part in fp16; the ensemble: its members). 'reference report' is the ResNet-50 GPU report "
@@ -65,12 +65,12 @@ def accuracy_section(root=None) -> list[str]:
 
 def training_time_section(root=None) -> list[str]:
     rows = []
-    for protocol in reports.PROTOCOLS:
+    for protocol in tables.PROTOCOLS:
         for name, entry in art.model_entries(protocol, root).items():
             e = entry.details
             if "train_seconds" in e:
                 cache, train = e.get("feature_cache_seconds", 0.0), e["train_seconds"]
-                rows.append({"protocol": protocol, "key": name, "model": reports.pretty(name),
+                rows.append({"protocol": protocol, "key": name, "model": tables.pretty(name),
                              "device": e.get("device", "cpu"),
                              "feature caching (min)": round(cache / 60, 1), "training (min)": round(train / 60, 1),
                              "total (min)": round((cache + train) / 60, 1)})
@@ -78,7 +78,7 @@ def training_time_section(root=None) -> list[str]:
         return []
     df = pd.DataFrame(rows)
     l1_l3 = df[(df["protocol"] == SHIPPED_PROTOCOL) & df["key"].isin(catalog.names(levels=(1, 2, 3)))]["total (min)"].sum()
-    return ["### Training time (recorded by each run)", "", md(df.drop(columns="key")), "",
+    return ["## Training time (recorded by each run)", "", md(df.drop(columns="key")), "",
             f"Levels 1–3 on the 80/10/10 protocol: {l1_l3:.0f} minutes of feature caching and training in all "
             "(decoding the JPEGs once is part of level 1's caching; scoring val and test afterwards is not "
             "counted; the ensemble is computed from saved probabilities in seconds). Feature caching happens "
@@ -89,17 +89,17 @@ def training_time_section(root=None) -> list[str]:
 
 def ablation_section(root=None) -> list[str]:
     try:
-        ab = reports.ablation(root)
+        ab = tables.ablation(root)
     except art.ArtifactMissing as e:
         return [str(e)]
     ab = ab[ab["metric"].isin(["top1", "macro_f1", "ece", "nll"])]
-    recipe = reports.recipe_diff(root)
-    return ["### Ablation: level 1 vs level 2", "", md(recipe), "", md(ab), ""]
+    recipe = tables.recipe_diff(root)
+    return ["## Ablation: level 1 vs level 2", "", md(recipe), "", md(ab), ""]
 
 
 def ensemble_section(root=None) -> list[str]:
     lines = []
-    for protocol in reports.PROTOCOLS:
+    for protocol in tables.PROTOCOLS:
         models = art.model_entries(protocol, root)
         entry = models.get(TEACHER)
         if not entry:
@@ -114,7 +114,7 @@ def ensemble_section(root=None) -> list[str]:
                      f"pairwise error correlation (test) {pairs}."
                      + (f" Voting on validation: {variants} → shipped: {entry.details.get('voting')} (member temperatures "
                         f"{temps})." if variants else ""))
-    return ["### Level-4 ensemble", "", *lines, ""] if lines else []
+    return ["## Level-4 ensemble", "", *lines, ""] if lines else []
 
 
 def student_section(root=None) -> list[str]:
@@ -123,13 +123,13 @@ def student_section(root=None) -> list[str]:
     int8 = shipped.get(PRODUCTION)
     if not int8:
         return [f"Level 5 not trained yet: run `{catalog.produced_by(PRODUCTION)}`."]
-    lines = ["### Level 5: distilled INT8 student", ""]
+    lines = ["## Level 5: distilled INT8 student", ""]
     ens = shipped[TEACHER].top1("test") if TEACHER in shipped else None
     acc = int8.top1("test")
-    p50s = reports.latency_p50(root)
+    p50s = tables.latency_p50(root)
     p50 = p50s.get(PRODUCTION)
     speedup = p50s[TEACHER] / p50 if p50 and TEACHER in p50s else None
-    per_cpu = reports.latency_p50_per_cpu(PRODUCTION, root)
+    per_cpu = tables.latency_p50_per_cpu(PRODUCTION, root)
     size = int8.details.get("file_bytes")
 
     def check(ok, text):
@@ -187,12 +187,12 @@ def student_section(root=None) -> list[str]:
 
 def int8_portability_lines(root=None) -> list[str]:
     """Each kind of CPU the shipped INT8 file was re-scored on (``bench.int8_portability``), against its recording."""
-    path = art.artifacts_dir(root) / art.INT8_PORTABILITY_REPORT
-    if not path.is_file():
-        return [f"The INT8 file has not been re-scored on another CPU yet: run `{reports.INT8_PORTABILITY_CMD}`.", ""]
-    runs = json.loads(path.read_text())["runs"]
+    data = reports.INT8_PORTABILITY.read_or_none(root)
+    if data is None:
+        return [f"The INT8 file has not been re-scored on another CPU yet: run `{reports.INT8_PORTABILITY.command}`.", ""]
+    runs = data["runs"]
     rows = [{"CPU": f"{run['cpu']} ({run['int8_isa']})", "onnxruntime": run["onnxruntime"], "measured": run["date"],
-             "model": reports.pretty(r["model"]), "split": r["split"], "images": r["n"],
+             "model": tables.pretty(r["model"]), "split": r["split"], "images": r["n"],
              "top-1 agrees with the recording": pct(r["top1_agreement"]),
              "largest probability difference": f"{r['max_prob_difference']:.1e}",
              "top-1 now / recorded": f"{pct(r['top1_now'])} / {pct(r['top1_recorded'])}"}
@@ -200,7 +200,7 @@ def int8_portability_lines(root=None) -> list[str]:
     gates = [f"on {run['cpu']} ({run['int8_isa']}) {pct(g['pass_rate_now'])} of the {g['n']} validation flowers pass "
              f"(recorded: {pct(g['pass_rate_recorded'])}), median flower score {g['median_score_now']:.4f} (recorded: "
              f"{g['median_score_recorded']:.4f})" for run in runs if (g := run.get("gate"))]
-    return [f"The shipped INT8 file re-scored on the CPUs below (`{reports.INT8_PORTABILITY_CMD}`; the model as the app loads it, on the decoded images, against "
+    return [f"The shipped INT8 file re-scored on the CPUs below (`{reports.INT8_PORTABILITY.command}`; the model as the app loads it, on the decoded images, against "
             "the probabilities saved when it was recorded, which are stored in fp16):", "", md(pd.DataFrame(rows), as_written=True), "",
             *([f"The flower gate's INT8 file, re-run the same way: {'; '.join(gates)}.", ""] if gates else [])]
 
@@ -212,20 +212,20 @@ def _isa(env: dict) -> str:
 
 def latency_section(root=None) -> list[str]:
     try:
-        table = reports.latency_table(root)
+        table = tables.latency_table(root)
     except (art.ArtifactMissing, ValueError):
-        return [f"Latency not measured yet: run `{reports.LATENCY_CMD}`."]
-    env = reports.latency_environment(root)
+        return [f"Latency not measured yet: run `{reports.LATENCY.command}`."]
+    env = tables.latency_environment(root)
     if "error" in table.columns:
         table = table[table["error"].isna()]
     rounds = int(table["rounds"].max()) if "rounds" in table.columns else 1
-    rows = [{"model": reports.pretty(r["model"]), "batch-1 p50 (ms)": f"{r['p50_ms']:.1f}",
+    rows = [{"model": tables.pretty(r["model"]), "batch-1 p50 (ms)": f"{r['p50_ms']:.1f}",
              "p95 (ms)": f"{r['p95_ms']:.1f}",
              "p50 with novelty check (ms)": f"{r['p50_with_check_ms']:.1f}" if pd.notna(r.get("p50_with_check_ms")) else "—", "img/s at batch 32": f"{r['throughput_img_s']:.1f}",
              "size on disk (MB)": f"{r['size_bytes'] / 1e6:.2f}", "peak memory (MB)": f"{r['model_peak_mb']:.0f}",
              "speed-up vs ensemble": f"{r['speedup_vs_ensemble']:.1f}×" if pd.notna(r.get("speedup_vs_ensemble")) else "—"}
             for r in table.to_dict("records")]
-    return [f"### CPU latency (`{reports.LATENCY_CMD}`)", "",
+    return [f"## CPU latency (`{reports.LATENCY.command}`)", "",
             f"CPU: {env.get('cpu', '?')} ({env.get('cores', '?')} cores{_isa(env)}), {env.get('threads', '?')} threads, torch "
             f"{env.get('torch', '?')}, onnxruntime {env.get('onnxruntime', '?')}, measured {env.get('date', '?')}; "
             f"batch-1 after warm-up; each model in a fresh process, timed in {rounds} "
@@ -238,10 +238,10 @@ def latency_section(root=None) -> list[str]:
 
 
 def _latency_by_cpu(root=None) -> list[str]:
-    by_cpu = reports.latency_other_cpus(root)
+    by_cpu = tables.latency_other_cpus(root)
     if by_cpu.empty:
         return []
-    by_cpu["model"] = by_cpu["model"].map(reports.pretty)
+    by_cpu["model"] = by_cpu["model"].map(tables.pretty)
     for c in by_cpu.columns[1:]:
         by_cpu[c] = by_cpu[c].map(lambda v: "—" if pd.isna(v) else f"{v:.1f}")
     return ["Batch-1 p50 on each kind of CPU this benchmark has run on (the latest record of each INT8 instruction "
@@ -250,13 +250,13 @@ def _latency_by_cpu(root=None) -> list[str]:
 
 def robustness_section(root=None) -> list[str]:
     try:
-        table, info = reports.robustness_table(root)
+        table, info = tables.robustness_table(root)
     except art.ArtifactMissing:
-        return [f"Robustness not measured yet: run `{reports.ROBUSTNESS_CMD}`."]
+        return [f"Robustness not measured yet: run `{reports.ROBUSTNESS.command}`."]
     shown = table.copy()
     for c in shown.columns[1:]:
         shown[c] = shown[c].map(pct)
-    return [f"### Robustness: the test split under photo-like shifts (`{reports.ROBUSTNESS_CMD}`)", "",
+    return [f"## Robustness: the test split under photo-like shifts (`{reports.ROBUSTNESS.command}`)", "",
             f"The {info['n_images']} {info['protocol']} test images, each shifted the same seeded way for every "
             "model. 'not sure' = share of answers flagged 'not sure' by the verdict (the model's entropy threshold "
             "and its novelty check); 'accuracy when answered' = "
@@ -266,7 +266,7 @@ def robustness_section(root=None) -> list[str]:
 def realworld_targets(table: pd.DataFrame) -> list[str]:
     """Issue #12's targets on people's photos, checked against the real-world table (fractions, one row per model)."""
     rows = table.set_index("model")
-    int8, ensemble = reports.pretty(PRODUCTION), reports.pretty(TEACHER)
+    int8, ensemble = tables.pretty(PRODUCTION), tables.pretty(TEACHER)
     if int8 not in rows.index:
         return []
     r = rows.loc[int8]
@@ -287,9 +287,9 @@ def realworld_targets(table: pd.DataFrame) -> list[str]:
 
 def realworld_section(root=None) -> list[str]:
     try:
-        table, species, info = reports.realworld_table(root)
+        table, species, info = tables.realworld_table(root)
     except art.ArtifactMissing:
-        return [f"Real-world photos not measured yet: run `{reports.REALWORLD_CMD}`."]
+        return [f"Real-world photos not measured yet: run `{reports.REALWORLD.command}`."]
     targets = realworld_targets(table)
     for df in (table, species):
         for c in df.columns[1:]:
@@ -303,9 +303,9 @@ def realworld_section(root=None) -> list[str]:
                  f"flowers reach) let through {pct(gate['pass_rate'].get('known'))} of the known species, "
                  f"{pct(gate['pass_rate'].get('unknown'))} of the unknown flowers and "
                  f"{pct(gate['pass_rate'].get('not_flower'))} of the non-flowers, in {gate['seconds']} s for all photos.")
-    stale = (f" **Stale**: {', '.join(info['stale'])} changed since this run; re-run `{reports.REALWORLD_CMD}`."
+    stale = (f" **Stale**: {', '.join(info['stale'])} changed since this run; re-run `{reports.REALWORLD.command}`."
              if info["stale"] else "")
-    return [f"### Real-world photos (`{reports.REALWORLD_CMD}`)", "",
+    return [f"## Real-world photos (`{reports.REALWORLD.command}`)", "",
             f"{n['known']} web photos of 8 of the 102 species, {n['unknown']} of 3 flowers that are none of them and "
             f"{n['not_flower']} everyday photos of no flower (`real-photos/`, `not-flowers/`: never trained on; used "
             "only to choose between signals, see Decisions), each through the app's path; measured "
@@ -323,12 +323,12 @@ def realworld_section(root=None) -> list[str]:
 def realworld_operating_lines(root=None) -> list[str]:
     """The app's model and the teacher on people's photos at each recorded pass rate of their novelty checks."""
     models = (PRODUCTION, TEACHER)
-    table = reports.realworld_operating_points(models, root)
+    table = tables.realworld_operating_points(models, root)
     if table.empty:
         return []
-    for c in reports.OPERATING_POINT_SHARES:
+    for c in tables.OPERATING_POINT_SHARES:
         table[c] = table[c].map(pct)
-    return [f"The same photos with the novelty checks at every threshold each fit recorded ({' and '.join(reports.pretty(m) for m in models)}; "
+    return [f"The same photos with the novelty checks at every threshold each fit recorded ({' and '.join(tables.pretty(m) for m in models)}; "
             "the entropy rule and the flower gate unchanged; measured after the shipped share was chosen on the held-out "
             "species above, not used to choose it): a laxer check answers more of the known species' photos, less "
             "accurately, and gives more unknown flowers a species.", "", md(table, as_written=True), ""]
@@ -337,17 +337,17 @@ def realworld_operating_lines(root=None) -> list[str]:
 def confusion_lines(root=None) -> list[str]:
     """Where the app's model and the teacher go wrong on the known species' photos."""
     models = (PRODUCTION, TEACHER)
-    table = reports.realworld_confusions(models, per_model=6, root=root)
+    table = tables.realworld_confusions(models, per_model=6, root=root)
     if table.empty:
         return []
-    return [f"Most frequent mistakes on the known species' photos ({' and '.join(reports.pretty(m) for m in models)}; "
+    return [f"Most frequent mistakes on the known species' photos ({' and '.join(tables.pretty(m) for m in models)}; "
             "'of which answered' = given that wrong species name instead of 'not sure' or 'not a flower'):", "",
             md(table), ""]
 
 
 def novelty_lines(root=None) -> list[str]:
     try:
-        table = reports.novelty_table(root)
+        table = tables.novelty_table(root)
     except art.ArtifactMissing as e:
         return [str(e), ""]
     for c in ("validation flowers aimed at", "validation flowers passing", "test images passing"):
@@ -361,14 +361,14 @@ def novelty_lines(root=None) -> list[str]:
             "scores, each standardised by its mean and spread over the validation flowers. Each threshold is the "
             "score that the share of the validation flowers 'aimed at' reach (a share chosen on species held out of "
             "training, below), fixed before the photos were scored. "
-            f"`{Path(art.REALWORLD_BEFORE_NOVELTY_REPORT).name}` (Recipes table below) is the same run with the checks off.", "",
+            f"`{Path(reports.REALWORLD_BEFORE_NOVELTY.path).name}` (Recipes table below) is the same run with the checks off.", "",
             md(table), "", *unseen_species_lines(root)]
 
 
 def unseen_species_lines(root=None) -> list[str]:
     """How each "not sure" signal turns away Flowers-102 species held out of training (``bench.unseen_species``)."""
     try:
-        table, data = reports.unseen_species_table(root)
+        table, data = tables.unseen_species_table(root)
     except art.ArtifactMissing:
         return []
     for c in table.columns[1:-1]:
@@ -393,8 +393,8 @@ def unseen_species_lines(root=None) -> list[str]:
 
 def _operating_points(data: dict, root=None) -> list[str]:
     """The app's rule on the held-out species at other pass rates of the novelty check, the chosen rate and the
-    shipped one (``reports.unseen_operating_points``)."""
-    table, chosen, shipped, limit = reports.unseen_operating_points(data, root)
+    shipped one (``tables.unseen_operating_points``)."""
+    table, chosen, shipped, limit = tables.unseen_operating_points(data, root)
     if table.empty:
         return []
     for c in table.columns[:4]:
@@ -428,7 +428,7 @@ def trial_runs_text(present: set[str]) -> str:
     runs = []
     for report, (models, commands) in TRIAL_RUNS.items():
         if report in present:
-            steps = [*commands, f"{reports.REALWORLD_CMD} --artifacts DIR --gate-from artifacts --models {models} "
+            steps = [*commands, f"{reports.REALWORLD.command} --artifacts DIR --gate-from artifacts --models {models} "
                                 f"--output artifacts/reports/{report}"]
             runs.append(f"`{report}`: " + ", then ".join(f"`{c}`" for c in steps))
     return "; ".join(runs)
@@ -436,15 +436,15 @@ def trial_runs_text(present: set[str]) -> str:
 
 def recipe_ablation_section(root=None) -> list[str]:
     try:
-        table = reports.recipe_ablation(root)
+        table = tables.recipe_ablation(root)
     except art.ArtifactMissing as e:
         return [str(e)]
     for c in table.columns[4:]:
         table[c] = table[c].map(pct)
     trials = trial_runs_text(set(table["report"]))
-    return ["### Recipes on people's photos and on the test split", "",
-            f"Each `reports/realworld*.json` is one run of `{reports.REALWORLD_CMD}` (`realworld.json`: the shipped "
-            f"models; `{Path(art.REALWORLD_BEFORE_NOVELTY_REPORT).name}`: the same models with their novelty checks off, "
+    return ["## Recipes on people's photos and on the test split", "",
+            f"Each `reports/realworld*.json` is one run of `{reports.REALWORLD.command}` (`realworld.json`: the shipped "
+            f"models; `{Path(reports.REALWORLD_BEFORE_NOVELTY.path).name}`: the same models with their novelty checks off, "
             "`--without-novelty`; the others: models of a recipe that was tried and not shipped, measured the same "
             "way with the flower gate shipped at the time (each report records its gate's pass rates): "
             "`realworld_full_finetune.json`, `realworld_student_strong_views.json` (the "
@@ -462,10 +462,9 @@ def recipe_ablation_section(root=None) -> list[str]:
 
 
 def app_section(root=None) -> list[str]:
-    path = art.artifacts_dir(root) / art.APP_PERFORMANCE_REPORT
-    if not path.is_file():
-        return [f"App performance not measured yet: run `{reports.APP_BENCHMARK_CMD}`."]
-    data = json.loads(path.read_text())
+    data = reports.APP_PERFORMANCE.read_or_none(root)
+    if data is None:
+        return [f"App performance not measured yet: run `{reports.APP_PERFORMANCE.command}`."]
     targets, samples = data.get("targets", {}), data.get("round_trip_samples_s", [])
     rows = []
     for key, label, unit in (("cold_start_s", "cold start to a usable Classify page", "s"),
@@ -478,7 +477,7 @@ def app_section(root=None) -> list[str]:
         status = "—" if value is None or target is None else ("met" if value <= target else "**not met**")
         rows.append({"measure": label, "measured": f"{value} {unit}", "target": f"≤ {target} {unit}" if target else "—",
                      "status": status})
-    return [f"### App (`{reports.APP_BENCHMARK_CMD}`)", "", md(pd.DataFrame(rows)), "",
+    return [f"## App (`{reports.APP_PERFORMANCE.command}`)", "", md(pd.DataFrame(rows)), "",
             f"Measured {data.get('date', '?')}; the first upload of the server's life took "
             f"{data.get('round_trip_first_s')} s; round trips of the {len(samples)} timed uploads ranged "
             f"{min(samples, default=float('nan'))}–{max(samples, default=float('nan'))} s (2 cores shared by "
@@ -486,35 +485,65 @@ def app_section(root=None) -> list[str]:
 
 
 def render(root=None) -> str:
-    parts = ["## Results", "",
-             "Generated by `python -m tools.summary` from `artifacts/` — do not edit by hand.", ""]
-    for section in (accuracy_section, training_time_section, ablation_section, ensemble_section, student_section, robustness_section,
-                    realworld_section, recipe_ablation_section,
-                    latency_section, app_section):
+    parts = ["# Results", "",
+             "Generated by `python -m tools.summary` from `artifacts/`: do not edit by hand. What each number means "
+             "and how it was chosen: [README.md](README.md) and [DECISIONS.md](DECISIONS.md).", ""]
+    for section in (accuracy_section, training_time_section, ablation_section, ensemble_section, student_section,
+                    robustness_section, realworld_section, recipe_ablation_section, latency_section, app_section):
         parts += section(root) + [""]
     return "\n".join(parts).rstrip() + "\n"
 
 
-def write_readme(readme: Path, root=None) -> None:
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{readme} has no {START} … {END} markers")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{render(root)}{END}{tail}")
+def headline(root=None) -> str:
+    """The README's one short table: the app's model and the teacher on the test split, on people's photos and
+    on this CPU (the whole story is RESULTS.md)."""
+    levels = tables.levels_table(root)
+    levels = levels.set_index("key") if not levels.empty else levels
+    realworld = {r["model"]: r for r in (reports.REALWORLD.read_or_none(root) or {}).get("models", [])}
+    p50 = tables.latency_p50(root)
+    rows = []
+    for name in (PRODUCTION, TEACHER):
+        photos = realworld.get(name, {})
+        rows.append({
+            "model": tables.pretty(name),
+            "test top-1 (80/10/10)": pct(levels.loc[name, "top-1 stratified"]) if name in levels.index else "—",
+            "people's photos: top-1 (8 species)": pct(photos.get("top1")),
+            "answered / accuracy when answered": f"{pct(photos.get('answered'))} / {pct(photos.get('accuracy_when_answered'))}",
+            "non-flowers given a species": pct(photos.get("not_flower_given_species")),
+            "CPU batch-1 p50": f"{p50[name]:.1f} ms" if name in p50 else "—"})
+    return md(pd.DataFrame(rows), as_written=True) + "\n"
+
+
+def write_between(path: Path, start: str, end: str, text: str) -> str:
+    """``path``'s text with ``text`` between the ``start`` and ``end`` markers (which must be there)."""
+    old = path.read_text()
+    if start not in old or end not in old:
+        raise SystemExit(f"{path} has no {start} … {end} markers")
+    head, rest = old.split(start, 1)
+    return f"{head}{start}\n{text}{end}{rest.split(end, 1)[1]}"
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--artifacts", default=None)
-    p.add_argument("--readme", default=str(REPO_ROOT / "README.md"))
-    p.add_argument("--print", action="store_true", help="print the section instead of rewriting the README")
+    p.add_argument("--output", type=Path, default=RESULTS)
+    p.add_argument("--readme", type=Path, default=README, help="whose headline table to write (between its markers)")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is not what the artifacts give")
+    p.add_argument("--print", action="store_true", help="print the results instead of writing the files")
     args = p.parse_args(argv)
+    wanted = {args.output: render(args.artifacts),
+              args.readme: write_between(args.readme, HEADLINE_START, HEADLINE_END, headline(args.artifacts))}
     if args.print:
-        print(render(args.artifacts))
+        print(wanted[args.output], end="")
+    elif args.check:
+        stale = [str(path) for path, text in wanted.items() if not path.is_file() or path.read_text() != text]
+        if stale:
+            raise SystemExit(f"{', '.join(stale)} not what the artifacts give: run `python -m tools.summary`")
+        print("RESULTS.md and the README's headline table are up to date")
     else:
-        write_readme(Path(args.readme), args.artifacts)
-        print(f"results section of {args.readme} rewritten")
+        for path, text in wanted.items():
+            path.write_text(text)
+        print(f"{args.output} and the headline table of {args.readme} written")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,14 @@
-"""Flags shared by every ``train.levelN`` script."""
+"""Flags shared by every ``train.levelN`` script, parsed into ``flowers_core.runs.RunOptions``."""
 from __future__ import annotations
 
 import argparse
-import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from flowers_core.artifacts import artifacts_dir
 from flowers_core.data import PROTOCOLS
-from flowers_core.pipeline import LEVELS, load_trained, prepare_workspace, run_level
+from flowers_core.pipeline import LEVELS
+from flowers_core.runs import RunOptions, check_level_options, run_levels
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -31,9 +29,16 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def level_parser(description: str) -> argparse.ArgumentParser:
-    """``parser`` and the depth of the frozen trunk, for the scripts that train one of levels 1-3."""
-    p = parser(description)
+def options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(protocols=tuple(PROTOCOLS) if args.protocol == "both" else (args.protocol,),
+                      data_root=args.data_root, download=args.download, device=args.device, epochs=args.epochs,
+                      threads=args.threads, artifacts=args.artifacts, from_trained=args.from_trained)
+
+
+def level_main(name: str, argv=None) -> None:
+    """``python -m train.levelN`` for one of levels 1-3: the shared flags, the depth of the frozen trunk and the
+    photo views."""
+    p = parser(LEVELS[name].description)
     p.add_argument("--frozen-stages", type=int, default=None, metavar="N",
                    help="keep the first N stages frozen (on cpu, cached) and train the rest (default: 7 of the 9 "
                    "EfficientNet-Lite stages on cpu, 0 with --device cuda; a smaller N fine-tunes more of the network)")
@@ -41,38 +46,10 @@ def level_parser(description: str) -> argparse.ArgumentParser:
                    help="on cpu, also train on N cached views of the `photo` augmentation preset (people's photos: "
                    "crops of 8-100%%, the flower small in a wide frame, colour casts, blur, noise, JPEG) of every "
                    "training image (default: the level's recipe, none)")
-    return p
-
-
-def protocols(args) -> list[str]:
-    return list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
-
-
-def setup(args) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-
-def take_log(name: str, protocol: str, args) -> None:
-    """Copy a --train-only run's training log into this artifacts folder (the report plots it)."""
-    rel = Path("logs") / f"{name}_{protocol}.jsonl"
-    if (args.from_trained / rel).is_file():
-        (artifacts_dir(args.artifacts) / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(args.from_trained / rel, artifacts_dir(args.artifacts) / rel)
-
-
-def run_levels(names: list[str], args, frozen_stages: int | None = None, photo_views: int | None = None) -> None:
-    if (frozen_stages is not None or photo_views is not None) and args.from_trained:
-        raise SystemExit("--frozen-stages and --photo-views choose how a level is trained; --from-trained takes a "
-                         "level trained elsewhere")
-    setup(args)
-    for protocol in protocols(args):
-        ws = prepare_workspace(protocol, args.data_root, args.download, args.artifacts)  # writes the split
-        for name in names:
-            trained = None
-            if args.from_trained:
-                trained = load_trained(name, protocol, args.from_trained)
-                take_log(name, protocol, args)
-            spec = LEVELS[name] if photo_views is None else replace(LEVELS[name], photo_views=photo_views)
-            run_level(spec, protocol, ws, "cpu" if trained else args.device, args.epochs, args.artifacts,
-                      frozen_stages=frozen_stages, trained=trained)
+    args = p.parse_args(argv)
+    opts = options(args)
+    try:
+        check_level_options(opts, args.frozen_stages, args.photo_views)
+    except ValueError as e:
+        p.error(str(e))
+    run_levels([name], opts, args.frozen_stages, args.photo_views)

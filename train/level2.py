@@ -1,12 +1,5 @@
 """Level 2: `python -m train.level2 --help`."""
-from flowers_core.pipeline import LEVELS
-from train.common import level_parser, run_levels
-
-
-def main(argv=None) -> None:
-    args = level_parser(LEVELS["level2"].description).parse_args(argv)
-    run_levels(["level2"], args, args.frozen_stages, args.photo_views)
-
+from train.common import level_main
 
 if __name__ == "__main__":
-    main()
+    level_main("level2")

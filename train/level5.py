@@ -1,18 +1,9 @@
 """Level 5: distil the ensemble into a student, INT8 it, calibrate it (`python -m train.level5 --help`)."""
 from dataclasses import replace
 
-from flowers_core.data import SHIPPED_PROTOCOL
-from flowers_core.distill import (
-    STUDENT,
-    compare_shipped_int8_backends,
-    int8_name,
-    load_trained_student,
-    run_student,
-    update_uncertainty,
-)
-from flowers_core.pipeline import prepare_workspace
-from train.common import parser, protocols, setup, take_log
-from train.novelty import fit_novelty
+from flowers_core.distill import STUDENT
+from flowers_core.runs import run_level5
+from train.common import options, parser
 
 
 def main(argv=None) -> None:
@@ -39,25 +30,8 @@ def main(argv=None) -> None:
         spec = replace(STUDENT, views=tuple(args.views), int8_trunk_views=tuple(args.int8_trunk_views))
     except ValueError as e:  # StudentSpec's own check: an INT8-trunk view must be one of the views
         p.error(str(e))
-    setup(args)
-    for protocol in protocols(args):
-        if args.uncertainty_only:
-            update_uncertainty(protocol, args.artifacts)
-            continue
-        ws = prepare_workspace(protocol, args.data_root, args.download, args.artifacts)  # writes the split
-        if args.compare_only:
-            compare_shipped_int8_backends(protocol, ws, args.artifacts, threads=args.bench_threads)
-            continue
-        trained = None
-        if args.from_trained:
-            trained = load_trained_student(protocol, args.from_trained)
-            take_log(STUDENT.name, protocol, args)
-        run_student(protocol, ws, "cpu" if trained else args.device, args.epochs, args.artifacts, spec,
-                    threads=args.bench_threads, compare=False if args.no_compare else None, trained=trained,
-                    train_only=args.train_only)
-        if protocol == SHIPPED_PROTOCOL and not args.train_only:  # the shipped students' novelty checks
-            for name in (STUDENT.name, int8_name(STUDENT.name)):
-                fit_novelty(name, args.data_root, args.artifacts)  # torch's thread setting left as it is
+    run_level5(options(args), spec, args.bench_threads, compare=False if args.no_compare else None,
+               compare_only=args.compare_only, train_only=args.train_only, uncertainty_only=args.uncertainty_only)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from .. import artifacts as art
-from .. import catalog
+from .. import catalog, tables
 from ..data import SHIPPED_PROTOCOL
 from ..gallery import ReferencePhotos, Thumbnails, examples
 from ..inference import MAX_MB, ImageError, Predictor, load_image
 from ..runtime import OnnxSession
-from . import reports
 from .texts import (
     CRASH_MARKER,
     NOT_A_FLOWER_HEADLINE,
@@ -66,8 +65,8 @@ def load_error(name: str, e: Exception) -> str:
     if isinstance(e, art.ArtifactMissing):
         return str(e)
     if isinstance(e, ImportError):
-        return f"{reports.pretty(name)} needs a module that is not available yet ({e})."
-    return f"{reports.pretty(name)} could not be loaded ({type(e).__name__}: {e})."
+        return f"{tables.pretty(name)} needs a module that is not available yet ({e})."
+    return f"{tables.pretty(name)} could not be loaded ({type(e).__name__}: {e})."
 
 
 def try_predictor(name: str, protocol: str = SHIPPED_PROTOCOL) -> tuple[Predictor | None, str | None]:
@@ -82,8 +81,8 @@ def default_classifier() -> tuple[Predictor | None, list[str]]:
     """The best available classifier (INT8 student first) and why better ones were skipped."""
     skipped = []
     for name in CLASSIFIER_PREFERENCE:
-        if not reports.has_weights(name):
-            skipped.append(f"{reports.pretty(name)}: not available ({catalog.produced_by(name)}).")
+        if not tables.has_weights(name):
+            skipped.append(f"{tables.pretty(name)}: not available ({catalog.produced_by(name)}).")
             continue
         p, err = try_predictor(name)
         if p is not None:
@@ -115,7 +114,7 @@ def reference_photos():
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _species_table(name: str, protocol: str, root: str, mtime: float):
-    return reports.species_table(name, protocol, root)
+    return tables.species_table(name, protocol, root)
 
 
 def species_table(name: str = catalog.PRODUCTION, protocol: str = SHIPPED_PROTOCOL):
@@ -421,7 +420,7 @@ SPECIES_ORDERS = {"name": ("class", True), "test accuracy (lowest first)": ("acc
 
 
 def species_rows(table, query: str, order: str):
-    rows = reports.search_species(table, query)
+    rows = tables.search_species(table, query)
     column, ascending = SPECIES_ORDERS[order]
     if column not in rows.columns:
         column = "class"
@@ -461,13 +460,13 @@ def live_latency(names: list[str], threads: int, batch: int, iters: int, warmup:
             entry = art.model_entry(name, SHIPPED_PROTOCOL, root)
             fn = _timed_model(name, threads, root, mtime)
         except Exception as e:
-            rows.append({"model": reports.pretty(name), "error": load_error(name, e)})
+            rows.append({"model": tables.pretty(name), "error": load_error(name, e)})
             continue
         size = entry.preprocess["input_size"]
         x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
         cb = (lambda i, n, k=k: progress(k * iters + i, total)) if progress else None
         r = measure(fn, x, iters=iters, warmup=warmup, threads=threads, progress=cb)
-        rows.append({"model": reports.pretty(name), "precision": "INT8" if catalog.get(name).runtime == "onnx" else "fp32",
+        rows.append({"model": tables.pretty(name), "precision": "INT8" if catalog.get(name).runtime == "onnx" else "fp32",
                      "threads": threads, "batch": batch, "p50_ms": r["p50_ms"], "p95_ms": r["p95_ms"],
                      "mean_ms": r["mean_ms"], "per_image_ms": r["p50_ms"] / batch, "iters": iters})
     return rows

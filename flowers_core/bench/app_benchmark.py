@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from .. import artifacts as art
+from .. import reports
 from ..data import REPO_ROOT
 from .browser import AppDriver, StreamlitServer, chromium_page
 from .latency import cpu_model
@@ -196,10 +197,10 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--uploads", type=int, default=15, help="timed uploads after the first (default 15)")
     ap.add_argument("--artifacts", type=Path, default=None, help="artifacts dir (default $FLOWERS_ARTIFACTS or artifacts/)")
-    ap.add_argument("--out", type=Path, default=None, help=f"default <artifacts>/{art.APP_PERFORMANCE_REPORT}")
+    ap.add_argument("--out", type=Path, default=None, help=f"default <artifacts>/{reports.APP_PERFORMANCE.path}")
     args = ap.parse_args(argv)
     result = measure(args.uploads, args.artifacts)
-    out = art.write_report(result, art.APP_PERFORMANCE_REPORT, args.out, args.artifacts)
+    out = reports.APP_PERFORMANCE.write(result, args.out, args.artifacts)
     ok = result["meets_target"]
     print(f"cold start      {result['cold_start_s']:7.2f} s   (target <= {TARGETS['cold_start_s']} s)  "
           f"{'ok' if ok['cold_start_s'] else 'MISSED'}")

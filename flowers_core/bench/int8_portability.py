@@ -15,7 +15,6 @@ instruction set, so the report collects every kind of CPU the file has been chec
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -24,8 +23,7 @@ import onnxruntime
 import torch
 
 from .. import artifacts as art
-from .. import catalog
-from ..app.reports import INT8_PORTABILITY_CMD as CMD
+from .. import catalog, reports
 from ..data import SHIPPED_PROTOCOL
 from ..engine import predict_logits
 from ..evaluate import softmax
@@ -70,14 +68,14 @@ def rescore_gate(data_root=None, root=None, threads: int | None = 2) -> dict:
     ws = Workspace(SHIPPED_PROTOCOL, data_root, root)
     scores = _scored(gate.scores, gate.preprocess, ws, "val")
     return {"model": "flower_gate", "split": "val", "n": len(scores),
-            "pass_rate_now": float(gate.passes(scores).mean()), "pass_rate_recorded": gate.entry["val_pass_rate"],
-            "median_score_now": float(np.median(scores)), "median_score_recorded": gate.entry["val_score_median"]}
+            "pass_rate_now": float(gate.passes(scores).mean()), "pass_rate_recorded": gate.entry.val_pass_rate,
+            "median_score_now": float(np.median(scores)), "median_score_recorded": gate.entry.val_score_median}
 
 
 def merge(previous: dict | None, run: dict) -> dict:
     """The report after ``run``: rows of CPUs with another INT8 instruction set are kept, the rest replaced."""
     kept = [r for r in (previous or {}).get("runs", []) if r["int8_isa"] != run["int8_isa"]]
-    return {"command": CMD, "runs": sorted([*kept, run], key=lambda r: r["int8_isa"])}
+    return {"command": reports.INT8_PORTABILITY.command, "runs": sorted([*kept, run], key=lambda r: r["int8_isa"])}
 
 
 def main(argv=None) -> None:
@@ -92,9 +90,8 @@ def main(argv=None) -> None:
     gate = rescore_gate(args.data_root, args.artifacts, args.threads) if has_gate(args.artifacts) else None
     run = {"cpu": cpu_model(), "int8_isa": int8_isa(), "onnxruntime": onnxruntime.__version__,
            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "gate": gate}
-    path = art.report_path(art.INT8_PORTABILITY_REPORT, root=args.artifacts)
-    out = art.write_report(merge(json.loads(path.read_text()) if path.is_file() else None, run), art.INT8_PORTABILITY_REPORT,
-                           root=args.artifacts)
+    out = reports.INT8_PORTABILITY.write(merge(reports.INT8_PORTABILITY.read_or_none(args.artifacts), run),
+                                       root=args.artifacts)
     for r in rows:
         print(f"[int8_portability] {run['cpu']} ({run['int8_isa']}) {r['model']} {r['protocol']} {r['split']}: "
               f"top-1 agreement {r['top1_agreement']:.4f}, max prob diff {r['max_prob_difference']:.2e}, "

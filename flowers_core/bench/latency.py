@@ -31,6 +31,7 @@ from .. import artifacts as art
 # onnxruntime: the memory column is the model's own share, and the load time that of its files.
 from .. import (
     catalog,
+    reports,
     weights,  # noqa: F401
 )
 from ..data import REPO_ROOT, SHIPPED_PROTOCOL
@@ -225,7 +226,7 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3, help="time every model this many times, interleaved; report medians")
     p.add_argument("--artifacts", default=None, help="artifacts folder (default: artifacts/)")
-    p.add_argument("--output", default=None, help=f"result file (default: <artifacts>/{art.LATENCY_REPORT})")
+    p.add_argument("--output", default=None, help=f"result file (default: <artifacts>/{reports.LATENCY.path})")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one model, this process
     args = p.parse_args(argv)
@@ -237,9 +238,8 @@ def main(argv=None) -> None:
                             args.artifacts, rounds=args.rounds)
     result = {"environment": environment(args.threads), "protocol": args.protocol, "batch": args.batch,
               "iters": args.iters, "warmup": args.warmup, "rounds": args.rounds, "models": rows}
-    path = art.report_path(art.LATENCY_REPORT, args.output, args.artifacts)
-    result = keep_other_cpus(json.loads(path.read_text()) if path.is_file() else None, result)
-    out = art.write_report(result, art.LATENCY_REPORT, args.output, args.artifacts)
+    result = keep_other_cpus(reports.LATENCY.read_or_none(args.artifacts, args.output), result)
+    out = reports.LATENCY.write(result, args.output, args.artifacts)
     if args.json:
         print(json.dumps(result, indent=1))
     else:

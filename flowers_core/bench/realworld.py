@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import artifacts as art
-from .. import catalog
+from .. import catalog, reports
 from ..data import SHIPPED_PROTOCOL, default_data_root
 from ..features import parse_view
 from ..gate import GATE_CMD, FlowerGate, has_gate
@@ -204,8 +204,8 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
     gate_info = None
     if gate is not None:
         passed = gate.passes(np.array(scores))
-        gate_info = {"file": gate.entry["file"], "threshold": gate.threshold, "n_classes": len(gate.classes),
-                     "date": gate.entry.get("date"), "seconds": round(seconds["gate"], 1),
+        gate_info = {"file": gate.entry.file, "threshold": gate.threshold, "n_classes": len(gate.classes),
+                     "date": gate.entry.date, "seconds": round(seconds["gate"], 1),
                      "pass_rate": {g: _share(passed[group == g]) for g in GROUPS if (group == g).any()}}
     return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "protocol": SHIPPED_PROTOCOL,
             "data_root": str(Path(data_root) if data_root is not None else default_data_root()),
@@ -224,15 +224,15 @@ def main(argv=None) -> None:
                    "models of a trial run in another folder")
     p.add_argument("--limit", type=int, default=None, help="score an evenly spread subset of N photos")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--output", default=None, help=f"default: <artifacts>/{art.REALWORLD_REPORT}")
+    p.add_argument("--output", default=None, help=f"default: <artifacts>/{reports.REALWORLD.path}")
     p.add_argument("--without-novelty", action="store_true",
                    help=f"the models' novelty checks off (entropy alone says 'not sure'); written to "
-                        f"<artifacts>/{art.REALWORLD_BEFORE_NOVELTY_REPORT} unless --output says otherwise")
+                        f"<artifacts>/{reports.REALWORLD_BEFORE_NOVELTY.path} unless --output says otherwise")
     args = p.parse_args(argv)
     result = run(args.models, args.data_root, args.artifacts, args.limit, args.threads,
                  novelty=not args.without_novelty, gate_root=args.gate_from)
-    default = art.REALWORLD_BEFORE_NOVELTY_REPORT if args.without_novelty else art.REALWORLD_REPORT
-    out = art.write_report(result, default, args.output, args.artifacts)
+    report = reports.REALWORLD_BEFORE_NOVELTY if args.without_novelty else reports.REALWORLD
+    out = report.write(result, args.output, args.artifacts)
     print(f"written to {out}")
 
 

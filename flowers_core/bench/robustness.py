@@ -19,8 +19,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from .. import artifacts as art
-from .. import catalog
+from .. import catalog, reports
 from ..data import SHIPPED_PROTOCOL
 from ..inference import Predictor
 from ..pipeline import Workspace
@@ -103,10 +102,10 @@ def main(argv=None) -> None:
     p.add_argument("--artifacts", default=None)
     p.add_argument("--limit", type=int, default=None, help="score only the first N test images")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--output", default=None, help=f"default: <artifacts>/{art.ROBUSTNESS_REPORT}")
+    p.add_argument("--output", default=None, help=f"default: <artifacts>/{reports.ROBUSTNESS.path}")
     args = p.parse_args(argv)
     result = run(args.models, args.protocol, args.data_root, args.artifacts, args.limit, args.threads)
-    out = art.write_report(result, art.ROBUSTNESS_REPORT, args.output, args.artifacts)
+    out = reports.ROBUSTNESS.write(result, args.output, args.artifacts)
     print(f"written to {out}")
 
 

@@ -19,10 +19,9 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from .. import artifacts as art
-from ..app.reports import UNSEEN_SPECIES_CMD as CMD
+from .. import reports
+from ..checks import TARGET_SELECTIVE_ACCURACY
 from ..data import SHIPPED_PROTOCOL
-from ..distill import TARGET_SELECTIVE_ACCURACY
 from ..engine import CachedViews, fit, seed_everything
 from ..evaluate import entropy, entropy_rule, pass_threshold, softmax
 from ..inference import verdict
@@ -147,7 +146,7 @@ def run(folds=tuple(range(FOLDS)), data_root=None, artifacts_root=None, spec: Le
                   + ("" if r["auroc"] is None else f" AUROC {r['auroc']:.3f}"), flush=True)
     mean = {name: _mean([f["signals"][name] for f in results]) for name in SIGNALS}
     mean_by_pass_rate = {rate: _mean([f["app_rule_by_pass_rate"][rate] for f in results]) for rate in results[0]["app_rule_by_pass_rate"]}
-    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "protocol": SHIPPED_PROTOCOL, "command": CMD,
+    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "protocol": SHIPPED_PROTOCOL, "command": reports.UNSEEN_SPECIES.command,
             "model": {"arch": spec.arch, "head": spec.head, "input_size": spec.input_size, "recipe": "level2",
                       "augment": spec.augment, "aug_views": spec.aug_views, "epochs": epochs or spec.config.epochs},
             "pass_rate": pass_rate, "target_selective_accuracy": target_accuracy, "n_folds_total": FOLDS, "seed": SEED, "folds": results, "mean": mean,
@@ -163,12 +162,12 @@ def main(argv=None) -> None:
     p.add_argument("--artifacts", default=None)
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch count")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--output", default=None, help=f"default: <artifacts>/{art.UNSEEN_SPECIES_REPORT}")
+    p.add_argument("--output", default=None, help=f"default: <artifacts>/{reports.UNSEEN_SPECIES.path}")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run(args.folds, args.data_root, args.artifacts, epochs=args.epochs)
-    out = art.write_report(result, art.UNSEEN_SPECIES_REPORT, args.output, args.artifacts)
+    out = reports.UNSEEN_SPECIES.write(result, args.output, args.artifacts)
     print(f"written to {out}")
 
 

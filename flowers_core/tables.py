@@ -1,4 +1,5 @@
-"""Tables for the Report and Confusions pages, computed from ``artifacts/`` alone (no dataset).
+"""Tables for the Report and Confusions pages and ``tools.summary``, computed from ``artifacts/`` alone (no dataset,
+no Streamlit).
 
 Every function returns a pandas DataFrame (or plain dict) ready for ``st.dataframe``/plotly and
 raises ``artifacts.ArtifactMissing`` (message naming the producing command) when its input is absent.
@@ -10,20 +11,13 @@ import json
 import numpy as np
 import pandas as pd
 
-from .. import artifacts as art
-from .. import catalog
-from ..data import PROTOCOLS, SHIPPED_PROTOCOL
-from ..evaluate import classification_metrics, coverage_accuracy, entropy, reliability_bins
-from ..gallery import dataset_labels
-from ..inference import CANDIDATES_SHOWN
-from ..novelty import MAX_UNSEEN_ANSWERED, NOVELTY_CMD, operating_point
-
-LATENCY_CMD = "python -m flowers_core.bench.latency"
-ROBUSTNESS_CMD = "python -m flowers_core.bench.robustness"
-REALWORLD_CMD = "python -m flowers_core.bench.realworld"
-APP_BENCHMARK_CMD = "python -m flowers_core.bench.app_benchmark"
-INT8_PORTABILITY_CMD = "python -m flowers_core.bench.int8_portability"
-UNSEEN_SPECIES_CMD = "python -m flowers_core.bench.unseen_species"
+from . import artifacts as art
+from . import catalog, reports
+from .data import PROTOCOLS, SHIPPED_PROTOCOL
+from .evaluate import classification_metrics, coverage_accuracy, entropy, reliability_bins
+from .gallery import dataset_labels
+from .inference import CANDIDATES_SHOWN
+from .novelty import MAX_UNSEEN_ANSWERED, NOVELTY_CMD, operating_point
 
 
 def pretty(name: str) -> str:
@@ -58,12 +52,12 @@ def _read_json(rel: str, root=None, command: str = "python -m train.all"):
 # ---------------------------------------------------------------------------------------------
 def latency_table(root=None) -> pd.DataFrame:
     """The stored benchmark: one row per model (batch-1 p50/p95 ms, throughput, size, memory)."""
-    return pd.DataFrame(_read_json(art.LATENCY_REPORT, root, LATENCY_CMD)["models"])
+    return pd.DataFrame(reports.LATENCY.read(root)["models"])
 
 
 def latency_environment(root=None) -> dict:
     try:
-        data = _read_json(art.LATENCY_REPORT, root, LATENCY_CMD)
+        data = reports.LATENCY.read(root)
     except art.ArtifactMissing:
         return {}
     return data.get("environment", {})
@@ -72,7 +66,7 @@ def latency_environment(root=None) -> dict:
 def _latency_runs(root=None) -> list[dict]:
     """The stored latency record, then the latest record of each other kind of CPU (newest first)."""
     try:
-        data = _read_json(art.LATENCY_REPORT, root, LATENCY_CMD)
+        data = reports.LATENCY.read(root)
     except art.ArtifactMissing:
         return []
     return [data, *data.get("other_cpus", [])]
@@ -113,7 +107,7 @@ def latency_p50(root=None) -> dict[str, float]:
 def robustness_table(root=None) -> tuple[pd.DataFrame, dict]:
     """Per photo-like shift of the test images: each model's top-1, and for models with a stored
     threshold the share flagged 'not sure' and the accuracy of the answers given (fractions)."""
-    data = _read_json(art.ROBUSTNESS_REPORT, root, ROBUSTNESS_CMD)
+    data = reports.ROBUSTNESS.read(root)
     df = pd.DataFrame(data["rows"])
     shifts, models = df["shift"].unique(), df["model"].unique()
     table = df.pivot(index="shift", columns="model", values="top1").reindex(index=shifts, columns=models)
@@ -141,7 +135,7 @@ def _answer_columns(r: dict) -> dict:
 def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """People's own photos (``flowers_core.bench.realworld``): one row per model (fractions), one row per
     species (each model's top-1), and the run's information (date, image counts, gate, stale models)."""
-    data = _read_json(art.REALWORLD_REPORT, root, REALWORLD_CMD)
+    data = reports.REALWORLD.read(root)
     shown = data.setdefault("candidates_shown", CANDIDATES_SHOWN)  # reports before the key showed today's number
     rows = [{"model": pretty(r["model"]), "top-1 (8 species)": r["top1"], **_answer_columns(r),
              "known flowers called not a flower": r["verdicts"].get("known", {}).get("not_a_flower"),
@@ -158,8 +152,8 @@ def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
                     for part in ("val", "test"))
              or recorded[r["model"]].entropy_threshold != r["manifest"]["entropy_threshold"]
              or (recorded[r["model"]].novelty or {}).get("threshold") != r["manifest"].get("typicality_threshold")]
-    gate = art.read_manifest(root).get("gate") or {}
-    if data.get("gate") and gate.get("threshold") != data["gate"]["threshold"]:
+    gate = art.gate_record(root)
+    if data.get("gate") and (gate is None or gate.threshold != data["gate"]["threshold"]):
         stale.append("flower gate")
     if shown != CANDIDATES_SHOWN:
         stale.append(f"the candidates a 'not sure' shows ({shown} measured, {CANDIDATES_SHOWN} now)")
@@ -171,7 +165,7 @@ def realworld_confusions(models: tuple[str, ...], per_model: int, root=None) -> 
     """The most frequent mistakes of ``models`` on people's photos of the known species (at most ``per_model``
     rows each): the species, what it was called, how many photos, and how many of them were answered (not
     flagged). Empty when the report predates the confusions."""
-    data = _read_json(art.REALWORLD_REPORT, root, REALWORLD_CMD)
+    data = reports.REALWORLD.read(root)
     rows = [{"model": pretty(r["model"]), "species": c["species"], "called": c["called"], "photos": c["n"],
              "of which answered": c["answered"]}
             for m in models for r in data["models"] if r["model"] == m for c in r.get("confusions", [])[:per_model]]
@@ -183,7 +177,7 @@ def realworld_operating_points(models: tuple[str, ...], root=None) -> pd.DataFra
     (``by_pass_rate`` of the real-world report; the entropy rule and the gate unchanged; fractions), the
     shipped rate marked. Measured after the rate was chosen on held-out species, never used to choose it.
     Empty when the report predates these rows."""
-    data = _read_json(art.REALWORLD_REPORT, root, REALWORLD_CMD)
+    data = reports.REALWORLD.read(root)
     rows = [{"model": pretty(m), PASS_RATE_COLUMN: float(rate), **_answer_columns(a),
              "": "shipped" if float(rate) == r["manifest"].get("typicality_pass_rate") else ""}
             for m in models for r in data["models"] if r["model"] == m
@@ -207,10 +201,7 @@ def unseen_species_table(root=None) -> tuple[pd.DataFrame, dict]:
     """Species held out of training (``bench.unseen_species``): one row per "not sure" signal (fractions: the
     held-out species' images it lets through, per fold and on average; the trained species' validation images
     it lets through; AUROC of its score), and the report's other fields (folds, model, pass rates, date, command)."""
-    path = art.artifacts_dir(root) / art.UNSEEN_SPECIES_REPORT
-    if not path.is_file():
-        raise art.ArtifactMissing(f"no held-out species measured yet: run `{UNSEEN_SPECIES_CMD}`.")
-    data = json.loads(path.read_text())
+    data = reports.UNSEEN_SPECIES.read(root)
     rows = [{"signal": name,
              **{f"fold {f['fold']}: held-out species passing": f.get("signals", f.get("distances", {}))[name]["unseen_passing"]
                 for f in data["folds"]},
@@ -262,7 +253,7 @@ def recipe_ablation(root=None) -> pd.DataFrame:
                          "'not sure' from": not_sure, "test top-1": r["manifest"]["test_top1"], "real top-1": r["top1"],
                          **_answer_columns(r)})
     if not rows:
-        raise art.ArtifactMissing(f"no real-world report yet: run `{REALWORLD_CMD}`.")
+        raise art.ArtifactMissing(f"no real-world report yet: run `{reports.REALWORLD.command}`.")
     return pd.DataFrame(rows)
 
 
