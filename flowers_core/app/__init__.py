@@ -1,3 +1,2 @@
-"""The Streamlit app's glue (``ui``) and the report tables the pages and the README writer show (``reports``).
-
-Only ``ui`` imports Streamlit; the ML library never imports this package."""
+"""The Streamlit app's glue: cached loaders, the photo picker, messages (``ui``) and the words the pages and
+the browser driver share (``texts``). The report tables are ``flowers_core.tables``."""
