@@ -430,6 +430,7 @@ def top5_chart(top5: list[tuple[str, float]], title: str | None = None, height: 
                            hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
                       xaxis=dict(range=[0, 1], tickformat=".0%", title=None))
+    fig.update_yaxes(automargin=True)  # long names ("Black-eyed Susan") widen the margin rather than being cut
     return fig
 
 
