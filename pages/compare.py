@@ -46,7 +46,7 @@ for col, (name, pred) in zip(cols, preds.items()):
         if pred.verdict != "species":
             st.caption(ui.verdict_text(pred)[0])
         st.caption(f"{pred.latency_ms:.0f} ms")
-        st.plotly_chart(ui.top5_chart(pred.top5, height=220), key=f"top5_{name}")
+        st.plotly_chart(ui.top5_chart(pred.top5, height=220, narrow=True), key=f"top5_{name}")
 
 s = student if student in preds else None
 r = catalog.TEACHER if catalog.TEACHER in preds else None
@@ -55,8 +55,10 @@ table["answer"] = table["answer"].map(ui.display_name)
 if s and r:
     kind, text = ui.agreement(preds[s], preds[r])
     {"agree": st.success, "disagree": st.warning, "unnamed": st.info}[kind](text)
+shares = [c for c in table.columns if c.startswith("P(") or c == "confidence"]
+table[shares] = table[shares] * 100  # whole percents, like the rest of the page
 st.dataframe(table, hide_index=True, column_config={
-    **{c: st.column_config.NumberColumn(format="percent") for c in table.columns if c.startswith("P(") or c == "confidence"},
+    **{c: st.column_config.NumberColumn(format="%.0f%%") for c in shares},
     "entropy": st.column_config.NumberColumn(format="%.2f"),
     "time (ms)": st.column_config.NumberColumn(format="%.0f")})
 st.caption("Times are single-photo CPU latencies measured just now (preprocessing + model); the ensemble "

@@ -62,8 +62,8 @@ with live:
             if ok:
                 fig = go.Figure()
                 labels = [r["model"] for r in ok]  # the student's names carry their precision already
-                fig.add_bar(name="p50", x=labels, y=[r["p50_ms"] for r in ok], marker_color="#b5338a")
-                fig.add_bar(name="p95", x=labels, y=[r["p95_ms"] for r in ok], marker_color="#e7a3cf")
+                fig.add_bar(name="median", x=labels, y=[r["p50_ms"] for r in ok], marker_color="#b5338a")
+                fig.add_bar(name="95th percentile", x=labels, y=[r["p95_ms"] for r in ok], marker_color="#e7a3cf")
                 fig.update_layout(barmode="group", yaxis_title="ms per batch", height=340,
                                   margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=1.1))
                 fig.update_xaxes(automargin=True, tickangle=-30)

@@ -7,8 +7,9 @@ st.title("🌸 The 102 species")
 st.write("Every flower the app can name, with its scientific name and family, photos from its training set "
          "and how often the app's model named it correctly on test photos it never saw. Some of the 102 are a "
          "whole genus (all roses, all water lilies): the app names the genus, not the species within it.")
-st.caption("Scientific names and families: `assets/species_taxonomy.csv` (its `checked_against` column says "
-           "what each row was checked against).")
+st.caption("The scientific names and families were compiled for this app from botanical knowledge and the "
+           "training photos; they have not yet been checked against a published flora "
+           "(`assets/species_taxonomy.csv` says so for each row).")
 
 table, why = ui.species_table()
 if table is None:

@@ -274,6 +274,11 @@ def test_confusions_controls(artifacts_root, use):
     use(artifacts_root)
     at = open_page("pages/confusions.py")
     assert_clean(at)
+    from flowers_core.app.ui import CLASSIFIER_PREFERENCE
+
+    names = reports.models("stratified", artifacts_root)
+    assert at.selectbox(key="conf_model").value == next(n for n in CLASSIFIER_PREFERENCE if n in names), \
+        "opens on the model the app answers with"
     at.selectbox(key="conf_order").set_value("name").run()
     at.toggle(key="conf_only_err").set_value(False).run()
     at.toggle(key="conf_norm").set_value(True).run()

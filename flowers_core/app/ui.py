@@ -422,15 +422,21 @@ def run_guarded(page) -> None:
 # ---------------------------------------------------------------------------------------------
 # Charts shared by several pages
 # ---------------------------------------------------------------------------------------------
-def top5_chart(top5: list[tuple[str, float]], title: str | None = None, height: int = 260):
+def top5_chart(top5: list[tuple[str, float]], title: str | None = None, height: int = 260, narrow: bool = False):
+    """The top guesses as horizontal bars. ``narrow`` (a chart in a narrow column): the names are written on the
+    bars, left-aligned, instead of as axis labels, which a narrow chart cuts ("ck-eyed Susan")."""
     labels = [display_name(label) for label, _ in top5][::-1]
     values = [p for _, p in top5][::-1]
-    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", text=[f"{v:.0%}" for v in values],
-                           textposition="auto", marker_color="#b5338a",
+    text = [f"{name} · {v:.0%}" for name, v in zip(labels, values)] if narrow else [f"{v:.0%}" for v in values]
+    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", text=text, marker_color="#b5338a",
+                           textposition="outside" if narrow else "auto", cliponaxis=False,
                            hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+    if narrow:  # the text after each bar's start: a full bar gets its text inside, in white
+        fig.update_traces(textposition=["inside" if v > 0.5 else "outside" for v in values],
+                          insidetextanchor="start", textfont_size=12)
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
                       xaxis=dict(range=[0, 1], tickformat=".0%", title=None))
-    fig.update_yaxes(automargin=True)  # long names ("Black-eyed Susan") widen the margin rather than being cut
+    fig.update_yaxes(automargin=True, showticklabels=not narrow)
     return fig
 
 

@@ -385,3 +385,35 @@ def test_a_file_name_with_markup_and_a_url_is_plain_text(sized, server, class_na
     assert sized.page.locator('a[href*="evil.example"]').count() == 0, "no live link anywhere on the page"
     assert main.locator("strong", has_text="b").count() == 0, "no bold text made of the name"
     _shot26(sized, "markup_name")
+
+
+PHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+            "Version/17.0 Mobile/15E148 Safari/604.1")
+
+
+@pytest.mark.slow
+def test_navigation_for_two_audiences_gets_out_of_the_way_on_a_phone(app, server):
+    """The sidebar groups the visitor's pages apart from how-it-works; on a phone (a phone's user agent:
+    Streamlit closes the sidebar after a tap on a phone, not in a narrow desktop window) it starts closed and
+    closes again after a page is chosen."""
+    page = app.page.context.new_page()
+    try:
+        page.set_viewport_size(VIEWPORTS["phone"])
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Emulation.setUserAgentOverride", {"userAgent": PHONE_UA})
+        phone = AppDriver(page, server.url)
+        phone.open()
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        assert sidebar.get_attribute("data-collapsed") == "true", "closed on a phone"
+        page.locator('[data-testid="stExpandSidebarButton"]').first.click()
+        page.wait_for_function("() => document.querySelector('[data-testid=stSidebar]')"
+                               ".getAttribute('data-collapsed') === 'false'")
+        nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+        assert nav.index("Identify") < nav.index("Classify") < nav.index("Species") < nav.index("How it works") \
+            < nav.index("Compare models"), nav
+        phone.run_and_wait(page.locator('[data-testid="stSidebarNav"] a', has_text="Species").first.click)
+        page.wait_for_function("() => document.querySelector('[data-testid=stSidebar]')"
+                               ".getAttribute('data-collapsed') === 'true'", timeout=10_000)
+        assert "The 102 species" in _main_text(phone)
+    finally:
+        page.close()
