@@ -38,6 +38,7 @@ with right:
         ui.show_disagreement(preds)
     else:
         ui.show_verdict(pred, several)
+    ui.scroll_to_answer()
     st.page_link("pages/species.py", label=f"I know {len(clf.classes)} species: see them all", icon="🌸")
     if several:
         st.caption(f"Your {len(loaded)} photos of one plant: "

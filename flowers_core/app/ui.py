@@ -244,6 +244,25 @@ def _on_upload(widget_key: str, source: str, page: str) -> None:
 def _on_example(path: str, page: str) -> None:
     _set_photo(Path(path).read_bytes(), Path(path).name, "example", page)
     _new_question(page)
+    st.session_state["scroll_to_answer"] = True  # the button was far below, where the answer is not
+
+
+def scroll_to_answer() -> None:
+    """Bring the answer's heading (anchor "answer") into view after an example was chosen further down the page
+    (a phone would otherwise stay scrolled to the examples). A zero-height component whose script, same-origin,
+    scrolls the app's page; it runs once per choice (the nonce makes each one a new element)."""
+    if not st.session_state.pop("scroll_to_answer", False):
+        return
+    from streamlit.components.v1 import html  # a component only here: the other pages never need it
+
+    nonce = st.session_state.get("scroll_nonce", 0) + 1
+    st.session_state["scroll_nonce"] = nonce
+    html(f"""<script>/* {nonce} */
+      const target = () => window.parent.document.getElementById("answer");
+      let tries = 0;
+      const go = () => {{ const h = target(); if (h) h.scrollIntoView({{block: "start"}}); else if (tries++ < 40)
+        setTimeout(go, 50); }};
+      go();</script>""", height=0)
 
 
 def _on_example_choice(widget_key: str, page: str) -> None:

@@ -417,3 +417,21 @@ def test_navigation_for_two_audiences_gets_out_of_the_way_on_a_phone(app, server
         assert "The 102 species" in _main_text(phone)
     finally:
         page.close()
+
+
+@pytest.mark.slow
+def test_an_example_chosen_far_down_a_phone_shows_its_answer(sized, server, class_names):
+    """On a phone the examples stack under the uploader: choosing the last one scrolls to its answer."""
+    if not (EXAMPLES / "examples.json").is_file():
+        pytest.skip("no example photos shipped")
+    sized.wait_idle()
+    buttons = sized.page.get_by_role("button", name="Try it")
+    buttons.first.wait_for()
+    last = buttons.last
+    last.scroll_into_view_if_needed()
+    sized.run_and_wait(last.click)
+    sized.wait_answer(class_names)
+    sized.page.wait_for_function("() => { const h = document.getElementById('answer'); if (!h) return false; "
+                                 "const r = h.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }",
+                                 timeout=10_000)
+    _shot26(sized, "example_answer")
