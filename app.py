@@ -5,14 +5,18 @@ from flowers_core.app import ui
 
 st.set_page_config(page_title="Flower identifier", page_icon="🌼", layout="wide")
 
-PAGES = [
-    st.Page("pages/classify.py", title="Classify", icon="🌼", default=True),
-    st.Page("pages/species.py", title="Species", icon="🌸"),
-    st.Page("pages/compare.py", title="Compare models", icon="⚖️"),
-    st.Page("pages/explain.py", title="Explain", icon="🔍"),
-    st.Page("pages/confusions.py", title="Confusions", icon="🔀"),
-    st.Page("pages/latency.py", title="Latency", icon="⏱️"),
-    st.Page("pages/report.py", title="Report", icon="📊"),
-]
+PAGES = {  # two audiences: a visitor identifying a flower, and whoever wants to see how it works
+    "Identify": [
+        st.Page("pages/classify.py", title="Classify", icon="🌼", default=True),
+        st.Page("pages/species.py", title="Species", icon="🌸"),
+    ],
+    "How it works": [
+        st.Page("pages/compare.py", title="Compare models", icon="⚖️"),
+        st.Page("pages/explain.py", title="Explain", icon="🔍"),
+        st.Page("pages/confusions.py", title="Confusions", icon="🔀"),
+        st.Page("pages/latency.py", title="Latency", icon="⏱️"),
+        st.Page("pages/report.py", title="Report", icon="📊"),
+    ],
+}
 
 ui.run_guarded(st.navigation(PAGES))

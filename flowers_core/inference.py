@@ -34,7 +34,12 @@ log = logging.getLogger(__name__)
 # tests/test_app.py checks that the two agree.
 MAX_MB = 30
 MAX_BYTES = MAX_MB * 1_000_000  # larger than any phone photo
-MAX_PIXELS = 60_000_000  # decompression-bomb guard (a 60-megapixel image decodes to ~180 MB)
+# Decompression-bomb guard for the formats decoded at full size (PNG, TIFF, HEIC…): 70 megapixels takes an
+# 8000×8000 image (64 MP) and today's 50-64 MP phone and camera files; one decodes to ~210 MB as RGB (~280 MB
+# RGBA), one at a time (the lock below), then is reduced. A JPEG is decoded reduced (``draft``: at most
+# 1/8 of each side) so it costs a fraction of that: FORMAT_MAX_PIXELS lets JPEGs go up to 200 MP (the
+# largest phone sensors), which draft-decode to ~3 MP.
+MAX_PIXELS = 70_000_000
 # Bounded memory for large accepted images: a JPEG is decoded reduced (``draft``); any other format above
 # LARGE_PIXELS is decoded one at a time (the lock) and reduced right away, before the RGB conversions copy
 # it, so several visitors' huge PNGs never hold more than one full-size decode in memory at once
@@ -43,7 +48,7 @@ LARGE_PIXELS = 16_000_000
 REDUCED_SIDE = 1024  # the reduced image keeps at least this many pixels on its shorter side
 # Formats whose decoder holds several full-size copies: Pillow's WebP decoder peaks at ~16 bytes a pixel
 # (~950 MB at 60 MP, against ~240-470 MB for a PNG), so WebP gets a lower pixel limit (phones save 12-50 MP).
-FORMAT_MAX_PIXELS = {"WEBP": 25_000_000}
+FORMAT_MAX_PIXELS = {"WEBP": 25_000_000, "JPEG": 200_000_000, "MPO": 200_000_000}
 _LARGE_DECODE = threading.Lock()
 MIN_SIDE = 16  # below this there is nothing to classify
 SMALL_SIDE = 96  # below this we warn that the result is unreliable
@@ -81,16 +86,15 @@ def load_image(source: bytes | str | Path | BinaryIO, notes: list[str] | None = 
 
     previous = Image.MAX_IMAGE_PIXELS
     try:
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        Image.MAX_IMAGE_PIXELS = max(MAX_PIXELS, *FORMAT_MAX_PIXELS.values())  # each format's own bound below
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-            if img.width * img.height > MAX_PIXELS:
-                raise Image.DecompressionBombError("too many pixels")
-            if img.width * img.height > FORMAT_MAX_PIXELS.get(img.format, MAX_PIXELS):
-                raise ImageError(f"This {img.format} image is too large to process safely ({img.width}×{img.height}; "
-                                 f"limit {FORMAT_MAX_PIXELS[img.format] // 1_000_000} megapixels for {img.format}). "
-                                 "Please upload it as a JPEG or PNG, or smaller.")
+            limit = FORMAT_MAX_PIXELS.get(img.format, MAX_PIXELS)
+            if img.width * img.height > limit:
+                raise ImageError(f"This image is too large to process safely ({img.width}×{img.height} pixels; "
+                                 f"the limit is {limit // 1_000_000} megapixels for {img.format}). "
+                                 "Please upload it smaller, or as a JPEG.")
             if getattr(img, "n_frames", 1) > 1:
                 if img.format != "MPO":  # phone JPEGs with a depth/preview frame are not animations
                     notes.append(f"Animated image: the first of {img.n_frames} frames was used.")
@@ -104,7 +108,8 @@ def load_image(source: bytes | str | Path | BinaryIO, notes: list[str] | None = 
             else:
                 img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"The image is too large to process safely (limit {MAX_PIXELS // 1_000_000} megapixels).") from None
+        raise ImageError(f"The image is too large to process safely (limit {MAX_PIXELS // 1_000_000} "
+                         "megapixels).") from None
     except UnidentifiedImageError:
         raise ImageError("This file is not an image we can read. Please upload a JPEG, PNG, WebP or HEIC photo.") from None
     except ImageError:
@@ -133,8 +138,14 @@ def load_image(source: bytes | str | Path | BinaryIO, notes: list[str] | None = 
     return img
 
 
+def size_limit_text() -> str:
+    """The one upload limit as every message and help text says it."""
+    return f"{MAX_MB} MB ({MAX_BYTES:,} bytes)"
+
+
 def too_large_message(size: int) -> str:
-    return (f"The file is too large ({size:,} bytes); the limit is {MAX_MB} MB ({MAX_BYTES:,} bytes). "
+    megabytes = -(-size // 100_000) / 10  # rounded up, so a file just over the limit never reads as "30.0 MB"
+    return (f"The file is too large ({megabytes:.1f} MB, {size:,} bytes); the limit is {size_limit_text()}. "
             "Please upload a smaller photo (a phone photo is usually 2–12 MB).")
 
 
@@ -180,7 +191,11 @@ def to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
 
 
 VERDICTS = ("species", "not_sure", "not_a_flower")
-CANDIDATES_SHOWN = 3  # a "not sure" answer shows this many candidate species, each with reference photos
+CANDIDATES_SHOWN = 3  # a "not sure" answer shows up to this many candidate species, each with reference photos
+# ...each with at least this probability (the most probable always): a species the model gives less than one
+# chance in twenty is not a possibility worth a visitor's comparison, and showing it beside reference photos
+# would suggest it were. One bound for every class and model (calibrated probabilities), not tuned on photos.
+CANDIDATE_MIN_PROB = 0.05
 TOP_LISTED = max(5, CANDIDATES_SHOWN)  # a Prediction's ``top5``: the bar chart's classes, the candidates among them
 
 
@@ -240,13 +255,31 @@ class Prediction:
                 d.pop(key)
         return d
 
-    def candidates(self) -> list[tuple[str, float]]:
-        """The species a "not sure" answer shows (label, probability), most probable first."""
-        return self.top5[:CANDIDATES_SHOWN]
+    def candidates(self, min_prob: float = CANDIDATE_MIN_PROB) -> list[tuple[str, float]]:
+        """The species a "not sure" answer shows (label, probability), most probable first: up to
+        CANDIDATES_SHOWN, those below ``min_prob`` left out (none at all when no species reaches it).
+        ``min_prob=0``: always the top CANDIDATES_SHOWN (what the real-world benchmark scores as "the top 3")."""
+        return [(label, p) for label, p in self.top5[:CANDIDATES_SHOWN] if p >= min_prob]
 
-    def candidate_ids(self) -> list[int]:
+    def candidate_ids(self, min_prob: float = CANDIDATE_MIN_PROB) -> list[int]:
         """The class ids of ``candidates``."""
-        return [int(i) for i in np.argsort(-np.asarray(self.probs))[:CANDIDATES_SHOWN]]
+        probs = np.asarray(self.probs)
+        return [int(i) for i in np.argsort(-probs)[:CANDIDATES_SHOWN] if probs[i] >= min_prob]
+
+    @property
+    def leading(self) -> bool:
+        """The best guess is more probable than all the other species together (> 50%): a "not sure" can
+        still name it as the most likely one, with the reason for the doubt."""
+        return self.prob > 0.5
+
+
+def photos_disagree(preds: list[Prediction]) -> bool:
+    """Whether photos sent as one plant look like different flowers: at least two of them are each
+    answered with a species on their own (each photo passes the model's own checks, so no new threshold)
+    and those species differ. Their combined answer would then describe no photo, so the app shows each
+    photo's answer instead."""
+    named = {p.class_id for p in preds if p.verdict == "species"}
+    return len(named) > 1
 
 
 def member_packs(entry: art.ModelEntry, protocol: str, root=None) -> dict[str, tuple[Path, float] | None]:

@@ -1,13 +1,13 @@
-"""Classify (home): up to three photos of one plant in, the species out, in plain words."""
+"""Classify (home): one photo of a flower in, the species out, in plain words. One question at a time: a new
+photo is a new question; up to three photos are combined only when the visitor adds them as the same plant."""
 import streamlit as st
 
 from flowers_core import tables
 from flowers_core.app import ui
+from flowers_core.inference import photos_disagree
 
 st.title("🌼 Which flower is this?")
-st.write("Upload a photo of a flower and the app will tell you which of 102 common species it is. "
-         f"Several photos of the same plant (up to {ui.MAX_PHOTOS}: the flower, a side view, the leaves) "
-         "give a surer answer.")
+st.write("Upload or take a photo of one flower and I'll tell you which of the 102 species I know it is.")
 
 clf, skipped = ui.default_classifier()
 if clf is None:
@@ -15,70 +15,98 @@ if clf is None:
                "The flower identifier")
     st.stop()
 
-left, right = st.columns([1, 1], gap="large")
+left, right = st.columns([2, 3], gap="large")
 with left:
-    photo = ui.photo_picker("classify", gallery="grid", multiple=True)
+    ui.photo_picker("classify", gallery=None)
+photos = ui.current_photos()
+if not photos:  # before a question: the examples here; after one, below the answer (a phone shows it first)
+    with left:
+        st.caption("…or try one of these example photos:")
+        ui.example_gallery("classify", "grid")
+    with right:
+        st.info("Your answer will appear here.")
+    st.stop()
 
 with right:
-    photos = ui.current_photos() if photo is not None else []
-    loaded = ui.photo_images(photos, "Your result will appear here.")
+    loaded = ui.photo_images(photos, None)
     preds = clf.predict_many([img for _, img, _ in loaded])
-    pred = clf.combine(preds)
-    refs = ui.reference_photos()
     several = len(loaded) > 1
+    disagree = photos_disagree(preds)
+    pred = preds[0] if disagree else clf.combine(preds)
+    refs = ui.reference_photos()
 
-    if not several:
-        first, img, notes = loaded[0]
-        st.image(img, caption=ui.plain(first.name) if first.source != "example" else None, width="stretch")
-    ui.show_verdict(pred)
+    if disagree:
+        ui.show_disagreement(preds)
+    else:
+        ui.show_verdict(pred, several)
+    ui.scroll_to_answer()
+    st.page_link("pages/species.py", label=f"I know {len(clf.classes)} species: see them all", icon="🌸")
     if several:
-        st.caption(f"One answer from your {len(loaded)} photos of the same plant (each photo's own answer is below).")
-    truth = ui.example_truth(photo)
+        st.caption(f"Your {len(loaded)} photos of one plant: "
+                   + ("each photo's own answer is below." if disagree else "one answer from all of them; each "
+                      "photo's own answer is below."))
+    else:
+        first, img, notes = loaded[0]
+        st.image(img, caption=ui.plain(first.name) if first.source != "example" else None, width=360)
+        ui.show_notes(notes)
+    truth = ui.example_truth(photos[0]) if not several else None
+    metric = ui.confidence_metric(pred) if not disagree else None
     c1, c2 = st.columns(2)
-    c1.metric("Confidence", f"{pred.prob:.0%}" if pred.verdict == "species" else "—")
-    c2.metric("Time taken", f"{pred.latency_ms:.0f} ms")
+    if metric:
+        label, value, help_text = metric
+        c1.metric(label, value, help=help_text)
+    (c2 if metric else c1).metric("Time taken", f"{sum(p.latency_ms for p in preds):.0f} ms")
     if truth is not None:
-        ok = truth == pred.label
-        st.caption(f"{'✅' if ok else '❌'} This example photo is a **{ui.display_name(truth)}**.")
-    if not several:
-        ui.show_notes(loaded[0][2])
-    ui.show_candidates(pred, clf.classes, refs)
+        ok = truth == pred.label and pred.verdict == "species"
+        st.caption(f"{'✅' if ok else 'ℹ️'} This example photo is {ui.with_article(truth)}.")
+    if not disagree:
+        ui.show_candidates(pred, clf.classes, refs)
 
     if several:
         st.markdown("**Each photo on its own**")
-        for col, (one, img, notes), own in zip(st.columns(len(loaded)), loaded, preds):
+        for i, (col, (one, img, notes), own) in enumerate(zip(st.columns(len(loaded)), loaded, preds)):
             with col:
                 st.image(img, width="stretch")
                 st.caption(ui.plain(one.name))
                 st.markdown(f"**{ui.verdict_text(own)[0]}**")
-                st.caption(f"{ui.display_name(own.label)} · {own.prob:.0%}")
+                st.caption(f"Best guess: {ui.display_name(own.label)} · {own.prob:.0%}")
                 ui.show_notes(notes)
-    if pred.verdict != "not_a_flower":
-        st.plotly_chart(ui.top5_chart(pred.top5, "Top 5 guesses" + (" (combined)" if several else "")), key="top5")
+                ui.remove_button(i, "classify")
+    ui.add_photo_box("classify")
+    if pred.verdict != "not_a_flower" and not disagree:
+        st.plotly_chart(ui.top5_chart(pred.top5, "Top 5 guesses" + (" (all photos together)" if several else "")),
+                        key="top5")
 
     with st.expander("Technical details"):
         img = loaded[0][1]
-        st.markdown(
-            f"- Model: **{tables.pretty(clf.name)}** ({clf.entry.description})\n"
-            + (f"- Photos combined: **{len(loaded)}** (mean of their log-probabilities, renormalised; mean "
-               "flower score and typicality; the verdict recomputed from those)\n" if several else "")
-            + f"- Prediction entropy: **{pred.entropy:.3f}** nats (0 = certain, 4.62 = uniform over 102 classes)\n"
-            f"- Uncertainty threshold: "
-            + (f"**{clf.threshold:.3f}** (above it the answer is flagged)" if clf.threshold is not None
-               else "none recorded for this model")
-            + f"\n- Temperature: {clf.temperature:.3f}\n"
-            + (f"- Flower score: **{pred.flower_score:.3f}** (ImageNet mass on flower-like classes; below "
-               f"**{clf.flower_threshold:.3f}** the photo is called not a flower)\n" if pred.flower_score is not None
-               else "- Flower gate: not available in this copy (`python -m train.gate`)\n")
-            + (f"- Typicality: **{pred.typicality:,.1f}** (closeness of the photo's features to the 102 species; "
-               f"below **{clf.typicality_threshold:,.1f}** the answer is 'not sure')\n" if pred.typicality is not None
-               else "")
-            + f"- Verdict: `{pred.verdict}`\n"
-            f"- Input: {clf.preprocess.input_size}×{clf.preprocess.input_size} centre crop of a "
-            f"{clf.preprocess.resize_size} px square; decoded image {img.width}×{img.height}"
-            + (" (first photo)" if several else "") + "\n"
-            f"- Latency: {pred.latency_ms:.1f} ms for {'these photos' if several else 'this photo'} "
-            "(preprocessing + model, CPU)"
-        )
+        rows = [("Model", f"{tables.pretty(clf.name)} ({clf.entry.description})")]
+        if several:
+            rows.append(("Photos", f"{len(loaded)}, " + ("not combined: their own answers name different species"
+                                                         if disagree else "combined: the mean of their "
+                                                         "log-probabilities, renormalised; the mean flower score "
+                                                         "and typicality; the verdict recomputed from those")))
+        rows += [
+            ("Verdict", pred.verdict + (" (first photo)" if disagree else "")),
+            ("Prediction entropy", f"{pred.entropy:.3f} nats (0 = certain, 4.62 = uniform over 102 classes)"),
+            ("Uncertainty threshold", f"{clf.threshold:.3f} (above it the answer is 'not sure')"
+             if clf.threshold is not None else "none recorded for this model"),
+            ("Temperature", f"{clf.temperature:.3f}"),
+            ("Flower score", f"{pred.flower_score:.3f} (below {clf.flower_threshold:.3f}: not a flower)"
+             if pred.flower_score is not None else "no flower gate in this copy (python -m train.gate)"),
+        ]
+        if pred.typicality is not None:
+            rows.append(("Typicality", f"{pred.typicality:,.1f} (below {clf.typicality_threshold:,.1f}: unlike the "
+                                       "training photos, 'not sure')"))
+        rows += [
+            ("Input", f"{clf.preprocess.input_size}×{clf.preprocess.input_size} centre crop of a "
+                      f"{clf.preprocess.resize_size} px square; decoded {img.width}×{img.height}"
+                      + (" (first photo)" if several else "")),
+            ("Latency", f"{sum(p.latency_ms for p in preds):.1f} ms for {'these photos' if several else 'this photo'} "
+                        "(preprocessing + model, CPU)"),
+        ]
+        st.table({"": [r[0] for r in rows], "value": [r[1] for r in rows]})
         for s in skipped:
             st.caption(f"Skipped {s}")
+
+with st.expander("Try an example photo"):
+    ui.example_gallery("classify", "grid")

@@ -8,20 +8,22 @@ st.title("⚖️ Compare models")
 st.write("The same photo through the small, fast **student** model and the large **ensemble** "
          "(and each of its three members): do they agree, and how long does each take?")
 
-with st.sidebar:
-    use_int8 = st.toggle("Student in INT8 (the deployed model)", value=True)
+# in the page, not the sidebar: a phone keeps the sidebar closed
+use_int8 = st.toggle("Student in INT8 (the model the app uses)", value=True, key="cmp_int8")
 student = catalog.PRODUCTION if use_int8 else catalog.fp32_twin(catalog.PRODUCTION)
 names = [student, catalog.TEACHER, *catalog.names(levels=(1, 2, 3))]
 loaded, problems = {}, []
-for name in names:
-    if not tables.has_weights(name):
-        problems.append(f"**{tables.pretty(name)}**: not available — produce it with `{catalog.produced_by(name)}`.")
-        continue
-    p, err = ui.try_predictor(name)
-    if p is None:
-        problems.append(f"**{tables.pretty(name)}**: {err}")
-    else:
-        loaded[name] = p
+with st.spinner(f"Loading the {len(names)} models (a few seconds on the first visit)…"):
+    for name in names:
+        if not tables.has_weights(name):
+            problems.append(f"**{tables.pretty(name)}**: not available — produce it with "
+                            f"`{catalog.produced_by(name)}`.")
+            continue
+        p, err = ui.try_predictor(name)
+        if p is None:
+            problems.append(f"**{tables.pretty(name)}**: {err}")
+        else:
+            loaded[name] = p
 for msg in problems:
     st.info(msg, icon="ℹ️")
 if not loaded:
@@ -44,15 +46,20 @@ for col, (name, pred) in zip(cols, preds.items()):
         if pred.verdict != "species":
             st.caption(ui.verdict_text(pred)[0])
         st.caption(f"{pred.latency_ms:.0f} ms")
-        st.plotly_chart(ui.top5_chart(pred.top5, height=220), key=f"top5_{name}")
+        st.plotly_chart(ui.top5_chart(pred.top5, height=220, narrow=True), key=f"top5_{name}")
 
 s = student if student in preds else None
 r = catalog.TEACHER if catalog.TEACHER in preds else None
-table = tables.comparison_table(preds, classes, s, r)
+table = tables.comparison_table(preds, [ui.display_name(c) for c in classes], s, r)
+table["answer"] = table["answer"].map(ui.display_name)
 if s and r:
     kind, text = ui.agreement(preds[s], preds[r])
     {"agree": st.success, "disagree": st.warning, "unnamed": st.info}[kind](text)
+shares = [c for c in table.columns if c.startswith("P(") or c == "confidence"]
+table[shares] = table[shares] * 100  # whole percents, like the rest of the page
 st.dataframe(table, hide_index=True, column_config={
-    c: st.column_config.NumberColumn(format="percent") for c in table.columns if c.startswith("P(") or c == "confidence"})
+    **{c: st.column_config.NumberColumn(format="%.0f%%") for c in shares},
+    "entropy": st.column_config.NumberColumn(format="%.2f"),
+    "time (ms)": st.column_config.NumberColumn(format="%.0f")})
 st.caption("Times are single-photo CPU latencies measured just now (preprocessing + model); the ensemble "
            "runs its three members one after another.")

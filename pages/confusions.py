@@ -10,16 +10,20 @@ from flowers_core.data import SHIPPED_PROTOCOL
 st.title("🔀 Confusions")
 st.write("Which flowers does a model mix up? Everything here comes from the saved test-set results.")
 
-with st.sidebar:
-    protocol = st.radio("Split protocol", tables.PROTOCOLS, key="conf_protocol",
-                        help="stratified: 80/10/10 of all images; official: the dataset's 10-per-class train/val split.")
-    names = tables.models(protocol)
+# the controls are in the page, not the sidebar (a phone keeps the sidebar closed)
+c_model, c_protocol = st.columns([2, 1])
+protocol = c_protocol.radio("Split protocol", tables.PROTOCOLS, key="conf_protocol", horizontal=True,
+                            help="stratified: 80/10/10 of all images; official: the dataset's 10-per-class "
+                                 "train/val split.")
+names = tables.models(protocol)
 if not names:
     ui.missing(f"No model has results for the {protocol} protocol; run `python -m train.all --protocol {protocol}`.",
                "This page")
     st.stop()
-with st.sidebar:
-    name = st.selectbox("Model", names, format_func=tables.pretty, key="conf_model")
+# opens on the model the app answers with (Classify's preference), when it has results here
+app_model = next((n for n in ui.CLASSIFIER_PREFERENCE if n in names), names[0])
+name = c_model.selectbox("Model", names, index=names.index(app_model), key="conf_model",
+                         format_func=lambda n: tables.pretty(n) + (" — the model the app uses" if n == app_model else ""))
 
 try:
     classes = art.class_names()
@@ -39,6 +43,7 @@ only_errors = c2.toggle("Only classes with mistakes", value=True, key="conf_only
 limit = c3.slider("Classes shown", 5, len(cm), min(30, len(cm)), key="conf_limit")
 normalise = c4.toggle("Row-normalised", value=False, key="conf_norm")
 view = tables.confusion_view(cm, classes, order, only_errors, limit, normalise)
+view = view.rename(index=ui.display_name, columns=ui.display_name)
 if view.empty:
     st.success("No mistakes to show.")
 else:
@@ -50,6 +55,8 @@ else:
 
 st.subheader("Per-class accuracy")
 table = tables.per_class_table(metrics, classes)
+table = table.assign(**{c: table[c].map(ui.display_name, na_action="ignore")
+                        for c in ("class", "most often mistaken for") if c in table.columns})
 st.dataframe(table, hide_index=True, height=300, column_config={
     "accuracy": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
     "precision": st.column_config.NumberColumn(format="percent")})
@@ -60,7 +67,8 @@ pairs = tables.confused_pairs(cm, classes, k=10)
 if pairs.empty:
     st.success("This model made no mistakes on this test set.")
 else:
-    st.dataframe(pairs.drop(columns=["true id", "predicted id"]), hide_index=True,
+    st.dataframe(pairs.drop(columns=["true id", "predicted id"]).assign(
+        **{c: pairs[c].map(ui.display_name) for c in ("true class", "predicted as")}), hide_index=True,
                  column_config={"share of true class": st.column_config.NumberColumn(format="percent")})
     if not thumbs.pack:
         st.caption("Example thumbnails are not shipped (`python -m train.gallery --build`).")
@@ -71,8 +79,9 @@ else:
             a, b = st.columns(2)
             for col, cid, label in ((a, row["true id"], row["true class"]), (b, row["predicted id"], row["predicted as"])):
                 imgs = thumbs.of_class(int(cid), 4)
-                if imgs:
-                    col.image(imgs, width=64, caption=[label] * len(imgs))
+                if imgs:  # the name once, above the photos (a caption under each 64 px photo broke names mid-word)
+                    col.caption(ui.display_name(label))
+                    col.image(imgs, width=72)
 
 st.subheader("Test images this model got wrong")
 try:
@@ -84,23 +93,22 @@ if wrong.empty:
     st.success("No wrong test images.")
     st.stop()
 f1, f2 = st.columns(2)
-true_filter = f1.selectbox("True class", ["all"] + sorted(wrong["true class"].unique()), key="wrong_true")
+true_filter = f1.selectbox("True class", ["all"] + sorted(wrong["true class"].unique()), key="wrong_true",
+                           format_func=lambda c: c if c == "all" else ui.display_name(c))
 shown = f2.slider("Images shown", 4, min(96, max(4, len(wrong))), min(24, max(4, len(wrong))), 4, key="wrong_n")
 sel = wrong if true_filter == "all" else wrong[wrong["true class"] == true_filter]
 st.caption(f"{len(wrong)} wrong test images, most confident mistakes first.")
 if protocol == "official" and not thumbs.has_dataset:
     st.caption("Pictures for the official protocol are read from the dataset folder, which is not present: "
                "only the table is shown.")
-if thumbs.available:
-    rows = sel.head(shown)
-    cols = st.columns(8)
-    for k, (_, r) in enumerate(rows.iterrows()):
-        data = thumbs.get(int(r["image id"]))
-        with cols[k % 8]:
-            if data is not None:
-                st.image(data, width="stretch")
-            st.caption(f"#{int(r['image id'])} {r['true class']} → **{r['predicted']}** ({r['confidence']:.0%})")
+if thumbs.available:  # photos that flow and wrap at their own size (columns stacked into one blurry column on a phone)
+    rows = [r for _, r in sel.head(shown).iterrows() if thumbs.get(int(r["image id"])) is not None]
+    if rows:
+        st.image([thumbs.get(int(r["image id"])) for r in rows], width=110,
+                 caption=[f"#{int(r['image id'])} {ui.display_name(r['true class'])} → {ui.display_name(r['predicted'])} "
+                          f"({r['confidence']:.0%})" for r in rows])
 with st.expander("All wrong test images (table)"):
-    st.dataframe(sel.drop(columns=["true id", "predicted id"]), hide_index=True,
+    st.dataframe(sel.drop(columns=["true id", "predicted id"]).assign(
+        **{c: sel[c].map(ui.display_name) for c in ("true class", "predicted")}), hide_index=True,
                  column_config={"confidence": st.column_config.NumberColumn(format="percent"),
                                 "prob. of true class": st.column_config.NumberColumn(format="percent")})

@@ -1,6 +1,7 @@
 """Latency: measure the models on this server's CPU, next to the stored benchmark."""
 import os
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -47,7 +48,7 @@ with live:
             st.caption(f"Only {', '.join(map(tables.pretty, with_int8))} has an INT8 version; "
                        "the other models are measured in fp32.")
         if st.button("Run", type="primary", disabled=not names, key="lat_run"):
-            bar = st.progress(0.0, text="Measuring…")
+            bar = st.progress(0.0, text="Loading the models (a few seconds the first time), then measuring…")
             rows = ui.live_latency(names, threads, batch, iters,
                                    progress=lambda i, n: bar.progress(i / n, text=f"Measuring… {i}/{n}"))
             bar.empty()
@@ -60,13 +61,18 @@ with live:
             ok = [r for r in rows if "error" not in r]
             if ok:
                 fig = go.Figure()
-                labels = [f"{r['model']} ({r['precision']})" for r in ok]
-                fig.add_bar(name="p50", x=labels, y=[r["p50_ms"] for r in ok], marker_color="#b5338a")
-                fig.add_bar(name="p95", x=labels, y=[r["p95_ms"] for r in ok], marker_color="#e7a3cf")
+                labels = [r["model"] for r in ok]  # the student's names carry their precision already
+                fig.add_bar(name="median", x=labels, y=[r["p50_ms"] for r in ok], marker_color="#b5338a")
+                fig.add_bar(name="95th percentile", x=labels, y=[r["p95_ms"] for r in ok], marker_color="#e7a3cf")
                 fig.update_layout(barmode="group", yaxis_title="ms per batch", height=340,
-                                  margin=dict(l=10, r=10, t=10, b=10))
+                                  margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=1.1))
+                fig.update_xaxes(automargin=True, tickangle=-30)
                 st.plotly_chart(fig, key="lat_chart")
-                st.dataframe(ok, hide_index=True)
+                st.dataframe(pd.DataFrame(ok)[["model", "precision", "threads", "batch", "p50_ms", "p95_ms",
+                                               "per_image_ms"]], hide_index=True, column_config={
+                    "p50_ms": st.column_config.NumberColumn("median (ms)", format="%.1f"),
+                    "p95_ms": st.column_config.NumberColumn("95th pct (ms)", format="%.1f"),
+                    "per_image_ms": st.column_config.NumberColumn("per photo (ms)", format="%.1f")})
             st.caption("Measured in this visitor's session on a shared server: other visitors and jobs on the "
                        "same CPU add noise, and the thread setting applies to the whole process while it runs.")
 
@@ -82,14 +88,29 @@ with stored:
             st.caption(f"{env.get('cpu', '?')} · {env.get('threads', '?')} threads · measured {env.get('date', '?')}")
         cols = [c for c in ("model", "p50_ms", "p95_ms", "p50_with_check_ms", "throughput_img_s", "size_bytes",
                             "model_peak_mb", "speedup_vs_ensemble", "error") if c in table.columns]
-        st.dataframe(table[cols], hide_index=True)
-        st.caption("p50_with_check_ms: the app's path, the logits plus the novelty check's features and score.")
+        shown = table[cols].assign(model=table["model"].map(tables.pretty))
+        if "size_bytes" in shown:
+            shown = shown.assign(size_bytes=shown["size_bytes"] / 1e6)
+        st.dataframe(shown, hide_index=True, column_config={
+            "p50_ms": st.column_config.NumberColumn("median (ms)", format="%.1f"),
+            "p95_ms": st.column_config.NumberColumn("95th pct (ms)", format="%.1f"),
+            "p50_with_check_ms": st.column_config.NumberColumn("median, app's path (ms)", format="%.1f"),
+            "throughput_img_s": st.column_config.NumberColumn("photos/s", format="%.0f"),
+            "size_bytes": st.column_config.NumberColumn("size (MB)", format="%.1f"),
+            "model_peak_mb": st.column_config.NumberColumn("memory (MB)", format="%.0f"),
+            "speedup_vs_ensemble": st.column_config.NumberColumn("× faster than L4", format="%.1f")})
+        st.caption("Median, app's path: the logits plus the novelty check's features and score.")
         by_cpu = tables.latency_other_cpus()
         if not by_cpu.empty:
-            st.markdown("**Batch-1 p50 on each kind of CPU measured** (the CPU changes between machines)")
-            st.dataframe(by_cpu, hide_index=True)
+            st.markdown("**Batch-1 median (ms) on each kind of CPU measured** (the CPU changes between machines)")
+            by_cpu = by_cpu.assign(model=by_cpu["model"].map(tables.pretty)).rename(
+                columns=lambda c: c.replace("p50 (ms) on ", ""))
+            st.dataframe(by_cpu, hide_index=True,
+                         column_config={c: st.column_config.NumberColumn(format="%.1f")
+                                        for c in by_cpu.columns if c != "model"})
         if {"model", "p50_ms"} <= set(table.columns):
             ok = table[table["p50_ms"].notna()]
-            st.plotly_chart(go.Figure(go.Bar(x=ok["model"], y=ok["p50_ms"], marker_color="#b5338a"))
-                            .update_layout(yaxis_title="p50 ms (batch 1)", height=300,
-                                           margin=dict(l=10, r=10, t=10, b=10)), key="lat_stored")
+            st.plotly_chart(go.Figure(go.Bar(x=ok["model"].map(tables.pretty), y=ok["p50_ms"], marker_color="#b5338a"))
+                            .update_layout(yaxis_title="median ms (batch 1)", height=300,
+                                           margin=dict(l=10, r=10, t=10, b=10))
+                            .update_xaxes(automargin=True, tickangle=-30), key="lat_stored")

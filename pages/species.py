@@ -4,8 +4,12 @@ import streamlit as st
 from flowers_core.app import ui
 
 st.title("🌸 The 102 species")
-st.write("Every flower the app can name, with photos from its training set and how often the deployed "
-         "model (the INT8 student) named it correctly on the test photos it never saw.")
+st.write("Every flower the app can name, with its scientific name and family, photos from its training set "
+         "and how often the app's model named it correctly on test photos it never saw. Some of the 102 are a "
+         "whole genus (all roses, all water lilies): the app names the genus, not the species within it.")
+st.caption("The scientific names and families were compiled for this app from botanical knowledge and the "
+           "training photos; they have not yet been checked against a published flora "
+           "(`assets/species_taxonomy.csv` says so for each row).")
 
 table, why = ui.species_table()
 if table is None:

@@ -279,3 +279,44 @@ def test_webp_has_its_own_pixel_limit(monkeypatch):
     with pytest.raises(ImageError, match="too large to process safely"):
         load_image(encode(photo(200, 120), "WEBP"))
     assert load_image(encode(photo(200, 120), "PNG")).size == (200, 120)
+
+
+# ------------------------------------------------------------------------------ one question, what it shows
+def test_candidates_leave_out_the_improbable():
+    """A "not sure" shows up to three candidates, none the model gives under CANDIDATE_MIN_PROB; the ids and
+    the labels agree."""
+    p = _predictor(threshold=None)
+    spread = p.describe(np.array([0.5, 0.3, 0.15, 0.05 - 1e-6]))
+    assert [label for label, _ in spread.candidates()] == ["a", "b", "c"] and spread.candidate_ids() == [0, 1, 2]
+    peaked = p.describe(np.array([0.96, 0.03, 0.006, 0.004]))
+    assert peaked.candidates() == [("a", pytest.approx(0.96))] and peaked.candidate_ids() == [0]
+    flat = p.describe(np.full(4, 0.25))
+    assert len(flat.candidates()) == inference.CANDIDATES_SHOWN
+    p.classes = [str(i) for i in range(40)]
+    nothing = p.describe(np.full(40, 1 / 40))  # 2.5% each: no species is a candidate
+    assert nothing.candidates() == [] and nothing.candidate_ids() == []
+    assert len(nothing.candidate_ids(min_prob=0.0)) == inference.CANDIDATES_SHOWN, "the benchmark's plain top 3"
+
+
+def test_photos_disagree_only_when_two_name_different_species():
+    p = _predictor(threshold=0.9, gate=False)
+    sure_a = p.describe(np.array([0.9, 0.05, 0.03, 0.02]))
+    sure_b = p.describe(np.array([0.05, 0.9, 0.03, 0.02]))
+    unsure_b = p.describe(np.array([0.3, 0.4, 0.2, 0.1]))
+    assert sure_a.verdict == sure_b.verdict == "species" and unsure_b.verdict == "not_sure"
+    assert inference.photos_disagree([sure_a, sure_b])
+    assert inference.photos_disagree([sure_a, sure_a, sure_b])
+    assert not inference.photos_disagree([sure_a, sure_a])
+    assert not inference.photos_disagree([sure_a, unsure_b]), "a doubtful photo is combined, not a disagreement"
+    assert not inference.photos_disagree([sure_a])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_an_8000_pixel_square_photo_is_reduced_not_refused(fmt):
+    """Phones and cameras make 50-64 MP photos: an 8000×8000 image (64 MP) is decoded reduced, not refused."""
+    y, x = np.mgrid[0:8000, 0:8000]
+    img = Image.fromarray(np.stack([(x // 8 % 256), (y // 8 % 256), ((x + y) // 16 % 256)], -1).astype(np.uint8))
+    notes: list[str] = []
+    out = load_image(encode(img, fmt, **({"quality": 80} if fmt == "JPEG" else {"compress_level": 1})), notes)
+    assert out.mode == "RGB" and min(out.size) >= inference.REDUCED_SIDE and max(out.size) <= 8000 // 2

@@ -2,6 +2,7 @@
 
     python -m tools.decode_memory                 # 4 near-limit files, 4 threads, bounded vs unbounded
     python -m tools.decode_memory --files 8 --json out.json
+    python -m tools.decode_memory --each          # also each file alone, and an 8000×8000 PNG and a 192 MP JPEG
 
 Makes (once, under --work) lossless files just under the limits of ``flowers_core.inference``
 (MAX_PIXELS pixels, or the format's FORMAT_MAX_PIXELS; ~90% of MAX_BYTES bytes): an RGB PNG, an RGBA
@@ -30,6 +31,24 @@ from flowers_core import inference
 from flowers_core.preprocess import square_resize
 
 KINDS = ("rgb.png", "rgba.png", "grey16.png", "rgb.webp")
+# photo-sized files measured alone (--each): an 8000×8000 PNG (decoded at full size, then reduced) and a
+# 192-megapixel JPEG (decoded reduced, ``draft``), the sizes issue 26 asks to be answered, not refused
+PHOTO_SIZES = {"8000x8000_rgb.png": (8000, 8000), "16000x12000_rgb.jpg": (16000, 12000)}
+
+
+def make_photo_sizes(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for kind, (w, h) in PHOTO_SIZES.items():
+        path = folder / f"photo_{kind}"
+        paths.append(path)
+        if not path.is_file():
+            y, x = np.mgrid[0:h, 0:w]
+            rgb = np.stack([(x // 40 % 256), (y // 30 % 256), ((x + y) // 50 % 256)], -1).astype(np.uint8)
+            Image.fromarray(rgb, "RGB").save(path, *(("PNG",) if kind.endswith(".png") else ("JPEG",)),
+                                             **({"compress_level": 1} if kind.endswith(".png") else {"quality": 85}))
+            print(f"made {path.name}: {w}×{h} = {w * h / 1e6:.0f} MP, {path.stat().st_size:,} bytes", flush=True)
+    return paths
 
 
 def make_files(folder: Path) -> list[Path]:
@@ -122,8 +141,9 @@ def main(argv=None) -> None:
     p.add_argument("--_only", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     paths = make_files(Path(args.work))
+    photos = make_photo_sizes(Path(args.work)) if args.each or args._only else []
     if args._child:
-        chosen = [q for q in paths if q.name == args._only] if args._only else paths
+        chosen = [q for q in paths + photos if q.name == args._only] if args._only else paths
         print(json.dumps(measure(chosen, args.files, args.mode == "unbounded")))
         return
 
@@ -141,7 +161,7 @@ def main(argv=None) -> None:
               f"{row['start_rss_mb']} MB, {row['wall_s']} s; decoded sizes "
               f"{[tuple(r['decoded']) for r in row['per_file']]}", flush=True)
     if args.each:
-        for path in paths:
+        for path in paths + photos:
             row = child("bounded", 1, path.name)
             rows.append(row)
             print(f"alone    : {path.name} ({path.stat().st_size:,} bytes) peak +{row['peak_above_start_mb']} MB, "

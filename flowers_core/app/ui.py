@@ -24,15 +24,30 @@ from .. import artifacts as art
 from .. import catalog, tables
 from ..data import SHIPPED_PROTOCOL
 from ..gallery import ReferencePhotos, Thumbnails, examples
-from ..inference import MAX_MB, ImageError, Predictor, load_image
+from ..inference import (
+    CANDIDATE_MIN_PROB,
+    CANDIDATES_SHOWN,
+    MAX_BYTES,
+    ImageError,
+    Predictor,
+    load_image,
+    size_limit_text,
+    too_large_message,
+)
 from ..runtime import OnnxSession
 from .texts import (
+    ADD_PHOTO_LABEL,
     CRASH_MARKER,
+    DIFFERENT_FLOWERS_HEADLINE,
     NOT_A_FLOWER_HEADLINE,
+    NOT_A_FLOWER_SEVERAL_HEADLINE,
     NOT_SURE_HEADLINE,
+    NOT_SURE_NONE_HEADLINE,
     NOT_SURE_UNFAMILIAR_HEADLINE,
+    UNUSUAL_PHOTO_TAIL,
     UPLOAD_LABEL,
     display_name,
+    taxonomy,
 )
 
 log = logging.getLogger("flowers_app")
@@ -155,31 +170,105 @@ def explain_cached(photo: bytes, name: str, method: str, target: int | None, num
 # ---------------------------------------------------------------------------------------------
 # The photo picker (shared by Classify, Compare and Explain through st.session_state)
 # ---------------------------------------------------------------------------------------------
+# One question at a time: ``st.session_state["photos"]`` holds the photos of the visitor's current question
+# (1 to MAX_PHOTOS of one plant; the first is ``st.session_state["photo"]``). A new upload, camera shot or
+# example replaces the question; a photo joins it only through ``add_photo_box`` (the visitor says it is the
+# same plant); removing the upload ends the question. The widgets act through their ``on_change``
+# callbacks, so a widget emptied by a page change (Streamlit forgets a widget that was not drawn) is not
+# mistaken for the visitor removing the photo.
 @dataclass
 class Photo:
-    data: bytes
+    data: bytes  # empty when the file is over the size limit (its bytes are never kept)
     name: str
     source: str  # upload | camera | example
     page: str = ""  # the picker it came from
+    size: int = -1  # bytes of the file as uploaded (-1: len(data))
+
+    def __post_init__(self):
+        if self.size < 0:
+            self.size = len(self.data)
 
     @property
     def digest(self) -> str:
-        return hashlib.sha1(self.data).hexdigest()[:12]
+        return hashlib.sha1(self.data or self.name.encode()).hexdigest()[:12]
 
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+# what Markdown's autolinker turns into a link even when escaped: a scheme's "://" and "www."
+AUTOLINK_STARTS = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\\\.)", re.IGNORECASE)
 
 
 def plain(text: str) -> str:
     """``text`` escaped so that Streamlit's Markdown shows it literally (a visitor's file name may hold
-    ``**bold**`` or ``[a](link)``, which must not turn into formatting or a live link)."""
-    return MARKDOWN_SPECIALS.sub(r"\\\1", text)
+    ``**bold**``, ``[a](link)`` or a bare ``https://…``, which must not turn into formatting or a live link):
+    Markdown's specials are backslash-escaped and an invisible word joiner (U+2060) sits after a scheme's
+    colon and after "www", where the autolinker would otherwise start a link."""
+    return AUTOLINK_STARTS.sub("\u2060", MARKDOWN_SPECIALS.sub(r"\\\1", text))
+
+
+def _photo_from(file, source: str, page: str) -> Photo:
+    """A Photo from an UploadedFile; a file over the size limit keeps its name and size, not its bytes."""
+    size = getattr(file, "size", None)
+    size = len(file.getvalue()) if size is None else int(size)
+    return Photo(b"" if size > MAX_BYTES else file.getvalue(), file.name, source, page, size)
+
+
+def _set_photos(photos: list[Photo]) -> None:
+    """Make ``photos`` the current question (none: no question)."""
+    st.session_state["photo"] = photos[0] if photos else None
+    st.session_state["photos"] = list(photos)
+    st.session_state.pop("photo_bad", None)
 
 
 def _set_photo(data: bytes, name: str, source: str, page: str = "") -> None:
-    st.session_state["photo"] = Photo(data, name, source, page)
-    st.session_state["photos"] = [st.session_state["photo"]]
-    st.session_state["photos_dropped"] = 0
+    _set_photos([Photo(data, name, source, page)])
+
+
+def _new_question(page: str) -> None:
+    """A fresh uploader (and 'add another photo' box) on ``page``: the old file no longer shows in it."""
+    st.session_state[f"{page}_gen"] = st.session_state.get(f"{page}_gen", 0) + 1
+
+
+def _on_upload(widget_key: str, source: str, page: str) -> None:
+    """The visitor chose a file (a new question) or removed it (no question, when it was this box's)."""
+    file = st.session_state.get(widget_key)
+    if file is not None:
+        _set_photos([_photo_from(file, source, page)])
+        return
+    photo = current_photo()
+    if photo is not None and photo.page == page and photo.source == source:
+        _set_photos([])
+
+
+def _on_example(path: str, page: str) -> None:
+    _set_photo(Path(path).read_bytes(), Path(path).name, "example", page)
+    _new_question(page)
+    st.session_state["scroll_to_answer"] = True  # the button was far below, where the answer is not
+
+
+def scroll_to_answer() -> None:
+    """Bring the answer's heading (anchor "answer") into view after an example was chosen further down the page
+    (a phone would otherwise stay scrolled to the examples). A zero-height component whose script, same-origin,
+    scrolls the app's page; it runs once per choice (the nonce makes each one a new element)."""
+    if not st.session_state.pop("scroll_to_answer", False):
+        return
+    from streamlit.components.v1 import html  # a component only here: the other pages never need it
+
+    nonce = st.session_state.get("scroll_nonce", 0) + 1
+    st.session_state["scroll_nonce"] = nonce
+    html(f"""<script>/* {nonce} */
+      const target = () => window.parent.document.getElementById("answer");
+      let tries = 0;
+      const go = () => {{ const h = target(); if (h) h.scrollIntoView({{block: "start"}}); else if (tries++ < 40)
+        setTimeout(go, 50); }};
+      go();</script>""", height=0)
+
+
+def _on_example_choice(widget_key: str, page: str) -> None:
+    items, choice = examples(), st.session_state.get(widget_key)
+    labels = [display_name(it["label"]) for it in items]
+    if choice in labels:
+        _on_example(items[labels.index(choice)]["file"], page)
 
 
 def current_photo() -> Photo | None:
@@ -187,7 +276,8 @@ def current_photo() -> Photo | None:
 
 
 def current_photos() -> list[Photo]:
-    """The visitor's photos of one plant (1 to MAX_PHOTOS; the first is ``current_photo``)."""
+    """The photos of the visitor's current question (1 to MAX_PHOTOS of one plant; the first is
+    ``current_photo``); none before a photo is chosen."""
     photo = current_photo()
     photos = st.session_state.get("photos") or []
     if photo is None:
@@ -195,61 +285,93 @@ def current_photos() -> list[Photo]:
     return photos if photos and photos[0] is photo else [photo]
 
 
-def _take_new(widget_value, seen_key: str, source: str, page: str, limit: int = 1) -> None:
-    """Adopt an upload/camera shot (or up to ``limit`` uploads) only when new, so a later example click wins."""
-    files = widget_value if isinstance(widget_value, list) else [] if widget_value is None else [widget_value]
-    if not files:
-        st.session_state.pop(seen_key, None)
-        return
-    ident = tuple(getattr(f, "file_id", None) or f"{f.name}:{f.size}" for f in files)
-    if st.session_state.get(seen_key) != ident:
-        st.session_state[seen_key] = ident
-        _set_photo(files[0].getvalue(), files[0].name, source, page)
-        st.session_state["photos"] = [st.session_state["photo"]] + [
-            Photo(f.getvalue(), f.name, source, page) for f in files[1:limit]]
-        st.session_state["photos_dropped"] = max(0, len(files) - limit)
+def size_help() -> str:
+    return f"JPEG, PNG, WebP or HEIC (iPhone) photos, up to {size_limit_text()} each."
 
 
-def photo_picker(key: str, gallery: str = "grid", camera: bool = True, multiple: bool = False) -> Photo | None:
-    """Upload / camera / example photos; returns the visitor's current photo (kept across pages).
-    ``multiple``: the uploader takes up to MAX_PHOTOS photos of the same plant (see ``current_photos``)."""
-    limit = MAX_PHOTOS if multiple else 1
+def hide_transport_limit() -> None:
+    """Hide the uploader's "Limit N MB per file" line: that is Streamlit's transport cap (set above the app's
+    limit in .streamlit/config.toml so that a larger file reaches the app's own message), not the limit."""
+    st.html("<style>[data-testid='stFileUploaderDropzoneInstructions'] {display: none;}</style>")
+
+
+def photo_picker(key: str, gallery: str | None = "grid", camera: bool = True) -> Photo | None:
+    """Upload / camera / example photos; returns the visitor's current photo (kept across pages). Each
+    choice is a new question (``current_photos``); ``gallery``: "grid" (example photos with buttons),
+    "select" (a drop-down), or None (the page draws ``example_gallery`` itself, where it fits)."""
+    gen = st.session_state.get(f"{key}_gen", 0)
     # no `type=` filter: Streamlit refuses a type outside its list with a message seen only on hover, while
     # `inference.load_image` opens what Pillow can (.jfif and .avif included) and says plainly what it cannot
-    upload = st.file_uploader(
-        UPLOAD_LABEL, key=f"{key}_upload", accept_multiple_files=multiple,
-        help=f"JPEG, PNG, WebP or HEIC (iPhone) photos, up to {MAX_MB} MB each"
-             + (f"; up to {MAX_PHOTOS} photos of the same plant are combined into one answer." if multiple else "."))
-    _take_new(upload, f"{key}_upload_seen", "upload", key, limit)
+    upload_key = f"{key}_upload_{gen}"
+    hide_transport_limit()
+    st.file_uploader(UPLOAD_LABEL, key=upload_key, help=size_help(), on_change=_on_upload,
+                     args=(upload_key, "upload", key))
+    st.caption(size_help())  # seen on a phone too (a help tooltip needs a hover)
     if camera and st.toggle("Take a photo with the camera", key=f"{key}_camera_on"):
-        shot = st.camera_input("Take a photo", key=f"{key}_camera")
-        _take_new(shot, f"{key}_camera_seen", "camera", key)
-
-    items = examples()
-    if items and gallery == "grid":
-        st.caption("…or try one of these example photos:")
-        cols = st.columns(min(len(items), 4))
-        for i, item in enumerate(items):
-            with cols[i % len(cols)]:
-                st.image(item["file"], caption=display_name(item["label"]), width="stretch")
-                if st.button("Try it", key=f"{key}_ex_{i}", width="stretch",
-                             help=f"Classify this photo of {with_article(item['label'])}"):
-                    _set_photo(Path(item["file"]).read_bytes(), Path(item["file"]).name, "example", key)
-    elif items:
-        labels = ["—"] + [display_name(it["label"]) for it in items]
-        choice = st.selectbox("…or pick an example photo", labels, key=f"{key}_example")
-        if choice != "—" and st.session_state.get(f"{key}_example_seen") != choice:
-            st.session_state[f"{key}_example_seen"] = choice
-            item = items[labels.index(choice) - 1]
-            _set_photo(Path(item["file"]).read_bytes(), Path(item["file"]).name, "example", key)
-    elif not items:
-        st.caption("Example photos are not shipped in this copy (`python -m train.gallery --build`).")
+        shot_key = f"{key}_camera_{gen}"
+        st.camera_input("Take a photo", key=shot_key, on_change=_on_upload, args=(shot_key, "camera", key))
+    if gallery:
+        example_gallery(key, gallery)
     photo = current_photo()
     if photo is not None and photo.page != key and st.session_state.get("photo_bad") == photo.digest:
         return None  # an unreadable upload from another page: its message was shown there
     if photo is not None and photo.page != key:
         st.caption(f"Using your photo **{plain(photo.name)}** from before; upload or pick another to change it.")
     return photo
+
+
+def example_gallery(key: str, layout: str = "grid", columns: int = 4) -> None:
+    """The shipped example photos: a grid of photos with "Try it" buttons, or a drop-down ("select")."""
+    items = examples()
+    if not items:
+        st.caption("Example photos are not shipped in this copy (`python -m train.gallery --build`).")
+        return
+    if layout == "select":
+        select_key = f"{key}_example"
+        st.selectbox("…or pick an example photo", [display_name(it["label"]) for it in items], index=None,
+                     placeholder="Choose an example", key=select_key, on_change=_on_example_choice,
+                     args=(select_key, key))
+        return
+    cols = st.columns(min(len(items), columns))
+    for i, item in enumerate(items):
+        with cols[i % len(cols)]:
+            st.image(item["file"], caption=display_name(item["label"]), width="stretch")
+            st.button("Try it", key=f"{key}_ex_{i}", width="stretch", on_click=_on_example, args=(item["file"], key),
+                      help=f"Classify this photo of {with_article(item['label'])}")
+
+
+def _on_add(widget_key: str, page: str) -> None:
+    file = st.session_state.get(widget_key)
+    photos = current_photos()
+    if file is not None and photos and len(photos) < MAX_PHOTOS:
+        _set_photos(photos + [_photo_from(file, "upload", page)])
+
+
+def _on_remove(index: int, page: str) -> None:
+    photos = current_photos()
+    if 0 <= index < len(photos):
+        _set_photos(photos[:index] + photos[index + 1:])
+        if index == 0:  # the uploader shows the first photo's file: a fresh one
+            _new_question(page)
+
+
+def add_photo_box(key: str) -> None:
+    """'Add another photo of this same plant': the only way a photo joins the current question (at most
+    MAX_PHOTOS), so photos chosen one after another are never silently combined."""
+    photos = current_photos()
+    if not photos or len(photos) >= MAX_PHOTOS:
+        if photos:
+            st.caption(f"That's {MAX_PHOTOS} photos of this plant, the most I combine; remove one to add another.")
+        return
+    gen = st.session_state.get(f"{key}_gen", 0)
+    widget_key = f"{key}_more_{gen}_{len(photos)}"  # a fresh, empty box after each photo added
+    st.file_uploader(f"{ADD_PHOTO_LABEL} (a side view, the leaves) for a surer answer — {len(photos)} of "
+                     f"{MAX_PHOTOS} so far", key=widget_key, help=size_help(),
+                     on_change=_on_add, args=(widget_key, key))
+
+
+def remove_button(index: int, key: str) -> None:
+    st.button("Remove this photo", key=f"{key}_remove_{index}", on_click=_on_remove, args=(index, key))
 
 
 def example_truth(photo: Photo | None) -> str | None:
@@ -269,25 +391,25 @@ def photo_image(photo: Photo | None, prompt: str) -> tuple[object, list[str]]:
     return img, notes
 
 
-def photo_images(photos: list[Photo], prompt: str) -> list[tuple[Photo, object, list[str]]]:
+def photo_images(photos: list[Photo], prompt: str | None) -> list[tuple[Photo, object, list[str]]]:
     """Several photos of one plant as (photo, RGB image, notes); an unreadable one gets its message and
-    is left out. With no photo, or none readable, the page stops (like ``photo_image``)."""
+    is left out. With no photo, or none readable, the page stops (like ``photo_image``); ``prompt`` (if
+    any) is shown when there is no photo."""
     if not photos:
-        st.info(prompt)
+        if prompt:
+            st.info(prompt)
         st.stop()
-    if len(photos) > 1 and st.session_state.get("photos_dropped"):
-        st.warning(f"Only the first {MAX_PHOTOS} photos are used; "
-                   f"{st.session_state['photos_dropped']} more were left out.")
     good = []
     for photo in photos:
         notes: list[str] = []
         try:
+            if photo.size > MAX_BYTES:
+                raise ImageError(too_large_message(photo.size))
             good.append((photo, load_image(photo.data, notes), notes))
         except ImageError as e:  # the message may quote the file's own bytes (a decoder's complaint): escaped
             if photo is photos[0]:
                 st.session_state["photo_bad"] = photo.digest
-            what = f" {plain(photo.name)}" if len(photos) > 1 else ""
-            st.error(f"**We couldn't use this file{what}.** {plain(str(e))}")
+            st.error(f"**We couldn't use this file ({plain(photo.name)}).** {plain(str(e))}")
     if not good:
         st.stop()
     return good
@@ -318,14 +440,21 @@ def run_guarded(page) -> None:
 # ---------------------------------------------------------------------------------------------
 # Charts shared by several pages
 # ---------------------------------------------------------------------------------------------
-def top5_chart(top5: list[tuple[str, float]], title: str | None = None, height: int = 260):
+def top5_chart(top5: list[tuple[str, float]], title: str | None = None, height: int = 260, narrow: bool = False):
+    """The top guesses as horizontal bars. ``narrow`` (a chart in a narrow column): the names are written on the
+    bars, left-aligned, instead of as axis labels, which a narrow chart cuts ("ck-eyed Susan")."""
     labels = [display_name(label) for label, _ in top5][::-1]
     values = [p for _, p in top5][::-1]
-    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", text=[f"{v:.0%}" for v in values],
-                           textposition="auto", marker_color="#b5338a",
+    text = [f"{name} · {v:.0%}" for name, v in zip(labels, values)] if narrow else [f"{v:.0%}" for v in values]
+    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", text=text, marker_color="#b5338a",
+                           textposition="outside" if narrow else "auto", cliponaxis=False,
                            hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+    if narrow:  # the text after each bar's start: a full bar gets its text inside, in white
+        fig.update_traces(textposition=["inside" if v > 0.5 else "outside" for v in values],
+                          insidetextanchor="start", textfont_size=12)
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
                       xaxis=dict(range=[0, 1], tickformat=".0%", title=None))
+    fig.update_yaxes(automargin=True, showticklabels=not narrow)
     return fig
 
 
@@ -340,26 +469,57 @@ def confidence_words(prob: float) -> str:
     return "almost certainly" if prob >= 0.9 else "probably" if prob >= 0.6 else "possibly"
 
 
-def with_article(name: str) -> str:
-    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {display_name(name)}"
+def with_article(name: str, start: bool = False) -> str:
+    """"a sunflower", "an English marigold" (mid-sentence; ``start``: "A sunflower")."""
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return f"{article.capitalize() if start else article} {display_name(name, start=False)}"
 
 
-def verdict_text(pred) -> tuple[str, str]:
-    """(headline, one line of explanation) of a Prediction's verdict, for a visitor."""
+def _names(labelled: list[tuple[str, float]]) -> str:
+    """"X (40%)", "X (40%) or Y (30%)", "X (40%), Y (30%) or Z (10%)"."""
+    parts = [f"{with_article(label)} ({p:.0%})" for label, p in labelled]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+def verdict_text(pred, several: bool = False) -> tuple[str, str]:
+    """(headline, one line of explanation) of a Prediction's verdict, for a visitor; ``several``: the
+    combined answer of several photos ("these photos"). The percentages named are the ones the page shows."""
+    this = "these photos" if several else "this photo"
+    your = "your photos look" if several else "your photo looks"
     if pred.verdict == "not_a_flower":
-        return NOT_A_FLOWER_HEADLINE, NOT_A_FLOWER_HINT
+        return (NOT_A_FLOWER_SEVERAL_HEADLINE if several else NOT_A_FLOWER_HEADLINE), NOT_A_FLOWER_HINT
     if pred.verdict == "not_sure":
-        names = ", ".join(f"{display_name(label)} ({p:.0%})" for label, p in pred.candidates())
+        if pred.unfamiliar and pred.leading:  # one species leads, but the photo is unlike every species' photos
+            return (f"Most likely {with_article(pred.label)} — {UNUSUAL_PHOTO_TAIL.replace('your photo looks', your)}",
+                    f"Of the 102 species I know, {with_article(pred.label)} fits {this} best ({pred.prob:.0%}), but "
+                    f"{your} unlike the photos I learned from, so that score cannot vouch for it: it may be a "
+                    "flower I don't know, or an unusual view of one I do. Compare with the photos below.")
+        if not pred.candidates():  # every species under CANDIDATE_MIN_PROB: nothing worth naming as a candidate
+            return NOT_SURE_NONE_HEADLINE, (
+                f"None of the 102 species I know gets more than {CANDIDATE_MIN_PROB:.0%} (the best, "
+                f"{with_article(pred.label)}, gets {pred.prob:.0%}): it may be a flower I don't know, or the flower "
+                "is hard to see. A closer, sharper photo of a single flower helps.")
+        names = _names(pred.candidates())
         if pred.unfamiliar:  # the novelty check: unlike every species, whatever the softmax says
-            return NOT_SURE_UNFAMILIAR_HEADLINE, (
-                f"My best guesses are {names}, but the photo looks unlike the photos I learned from, so I can't "
-                "vouch for them: it may be a flower I don't know, or an unusual view of one I do. "
-                "A closer, sharper photo of a single flower helps.")
+            return NOT_SURE_UNFAMILIAR_HEADLINE.replace("this photo", this), (
+                f"My best guess is {names}, but {your} unlike the photos I learned from: it may be a flower I "
+                "don't know, or an unusual view of one I do. A closer, sharper photo of a single flower helps.")
         return NOT_SURE_HEADLINE, (
-            f"{names}. The photo fits several species, or the flower is hard to see: "
-            "a closer, sharper photo of a single flower helps.")
+            f"It could be {names}: {this} {'fit' if several else 'fits'} several species, or the flower is hard "
+            "to see. A closer, sharper photo of a single flower helps.")
     return f"This is {with_article(pred.label)}", (
         f"It is {confidence_words(pred.prob)} {with_article(pred.label)} ({pred.prob:.0%} confident).")
+
+
+def confidence_metric(pred) -> tuple[str, str, str] | None:
+    """(label, value, help) of the number beside the verdict, saying what the verdict says: a species answer's
+    confidence; a "not sure"'s best-guess score, named as such; nothing for "not a flower"."""
+    if pred.verdict == "species":
+        return "Confidence", f"{pred.prob:.0%}", "How sure the model is among the 102 species it knows."
+    if pred.verdict == "not_sure":
+        return ("Best guess's score", f"{pred.prob:.0%}", "The best guess's share among the 102 species I know. "
+                "It cannot say whether the photo shows one of them at all, which is why the answer is hedged.")
+    return None
 
 
 def agreement(student, teacher) -> tuple[str, str]:
@@ -375,10 +535,44 @@ def agreement(student, teacher) -> tuple[str, str]:
                        "would name it (each model's answer is under its name above).")
 
 
-def show_verdict(pred) -> None:
-    headline, detail = verdict_text(pred)
-    st.subheader(headline)
+def show_verdict(pred, several: bool = False) -> None:
+    headline, detail = verdict_text(pred, several)
+    st.subheader(headline, anchor="answer")
     {"species": st.success, "not_sure": st.info, "not_a_flower": st.warning}[pred.verdict](detail)
+    if pred.verdict != "not_a_flower":
+        taxonomy_line(pred.label)
+
+
+def show_disagreement(preds) -> None:
+    """Photos sent as one plant whose own answers name different species: say so, combine nothing."""
+    st.subheader(DIFFERENT_FLOWERS_HEADLINE, anchor="answer")
+    named = sorted({display_name(p.label) for p in preds if p.verdict == "species"})
+    st.warning(f"On their own they say {' and '.join(f'**{n}**' for n in named)}, so I won't combine them into one "
+               "answer. Each photo's answer is below; remove the ones that show another plant, or start again "
+               "with one photo.")
+
+
+def taxonomy_line(label: str) -> None:
+    """The species' scientific name and family (``texts.taxonomy``), when the table has it."""
+    row = taxonomy().get(label)
+    if row:
+        st.caption(taxonomy_text(row))
+
+
+def taxonomy_text(row: dict) -> str:
+    """"*Helianthus annuus* · family Asteraceae"; a class that is a genus, a garden variety or a whole family
+    says so (the app cannot tell their species apart)."""
+    name, rank = row["scientific_name"], row["rank"]
+    if rank == "cultivar":
+        base, _, variety = name.partition(" '")
+        text = f"*{base}* '{variety} (a garden variety)"
+    elif rank == "genus":
+        text = f"*{name}*, a genus (its species are not told apart)"
+    elif rank == "family":
+        text = "several genera"
+    else:
+        text = f"*{name}*"
+    return f"{text} · family {row['family']}"
 
 
 def show_reference(class_id: int, refs, width: int = 96) -> None:
@@ -399,15 +593,23 @@ def show_candidates(pred, classes: list[str], refs) -> None:
         st.markdown(f"**What {with_article(pred.label)} looks like** (photos from the training set):")
         show_reference(pred.class_id, refs)
         return
-    st.markdown("**Compare your photo with these candidates** (photos from the training set):")
-    for rank, class_id in enumerate(pred.candidate_ids(), start=1):
+    ids = pred.candidate_ids()
+    if not ids:
+        return
+    st.markdown(f"**Compare your photo with {'this species' if len(ids) == 1 else 'these candidates'}** "
+                "(photos from the training set):")
+    for rank, class_id in enumerate(ids, start=1):
         st.markdown(f"{rank}. **{display_name(classes[class_id])}** — {pred.probs[class_id]:.0%}")
         show_reference(class_id, refs)
+    if len(ids) < min(CANDIDATES_SHOWN, len(pred.top5)):
+        st.caption(f"Every other species scores under {CANDIDATE_MIN_PROB:.0%}, too little to be worth comparing.")
 
 
 def species_card(row, refs) -> None:
     """One species on the Species page: name, reference photos, the model's test accuracy on it."""
     st.markdown(f"**{display_name(row['class'])}** · no. {int(row['class id']) + 1}")
+    if taxon := taxonomy().get(row["class"]):
+        st.caption(taxonomy_text(taxon) + (f" — {taxon['note']}" if taxon["note"] else ""))
     show_reference(int(row["class id"]), refs, width=80)
     if "accuracy" in row and row.get("test images", 0):
         st.caption(f"Test accuracy {row['accuracy']:.0%} ({int(row['correct'])} of {int(row['test images'])} "

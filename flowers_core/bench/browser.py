@@ -20,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ..app.texts import CRASH_MARKER, NAMELESS_HEADLINES, UPLOAD_LABEL, display_name
+from ..app.texts import ADD_PHOTO_LABEL, CRASH_MARKER, NAMELESS_HEADLINES, UPLOAD_LABEL, display_name
 from ..data import REPO_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
@@ -295,3 +295,41 @@ class AppDriver:
         self.upload(image)
         headings = self.wait_answer(class_names, timeout_ms)
         return headings, time.perf_counter() - t0
+
+    # -- one question at a time (issue 26) ----------------------------------------------------------
+    def add_photo(self, image: str | Path | dict) -> None:
+        """Add a photo of the same plant through Classify's 'add another photo' box; wait for the answer."""
+        self.wait_idle()  # the answer's run is over: the box is drawn
+        box = self.page.locator('[data-testid="stFileUploader"]').filter(has_text=ADD_PHOTO_LABEL).first
+        self.run_and_wait(lambda: box.locator('input[type="file"]').set_input_files(
+            image if isinstance(image, dict) else str(image)))
+
+    def wait_first_answer(self, class_names: list[str], text: str | None, timeout_ms: int = 60_000) -> None:
+        """Wait until the first up-to-date answer heading reads ``text`` (None: until no answer is shown)."""
+        self.page.wait_for_function(
+            f"(arg) => {{ const found = ({_ANSWER_HEADINGS_JS})(arg); "
+            "return arg.text === null ? found === null : !!found && found[0] === arg.text; }",
+            arg={**self._answers_arg(class_names), "text": text}, timeout=timeout_ms, polling=100)
+        self.wait_idle()  # and the run that drew it is over (no leftovers of the previous one)
+
+    def remove_upload(self) -> None:
+        """Remove the file shown in the main uploader (its ✕), as a visitor would; wait for the page."""
+        self.wait_idle()
+        self.run_and_wait(self.uploader().locator('[data-testid="stFileChipDeleteBtn"], [data-testid="stFileUploaderDeleteBtn"] button').first.click)
+
+    def answer_box(self, class_names: list[str]) -> dict | None:
+        """Where the first answer heading sits in the viewport ({top, bottom, height} in CSS px; the viewport's
+        own height), without scrolling: the answer is "on the first screen" when bottom <= height."""
+        return self.page.evaluate("""({names, headlines}) => {
+            const main = document.querySelector('[data-testid="stMain"]') || document.body;
+            const wanted = names.map(n => n.toLowerCase());
+            for (const h of main.querySelectorAll('h1, h2, h3')) {
+              if (h.closest('[data-stale="true"]')) continue;
+              const text = (h.innerText || '').trim(), low = text.toLowerCase();
+              if (headlines.some(x => text.startsWith(x)) || wanted.some(n => low.includes(n))) {
+                const r = h.getBoundingClientRect();
+                return {text, top: r.top, bottom: r.bottom, height: window.innerHeight};
+              }
+            }
+            return null;
+        }""", self._answers_arg(class_names))

@@ -9,6 +9,7 @@ still exercises the real code path). Run: ``python -m pytest -q tests/e2e -m e2e
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -151,24 +152,6 @@ def _images_loaded(app: AppDriver) -> None:
                                timeout=30_000, polling=100)
 
 
-def test_two_photos_one_named_like_markdown(app, server, example):
-    app.open()  # a fresh session
-    app.wait_uploader()
-    files = [{"name": MARKDOWN_NAME, "mimeType": "image/png", "buffer": Path(example["path"]).read_bytes()},
-             {"name": "second.jpg", "mimeType": "image/jpeg", "buffer": Path(example["path"]).read_bytes()}]
-    _upload_buffers(app, files)
-    app.wait_idle()
-    _images_loaded(app)
-    _shot(app, "20_classify_two_photos")
-    text = _main_text(app)
-    assert app.error_texts() == [], f"{app.error_texts()}\n{server.log_tail()}"
-    assert "One answer from your 2 photos" in text and "Each photo on its own" in text, text[:2000]
-    assert MARKDOWN_NAME in text, "the file name is shown literally"
-    assert app.page.locator('[data-testid="stMain"] a[href*="evil.example"]').count() == 0, "no live link"
-    if example["label"]:  # a shipped example: the species answer shows that species' reference photos
-        assert "looks like" in text or "not shipped" in text
-
-
 def test_classify_on_a_phone(app, server, class_names, example):
     """A 390 px wide viewport from the first load (the sidebar starts collapsed, as on a phone)."""
     page = app.page.context.new_page()
@@ -232,3 +215,223 @@ def test_any_file_type_reaches_the_app(app, server, class_names, example, tmp_pa
     headings, _ = app.classify(jfif, class_names)
     app.wait_idle()
     assert headings and app.error_texts() == [], f"{app.error_texts()}\n{server.log_tail()}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 26: one question at a time, the answer on a phone's first screen, words that match the numbers,
+# limits a visitor can see, file names as plain text. At a phone's and a desktop's size, shipped artifacts.
+# ---------------------------------------------------------------------------------------------
+VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
+LINK_NAME = "**b** [x](https://evil.example).png"
+SUNFLOWER, WATER_LILY = EXAMPLES / "sunflower_05401.jpg", EXAMPLES / "water_lily_00258.jpg"
+
+
+@pytest.fixture(params=list(VIEWPORTS))
+def sized(request, app, server):
+    """A fresh session (a new tab) at a phone's or a desktop's size, on Classify."""
+    page = app.page.context.new_page()
+    page.set_viewport_size(VIEWPORTS[request.param])
+    driver = AppDriver(page, server.url)
+    driver.name = request.param
+    driver.open()
+    driver.wait_uploader()
+    try:
+        yield driver
+    finally:
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def real_answers(artifacts_root) -> bool:
+    """The shipped models (which name the shipped examples' species), not the synthetic fallback's."""
+    return Path(artifacts_root).resolve() == (REPO_ROOT / "artifacts").resolve() and SUNFLOWER.is_file() \
+        and WATER_LILY.is_file()
+
+
+def _needs_real(real_answers):
+    if not real_answers:
+        pytest.skip("needs the shipped artifacts and example photos (which species a photo shows)")
+
+
+def _buffer(name: str, data: bytes, mime: str = "image/png") -> dict:
+    return {"name": name, "mimeType": mime, "buffer": data}
+
+
+def _variant(path: Path, how: str) -> dict:
+    """Another photo of the same plant: the example mirrored or cropped closer."""
+    img = Image.open(path).convert("RGB")
+    img = img.transpose(Image.FLIP_LEFT_RIGHT) if how == "mirrored" else img.crop(
+        (img.width // 8, img.height // 8, img.width * 7 // 8, img.height * 7 // 8))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=92)
+    return _buffer(f"{path.stem}_{how}.jpg", buf.getvalue(), "image/jpeg")
+
+
+def _visible_text(driver: AppDriver, needle: str) -> bool:
+    return driver.page.get_by_text(needle, exact=False).first.is_visible()
+
+
+def _shot26(driver: AppDriver, name: str) -> None:
+    _images_loaded(driver)
+    _shot(driver, f"26_{name}_{driver.name}")
+
+
+@pytest.mark.slow
+def test_a_new_photo_is_a_new_question(sized, server, class_names, real_answers):
+    """A photo, then a different one: the second is answered on its own; the answer heading is on the first
+    screen after each upload; a species answer's words and its confidence agree."""
+    _needs_real(real_answers)
+    headings, _ = sized.classify(SUNFLOWER, class_names)
+    sized.page.get_by_text("Time taken").first.wait_for()  # the rest of the answer
+    sized.wait_idle()
+    assert headings == ["This is a sunflower"], headings
+    box = sized.answer_box(class_names)
+    assert box and 0 <= box["top"] and box["bottom"] <= box["height"], f"the answer is below the first screen: {box}"
+    text = _main_text(sized)
+    confidence = re.search(r"It is almost certainly a sunflower \((\d+)% confident\)", text)
+    shown = re.search(r"Confidence\s+(\d+)%", text)
+    assert confidence and shown and confidence.group(1) == shown.group(1), text[:1500]
+    assert "Helianthus annuus" in text and "I know 102 species" in text
+    _shot26(sized, "first_photo")
+    sized.run_and_wait(lambda: sized.upload(WATER_LILY))
+    sized.wait_first_answer(class_names, "This is a water lily")
+    assert sized.answer_headings(class_names) == ["This is a water lily"], "the sunflower is not mixed in"
+    assert "photos of one plant" not in _main_text(sized)
+    box = sized.answer_box(class_names)
+    assert box["bottom"] <= box["height"], box
+    assert sized.error_texts() == [], f"{sized.error_texts()}\n{server.log_tail()}"
+
+
+@pytest.mark.slow
+def test_two_different_flowers_sent_as_one_plant(sized, server, class_names, real_answers):
+    from flowers_core.app.texts import DIFFERENT_FLOWERS_HEADLINE
+
+    _needs_real(real_answers)
+    sized.classify(SUNFLOWER, class_names)
+    sized.add_photo(WATER_LILY)
+    sized.wait_first_answer(class_names, DIFFERENT_FLOWERS_HEADLINE)
+    text = _main_text(sized)
+    assert "This is a sunflower" in text and "This is a water lily" in text, "each photo's own answer"
+    assert "Top 5 guesses" not in text and "What a" not in text, "no combined species"
+    _shot26(sized, "different_flowers")
+    assert sized.error_texts() == []
+
+
+@pytest.mark.slow
+def test_three_photos_of_one_plant_then_removed(sized, server, class_names, real_answers):
+    """Three photos of one plant: one combined answer, every file listed, no room for a 4th; removing the upload
+    takes the answer away."""
+    _needs_real(real_answers)
+    sized.classify(SUNFLOWER, class_names)
+    variants = [_variant(SUNFLOWER, "mirrored"), _variant(SUNFLOWER, "closer")]
+    for v in variants:
+        sized.add_photo(v)
+    sized.page.get_by_text("Your 3 photos of one plant").first.wait_for()
+    sized.wait_idle()
+    assert sized.answer_headings(class_names)[0] == "This is a sunflower"
+    text = _main_text(sized)
+    assert "Your 3 photos of one plant: one answer from all of them" in text, text[:2000]
+    for name in [SUNFLOWER.name] + [v["name"] for v in variants]:
+        assert name in text, f"{name} is listed"
+    assert "the most I combine" in text and "Same plant?" not in text
+    _shot26(sized, "three_photos")
+    sized.remove_upload()
+    sized.wait_first_answer(class_names, None)  # the answer is gone with the photos
+    assert "Your answer will appear here" in _main_text(sized)
+    assert sized.error_texts() == []
+
+
+@pytest.mark.slow
+def test_a_file_over_the_limit_shows_the_apps_message(sized, server):
+    from flowers_core.inference import MAX_BYTES, size_limit_text
+
+    size = 36_800_000  # the 36.8 MB file of issue 26: over the app's limit, under the transport cap
+    assert size > MAX_BYTES
+    sized.run_and_wait(lambda: sized.uploader().locator('input[type="file"]').set_input_files(
+        _buffer("huge.png", b"\x89PNG\r\n\x1a\n" + b"\0" * (size - 8))))
+    sized.page.wait_for_function("() => document.body.innerText.includes('too large')", timeout=60_000)
+    assert _visible_text(sized, f"the limit is {size_limit_text()}"), "the message is on the page, no hover needed"
+    assert _visible_text(sized, "36.8 MB")
+    assert not sized.page.get_by_text("MB per file").first.is_visible(), "one limit: Streamlit's cap is not shown"
+    _shot26(sized, "over_limit")
+
+
+@pytest.mark.slow
+def test_an_8000_pixel_square_photo_is_answered(sized, server, class_names, tmp_path):
+    big = Image.open(SUNFLOWER if SUNFLOWER.is_file() else next(EXAMPLES.glob("*.jpg"))).convert("RGB")
+    path = tmp_path / "big_8000.png"
+    big.resize((8000, 8000), Image.NEAREST).save(path, "PNG", compress_level=1)  # 64 MP, ~1 MB
+    headings, seconds = sized.classify(path, class_names)
+    sized.wait_idle()
+    assert headings, "answered"
+    assert "too large" not in _main_text(sized) and sized.error_texts() == []
+    details = sized.page.locator('[data-testid="stExpander"]').filter(has_text="Technical details").first
+    details.locator("summary").click()
+    decoded = re.search(r"decoded (\d+)×(\d+)", details.inner_text())
+    assert decoded and 1024 <= int(decoded.group(1)) < 8000, "reduced while decoding, not refused"
+    print(f"\n8000×8000 PNG answered {headings[0]!r} in {seconds:.1f} s")
+
+
+@pytest.mark.slow
+def test_a_file_name_with_markup_and_a_url_is_plain_text(sized, server, class_names):
+    data = SUNFLOWER.read_bytes() if SUNFLOWER.is_file() else next(EXAMPLES.glob("*.jpg")).read_bytes()
+    sized.run_and_wait(lambda: sized.uploader().locator('input[type="file"]').set_input_files(
+        _buffer(LINK_NAME, data, "image/jpeg")))
+    sized.wait_answer(class_names)
+    sized.wait_idle()
+    main = sized.page.locator('[data-testid="stMain"]')
+    shown = main.first.inner_text().replace("\u2060", "")  # the word joiner that stops the autolinker is invisible
+    assert LINK_NAME in shown, "the name is shown literally under the photo"
+    assert sized.page.locator('a[href*="evil.example"]').count() == 0, "no live link anywhere on the page"
+    assert main.locator("strong", has_text="b").count() == 0, "no bold text made of the name"
+    _shot26(sized, "markup_name")
+
+
+PHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+            "Version/17.0 Mobile/15E148 Safari/604.1")
+
+
+@pytest.mark.slow
+def test_navigation_for_two_audiences_gets_out_of_the_way_on_a_phone(app, server):
+    """The sidebar groups the visitor's pages apart from how-it-works; on a phone (a phone's user agent:
+    Streamlit closes the sidebar after a tap on a phone, not in a narrow desktop window) it starts closed and
+    closes again after a page is chosen."""
+    page = app.page.context.new_page()
+    try:
+        page.set_viewport_size(VIEWPORTS["phone"])
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Emulation.setUserAgentOverride", {"userAgent": PHONE_UA})
+        phone = AppDriver(page, server.url)
+        phone.open()
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        assert sidebar.get_attribute("data-collapsed") == "true", "closed on a phone"
+        page.locator('[data-testid="stExpandSidebarButton"]').first.click()
+        page.wait_for_function("() => document.querySelector('[data-testid=stSidebar]')"
+                               ".getAttribute('data-collapsed') === 'false'")
+        nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+        assert nav.index("Identify") < nav.index("Classify") < nav.index("Species") < nav.index("How it works") \
+            < nav.index("Compare models"), nav
+        phone.run_and_wait(page.locator('[data-testid="stSidebarNav"] a', has_text="Species").first.click)
+        page.wait_for_function("() => document.querySelector('[data-testid=stSidebar]')"
+                               ".getAttribute('data-collapsed') === 'true'", timeout=10_000)
+        assert "The 102 species" in _main_text(phone)
+    finally:
+        page.close()
+
+
+@pytest.mark.slow
+def test_an_example_chosen_far_down_a_phone_shows_its_answer(sized, server, class_names):
+    """On a phone the examples stack under the uploader: choosing the last one scrolls to its answer."""
+    if not (EXAMPLES / "examples.json").is_file():
+        pytest.skip("no example photos shipped")
+    sized.wait_idle()
+    buttons = sized.page.get_by_role("button", name="Try it")
+    buttons.first.wait_for()
+    last = buttons.last
+    last.scroll_into_view_if_needed()
+    sized.run_and_wait(last.click)
+    sized.wait_answer(class_names)
+    sized.page.wait_for_function("() => { const h = document.getElementById('answer'); if (!h) return false; "
+                                 "const r = h.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }",
+                                 timeout=10_000)
+    _shot26(sized, "example_answer")
