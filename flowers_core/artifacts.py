@@ -158,6 +158,7 @@ ROBUSTNESS_REPORT = "reports/robustness.json"
 REALWORLD_REPORT = "reports/realworld.json"
 REALWORLD_BEFORE_NOVELTY_REPORT = "reports/realworld_before_novelty.json"  # the same models, novelty checks off
 APP_PERFORMANCE_REPORT = "reports/app_performance.json"
+APP_CROWD_REPORT = "reports/app_crowd_{n}.json"  # app_benchmark --crowd N: N visitors at once, every heavy button
 UNSEEN_SPECIES_REPORT = "reports/unseen_species.json"  # novelty checks on Flowers-102 species held out of training
 INT8_PORTABILITY_REPORT = "reports/int8_portability.json"  # the shipped INT8 file re-scored on each kind of CPU
 

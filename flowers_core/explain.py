@@ -1,14 +1,16 @@
 """Where a model looks: Grad-CAM family overlays, the Level-3 attention map, and LIME superpixels.
 
 Every function takes a ``FlowerNet`` and an RGB PIL image and returns an ``Explanation`` on the
-exact centre crop the model classifies (``model_view``). Grad-CAM registers hooks and computes
-gradients, so it runs on a private deep copy of the model: a model shared across app sessions
-(``st.cache_resource``) is never mutated.
+exact centre crop the model classifies (``model_view``). A model shared across app sessions
+(``st.cache_resource``) is never mutated and never copied: Grad-CAM hooks a private layer of a thin
+view of the model (``CamView``), and needs gradients only from the head back to the last stage's
+feature map, not through the backbone (what made it slow and memory-hungry). LIME classifies its
+perturbed images in small batches (``LIME_BATCH``) and reports its progress.
 """
 from __future__ import annotations
 
-import copy
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -21,6 +23,9 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from .preprocess import Preprocess
 
 CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "EigenCAM")
+# LIME's images per forward pass: its peak memory grows with it (activations of the whole batch), its speed
+# hardly does on a CPU. 8 keeps one LIME run near 100 MB above the model.
+LIME_BATCH = 8
 
 
 @dataclass
@@ -50,17 +55,38 @@ def _cam_class(method: str):
     return classes[method]
 
 
+class CamView(torch.nn.Module):
+    """``model``'s forward (``head(stages(x))``) with a private layer (``at``) on the last stage's output.
+
+    The CAM library hooks ``at``, which this view owns, so the shared model gets no hooks (a visitor
+    classifying at the same moment is neither slowed nor mixed into this explanation) and is not copied.
+    The backbone runs without gradients and its output is made a leaf that wants them: the backward pass
+    covers the head only, and no weight gradients are ever made (the shared weights are untouched).
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        object.__setattr__(self, "net", model)  # not a submodule: .eval()/.train() here never reach it
+        self.at = torch.nn.Identity()
+        self.device_probe = torch.nn.Parameter(torch.empty(0), requires_grad=False)  # the library reads a device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            fmap = self.net.stages(x)
+        # the head with detached weights: gradients reach the feature map, never the shared weights' .grad
+        weights = {k: v.detach() for k, v in self.net.head.named_parameters()}
+        return torch.func.functional_call(self.net.head, weights, (self.at(fmap.detach().requires_grad_(True)),))
+
+
 def gradcam(model, img: Image.Image, method: str = "Grad-CAM", target: int | None = None) -> Explanation:
     """CAM of ``target`` (default: the predicted class) at the model's last backbone stage."""
     pre = model.preprocess
     x = pre.from_pil(img)
-    private = copy.deepcopy(model).eval()  # hooks + grads on our own copy, never the shared model
-    for p in private.parameters():
-        p.requires_grad_(True)
+    view = CamView(model)
     if target is None:
         with torch.no_grad():
-            target = int(private(x).argmax(-1))
-    with torch.enable_grad(), _cam_class(method)(model=private, target_layers=[private.stages[-1]]) as cam:
+            target = int(model(x).argmax(-1))
+    with torch.enable_grad(), _cam_class(method)(model=view, target_layers=[view.at]) as cam:
         heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(target))])[0]
     heat = _normalise(_resize(heat, pre.input_size))
     note = "EigenCAM is class-agnostic: it shows the dominant pattern of the feature map." if method == "EigenCAM" else ""
@@ -82,27 +108,44 @@ def attention_map(model, img: Image.Image) -> Explanation:
 
 
 def lime(model, img: Image.Image, target: int | None = None, num_samples: int = 150,
-         num_features: int = 8, seed: int = 0) -> Explanation:
-    """LIME: perturb superpixels, fit a local linear model; heat = positive superpixel weights."""
+         num_features: int = 8, seed: int = 0, progress: Callable[[int, int], None] | None = None) -> Explanation:
+    """LIME: perturb superpixels, fit a local linear model; heat = positive superpixel weights.
+
+    ``progress(done, total)`` after each batch of perturbed images (``num_samples`` in all)."""
     from lime import lime_image  # slow to import (scikit-image): only when a visitor opens LIME
+
+    # lime 0.2 draws a tqdm bar in the server's log on every run (it has no switch): the visitor sees
+    # ``progress`` on the page instead, and the log stays readable
+    lime_image.tqdm = _no_bar
 
     pre = model.preprocess
     view = model_view(img, pre)
 
+    done = 0
+
     @torch.no_grad()
     def classify(batch: np.ndarray) -> np.ndarray:
         out = []
-        for i in range(0, len(batch), 32):
-            x = torch.from_numpy(np.ascontiguousarray(batch[i:i + 32])).permute(0, 3, 1, 2)
+        for i in range(0, len(batch), LIME_BATCH):
+            x = torch.from_numpy(np.ascontiguousarray(batch[i:i + LIME_BATCH], dtype=np.float32)).permute(0, 3, 1, 2)
             out.append(torch.softmax(torch.as_tensor(model(pre.normalize(x.clamp(0, 255)))).float(), -1).numpy())
         return np.concatenate(out)
+
+    def classify_samples(batch: np.ndarray) -> np.ndarray:
+        nonlocal done
+        probs = classify(batch)
+        done = min(num_samples, done + len(batch))
+        if progress is not None:
+            progress(done, num_samples)
+        return probs
 
     if target is None:
         target = int(classify(view[None].astype(np.float32)).argmax())
     explainer = lime_image.LimeImageExplainer(random_state=seed)
-    result = explainer.explain_instance(view.astype(np.float64), classify, labels=(int(target),), top_labels=None,
-                                        hide_color=0, num_samples=num_samples, batch_size=32,
-                                        random_seed=seed)
+    # lime builds each batch of perturbed images (float64) before classifying it: its batch_size bounds that too
+    result = explainer.explain_instance(view.astype(np.float64), classify_samples, labels=(int(target),),
+                                        top_labels=None, hide_color=0, num_samples=num_samples,
+                                        batch_size=LIME_BATCH, random_seed=seed)
     weights = sorted(result.local_exp[int(target)], key=lambda t: -t[1])[:num_features]
     heat = np.zeros(result.segments.shape, dtype=np.float32)
     for segment, w in weights:
@@ -111,6 +154,10 @@ def lime(model, img: Image.Image, target: int | None = None, num_samples: int = 
     return Explanation("LIME", view, _normalise(heat), int(target),
                        f"{len(np.unique(result.segments))} superpixels, {num_samples} perturbed samples; "
                        f"highlighted: the up to {num_features} superpixels that most support the class.")
+
+
+def _no_bar(iterable, *args, **kwargs):
+    return iterable
 
 
 # ---------------------------------------------------------------------------------------------

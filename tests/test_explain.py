@@ -43,6 +43,25 @@ def test_cam_methods(models, img, method):
     assert all(p.grad is None for p in model.parameters())
 
 
+@pytest.mark.parametrize("method", explain.CAM_METHODS)
+def test_cam_equals_the_full_backward_pass(models, img, method):
+    """The view's head-only backward gives the heatmap of hooking the model's own last stage and
+    back-propagating through a private copy of the whole model (what Grad-CAM did before)."""
+    import copy
+
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model = models["level1"]
+    private = copy.deepcopy(model).eval()
+    for p in private.parameters():
+        p.requires_grad_(True)
+    x = model.preprocess.from_pil(img)
+    with torch.enable_grad(), explain._cam_class(method)(model=private, target_layers=[private.stages[-1]]) as cam:
+        reference = cam(input_tensor=x, targets=[ClassifierOutputTarget(3)])[0]
+    reference = explain._normalise(explain._resize(reference, model.preprocess.input_size))
+    np.testing.assert_allclose(explain.gradcam(model, img, method, target=3).heatmap, reference, atol=1e-5)
+
+
 def test_default_target_is_the_prediction(models, img):
     model = models["level1"]
     with torch.no_grad():
@@ -60,6 +79,22 @@ def test_attention_map(models, img):
 def test_lime(models, img):
     exp = explain.lime(models["level1"], img, target=2, num_samples=20)
     assert exp.heatmap.shape == exp.view.shape[:2] and exp.target == 2
+
+
+def test_lime_reports_progress_in_bounded_batches(models, img):
+    model, batches, seen = models["level1"], [], []
+
+    class Recording(torch.nn.Module):  # the same model, recording how many images each forward pass gets
+        preprocess = model.preprocess
+
+        def forward(self, x):
+            batches.append(len(x))
+            return model(x)
+
+    explain.lime(Recording(), img, target=2, num_samples=21, progress=lambda done, total: seen.append((done, total)))
+    assert max(batches) <= explain.LIME_BATCH
+    assert sum(batches) == 21  # every perturbed sample classified once (the target was given)
+    assert seen[-1] == (21, 21) and [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
 def test_overlay_and_png(img):

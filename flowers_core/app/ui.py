@@ -3,16 +3,22 @@
 The only ``flowers_core`` module that imports streamlit. Torch is imported only by the pages that
 need it (Explain, Latency, Compare's torch models), inside the functions that serve them: Classify runs
 the INT8 student on onnxruntime and starts without torch. Models are ``st.cache_resource`` (one
-copy shared by every visitor, read-only: explanations work on private copies, see ``explain``).
+copy shared by every visitor, read-only: explanations never mutate or copy them, see ``explain``).
+Heavy work (computing an explanation, a latency run, loading a torch model) runs one job at a time
+in the whole server (``one_heavy_job``): a free host's memory fits one such peak, not three; a visitor
+whose job waits is told so.
 Cache keys include the artifacts folder and the manifest's mtime, so retraining or pointing
 ``FLOWERS_ARTIFACTS`` elsewhere loads fresh models.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
+import threading
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,11 +55,44 @@ def _key() -> tuple[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------
+# One heavy job at a time
+# ---------------------------------------------------------------------------------------------
+# Reentrant: a latency run loads its models under the same bound (each visitor's script runs in its own thread).
+_HEAVY = threading.RLock()
+
+
+@contextlib.contextmanager
+def one_heavy_job(waiting: str = "Your request starts in a moment: another visitor's is running."):
+    """Run the block when no other visitor's heavy job runs in this server; until then show ``waiting``.
+
+    Three visitors pressing LIME together peaked at 3.6 GB, over a free host's 2.7 GB; one at a time, each
+    waits for the others' jobs (seconds each) and the server's peak is one job's."""
+    if not _HEAVY.acquire(blocking=False):
+        note = st.empty()
+        note.info(waiting, icon="⏳")
+        _HEAVY.acquire()
+        note.empty()
+    try:
+        yield
+    finally:
+        _HEAVY.release()
+
+
+# ---------------------------------------------------------------------------------------------
 # Cached resources
 # ---------------------------------------------------------------------------------------------
 @st.cache_resource(show_spinner="Loading the model…", max_entries=16)
-def _predictor(name: str, protocol: str, root: str, mtime: float) -> Predictor:
+def _loaded_predictor(name: str, protocol: str, root: str, mtime: float) -> Predictor:
     return Predictor(name, protocol, root)
+
+
+def _predictor(name: str, protocol: str, root: str, mtime: float) -> Predictor:
+    """A cached Predictor; a torch model not yet loaded is loaded as a heavy job (importing torch and building
+    a network is the biggest step of a cold Explain or Compare)."""
+    if art.model_entry(name, protocol, root).format == "onnx":
+        return _loaded_predictor(name, protocol, root, mtime)
+    with one_heavy_job("The model loads in a moment: another visitor's request is running."):
+        return _loaded_predictor(name, protocol, root, mtime)
 
 
 def predictor(name: str, protocol: str = SHIPPED_PROTOCOL) -> Predictor:
@@ -133,10 +172,9 @@ def species_table(name: str = catalog.PRODUCTION, protocol: str = SHIPPED_PROTOC
     return pd.DataFrame({"class id": range(len(classes)), "class": classes}), why
 
 
-@st.cache_data(max_entries=64, show_spinner="Computing the explanation…")
 def explanation(photo: bytes, name: str, method: str, target: int | None, root: str, mtime: float,
-                num_samples: int = 150):
-    """Cached per (photo, model, method, target): moving the opacity slider costs nothing."""
+                num_samples: int = 150, progress=None):
+    """One explanation, computed now (``explain_cached`` keeps them)."""
     from .. import explain  # torch: loaded by the Explain page only (Classify starts without it)
 
     model = _predictor(name, SHIPPED_PROTOCOL, root, mtime).model
@@ -144,13 +182,44 @@ def explanation(photo: bytes, name: str, method: str, target: int | None, root: 
     if method == "Attention":
         return explain.attention_map(model, img)
     if method == "LIME":
-        return explain.lime(model, img, target, num_samples=num_samples)
+        return explain.lime(model, img, target, num_samples=num_samples, progress=progress)
     return explain.gradcam(model, img, method, target)
 
 
+# Explanations kept per (photo, model, method, target, samples): moving the opacity slider or coming back costs
+# nothing. A plain LRU rather than st.cache_data, so that the wait for the heavy-job bound and LIME's progress
+# bar, shown while computing, are never stored and replayed with the result. ~0.4 MB each.
+_EXPLANATIONS: OrderedDict = OrderedDict()
+_EXPLANATIONS_LOCK = threading.Lock()
+EXPLANATIONS_KEPT = 64
+
+
 def explain_cached(photo: bytes, name: str, method: str, target: int | None, num_samples: int = 150):
+    """The explanation, from the cache or computed as a heavy job with what the visitor waits for on the page."""
     root, mtime = _key()
-    return explanation(photo, name, method, target, root, mtime, num_samples)
+    key = (hashlib.sha256(photo).hexdigest(), name, method, target, num_samples, root, mtime)
+    with _EXPLANATIONS_LOCK:
+        if key in _EXPLANATIONS:
+            _EXPLANATIONS.move_to_end(key)
+            return _EXPLANATIONS[key]
+    with one_heavy_job("Your explanation starts in a moment: another visitor's is being computed."):
+        with _EXPLANATIONS_LOCK:
+            found = _EXPLANATIONS.get(key)  # computed for another visitor while this one waited
+        if found is None:
+            if method == "LIME":
+                bar = st.progress(0.0, text="LIME: classifying the perturbed photos…")
+                found = explanation(photo, name, method, target, root, mtime, num_samples, progress=lambda i, n: bar.progress(
+                    i / n, text=f"LIME: classified {i} of {n} perturbed photos"))
+                bar.empty()
+            else:
+                with st.spinner("Computing the explanation…"):
+                    found = explanation(photo, name, method, target, root, mtime, num_samples)
+    with _EXPLANATIONS_LOCK:
+        _EXPLANATIONS[key] = found
+        _EXPLANATIONS.move_to_end(key)
+        while len(_EXPLANATIONS) > EXPLANATIONS_KEPT:
+            _EXPLANATIONS.popitem(last=False)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -456,20 +525,21 @@ def live_latency(names: list[str], threads: int, batch: int, iters: int, warmup:
 
     root, mtime = _key()
     rows, total = [], len(names) * iters
-    for k, name in enumerate(names):
-        try:
-            entry = art.model_entry(name, SHIPPED_PROTOCOL, root)
-            fn = _timed_model(name, threads, root, mtime)
-        except Exception as e:
-            rows.append({"model": reports.pretty(name), "error": load_error(name, e)})
-            continue
-        size = entry.preprocess["input_size"]
-        x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
-        cb = (lambda i, n, k=k: progress(k * iters + i, total)) if progress else None
-        r = measure(fn, x, iters=iters, warmup=warmup, threads=threads, progress=cb)
-        rows.append({"model": reports.pretty(name), "precision": "INT8" if catalog.get(name).runtime == "onnx" else "fp32",
-                     "threads": threads, "batch": batch, "p50_ms": r["p50_ms"], "p95_ms": r["p95_ms"],
-                     "mean_ms": r["mean_ms"], "per_image_ms": r["p50_ms"] / batch, "iters": iters})
+    with one_heavy_job("Your measurement starts in a moment: another visitor's request is running."):
+        for k, name in enumerate(names):
+            try:
+                entry = art.model_entry(name, SHIPPED_PROTOCOL, root)
+                fn = _timed_model(name, threads, root, mtime)
+            except Exception as e:
+                rows.append({"model": reports.pretty(name), "error": load_error(name, e)})
+                continue
+            size = entry.preprocess["input_size"]
+            x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+            cb = (lambda i, n, k=k: progress(k * iters + i, total)) if progress else None
+            r = measure(fn, x, iters=iters, warmup=warmup, threads=threads, progress=cb)
+            rows.append({"model": reports.pretty(name), "precision": "INT8" if catalog.get(name).runtime == "onnx" else "fp32",
+                         "threads": threads, "batch": batch, "p50_ms": r["p50_ms"], "p95_ms": r["p95_ms"],
+                         "mean_ms": r["mean_ms"], "per_image_ms": r["p50_ms"] / batch, "iters": iters})
     return rows
 
 
