@@ -2,10 +2,10 @@
 
 Every function takes a ``FlowerNet`` and an RGB PIL image and returns an ``Explanation`` on the
 exact centre crop the model classifies (``model_view``). A model shared across app sessions
-(``st.cache_resource``) is never mutated and never copied: Grad-CAM hooks a private layer of a thin
-view of the model (``CamView``), and needs gradients only from the head back to the last stage's
-feature map, not through the backbone (what made it slow and memory-hungry). LIME classifies its
-perturbed images in small batches (``LIME_BATCH``) and reports its progress.
+(``st.cache_resource``) is never mutated and never copied: Grad-CAM needs gradients only from the
+class score back to the last stage's feature map, not through the backbone (a deep copy of the model
+and a full backward pass made it slow and memory-hungry). LIME classifies its perturbed images in
+small batches (``LIME_BATCH``) and reports its progress.
 """
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from .preprocess import Preprocess
 
@@ -48,47 +46,57 @@ def model_view(img: Image.Image, preprocess: Preprocess) -> np.ndarray:
     return preprocess.eval_crop(img.convert("RGB")).copy()
 
 
-def _cam_class(method: str):
-    classes = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus, "EigenCAM": EigenCAM}
-    if method not in classes:
-        raise ValueError(f"unknown method {method!r}; choose one of {CAM_METHODS}")
-    return classes[method]
+def _cam_weights(method: str, fmap: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    """Per-channel weights [C] of the feature map [C, h, w] for ``method`` (as pytorch-grad-cam defines them)."""
+    if method == "Grad-CAM":
+        return grads.mean(axis=(1, 2))
+    g2 = grads ** 2  # Grad-CAM++ (Chattopadhay et al. 2018), the library's closed form
+    alpha = g2 / (2 * g2 + fmap.sum(axis=(1, 2))[:, None, None] * g2 * grads + 1e-6)
+    alpha = np.where(grads != 0, alpha, 0)
+    return (np.maximum(grads, 0) * alpha).sum(axis=(1, 2))
 
 
-class CamView(torch.nn.Module):
-    """``model``'s forward (``head(stages(x))``) with a private layer (``at``) on the last stage's output.
+def _eigen_projection(fmap: np.ndarray) -> np.ndarray:
+    """EigenCAM: the centred feature map projected on its first principal component, [h, w]."""
+    flat = np.nan_to_num(fmap).reshape(fmap.shape[0], -1).T
+    flat = flat - flat.mean(axis=0)
+    vt = np.linalg.svd(flat, full_matrices=True)[2]
+    return (flat @ vt[0]).reshape(fmap.shape[1:])
 
-    The CAM library hooks ``at``, which this view owns, so the shared model gets no hooks (a visitor
-    classifying at the same moment is neither slowed nor mixed into this explanation) and is not copied.
-    The backbone runs without gradients and its output is made a leaf that wants them: the backward pass
-    covers the head only, and no weight gradients are ever made (the shared weights are untouched).
-    """
 
-    def __init__(self, model):
-        super().__init__()
-        object.__setattr__(self, "net", model)  # not a submodule: .eval()/.train() here never reach it
-        self.at = torch.nn.Identity()
-        self.device_probe = torch.nn.Parameter(torch.empty(0), requires_grad=False)  # the library reads a device
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            fmap = self.net.stages(x)
-        # the head with detached weights: gradients reach the feature map, never the shared weights' .grad
-        weights = {k: v.detach() for k, v in self.net.head.named_parameters()}
-        return torch.func.functional_call(self.net.head, weights, (self.at(fmap.detach().requires_grad_(True)),))
+def _unit(cam: np.ndarray) -> np.ndarray:
+    cam = cam - cam.min()
+    return cam / (1e-7 + cam.max())
 
 
 def gradcam(model, img: Image.Image, method: str = "Grad-CAM", target: int | None = None) -> Explanation:
-    """CAM of ``target`` (default: the predicted class) at the model's last backbone stage."""
+    """CAM of ``target`` (default: the predicted class) at the model's last backbone stage.
+
+    Computed here rather than through pytorch-grad-cam's classes (same formulas and scaling; the tests compare
+    the two): the library hooks the model, and importing it takes ~3 s of a cold Explain (scikit-learn, scipy).
+    The shared model is neither hooked nor copied: the backbone runs without gradients, and the gradient of the
+    class score is taken with respect to its output only, through the head with detached weights (no ``.grad``
+    on the shared weights, no backward pass through the backbone)."""
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {CAM_METHODS}")
     pre = model.preprocess
     x = pre.from_pil(img)
-    view = CamView(model)
-    if target is None:
-        with torch.no_grad():
-            target = int(model(x).argmax(-1))
-    with torch.enable_grad(), _cam_class(method)(model=view, target_layers=[view.at]) as cam:
-        heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(target))])[0]
-    heat = _normalise(_resize(heat, pre.input_size))
+    with torch.no_grad():
+        fmap = model.stages(x).contiguous()
+    with torch.enable_grad():
+        fmap.requires_grad_(True)
+        weights = {k: v.detach() for k, v in model.head.named_parameters()}
+        logits = torch.func.functional_call(model.head, weights, (fmap,))
+        if target is None:
+            target = int(logits[0].argmax())
+        grads = None if method == "EigenCAM" else torch.autograd.grad(logits[0, int(target)], fmap)[0][0].numpy()
+    activations = fmap.detach()[0].numpy()
+    if method == "EigenCAM":
+        cam = _eigen_projection(activations)
+    else:
+        cam = (_cam_weights(method, activations, grads)[:, None, None] * activations).sum(axis=0)
+    size = pre.input_size
+    heat = _unit(cv2.resize(np.float32(_unit(np.maximum(cam, 0))), (size, size)))
     note = "EigenCAM is class-agnostic: it shows the dominant pattern of the feature map." if method == "EigenCAM" else ""
     return Explanation(method, model_view(img, pre), heat, None if method == "EigenCAM" else int(target), note)
 
@@ -163,13 +171,6 @@ def _no_bar(iterable, *args, **kwargs):
 # ---------------------------------------------------------------------------------------------
 # Images
 # ---------------------------------------------------------------------------------------------
-def _resize(heat: np.ndarray, size: int) -> np.ndarray:
-    if heat.shape == (size, size):
-        return heat.astype(np.float32)
-    t = torch.as_tensor(heat, dtype=torch.float32)[None, None]
-    return torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0, 0].numpy()
-
-
 def _normalise(heat: np.ndarray) -> np.ndarray:
     heat = np.nan_to_num(np.asarray(heat, dtype=np.float32))
     lo, hi = float(heat.min()), float(heat.max())
