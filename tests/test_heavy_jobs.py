@@ -2,7 +2,10 @@
 explanations computed once (flowers_core.app.ui)."""
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -10,12 +13,15 @@ from flowers_core.app import ui
 
 
 class Note:
-    """Stands in for ``st.empty()``: records what the waiting visitor is shown."""
+    """Stands in for ``st.empty()`` (and the fixture below for ``st.spinner``): records what a visitor is shown."""
 
     def __init__(self, shown: list):
         self.shown = shown
 
     def info(self, text, icon=None):
+        self.shown.append(text)
+
+    def progress(self, value, text=""):
         self.shown.append(text)
 
     def empty(self):
@@ -25,7 +31,15 @@ class Note:
 @pytest.fixture
 def shown(monkeypatch) -> list:
     seen: list = []
+
+    @contextlib.contextmanager
+    def spinner(text, **kwargs):
+        seen.append(text)
+        yield
+        seen.append(None)
+
     monkeypatch.setattr(ui.st, "empty", lambda: Note(seen))
+    monkeypatch.setattr(ui.st, "spinner", spinner)
     return seen
 
 
@@ -55,16 +69,39 @@ def test_no_note_without_a_wait_and_nested_jobs_do_not_deadlock(shown):
     assert shown == []
 
 
-def test_an_explanation_is_computed_once(monkeypatch, shown):
-    calls = []
+@pytest.fixture
+def counted(monkeypatch) -> list:
+    """ui.explanation replaced by a slow stand-in that records its calls; a fresh, empty explanation cache."""
+    calls: list = []
 
-    def compute(photo, name, method, target, root, mtime, num_samples=150, progress=None):
+    def compute(model, photo, method, target, num_samples=150, progress=None):
         calls.append((photo, method))
+        for i in range(1, 4):
+            time.sleep(0.1)
+            if progress:
+                progress(i, 3)
         return f"explanation {len(calls)}"
 
     monkeypatch.setattr(ui, "explanation", compute)
+    monkeypatch.setattr(ui, "_predictor", lambda *a: SimpleNamespace(model=None))
     monkeypatch.setattr(ui, "_EXPLANATIONS", type(ui._EXPLANATIONS)())
+    return calls
+
+
+def test_an_explanation_is_computed_once(counted, shown):
     first = ui.explain_cached(b"photo", "student", "Grad-CAM", 3)
     assert ui.explain_cached(b"photo", "student", "Grad-CAM", 3) == first
     ui.explain_cached(b"photo", "student", "Grad-CAM++", 3)
-    assert calls == [(b"photo", "Grad-CAM"), (b"photo", "Grad-CAM++")]
+    assert counted == [(b"photo", "Grad-CAM"), (b"photo", "Grad-CAM++")]
+
+
+def test_visitors_asking_at_once_share_one_job(counted, shown):
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(ui.explain_cached(b"p", "student", "LIME", 1, 3)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counted == [(b"p", "LIME")] and results == ["explanation 1"] * 3
+    assert any(str(text).startswith("LIME: classified") for text in shown)  # the progress the visitors saw

@@ -19,6 +19,8 @@ import re
 import threading
 import traceback
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,10 +70,10 @@ def one_heavy_job(waiting: str = "Your request starts in a moment: another visit
     Three visitors pressing LIME together peaked at 3.6 GB, over a free host's 2.7 GB; one at a time, each
     waits for the others' jobs (seconds each) and the server's peak is one job's."""
     if not _HEAVY.acquire(blocking=False):
-        note = st.empty()
-        note.info(waiting, icon="⏳")
-        _HEAVY.acquire()
-        note.empty()
+        # a spinner is transient: unlike a placeholder, it leaves the page's later elements in their places (an
+        # expander that moved from one run to the next would be a new, closed one)
+        with st.spinner(waiting):
+            _HEAVY.acquire()
     try:
         yield
     finally:
@@ -89,10 +91,16 @@ def _loaded_predictor(name: str, protocol: str, root: str, mtime: float) -> Pred
 def _predictor(name: str, protocol: str, root: str, mtime: float) -> Predictor:
     """A cached Predictor; a torch model not yet loaded is loaded as a heavy job (importing torch and building
     a network is the biggest step of a cold Explain or Compare)."""
-    if art.model_entry(name, protocol, root).format == "onnx":
-        return _loaded_predictor(name, protocol, root, mtime)
+    shipped = catalog.get(name)  # the catalogue, not the manifest: no file read on every page run
+    if (shipped is not None and shipped.runtime == "onnx") or (name, protocol, root, mtime) in _LOADED:
+        return _loaded_predictor(name, protocol, root, mtime)  # loaded: never waits for another visitor's job
     with one_heavy_job("The model loads in a moment: another visitor's request is running."):
-        return _loaded_predictor(name, protocol, root, mtime)
+        found = _loaded_predictor(name, protocol, root, mtime)
+    _LOADED.add((name, protocol, root, mtime))
+    return found
+
+
+_LOADED: set[tuple] = set()  # torch predictors loaded once (st.cache_resource holds them)
 
 
 def predictor(name: str, protocol: str = SHIPPED_PROTOCOL) -> Predictor:
@@ -172,12 +180,10 @@ def species_table(name: str = catalog.PRODUCTION, protocol: str = SHIPPED_PROTOC
     return pd.DataFrame({"class id": range(len(classes)), "class": classes}), why
 
 
-def explanation(photo: bytes, name: str, method: str, target: int | None, root: str, mtime: float,
-                num_samples: int = 150, progress=None):
-    """One explanation, computed now (``explain_cached`` keeps them)."""
+def explanation(model, photo: bytes, method: str, target: int | None, num_samples: int = 150, progress=None):
+    """One explanation of ``model``'s view of ``photo``, computed now (``explain_cached`` keeps them)."""
     from .. import explain  # torch: loaded by the Explain page only (Classify starts without it)
 
-    model = _predictor(name, SHIPPED_PROTOCOL, root, mtime).model
     img = load_image(photo)
     if method == "Attention":
         return explain.attention_map(model, img)
@@ -187,39 +193,83 @@ def explanation(photo: bytes, name: str, method: str, target: int | None, root: 
 
 
 # Explanations kept per (photo, model, method, target, samples): moving the opacity slider or coming back costs
-# nothing. A plain LRU rather than st.cache_data, so that the wait for the heavy-job bound and LIME's progress
-# bar, shown while computing, are never stored and replayed with the result. ~0.4 MB each.
+# nothing. A plain LRU rather than st.cache_data, so that the wait note and LIME's progress bar shown while one is
+# computed are never stored and replayed with it. ~0.4 MB each.
 _EXPLANATIONS: OrderedDict = OrderedDict()
-_EXPLANATIONS_LOCK = threading.Lock()
+_EXPLANATIONS_LOCK = threading.Lock()  # guards _EXPLANATIONS and _JOBS
 EXPLANATIONS_KEPT = 64
 
 
+@dataclass
+class _Job:
+    """An explanation being computed in a worker thread; the pages that want it watch ``done``/``total``."""
+
+    future: Future | None = None
+    started: bool = False
+    done: int = 0
+    total: int = 0
+
+
+# Explanations run in worker threads, not in the visitor's script run: a click during LIME (the opacity slider)
+# reruns the page, which interrupts the script at its next Streamlit call (the progress bar); the job goes on,
+# and the rerun (or another visitor asking for the same explanation) waits for the same job.
+_JOBS: dict[tuple, _Job] = {}
+_WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="explain")  # they queue on _HEAVY, one runs
+
+
+def _run_job(key: tuple, job: _Job, model, photo: bytes, method: str, target: int | None, num_samples: int):
+    def progress(done: int, total: int) -> None:
+        job.done, job.total = done, total
+
+    try:
+        with _HEAVY:
+            job.started = True
+            found = explanation(model, photo, method, target, num_samples, progress)
+        with _EXPLANATIONS_LOCK:
+            _EXPLANATIONS[key] = found
+            while len(_EXPLANATIONS) > EXPLANATIONS_KEPT:
+                _EXPLANATIONS.popitem(last=False)
+        return found
+    finally:
+        with _EXPLANATIONS_LOCK:
+            _JOBS.pop(key, None)
+
+
 def explain_cached(photo: bytes, name: str, method: str, target: int | None, num_samples: int = 150):
-    """The explanation, from the cache or computed as a heavy job with what the visitor waits for on the page."""
+    """The explanation, from the cache or computed as a heavy job, with what the visitor waits for on the page:
+    a note while another visitor's job runs, then a spinner, or LIME's progress."""
+    # made on every run, used or not: the page's later elements keep their places from one run to the next (an
+    # expander that moved would be a new, closed one)
+    note = st.empty()
     root, mtime = _key()
     key = (hashlib.sha256(photo).hexdigest(), name, method, target, num_samples, root, mtime)
     with _EXPLANATIONS_LOCK:
         if key in _EXPLANATIONS:
             _EXPLANATIONS.move_to_end(key)
             return _EXPLANATIONS[key]
-    with one_heavy_job("Your explanation starts in a moment: another visitor's is being computed."):
+        job = _JOBS.get(key)
+    if job is None:
+        model = _predictor(name, SHIPPED_PROTOCOL, root, mtime).model  # loaded here, with its spinner and bound
         with _EXPLANATIONS_LOCK:
-            found = _EXPLANATIONS.get(key)  # computed for another visitor while this one waited
-        if found is None:
-            if method == "LIME":
-                bar = st.progress(0.0, text="LIME: classifying the perturbed photos…")
-                found = explanation(photo, name, method, target, root, mtime, num_samples, progress=lambda i, n: bar.progress(
-                    i / n, text=f"LIME: classified {i} of {n} perturbed photos"))
-                bar.empty()
+            job = _JOBS.get(key)
+            if job is None:
+                job = _JOBS[key] = _Job(total=num_samples if method == "LIME" else 0)
+                job.future = _WORKERS.submit(_run_job, key, job, model, photo, method, target, num_samples)
+    try:
+        while True:
+            try:
+                return job.future.result(timeout=0.25)
+            except FutureTimeout:
+                pass
+            if not job.started:
+                note.info("Your explanation starts in a moment: another visitor's is being computed.", icon="⏳")
+            elif method == "LIME":
+                note.progress(job.done / max(job.total, 1),
+                              text=f"LIME: classified {job.done} of {job.total} perturbed photos")
             else:
-                with st.spinner("Computing the explanation…"):
-                    found = explanation(photo, name, method, target, root, mtime, num_samples)
-    with _EXPLANATIONS_LOCK:
-        _EXPLANATIONS[key] = found
-        _EXPLANATIONS.move_to_end(key)
-        while len(_EXPLANATIONS) > EXPLANATIONS_KEPT:
-            _EXPLANATIONS.popitem(last=False)
-    return found
+                note.info("Computing the explanation…", icon="⏳")
+    finally:
+        note.empty()
 
 
 # ---------------------------------------------------------------------------------------------
