@@ -1,26 +1,29 @@
 """Where a model looks: Grad-CAM family overlays, the Level-3 attention map, and LIME superpixels.
 
 Every function takes a ``FlowerNet`` and an RGB PIL image and returns an ``Explanation`` on the
-exact centre crop the model classifies (``model_view``). Grad-CAM registers hooks and computes
-gradients, so it runs on a private deep copy of the model: a model shared across app sessions
-(``st.cache_resource``) is never mutated.
+exact centre crop the model classifies (``model_view``). A model shared across app sessions
+(``st.cache_resource``) is never mutated and never copied: Grad-CAM needs gradients only from the
+class score back to the last stage's feature map, not through the backbone (a deep copy of the model
+and a full backward pass made it slow and memory-hungry). LIME classifies its perturbed images in
+small batches (``LIME_BATCH``) and reports its progress.
 """
 from __future__ import annotations
 
-import copy
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from .preprocess import Preprocess
 
 CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "EigenCAM")
+# LIME's images per forward pass: its peak memory grows with it (activations of the whole batch), its speed
+# hardly does on a CPU. 8 keeps one LIME run near 100 MB above the model.
+LIME_BATCH = 8
 
 
 @dataclass
@@ -43,26 +46,57 @@ def model_view(img: Image.Image, preprocess: Preprocess) -> np.ndarray:
     return preprocess.eval_crop(img.convert("RGB")).copy()
 
 
-def _cam_class(method: str):
-    classes = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus, "EigenCAM": EigenCAM}
-    if method not in classes:
-        raise ValueError(f"unknown method {method!r}; choose one of {CAM_METHODS}")
-    return classes[method]
+def _cam_weights(method: str, fmap: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    """Per-channel weights [C] of the feature map [C, h, w] for ``method`` (as pytorch-grad-cam defines them)."""
+    if method == "Grad-CAM":
+        return grads.mean(axis=(1, 2))
+    g2 = grads ** 2  # Grad-CAM++ (Chattopadhay et al. 2018), the library's closed form
+    alpha = g2 / (2 * g2 + fmap.sum(axis=(1, 2))[:, None, None] * g2 * grads + 1e-6)
+    alpha = np.where(grads != 0, alpha, 0)
+    return (np.maximum(grads, 0) * alpha).sum(axis=(1, 2))
+
+
+def _eigen_projection(fmap: np.ndarray) -> np.ndarray:
+    """EigenCAM: the centred feature map projected on its first principal component, [h, w]."""
+    flat = np.nan_to_num(fmap).reshape(fmap.shape[0], -1).T
+    flat = flat - flat.mean(axis=0)
+    vt = np.linalg.svd(flat, full_matrices=True)[2]
+    return (flat @ vt[0]).reshape(fmap.shape[1:])
+
+
+def _unit(cam: np.ndarray) -> np.ndarray:
+    cam = cam - cam.min()
+    return cam / (1e-7 + cam.max())
 
 
 def gradcam(model, img: Image.Image, method: str = "Grad-CAM", target: int | None = None) -> Explanation:
-    """CAM of ``target`` (default: the predicted class) at the model's last backbone stage."""
+    """CAM of ``target`` (default: the predicted class) at the model's last backbone stage.
+
+    Computed here rather than through pytorch-grad-cam's classes (same formulas and scaling; the tests compare
+    the two): the library hooks the model, and importing it takes ~3 s of a cold Explain (scikit-learn, scipy).
+    The shared model is neither hooked nor copied: the backbone runs without gradients, and the gradient of the
+    class score is taken with respect to its output only, through the head with detached weights (no ``.grad``
+    on the shared weights, no backward pass through the backbone)."""
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {CAM_METHODS}")
     pre = model.preprocess
     x = pre.from_pil(img)
-    private = copy.deepcopy(model).eval()  # hooks + grads on our own copy, never the shared model
-    for p in private.parameters():
-        p.requires_grad_(True)
-    if target is None:
-        with torch.no_grad():
-            target = int(private(x).argmax(-1))
-    with torch.enable_grad(), _cam_class(method)(model=private, target_layers=[private.stages[-1]]) as cam:
-        heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(target))])[0]
-    heat = _normalise(_resize(heat, pre.input_size))
+    with torch.no_grad():
+        fmap = model.stages(x).contiguous()
+    with torch.enable_grad():
+        fmap.requires_grad_(True)
+        weights = {k: v.detach() for k, v in model.head.named_parameters()}
+        logits = torch.func.functional_call(model.head, weights, (fmap,))
+        if target is None:
+            target = int(logits[0].argmax())
+        grads = None if method == "EigenCAM" else torch.autograd.grad(logits[0, int(target)], fmap)[0][0].numpy()
+    activations = fmap.detach()[0].numpy()
+    if method == "EigenCAM":
+        cam = _eigen_projection(activations)
+    else:
+        cam = (_cam_weights(method, activations, grads)[:, None, None] * activations).sum(axis=0)
+    size = pre.input_size
+    heat = _unit(cv2.resize(np.float32(_unit(np.maximum(cam, 0))), (size, size)))
     note = "EigenCAM is class-agnostic: it shows the dominant pattern of the feature map." if method == "EigenCAM" else ""
     return Explanation(method, model_view(img, pre), heat, None if method == "EigenCAM" else int(target), note)
 
@@ -82,27 +116,44 @@ def attention_map(model, img: Image.Image) -> Explanation:
 
 
 def lime(model, img: Image.Image, target: int | None = None, num_samples: int = 150,
-         num_features: int = 8, seed: int = 0) -> Explanation:
-    """LIME: perturb superpixels, fit a local linear model; heat = positive superpixel weights."""
+         num_features: int = 8, seed: int = 0, progress: Callable[[int, int], None] | None = None) -> Explanation:
+    """LIME: perturb superpixels, fit a local linear model; heat = positive superpixel weights.
+
+    ``progress(done, total)`` after each batch of perturbed images (``num_samples`` in all)."""
     from lime import lime_image  # slow to import (scikit-image): only when a visitor opens LIME
+
+    # lime 0.2 draws a tqdm bar in the server's log on every run (it has no switch): the visitor sees
+    # ``progress`` on the page instead, and the log stays readable
+    lime_image.tqdm = _no_bar
 
     pre = model.preprocess
     view = model_view(img, pre)
 
+    done = 0
+
     @torch.no_grad()
     def classify(batch: np.ndarray) -> np.ndarray:
         out = []
-        for i in range(0, len(batch), 32):
-            x = torch.from_numpy(np.ascontiguousarray(batch[i:i + 32])).permute(0, 3, 1, 2)
+        for i in range(0, len(batch), LIME_BATCH):
+            x = torch.from_numpy(np.ascontiguousarray(batch[i:i + LIME_BATCH], dtype=np.float32)).permute(0, 3, 1, 2)
             out.append(torch.softmax(torch.as_tensor(model(pre.normalize(x.clamp(0, 255)))).float(), -1).numpy())
         return np.concatenate(out)
+
+    def classify_samples(batch: np.ndarray) -> np.ndarray:
+        nonlocal done
+        probs = classify(batch)
+        done = min(num_samples, done + len(batch))
+        if progress is not None:
+            progress(done, num_samples)
+        return probs
 
     if target is None:
         target = int(classify(view[None].astype(np.float32)).argmax())
     explainer = lime_image.LimeImageExplainer(random_state=seed)
-    result = explainer.explain_instance(view.astype(np.float64), classify, labels=(int(target),), top_labels=None,
-                                        hide_color=0, num_samples=num_samples, batch_size=32,
-                                        random_seed=seed)
+    # lime builds each batch of perturbed images (float64) before classifying it: its batch_size bounds that too
+    result = explainer.explain_instance(view.astype(np.float64), classify_samples, labels=(int(target),),
+                                        top_labels=None, hide_color=0, num_samples=num_samples,
+                                        batch_size=LIME_BATCH, random_seed=seed)
     weights = sorted(result.local_exp[int(target)], key=lambda t: -t[1])[:num_features]
     heat = np.zeros(result.segments.shape, dtype=np.float32)
     for segment, w in weights:
@@ -113,16 +164,13 @@ def lime(model, img: Image.Image, target: int | None = None, num_samples: int = 
                        f"highlighted: the up to {num_features} superpixels that most support the class.")
 
 
+def _no_bar(iterable, *args, **kwargs):
+    return iterable
+
+
 # ---------------------------------------------------------------------------------------------
 # Images
 # ---------------------------------------------------------------------------------------------
-def _resize(heat: np.ndarray, size: int) -> np.ndarray:
-    if heat.shape == (size, size):
-        return heat.astype(np.float32)
-    t = torch.as_tensor(heat, dtype=torch.float32)[None, None]
-    return torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0, 0].numpy()
-
-
 def _normalise(heat: np.ndarray) -> np.ndarray:
     heat = np.nan_to_num(np.asarray(heat, dtype=np.float32))
     lo, hi = float(heat.min()), float(heat.max())

@@ -58,3 +58,12 @@ UNSEEN_SPECIES = Report("reports/unseen_species.json", "python -m flowers_core.b
                         "'not sure' signals on Flowers-102 species held out of training")
 INT8_PORTABILITY = Report("reports/int8_portability.json", "python -m flowers_core.bench.int8_portability",
                           "the shipped INT8 files re-scored on each kind of CPU")
+
+
+def app_crowd(visitors: int) -> Report:
+    """The app with ``visitors`` at once, each pressing every heavy button (``app_benchmark --crowd N``)."""
+    return Report(f"reports/app_crowd_{visitors}.json", f"python -m flowers_core.bench.app_benchmark --crowd {visitors}",
+                  f"the app's memory and waits with {visitors} visitor(s) at once")
+
+
+APP_CROWD_VISITORS = (1, 3)  # the crowd runs RESULTS.md shows: one visitor, and three at once

@@ -2,25 +2,32 @@
 # Create .venv and install the project's requirements: the app's by default, `--train` adds what
 # training and the benchmarks need, `--dev` adds that and the test tools and Chromium (Debian's
 # package, for the end-to-end browser test). Idempotent: a second run is quick.
+# PYTHON picks the interpreter (python3.11 or python3.12, the two versions tested), VENV the folder:
+#   PYTHON=python3.12 VENV=/tmp/venv312 bash scripts/setup.sh --dev
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
-command -v "$PY" >/dev/null || PY=python3
+VENV=${VENV:-.venv}
 say() { echo "[setup $(date +%H:%M:%S)] $*"; }
-[ -x .venv/bin/python ] || { say "creating .venv with $("$PY" --version 2>&1)"; "$PY" -m venv .venv; }
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+if ! "$PY" -c 'import sys' >/dev/null 2>&1; then
+  # only the default may fall back: an interpreter asked for by name must be the one used
+  [ -z "${PYTHON:-}" ] || { echo "PYTHON=$PYTHON is not a working interpreter" >&2; exit 1; }
+  PY=python3
+fi
+[ -x "$VENV/bin/python" ] || { say "creating $VENV with $("$PY" --version 2>&1)"; "$PY" -m venv "$VENV"; }
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
 REQ=requirements.txt                                  # the app and the CLI
 [ "${1:-}" = "--train" ] && REQ=requirements-train.txt  # + training, INT8 export, benchmarks
 [ "${1:-}" = "--dev" ] && REQ=requirements-dev.txt      # + tests, linters (what CI installs)
-say "installing $REQ into .venv (torch, onnxruntime, streamlit, ...: a few minutes on a fresh machine)"
+say "installing $REQ into $VENV (torch, onnxruntime, streamlit, ...: a few minutes on a fresh machine)"
 log=$(mktemp)
-if ! .venv/bin/python -m pip install -q --disable-pip-version-check -r "$REQ" >"$log" 2>&1; then
+if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ" >"$log" 2>&1; then
   cat "$log" >&2
   exit 1
 fi
 rm -f "$log"
 say "checking that the packages import"
-.venv/bin/python -c "import torch, timm, streamlit, onnxruntime" # fail loudly if the install did not work
+"$VENV/bin/python" -c "import sys, torch, timm, streamlit, onnxruntime; print(\"python\", sys.version.split()[0], \"torch\", torch.__version__)" # fail loudly if the install did not work
 if [ "${1:-}" = "--dev" ] && [ -f .ci/install_browser.sh ]; then
   # the browser comes from apt, outside pip: if the mirror is unreachable, say so loudly and let the
   # rest of the suite run (the e2e test then reports itself skipped, naming what is missing)

@@ -43,6 +43,26 @@ def test_cam_methods(models, img, method):
     assert all(p.grad is None for p in model.parameters())
 
 
+@pytest.mark.parametrize("method", explain.CAM_METHODS)
+def test_cam_equals_the_full_backward_pass(models, img, method):
+    """explain's head-only gradient gives pytorch-grad-cam's heatmap, computed the library's way: hooks on the
+    last stage of a private copy of the whole model and a full backward pass (what the app did before)."""
+    import copy
+
+    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model = models["level1"]
+    private = copy.deepcopy(model).eval()
+    for p in private.parameters():
+        p.requires_grad_(True)
+    x = model.preprocess.from_pil(img)
+    library = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus, "EigenCAM": EigenCAM}[method]
+    with torch.enable_grad(), library(model=private, target_layers=[private.stages[-1]]) as cam:
+        reference = cam(input_tensor=x, targets=[ClassifierOutputTarget(3)])[0]
+    np.testing.assert_allclose(explain.gradcam(model, img, method, target=3).heatmap, reference, atol=1e-4)
+
+
 def test_default_target_is_the_prediction(models, img):
     model = models["level1"]
     with torch.no_grad():
@@ -62,6 +82,22 @@ def test_lime(models, img):
     assert exp.heatmap.shape == exp.view.shape[:2] and exp.target == 2
 
 
+def test_lime_reports_progress_in_bounded_batches(models, img):
+    model, batches, seen = models["level1"], [], []
+
+    class Recording(torch.nn.Module):  # the same model, recording how many images each forward pass gets
+        preprocess = model.preprocess
+
+        def forward(self, x):
+            batches.append(len(x))
+            return model(x)
+
+    explain.lime(Recording(), img, target=2, num_samples=21, progress=lambda done, total: seen.append((done, total)))
+    assert max(batches) <= explain.LIME_BATCH
+    assert sum(batches) == 21  # every perturbed sample classified once (the target was given)
+    assert seen[-1] == (21, 21) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
 def test_overlay_and_png(img):
     view = np.full((32, 32, 3), 100, np.uint8)
     heat = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
@@ -76,3 +112,14 @@ def test_model_view_matches_preprocess(models, img):
     view = explain.model_view(img, pre)
     x = pre.normalize(torch.from_numpy(view).permute(2, 0, 1)[None])
     assert torch.allclose(x, pre.from_pil(img), atol=1e-5)
+
+
+def test_gradcam_needs_no_cam_library():
+    """A cold Explain page imports torch, timm and this module only: not pytorch-grad-cam (~3 s with the
+    scikit-learn it imports)."""
+    import subprocess
+    import sys
+
+    code = "import sys, flowers_core.explain; print(sorted(m for m in ('pytorch_grad_cam', 'sklearn') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

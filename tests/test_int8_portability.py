@@ -7,6 +7,7 @@ import numpy as np
 
 from _level5 import student_artifacts  # noqa: F401  (fixture)
 from flowers_core import artifacts as art
+from flowers_core import reports
 from flowers_core.bench import int8_portability
 from flowers_core.bench.int8_portability import merge, rescore
 from tools import summary
@@ -36,7 +37,7 @@ def test_each_kind_of_cpu_keeps_its_rows_and_the_readme_shows_them(student_artif
                                                                    tmp_path, monkeypatch):
     root = tmp_path / "artifacts"
     shutil.copytree(student_artifacts, root)
-    report = root / art.INT8_PORTABILITY_REPORT
+    report = reports.INT8_PORTABILITY.file(root)
     for isa in ("avx2", "avx512_vnni", "avx2"):
         monkeypatch.setattr(int8_portability, "int8_isa", lambda isa=isa: isa)
         int8_portability.main(["--data-root", str(synthetic_root), "--artifacts", str(root), "--threads", "1"])

@@ -3,16 +3,24 @@
 The only ``flowers_core`` module that imports streamlit. Torch is imported only by the pages that
 need it (Explain, Latency, Compare's torch models), inside the functions that serve them: Classify runs
 the INT8 student on onnxruntime and starts without torch. Models are ``st.cache_resource`` (one
-copy shared by every visitor, read-only: explanations work on private copies, see ``explain``).
+copy shared by every visitor, read-only: explanations never mutate or copy them, see ``explain``).
+Heavy work (computing an explanation, a latency run, loading a torch model) runs one job at a time
+in the whole server (``one_heavy_job``): a free host's memory fits one such peak, not three; a visitor
+whose job waits is told so.
 Cache keys include the artifacts folder and the manifest's mtime, so retraining or pointing
 ``FLOWERS_ARTIFACTS`` elsewhere loads fresh models.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
+import threading
 import traceback
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,11 +71,50 @@ def _key() -> tuple[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------
+# One heavy job at a time
+# ---------------------------------------------------------------------------------------------
+# Reentrant: a latency run loads its models under the same bound (each visitor's script runs in its own thread).
+_HEAVY = threading.RLock()
+
+
+@contextlib.contextmanager
+def one_heavy_job(waiting: str = "Your request starts in a moment: another visitor's is running."):
+    """Run the block when no other visitor's heavy job runs in this server; until then show ``waiting``.
+
+    Three visitors pressing LIME together peaked at 3.6 GB, over a free host's 2.7 GB; one at a time, each
+    waits for the others' jobs (seconds each) and the server's peak is one job's."""
+    if not _HEAVY.acquire(blocking=False):
+        # a spinner is transient: unlike a placeholder, it leaves the page's later elements in their places (an
+        # expander that moved from one run to the next would be a new, closed one)
+        with st.spinner(waiting):
+            _HEAVY.acquire()
+    try:
+        yield
+    finally:
+        _HEAVY.release()
+
+
+# ---------------------------------------------------------------------------------------------
 # Cached resources
 # ---------------------------------------------------------------------------------------------
 @st.cache_resource(show_spinner="Loading the model…", max_entries=16)
-def _predictor(name: str, protocol: str, root: str, mtime: float) -> Predictor:
+def _loaded_predictor(name: str, protocol: str, root: str, mtime: float) -> Predictor:
     return Predictor(name, protocol, root)
+
+
+def _predictor(name: str, protocol: str, root: str, mtime: float) -> Predictor:
+    """A cached Predictor; a torch model not yet loaded is loaded as a heavy job (importing torch and building
+    a network is the biggest step of a cold Explain or Compare)."""
+    shipped = catalog.get(name)  # the catalogue, not the manifest: no file read on every page run
+    if (shipped is not None and shipped.runtime == "onnx") or (name, protocol, root, mtime) in _LOADED:
+        return _loaded_predictor(name, protocol, root, mtime)  # loaded: never waits for another visitor's job
+    with one_heavy_job("The model loads in a moment: another visitor's request is running."):
+        found = _loaded_predictor(name, protocol, root, mtime)
+    _LOADED.add((name, protocol, root, mtime))
+    return found
+
+
+_LOADED: set[tuple] = set()  # torch predictors loaded once (st.cache_resource holds them)
 
 
 def predictor(name: str, protocol: str = SHIPPED_PROTOCOL) -> Predictor:
@@ -147,24 +194,96 @@ def species_table(name: str = catalog.PRODUCTION, protocol: str = SHIPPED_PROTOC
     return pd.DataFrame({"class id": range(len(classes)), "class": classes}), why
 
 
-@st.cache_data(max_entries=64, show_spinner="Computing the explanation…")
-def explanation(photo: bytes, name: str, method: str, target: int | None, root: str, mtime: float,
-                num_samples: int = 150):
-    """Cached per (photo, model, method, target): moving the opacity slider costs nothing."""
+def explanation(model, photo: bytes, method: str, target: int | None, num_samples: int = 150, progress=None):
+    """One explanation of ``model``'s view of ``photo``, computed now (``explain_cached`` keeps them)."""
     from .. import explain  # torch: loaded by the Explain page only (Classify starts without it)
 
-    model = _predictor(name, SHIPPED_PROTOCOL, root, mtime).model
     img = load_image(photo)
     if method == "Attention":
         return explain.attention_map(model, img)
     if method == "LIME":
-        return explain.lime(model, img, target, num_samples=num_samples)
+        return explain.lime(model, img, target, num_samples=num_samples, progress=progress)
     return explain.gradcam(model, img, method, target)
 
 
+# Explanations kept per (photo, model, method, target, samples): moving the opacity slider or coming back costs
+# nothing. A plain LRU rather than st.cache_data, so that the wait note and LIME's progress bar shown while one is
+# computed are never stored and replayed with it. ~0.4 MB each.
+_EXPLANATIONS: OrderedDict = OrderedDict()
+_EXPLANATIONS_LOCK = threading.Lock()  # guards _EXPLANATIONS and _JOBS
+EXPLANATIONS_KEPT = 64
+
+
+@dataclass
+class _Job:
+    """An explanation being computed in a worker thread; the pages that want it watch ``done``/``total``."""
+
+    future: Future | None = None
+    started: bool = False
+    done: int = 0
+    total: int = 0
+
+
+# Explanations run in worker threads, not in the visitor's script run: a click during LIME (the opacity slider)
+# reruns the page, which interrupts the script at its next Streamlit call (the progress bar); the job goes on,
+# and the rerun (or another visitor asking for the same explanation) waits for the same job.
+_JOBS: dict[tuple, _Job] = {}
+_WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="explain")  # they queue on _HEAVY, one runs
+
+
+def _run_job(key: tuple, job: _Job, model, photo: bytes, method: str, target: int | None, num_samples: int):
+    def progress(done: int, total: int) -> None:
+        job.done, job.total = done, total
+
+    try:
+        with _HEAVY:
+            job.started = True
+            found = explanation(model, photo, method, target, num_samples, progress)
+        with _EXPLANATIONS_LOCK:
+            _EXPLANATIONS[key] = found
+            while len(_EXPLANATIONS) > EXPLANATIONS_KEPT:
+                _EXPLANATIONS.popitem(last=False)
+        return found
+    finally:
+        with _EXPLANATIONS_LOCK:
+            _JOBS.pop(key, None)
+
+
 def explain_cached(photo: bytes, name: str, method: str, target: int | None, num_samples: int = 150):
+    """The explanation, from the cache or computed as a heavy job, with what the visitor waits for on the page:
+    a note while another visitor's job runs, then a spinner, or LIME's progress."""
+    # made on every run, used or not: the page's later elements keep their places from one run to the next (an
+    # expander that moved would be a new, closed one)
+    note = st.empty()
     root, mtime = _key()
-    return explanation(photo, name, method, target, root, mtime, num_samples)
+    key = (hashlib.sha256(photo).hexdigest(), name, method, target, num_samples, root, mtime)
+    with _EXPLANATIONS_LOCK:
+        if key in _EXPLANATIONS:
+            _EXPLANATIONS.move_to_end(key)
+            return _EXPLANATIONS[key]
+        job = _JOBS.get(key)
+    if job is None:
+        model = _predictor(name, SHIPPED_PROTOCOL, root, mtime).model  # loaded here, with its spinner and bound
+        with _EXPLANATIONS_LOCK:
+            job = _JOBS.get(key)
+            if job is None:
+                job = _JOBS[key] = _Job(total=num_samples if method == "LIME" else 0)
+                job.future = _WORKERS.submit(_run_job, key, job, model, photo, method, target, num_samples)
+    try:
+        while True:
+            try:
+                return job.future.result(timeout=0.25)
+            except FutureTimeout:
+                pass
+            if not job.started:
+                note.info("Your explanation starts in a moment: another visitor's is being computed.", icon="⏳")
+            elif method == "LIME":
+                note.progress(job.done / max(job.total, 1),
+                              text=f"LIME: classified {job.done} of {job.total} perturbed photos")
+            else:
+                note.info("Computing the explanation…", icon="⏳")
+    finally:
+        note.empty()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -657,18 +776,64 @@ def live_latency(names: list[str], threads: int, batch: int, iters: int, warmup:
 
     root, mtime = _key()
     rows, total = [], len(names) * iters
-    for k, name in enumerate(names):
-        try:
-            entry = art.model_entry(name, SHIPPED_PROTOCOL, root)
-            fn = _timed_model(name, threads, root, mtime)
-        except Exception as e:
-            rows.append({"model": tables.pretty(name), "error": load_error(name, e)})
-            continue
-        size = entry.preprocess["input_size"]
-        x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
-        cb = (lambda i, n, k=k: progress(k * iters + i, total)) if progress else None
-        r = measure(fn, x, iters=iters, warmup=warmup, threads=threads, progress=cb)
-        rows.append({"model": tables.pretty(name), "precision": "INT8" if catalog.get(name).runtime == "onnx" else "fp32",
-                     "threads": threads, "batch": batch, "p50_ms": r["p50_ms"], "p95_ms": r["p95_ms"],
-                     "mean_ms": r["mean_ms"], "per_image_ms": r["p50_ms"] / batch, "iters": iters})
+    with one_heavy_job("Your measurement starts in a moment: another visitor's request is running."):
+        for k, name in enumerate(names):
+            try:
+                entry = art.model_entry(name, SHIPPED_PROTOCOL, root)
+                fn = _timed_model(name, threads, root, mtime)
+            except Exception as e:
+                rows.append({"model": tables.pretty(name), "error": load_error(name, e)})
+                continue
+            size = entry.preprocess["input_size"]
+            x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+            cb = (lambda i, n, k=k: progress(k * iters + i, total)) if progress else None
+            r = measure(fn, x, iters=iters, warmup=warmup, threads=threads, progress=cb)
+            rows.append({"model": tables.pretty(name), "precision": "INT8" if catalog.get(name).runtime == "onnx" else "fp32",
+                         "threads": threads, "batch": batch, "p50_ms": r["p50_ms"], "p95_ms": r["p95_ms"],
+                         "mean_ms": r["mean_ms"], "per_image_ms": r["p50_ms"] / batch, "iters": iters})
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Deep links on a cold server
+# ---------------------------------------------------------------------------------------------
+def _ran_without_app() -> bool:
+    """True when this script run is a page file run on its own, not through ``app.py``'s navigation.
+
+    Streamlit keeps its older multipage mode (every file in ``pages/`` is a page, ``app.py`` one of them) until
+    some run calls ``st.navigation``: it decides per process from ``PagesManager.uses_pages_directory``, set
+    when ``pages/`` exists beside the main script. So when a fresh server's first request is a deep link
+    (``/explain``), Streamlit runs ``pages/explain.py`` alone: file names in the sidebar, no wide layout, no
+    ``run_guarded``, and for every later visitor until someone opens ``/``. That mode lists ``app.py`` itself
+    as a page, which ``app.py``'s own navigation never does. (Two first visitors within the same instant: the
+    second may see the older mode once; its next click runs through ``app.py``.)
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx(suppress_warning=True)
+    if ctx is None or not PagesManager.uses_pages_directory:  # outside a script run (tests, tools), or app.py's
+        return False
+    main = str(Path(ctx.main_script_path).resolve())
+    pages = ctx.pages_manager.get_pages()
+    scripts = {str(Path(p["script_path"]).resolve()) for p in pages.values() if p.get("script_path")}
+    current = pages.get(ctx.page_script_hash, {}).get("script_path")
+    return main in scripts and current is not None and str(Path(current).resolve()) != main
+
+
+def _hand_over_to_app() -> None:
+    """Leave Streamlit's older multipage mode for good and run the requested page again through ``app.py``.
+
+    Called once, when the pages import this module (before they draw anything): the rerun keeps the page's
+    URL, and ``app.py``'s ``st.navigation`` resolves it to the same page (both derive it from the file name).
+    """
+    if not _ran_without_app():
+        return
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False  # what st.navigation sets; read by Streamlit at every run
+    log.info("a page was requested before app.py ran: handing it to app.py's navigation")
+    st.rerun()  # raises: this import fails, the module is imported afresh by the rerun through app.py
+
+
+_hand_over_to_app()
