@@ -17,6 +17,7 @@ from PIL import Image
 
 from flowers_core import artifacts as art
 from flowers_core import tables
+from flowers_core.app import texts
 from flowers_core.app.texts import CRASH_MARKER
 from flowers_core.gallery import examples
 
@@ -157,7 +158,7 @@ def test_classify_a_shipped_example(artifacts_root, use):
 def test_upload_label_is_stable(artifacts_root, use):
     use(artifacts_root)
     at = open_page()
-    assert at.file_uploader[0].label == "Upload a flower photo"
+    assert at.file_uploader[0].label == texts.UPLOAD_LABEL
 
 
 def _rgb(w=160, h=120):
@@ -228,7 +229,7 @@ def test_odd_uploads_are_classified(case, classify_app):
     assert_clean(at)
     assert not at.error, [e.value for e in at.error]
     assert at.subheader, f"{case}: a verdict is shown"
-    assert at.subheader[0].value.startswith(("This is a", "I'm not sure", "Most likely", "This doesn't look like a flower"))
+    assert at.subheader[0].value.startswith(("This is a", texts.NOT_SURE_START, "Most likely", texts.NOT_A_FLOWER_HEADLINE))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,7 +421,7 @@ def answers_copy(src: Path, dst: Path, entropy_threshold=None, gate_threshold=No
             manifest["gate"]["threshold"] = gate_threshold
         manifest.pop("reference_photos", None)
         if reference:
-            manifest["reference_photos"] = {"file": REFERENCE_REL.format(protocol="stratified"), "per_class": 3,
+            manifest["reference_photos"] = {"file": REFERENCE_REL.format(protocol="stratified"), "protocol": "stratified", "per_class": 3,
                                             "split": "train", "size_px": 16}
     partial_copy(src, dst, missing_dirs=("thumbs",), edit=edit)
     if reference:
@@ -477,7 +478,7 @@ def test_not_sure_shows_the_candidates_the_library_names(artifacts_root, tmp_pat
     assert sum(len(i.value) == 3 for i in at.image) == len(candidates), "three reference photos of each candidate"
     assert at.metric[0].label == "Best guess's score" and at.metric[0].value == f"{pred.prob:.0%}"
     if photo == "example" and unfamiliar and pred.leading:
-        assert at.subheader[0].value.startswith("Most likely a") and "unlike my training photos" in at.subheader[0].value
+        assert at.subheader[0].value.startswith("Most likely a") and texts.UNUSUAL_PHOTO_TAIL in at.subheader[0].value
 
 
 def test_species_answer_shows_its_reference_photos(artifacts_root, tmp_path, use):
@@ -493,14 +494,14 @@ def test_not_a_flower_shows_no_candidates(artifacts_root, tmp_path, use):
         pytest.skip("these artifacts have no flower gate")
     use(answers_copy(artifacts_root, tmp_path / "c", gate_threshold=2.0))
     at = classify(open_page(), ("car.png", png(_rgb(200, 200))))
-    assert at.subheader[0].value == "This doesn't look like a flower"
+    assert at.subheader[0].value == texts.NOT_A_FLOWER_HEADLINE
     assert not any("candidates" in m.value or "looks like" in m.value for m in at.markdown)
 
 
 def test_answers_without_reference_photos_say_so(artifacts_root, tmp_path, use):
     use(answers_copy(artifacts_root, tmp_path / "d", entropy_threshold=-1.0, gate_threshold=0.0, reference=False))
     at = classify(open_page(), ("leaf.png", png(_rgb(200, 200))))
-    assert at.subheader[0].value.startswith("I'm not sure")
+    assert at.subheader[0].value.startswith(texts.NOT_SURE_START)
     assert any("Reference photos of the species are not shipped" in c.value for c in at.caption)
     at.switch_page("pages/species.py").run()
     assert_clean(at)
@@ -520,7 +521,7 @@ def add_photo(at: AppTest, name: str, data: bytes) -> AppTest:
 
 def own_answers(at: AppTest) -> list[str]:
     return [m.value for m in at.markdown
-            if m.value.strip("*").startswith(("This is", "I'm not sure", "This doesn't", "Most likely"))]
+            if m.value.strip("*").startswith(("This is", texts.NOT_SURE_START, "This doesn't", "Most likely"))]
 
 
 def test_a_new_photo_is_a_new_question(artifacts_root, tmp_path, use):
@@ -539,7 +540,7 @@ def test_several_photos_of_one_plant_give_one_combined_answer(artifacts_root, tm
     photos = [(f"plant_{i}.png", png(_rgb(200 + 10 * i, 200))) for i in range(3)]
     at = classify(open_page(), photos[0])
     at = add_photo(at, *photos[1])
-    assert at.subheader[0].value.startswith("I'm not sure")
+    assert at.subheader[0].value.startswith(texts.NOT_SURE_START)
     assert any("Your 2 photos of one plant: one answer from all of them" in c.value for c in at.caption)
     assert any(m.value == "**Each photo on its own**" for m in at.markdown)
     assert len(own_answers(at)) == 2, "each photo's own answer is shown under it"
@@ -690,7 +691,7 @@ def test_each_verdict_reads_true():
     head, line = ui.verdict_text(_prediction({"rose": 0.04}, "not_sure"))
     assert head == NOT_SURE_NONE_HEADLINE and "a rose, gets 4%" in line
 
-    assert ui.verdict_text(_prediction({"rose": 0.5}, "not_a_flower"))[0] == "This doesn't look like a flower"
+    assert ui.verdict_text(_prediction({"rose": 0.5}, "not_a_flower"))[0] == texts.NOT_A_FLOWER_HEADLINE
     assert ui.confidence_metric(_prediction({"rose": 0.5}, "not_a_flower")) is None
     assert ui.with_article("english marigold", start=True) == "An English marigold"
     assert ui.with_article("bishop of llandaff") == "a Bishop of Llandaff"
