@@ -233,11 +233,13 @@ class Prediction:
     latency_ms: float = 0.0
     probs: np.ndarray | None = field(default=None, repr=False)
     localisation: Localisation | None = field(default=None, repr=False)  # where it looked (localisation on)
+    whole_photo: "Prediction | None" = field(default=None, repr=False)  # the whole photo's own answer (localisation on)
 
     def to_json(self) -> dict:
         d = asdict(self)
         d.pop("probs")
         d.pop("localisation")
+        d.pop("whole_photo")
         if self.localisation is not None:
             d["localisation"] = self.localisation.to_json()
         d["top5"] = [[label, round(p, 6)] for label, p in self.top5]
@@ -463,8 +465,9 @@ class Predictor:
         scores = [None] * len(probs) if flower_scores is None else [float(s) for s in flower_scores]
         typical = [None] * len(probs) if typical is None else [float(t) for t in typical]
         preds = [self.describe(p, latency, s, t) for p, s, t in zip(probs, scores, typical)]
-        for pred, place in zip(preds, places):
-            pred.localisation = place
+        alone = [None] * len(probs) if typicality is None else [float(t) for t in typicality]
+        for pred, place, p, s, t in zip(preds, places, whole, scores, alone):
+            pred.localisation, pred.whole_photo = place, self.describe(p, latency, s, t)
         return preds
 
     def predict_batch(self, batch, flower_scores=None, start: float | None = None,

@@ -135,11 +135,15 @@ class TinyNet(nn.Module):
         return self.fc(self.conv(x).mean((2, 3)))
 
 
-def test_the_class_maps_output_leaves_the_int8_file_unchanged(tmp_path):
+def tiny_int8(folder):
     torch.manual_seed(0)
     calib = torch.randn(32, 3, 32, 32)
-    fp32 = export_onnx(TinyNet().eval(), tmp_path / "fp32.onnx", 32)
-    path = quantize_onnx_static(fp32, tmp_path / "int8.onnx", calib, reduce_range=True, saturation_free_8bit=True)
+    fp32 = export_onnx(TinyNet().eval(), folder / "fp32.onnx", 32)
+    return quantize_onnx_static(fp32, folder / "int8.onnx", calib, reduce_range=True, saturation_free_8bit=True)
+
+
+def test_the_class_maps_output_leaves_the_int8_file_unchanged(tmp_path):
+    path = tiny_int8(tmp_path)
     bound = u8s8_pair_bound(path)
     x = np.random.default_rng(1).normal(0, 1, (6, 3, 32, 32)).astype(np.float32)
     before = OnnxSession(path, threads=1)(x)
@@ -173,3 +177,37 @@ def test_the_where_i_looked_picture_shows_the_crop():
     unused = np.asarray(draw_looked(img, Localisation(place.box, place.blooms[:1], used=False), side=500))
     assert (unused == (0, 80, 0)).all()  # the whole photo answered: no square
     assert "2 flowers" in where_looked_caption(2, True) and "whole photo" in where_looked_caption(1, False)
+
+
+def tiny_predictor(path, rule):
+    """A ``Predictor`` around the tiny INT8 file, without a manifest (no gate, no novelty check)."""
+    from flowers_core.inference import Predictor
+    from flowers_core.preprocess import Preprocess
+
+    p = Predictor.__new__(Predictor)
+    p.name, p.classes, p.model = "tiny", [f"class {i}" for i in range(5)], OnnxSession(path, threads=1)
+    p.preprocess, p.temperature, p.threshold, p.gate = Preprocess(32), 1.0, None, None
+    p.locator, p.localise_rule = p.model, rule
+    return p
+
+
+def test_the_predictor_classifies_the_crop_and_keeps_the_whole_photo_answer(tmp_path):
+    from PIL import Image
+
+    path = tiny_int8(tmp_path)
+    add_class_map_output(path, np.zeros((1, 3, 32, 32), np.float32))
+    rng = np.random.default_rng(0)
+    photos = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in [(120, 90), (64, 200)]]
+    plain = tiny_predictor(path, None).predict_many(photos)
+    crop_only = tiny_predictor(path, LocaliseRule(threshold=0.9, margin=0.1, min_side=0.3, max_side=1.0, combine="crop"))
+    localised = crop_only.predict_many(photos)
+    for before, after, photo in zip(plain, localised, photos):
+        assert after.localisation.used and after.localisation.blooms[0] == after.localisation.box
+        box = after.localisation.box
+        assert box.width == box.height and 0 <= box.left and box.right <= photo.width and box.bottom <= photo.height
+        assert np.allclose(after.whole_photo.probs, before.probs)  # the whole photo's answer, from the same pass
+        alone = tiny_predictor(path, None).predict(photo.crop(box.as_tuple()))
+        assert np.allclose(after.probs, alone.probs, atol=1e-6)  # "crop": the crop's answer
+        assert after.to_json()["localisation"]["crop_used"] is True
+    whole = tiny_predictor(path, LocaliseRule(combine="whole")).predict_many(photos)
+    assert all(np.allclose(w.probs, b.probs) for w, b in zip(whole, plain))

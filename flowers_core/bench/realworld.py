@@ -134,6 +134,20 @@ def localisation_summary(predictor: Predictor, photos: list[Photo], predictions:
             "several_blooms": {g: _share(several[group == g]) for g in GROUPS if (group == g).any()}}
 
 
+WHOLE_PHOTO_FIELDS = ("n", "top1", "top_candidates", "flowering", *ANSWER_FIELDS)
+
+
+def whole_photo_metrics(predictor: Predictor, photos: list[Photo], predictions: list[Prediction]) -> dict | None:
+    """With localisation on, the same run's answers from the whole photo alone (the same passes, before the crop
+    is combined): the headline fields of ``realworld_metrics``, the before of the same command. None when off."""
+    if predictor.localise_rule is None:
+        return None
+    whole = [r.whole_photo or r for r in predictions]
+    m = realworld_metrics(photos, np.array([r.class_id for r in whole]), np.array([r.verdict for r in whole]),
+                          candidates=np.array([r.candidate_ids() for r in whole]))
+    return {k: m[k] for k in WHOLE_PHOTO_FIELDS}
+
+
 def manifest_identity(predictor: Predictor) -> dict:
     """What the report was computed from: a different value in today's manifest means it is stale."""
     e = predictor.entry
@@ -215,6 +229,7 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
         rows.append({"model": p.name, **realworld_metrics(kept, predicted, verdicts, tuple(p.classes), candidates),
                      "seconds": round(seconds[p.name], 1), "manifest": manifest_identity(p),
                      "localise": localisation_summary(p, kept, preds),
+                     "whole_photo": whole_photo_metrics(p, kept, preds),
                      "by_pass_rate": answers_by_pass_rate(p, kept, predicted, preds)})
         r = rows[-1]
         print(f"[realworld] {p.name:<13} top1 {r['top1']:.3f} flowering {r['flowering']['top1']:.3f} "
