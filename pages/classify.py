@@ -41,6 +41,7 @@ with right:
         st.caption(f"{'✅' if ok else '❌'} This example photo is a **{ui.display_name(truth)}**.")
     if not several:
         ui.show_notes(loaded[0][2])
+        ui.show_where_looked(img, pred)
     ui.show_candidates(pred, clf.classes, refs)
 
     if several:

@@ -15,3 +15,13 @@ def display_name(label: str) -> str:
     and without the question mark one Flowers-102 label carries ("pink-yellow dahlia?")."""
     name = " ".join(NAME_WORDS.get(word, word) for word in label.rstrip("?").split(" "))
     return name[:1].upper() + name[1:]
+
+
+def where_looked_caption(blooms: int, cropped: bool) -> str:
+    """The caption of the "where I looked" picture (``ui.show_where_looked``)."""
+    if not cropped:
+        return "Where I looked: the flower fills the photo, so I looked at the whole photo."
+    several = (f" I found {blooms} flowers and looked at the clearest one; the white squares are the others."
+               if blooms > 1 else "")
+    return ("Where I looked: the yellow square is the part of your photo I looked at closely, together with the "
+            "whole photo." + several + " If it is not on the flower, try a photo closer to it.")

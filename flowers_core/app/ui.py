@@ -25,6 +25,7 @@ from .. import catalog
 from ..data import SHIPPED_PROTOCOL
 from ..gallery import ReferencePhotos, Thumbnails, examples
 from ..inference import MAX_MB, ImageError, Predictor, load_image
+from ..localise import draw_looked
 from ..runtime import OnnxSession
 from . import reports
 from .texts import (
@@ -34,6 +35,7 @@ from .texts import (
     NOT_SURE_UNFAMILIAR_HEADLINE,
     UPLOAD_LABEL,
     display_name,
+    where_looked_caption,
 )
 
 log = logging.getLogger("flowers_app")
@@ -380,6 +382,19 @@ def show_verdict(pred) -> None:
     headline, detail = verdict_text(pred)
     st.subheader(headline)
     {"species": st.success, "not_sure": st.info, "not_a_flower": st.warning}[pred.verdict](detail)
+
+
+WHERE_LOOKED_PX = 240  # the "where I looked" picture's width: small, under the answer
+
+
+def show_where_looked(img, pred) -> None:
+    """Under an answer, the photo small with the part the app classified closely drawn on it (the localisation
+    stage's crop), so a visitor sees when it looked at the wrong thing; nothing when the stage did not run."""
+    place = getattr(pred, "localisation", None)
+    if place is None or pred.verdict == "not_a_flower":
+        return
+    st.image(draw_looked(img, place), caption=where_looked_caption(len(place.blooms), place.used),
+             width=WHERE_LOOKED_PX)
 
 
 def show_reference(class_id: int, refs, width: int = 96) -> None:
