@@ -163,6 +163,10 @@ def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         stale.append("flower gate")
     if shown != CANDIDATES_SHOWN:
         stale.append(f"the candidates a 'not sure' shows ({shown} measured, {CANDIDATES_SHOWN} now)")
+    localise = art.read_manifest(root).get("localise") or {}
+    if any((r.get("localise") or {}).get("rule") != (localise.get("rule") if localise.get("shipped") else None)
+           for r in data["models"]):
+        stale.append("the localisation stage (the answers were measured with another rule, or without it)")
     info = {k: v for k, v in data.items() if k != "models"} | {"stale": stale}
     return pd.DataFrame(rows), species, info
 

@@ -228,8 +228,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-KEPT_FOR_OTHER_CPUS = ("model", "p50_ms", "p95_ms", "p50_with_check_ms", "p50_photo_ms", "p50_localised_ms",
-                       "throughput_img_s")
+KEPT_FOR_OTHER_CPUS = ("model", "p50_ms", "p95_ms", "p50_with_check_ms", "throughput_img_s")
 
 
 def keep_other_cpus(previous: dict | None, result: dict) -> dict:
