@@ -257,11 +257,12 @@ class Prediction:
         return [int(i) for i in np.argsort(-np.asarray(self.probs))[:CANDIDATES_SHOWN]]
 
 
-def localise_rule(root=None, on: bool | None = None) -> LocaliseRule | None:
+def localise_rule(root=None, on: bool | None = None, name: str | None = None) -> LocaliseRule | None:
     """The recorded localisation rule (the manifest's ``localise`` section, ``train.localise``) when ``on``, or,
-    with ``on`` None, when that section ships it; the rule's defaults when ``on`` and nothing is recorded."""
+    with ``on`` None, when that section ships it for model ``name`` (one whose test split it did not lower:
+    ``models``); the rule's defaults when ``on`` and nothing is recorded."""
     section = art.read_manifest(root).get("localise") or {}
-    if on is False or (on is None and not section.get("shipped")):
+    if on is False or (on is None and not (section.get("shipped") and name in section.get("models", []))):
         return None
     return LocaliseRule.from_dict(section.get("rule", {}))
 
@@ -314,8 +315,8 @@ class Predictor:
     ``novelty``: False leaves the model's novelty check off (entropy alone decides "not sure"), for the
     benchmarks' measurement of what the check changes.
     ``localise``: classify a crop around the flower too and combine the two views (``localise``): None
-    follows the manifest (on when ``train.localise`` shipped it), True/False force it on/off (with the recorded
-    rule), or a ``LocaliseRule``. ``locator``: the ONNX session whose class maps find the flower (default: this
+    follows the manifest (on when ``train.localise`` shipped it for this model), True/False force it on/off (with
+    the recorded rule), or a ``LocaliseRule``. ``locator``: the ONNX session whose class maps find the flower (default: this
     model's own when it has them, else the production INT8 file's)."""
 
     localise_rule: LocaliseRule | None = None
@@ -349,7 +350,7 @@ class Predictor:
         if gate is True:
             gate = FlowerGate(root) if has_gate(root) else None
         self.gate = gate or None
-        rule = localise if isinstance(localise, LocaliseRule) else localise_rule(root, localise)
+        rule = localise if isinstance(localise, LocaliseRule) else localise_rule(root, localise, name)
         if rule is not None:
             self.locator = locator or self.own_locator(protocol, root, threads)
             self.localise_rule = rule if self.locator is not None else None
@@ -359,11 +360,15 @@ class Predictor:
         warning) when neither does."""
         if isinstance(self.model, OnnxSession) and CLASS_MAPS_OUTPUT in self.model.output_names:
             return self.model
-        path = art.model_file(art.model_entry(catalog.PRODUCTION, protocol, root), root)
+        production = art.model_entry(catalog.PRODUCTION, protocol, root)
+        path = art.model_file(production, root)
         session = OnnxSession(path, threads) if path.is_file() else None
         if session is None or CLASS_MAPS_OUTPUT not in session.output_names:
             log.warning("%s: localisation asked for, but %s has no '%s' output; run `%s`", self.name, path.name,
                         CLASS_MAPS_OUTPUT, LOCALISE_CMD)
+            return None
+        if Preprocess.from_dict(production.preprocess) != self.preprocess:  # its maps would be of another view
+            log.warning("%s: localisation asked for, but its view differs from %s's", self.name, production.name)
             return None
         return session
 
@@ -441,7 +446,7 @@ class Predictor:
         """``predict_batch`` with the localisation stage: each photo the gate passes gets the crop around its
         strongest bloom (``localise.localise`` on ``class_maps``) classified too, the two views combined by the
         rule's ``combine``; the verdict is recomputed from the combined probabilities, the whole photo's flower
-        score and the views' mean typicality. A photo the gate rejects, or whose bloom fills the view, is
+        score and the views' mean typicality (the one view's, for the rules "whole" and "crop"). A photo the gate rejects, or whose bloom fills the view, is
         answered from the whole photo alone (its ``localisation.used`` False)."""
         rule, pre = self.localise_rule, self.preprocess
         logits, typicality, maps = self.logits_typicality_and_maps(batch)

@@ -1,6 +1,8 @@
 """The localisation stage on synthetic maps and a tiny INT8 file: boxes, the combine rules, the class maps."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,7 @@ from flowers_core.localise import (
 )
 from flowers_core.quantize import add_class_map_output, export_onnx, quantize_onnx_static, u8s8_pair_bound
 from flowers_core.runtime import OnnxSession
-from train.localise import choose
+from train.localise import choose, record_test
 
 SIZE, RESIZE = 260, 297  # the shipped models' view: a 260 px centre crop of a 297 px square
 
@@ -211,3 +213,18 @@ def test_the_predictor_classifies_the_crop_and_keeps_the_whole_photo_answer(tmp_
         assert after.to_json()["localisation"]["crop_used"] is True
     whole = tiny_predictor(path, LocaliseRule(combine="whole")).predict_many(photos)
     assert all(np.allclose(w.probs, b.probs) for w, b in zip(whole, plain))
+
+
+def test_the_rule_ships_for_the_models_whose_test_split_it_keeps(tmp_path):
+    from flowers_core.inference import localise_rule
+
+    rule = LocaliseRule(0.6, 0.15, 0.5, 1.0, "confident")
+    art_update = {"localise": {"rule": rule.to_dict(), "shipped": True, "models": [], "test_top1": {}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(art_update))
+    assert localise_rule(tmp_path, None, "a") is None  # not scored on test yet
+    assert localise_rule(tmp_path, True, "a") == rule  # asked for
+    record_test({"a": {"localised": 0.983, "whole": 0.984}}, tmp_path)
+    section = record_test({"b": {"localised": 0.97, "whole": 0.98}}, tmp_path)  # a's score is kept
+    assert section["models"] == ["a"] and set(section["test_top1"]) == {"a", "b"}
+    assert localise_rule(tmp_path, None, "a") == rule and localise_rule(tmp_path, None, "b") is None
+    assert localise_rule(tmp_path, False, "a") is None
