@@ -164,7 +164,8 @@ def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     if shown != CANDIDATES_SHOWN:
         stale.append(f"the candidates a 'not sure' shows ({shown} measured, {CANDIDATES_SHOWN} now)")
     localise = art.read_manifest(root).get("localise") or {}
-    if any((r.get("localise") or {}).get("rule") != (localise.get("rule") if localise.get("shipped") else None)
+    shipped_for = set(localise.get("models", [])) if localise.get("shipped") else set()
+    if any((r.get("localise") or {}).get("rule") != (localise.get("rule") if r["model"] in shipped_for else None)
            for r in data["models"]):
         stale.append("the localisation stage (the answers were measured with another rule, or without it)")
     info = {k: v for k, v in data.items() if k != "models"} | {"stale": stale}
