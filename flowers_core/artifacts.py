@@ -135,6 +135,25 @@ class ReferencePhotosEntry(_Entry):
     details: dict = field(default_factory=dict)
 
 
+@dataclass
+class LocaliseEntry(_Entry):
+    """The localisation stage's rule (the manifest's ``localise``), chosen by ``localise_fit.run`` on validation and
+    shipped for ``models`` (those whose test split ``localise_fit.score_test`` found not lowered); read by
+    ``inference.localise_rule``."""
+
+    rule: dict
+    shipped: bool
+    locator: str = ""  # the model whose class maps find the flower
+    models: list = field(default_factory=list)
+    test_top1: dict = field(default_factory=dict)
+    command: str = ""
+    date: str = ""
+    details: dict = field(default_factory=dict)
+
+    def ships_for(self, name: str) -> bool:
+        return self.shipped and name in self.models
+
+
 def artifacts_dir(root: str | Path | None = None) -> Path:
     if root is not None:
         return Path(root)
@@ -187,6 +206,11 @@ def record_gate(entry: GateEntry, root=None) -> None:
     manifest = read_manifest(root)
     manifest["gate"] = entry.to_dict()
     write_manifest(manifest, root)
+
+
+def localise_record(root=None) -> LocaliseEntry | None:
+    d = read_manifest(root).get("localise")
+    return LocaliseEntry.from_dict(d) if d else None
 
 
 def reference_photos_record(root=None) -> ReferencePhotosEntry | None:

@@ -49,6 +49,7 @@ from .pipeline import (
 from .quantize import (
     BACKENDS,
     PORTABLE_QDQ,
+    add_class_map_output,
     add_feature_output,
     calibration_images,
     compare_backends,
@@ -353,6 +354,7 @@ def quantise_student(model: FlowerNet, spec: StudentSpec, protocol: str, ws: Wor
         quantize_onnx_static(fp32_onnx, path, calib, **config)
     fp32_onnx.unlink(missing_ok=True)
     add_feature_output(path, calib[:16].numpy())  # for the novelty check (train.novelty)
+    add_class_map_output(path, calib[:16].numpy())  # for the localisation stage (train.localise)
     return Quantised(path, OnnxClassifier(path, threads=threads), config, best["drop_vs_fp32"], tried, calib)
 
 

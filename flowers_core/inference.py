@@ -18,10 +18,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import artifacts as art
+from . import catalog
 from .data import SHIPPED_PROTOCOL
 from .evaluate import entropy as entropy_of
 from .evaluate import softmax
 from .gate import FlowerGate, has_gate
+from .localise import CLASS_MAPS_OUTPUT, LOCALISE_CMD, Localisation, LocaliseRule, combine_views, localise
 from .novelty import FEATURES_OUTPUT, NOVELTY_CMD, EnsembleTypicality, Typicality
 from .preprocess import Preprocess
 from .runtime import OnnxSession
@@ -245,10 +247,16 @@ class Prediction:
     typicality: float | None = None
     latency_ms: float = 0.0
     probs: np.ndarray | None = field(default=None, repr=False)
+    localisation: Localisation | None = field(default=None, repr=False)  # where it looked (localisation on)
+    whole_photo: "Prediction | None" = field(default=None, repr=False)  # the whole photo's own answer (localisation on)
 
     def to_json(self) -> dict:
         d = asdict(self)
         d.pop("probs")
+        d.pop("localisation")
+        d.pop("whole_photo")
+        if self.localisation is not None:
+            d["localisation"] = self.localisation.to_json()
         d["top5"] = [[label, round(p, 6)] for label, p in self.top5]
         for key in ("uncertain", "flower_score", "typicality", "unfamiliar"):
             if d[key] is None:
@@ -280,6 +288,16 @@ def photos_disagree(preds: list[Prediction]) -> bool:
     photo's answer instead."""
     named = {p.class_id for p in preds if p.verdict == "species"}
     return len(named) > 1
+
+
+def localise_rule(root=None, on: bool | None = None, name: str | None = None) -> LocaliseRule | None:
+    """The recorded localisation rule (the manifest's ``localise`` section, ``train.localise``) when ``on``, or,
+    with ``on`` None, when that section ships it for model ``name`` (one whose test split it did not lower:
+    ``models``); the rule's defaults when ``on`` and nothing is recorded."""
+    record = art.localise_record(root)
+    if on is False or (on is None and not (record and record.ships_for(name))):
+        return None
+    return LocaliseRule.from_dict(record.rule if record else {})
 
 
 def member_packs(entry: art.ModelEntry, protocol: str, root=None) -> dict[str, tuple[Path, float] | None]:
@@ -328,13 +346,20 @@ class Predictor:
     ``gate``: True loads the shipped flower gate when there is one; pass a ``FlowerGate`` to share one
     between models, or None for no gate (then no photo is called "not a flower").
     ``novelty``: False leaves the model's novelty check off (entropy alone decides "not sure"), for the
-    benchmarks' measurement of what the check changes."""
+    benchmarks' measurement of what the check changes.
+    ``localise``: classify a crop around the flower too and combine the two views (``localise``): None
+    follows the manifest (on when ``train.localise`` shipped it for this model), True/False force it on/off (with
+    the recorded rule), or a ``LocaliseRule``. ``locator``: the ONNX session whose class maps find the flower (default: this
+    model's own when it has them, else the production INT8 file's)."""
+
+    localise_rule: LocaliseRule | None = None
+    locator: OnnxSession | None = None
 
     typicality: Typicality | EnsembleTypicality | None = None  # the novelty check, when the model ships one
     typicality_threshold: float | None = None
 
     def __init__(self, name: str, protocol: str = SHIPPED_PROTOCOL, root=None, gate=True, threads: int | None = None,
-                 novelty: bool = True):
+                 novelty: bool = True, localise: bool | LocaliseRule | None = None, locator: OnnxSession | None = None):
         self.name = name
         self.entry = art.model_entry(name, protocol, root)
         self.classes = art.class_names(root)
@@ -358,6 +383,27 @@ class Predictor:
         if gate is True:
             gate = FlowerGate(root) if has_gate(root) else None
         self.gate = gate or None
+        rule = localise if isinstance(localise, LocaliseRule) else localise_rule(root, localise, name)
+        if rule is not None:
+            self.locator = locator or self.own_locator(protocol, root, threads)
+            self.localise_rule = rule if self.locator is not None else None
+
+    def own_locator(self, protocol: str, root, threads: int | None) -> OnnxSession | None:
+        """This model's session when it outputs class maps, else the production INT8 file's; None (with a
+        warning) when neither does."""
+        if isinstance(self.model, OnnxSession) and CLASS_MAPS_OUTPUT in self.model.output_names:
+            return self.model
+        production = art.model_entry(catalog.PRODUCTION, protocol, root)
+        path = art.model_file(production, root)
+        session = OnnxSession(path, threads) if path.is_file() else None
+        if session is None or CLASS_MAPS_OUTPUT not in session.output_names:
+            log.warning("%s: localisation asked for, but %s has no '%s' output; run `%s`", self.name, path.name,
+                        CLASS_MAPS_OUTPUT, LOCALISE_CMD)
+            return None
+        if Preprocess.from_dict(production.preprocess) != self.preprocess:  # its maps would be of another view
+            log.warning("%s: localisation asked for, but its view differs from %s's", self.name, production.name)
+            return None
+        return session
 
     @property
     def runs_on_torch(self) -> bool:
@@ -410,12 +456,66 @@ class Predictor:
         if flower_scores is None and self.gate is not None:
             same = self.gate.preprocess == self.preprocess  # one resize for both (the shipped gate's default)
             flower_scores = self.gate.scores(batch) if same else self.gate.score_images(images)
-        return self.predict_batch(batch, flower_scores, start)
+        return self.predict_batch(batch, flower_scores, start, images)
 
-    def predict_batch(self, batch, flower_scores=None, start: float | None = None) -> list[Prediction]:
+    def logits_typicality_and_maps(self, batch) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """``logits_and_typicality`` and the locator's class activation map of its best guess per image
+        ([B, h, w]); one pass when the locator is this model's own session."""
+        batch = np.asarray(batch)
+        own = self.locator is self.model
+        names = [self.locator.output_names[0], CLASS_MAPS_OUTPUT]
+        if own and self.typicality is not None:
+            names.append(FEATURES_OUTPUT)
+        out = self.locator.outputs(batch, names)
+        if own:
+            logits = out[names[0]]
+            typicality = None if self.typicality is None else self.typicality.scores(out[FEATURES_OUTPUT])
+        else:
+            logits, typicality = self.logits_and_typicality(batch)
+        best = out[names[0]].argmax(-1)
+        return logits, typicality, out[CLASS_MAPS_OUTPUT][np.arange(len(best)), best]
+
+    def localised(self, images: list[Image.Image], batch, flower_scores, start: float) -> list[Prediction]:
+        """``predict_batch`` with the localisation stage: each photo the gate passes gets the crop around its
+        strongest bloom (``localise.localise`` on ``class_maps``) classified too, the two views combined by the
+        rule's ``combine``; the verdict is recomputed from the combined probabilities, the whole photo's flower
+        score and the views' mean typicality (the one view's, for the rules "whole" and "crop"). A photo the gate rejects, or whose bloom fills the view, is
+        answered from the whole photo alone (its ``localisation.used`` False)."""
+        rule, pre = self.localise_rule, self.preprocess
+        logits, typicality, maps = self.logits_typicality_and_maps(batch)
+        whole = softmax(logits, self.temperature).astype(np.float32)
+        places = [localise(m, img.size, pre.input_size, pre.resize_size, rule) for m, img in zip(maps, images)]
+        if flower_scores is not None and self.gate is not None:
+            for place, passed in zip(places, self.gate.passes(flower_scores)):
+                place.used = place.used and bool(passed)
+        cropped = [i for i, place in enumerate(places) if place.used]
+        probs = whole.copy()
+        typical = None if typicality is None else np.asarray(typicality, dtype=np.float64).copy()
+        if cropped:
+            crops = np.concatenate([pre.array_from_pil(images[i].crop(places[i].box.as_tuple())) for i in cropped])
+            crop_logits, crop_typicality = self.logits_and_typicality(crops)
+            crop_probs = softmax(crop_logits, self.temperature).astype(np.float32)
+            probs[cropped] = combine_views(whole[cropped], crop_probs, rule.combine)
+            if typical is not None:
+                typical[cropped] = {"whole": typical[cropped], "crop": crop_typicality}.get(
+                    rule.combine, (typical[cropped] + crop_typicality) / 2)
+        latency = (time.perf_counter() - start) * 1000 / len(probs)
+        scores = [None] * len(probs) if flower_scores is None else [float(s) for s in flower_scores]
+        typical = [None] * len(probs) if typical is None else [float(t) for t in typical]
+        preds = [self.describe(p, latency, s, t) for p, s, t in zip(probs, scores, typical)]
+        alone = [None] * len(probs) if typicality is None else [float(t) for t in typicality]
+        for pred, place, p, s, t in zip(preds, places, whole, scores, alone):
+            pred.localisation, pred.whole_photo = place, self.describe(p, latency, s, t)
+        return preds
+
+    def predict_batch(self, batch, flower_scores=None, start: float | None = None,
+                      images: list[Image.Image] | None = None) -> list[Prediction]:
         """Classify a preprocessed batch (array or tensor in this model's view); ``flower_scores`` from the
-        gate, if any. ``latency_ms`` is the time per image since ``start`` (default: now)."""
+        gate, if any. ``latency_ms`` is the time per image since ``start`` (default: now). With localisation
+        on and the ``images`` the batch was made from, each flower's crop is classified too (``localised``)."""
         start = time.perf_counter() if start is None else start
+        if self.localise_rule is not None and images is not None:
+            return self.localised(images, batch, flower_scores, start)
         logits, typicality = self.logits_and_typicality(batch)
         probs = softmax(logits, self.temperature).astype(np.float32)
         latency = (time.perf_counter() - start) * 1000 / len(probs)

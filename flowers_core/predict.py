@@ -28,9 +28,13 @@ def main(argv=None) -> int:
     p.add_argument("--protocol", choices=PROTOCOLS, default=SHIPPED_PROTOCOL)
     p.add_argument("--artifacts", default=None, help="artifacts folder (default: artifacts/)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--localise", action=argparse.BooleanOptionalAction, default=None,
+                   help="also classify a crop around the flower and combine the two views (flowers_core.localise); "
+                   "default: as the manifest ships it. The answer's 'localisation' gives the crop box")
     args = p.parse_args(argv)
     try:
-        predictor = Predictor(MODEL_ALIASES[args.model], args.protocol, args.artifacts, threads=args.threads)
+        predictor = Predictor(MODEL_ALIASES[args.model], args.protocol, args.artifacts, threads=args.threads,
+                              localise=args.localise)
     except ArtifactMissing as e:
         print(json.dumps({"error": str(e)}))
         return 2

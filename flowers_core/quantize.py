@@ -31,6 +31,7 @@ from torch.ao.quantization import get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 from .engine import predict_logits
+from .localise import CLASS_MAPS_OUTPUT
 from .novelty import FEATURES_OUTPUT
 from .runtime import OnnxSession
 from .timing import measure
@@ -291,6 +292,58 @@ def add_feature_output(path: str | Path, check: np.ndarray, name: str = FEATURES
     if not np.array_equal(OnnxSession(path, threads=1)(check), before):
         path.write_bytes(original)
         raise ValueError(f"exposing {tensor} as '{name}' changed {path.name}'s logits; the file is unchanged")
+    return path
+
+
+def add_class_map_output(path: str | Path, check: np.ndarray, name: str = CLASS_MAPS_OUTPUT) -> Path:
+    """Expose the class activation maps of a linear-head classifier as an output ``name`` of the ONNX file at
+    ``path``, in place: a 1x1 Conv of the last feature map (the float tensor the global average pooling reads)
+    with the classifier's weights, ``[B, classes, h, w]``; their spatial mean plus the bias is the logits (the
+    map of a class shows where its evidence lies: ``localise`` crops around it). The new nodes read their own
+    DequantizeLinear copies of the quantised feature map and weights, so the quantised graph and its INT8
+    weights are unchanged (the file's pair bound stays as it was); the logits are compared on the ``check``
+    batch and the file is left as it was (ValueError) if they differ."""
+    path = Path(path)
+    model = onnx.load(str(path))
+    graph = model.graph
+    if any(o.name == name for o in graph.output):
+        return path
+    original, before = path.read_bytes(), OnnxSession(path, threads=1)(check)
+    producer = {out: node for node in graph.node for out in node.output}
+    classifier = next(n for n in reversed(graph.node) if n.op_type in ("Gemm", "MatMul"))
+    trans_b = next((a.i for a in classifier.attribute if a.name == "transB"), 0)
+    pooled = classifier.input[0]
+    while pooled in producer and producer[pooled].op_type in ("DequantizeLinear", "QuantizeLinear"):
+        pooled = producer[pooled].input[0]
+    pool = producer[pooled]
+    if pool.op_type not in ("ReduceMean", "GlobalAveragePool"):
+        raise ValueError(f"{path.name}: the classifier reads {pool.op_type}, not a global average pooling")
+
+    def own_copy(tensor: str) -> str:
+        """``tensor`` recomputed by a new DequantizeLinear of the same quantised input (the original keeps its
+        consumers, so ONNX Runtime fuses the quantised graph as before); an unquantised tensor as it is."""
+        node = producer.get(tensor)
+        if node is None or node.op_type != "DequantizeLinear":
+            return tensor
+        out = f"{name}/{tensor}"
+        graph.node.append(onnx.helper.make_node("DequantizeLinear", list(node.input), [out], name=f"{out}_copy",
+                                                domain=node.domain, **{a.name: onnx.helper.get_attribute_value(a)
+                                                                        for a in node.attribute}))
+        return out
+
+    fmap, weights = own_copy(pool.input[0]), own_copy(classifier.input[1])
+    shape = f"{name}/kernel_shape"
+    graph.initializer.append(numpy_helper.from_array(np.array([0, -1, 1, 1], dtype=np.int64), shape))
+    if not trans_b:  # a MatMul or Gemm weight is [in, out]: the kernel wants [out, in]
+        graph.node.append(onnx.helper.make_node("Transpose", [weights], [f"{name}/weights_t"], perm=[1, 0]))
+        weights = f"{name}/weights_t"
+    graph.node.append(onnx.helper.make_node("Reshape", [weights, shape], [f"{name}/kernel"], name=f"{name}/reshape"))
+    graph.node.append(onnx.helper.make_node("Conv", [fmap, f"{name}/kernel"], [name], name=f"{name}/conv"))
+    graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    onnx.save(model, str(path))
+    if not np.array_equal(OnnxSession(path, threads=1)(check), before):
+        path.write_bytes(original)
+        raise ValueError(f"exposing the class maps as '{name}' changed {path.name}'s logits; the file is unchanged")
     return path
 
 

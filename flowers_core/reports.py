@@ -58,6 +58,8 @@ UNSEEN_SPECIES = Report("reports/unseen_species.json", "python -m flowers_core.b
                         "'not sure' signals on Flowers-102 species held out of training")
 INT8_PORTABILITY = Report("reports/int8_portability.json", "python -m flowers_core.bench.int8_portability",
                           "the shipped INT8 files re-scored on each kind of CPU")
+LOCALISE = Report("reports/localise.json", "python -m train.localise",
+                  "the localisation rules tried on validation images, plain and framed, and the one chosen")
 
 
 def app_crowd(visitors: int) -> Report:

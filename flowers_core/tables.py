@@ -157,6 +157,10 @@ def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         stale.append("flower gate")
     if shown != CANDIDATES_SHOWN:
         stale.append(f"the candidates a 'not sure' shows ({shown} measured, {CANDIDATES_SHOWN} now)")
+    localise = art.localise_record(root)
+    if any((r.get("localise") or {}).get("rule") != (localise.rule if localise and localise.ships_for(r["model"]) else None)
+           for r in data["models"]):
+        stale.append("the localisation stage (the answers were measured with another rule, or without it)")
     info = {k: v for k, v in data.items() if k != "models"} | {"stale": stale}
     return pd.DataFrame(rows), species, info
 

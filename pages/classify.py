@@ -59,6 +59,8 @@ with right:
     if truth is not None:
         ok = truth == pred.label and pred.verdict == "species"
         st.caption(f"{'✅' if ok else 'ℹ️'} This example photo is {ui.with_article(truth)}.")
+    if not several:
+        ui.show_where_looked(img, pred)
     if not disagree:
         ui.show_candidates(pred, clf.classes, refs)
 

@@ -46,6 +46,7 @@ st.markdown(f"**{tables.pretty(name)}** predicts **{ui.display_name(pred.label)}
 if pred.verdict != "species":
     st.info(f"With this model the app would answer *{ui.verdict_text(pred)[0]}* for your photo, not name a "
             "species; the heatmaps explain the model's best guess all the same.")
+ui.show_where_looked(img, pred)
 
 
 def show(exp, key):

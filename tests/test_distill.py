@@ -11,7 +11,10 @@ from flowers_core.bench.realworld import recipe_of
 from flowers_core.checks import TARGET_SELECTIVE_ACCURACY, saved_uncertainty
 from flowers_core.distill import STUDENT, StudentSpec, teacher_soft_targets
 from flowers_core.engine import CachedViews, TrainConfig, distillation_loss, fit
+from flowers_core.localise import CLASS_MAPS_OUTPUT
 from flowers_core.models import create_model
+from flowers_core.novelty import FEATURES_OUTPUT
+from flowers_core.runtime import OnnxSession
 
 
 def _tiny_problem(n=96, classes=102, seed=0):
@@ -84,6 +87,8 @@ def test_student_and_int8_are_recorded(student_artifacts, student_entries):
         cov = [p["coverage"] for p in curve["val"]]
         assert cov == sorted(cov) and cov[-1] == 1.0
     assert int8["file_bytes"] <= 6_000_000
+    outputs = OnnxSession(student_artifacts / int8["file"], threads=1).output_names
+    assert outputs == ["logits", FEATURES_OUTPUT, CLASS_MAPS_OUTPUT]  # the novelty check's and the localisation's
     assert student["int8_trunk_views"] == list(STUDENT.int8_trunk_views) == ["eval"]
     assert student["epoch_chosen_on"] == "validation through the INT8 trunk"
     assert "through the INT8 trunk" in recipe_of(art.model_entry("student", "stratified", student_artifacts))

@@ -14,6 +14,7 @@ from flowers_core.bench.latency import bench_one
 from flowers_core.checks import fit_novelty, with_their_ensembles
 from flowers_core.data import load_index
 from flowers_core.inference import Predictor, verdict
+from flowers_core.localise import CLASS_MAPS_OUTPUT
 from flowers_core.novelty import (
     FEATURES_OUTPUT,
     MAX_UNSEEN_ANSWERED,
@@ -134,12 +135,12 @@ def test_an_atypical_flower_is_not_sure_and_the_gate_still_decides_first():
 
 
 def without_features_output(src, dst):
-    """A copy of the INT8 file as the quantiser writes it: no features output."""
+    """A copy of the INT8 file as the quantiser writes it: no features output (nor the class maps' output)."""
     model = onnx.load(str(src))
     graph = model.graph
-    for output in [o for o in graph.output if o.name == FEATURES_OUTPUT]:
+    for output in [o for o in graph.output if o.name in (FEATURES_OUTPUT, CLASS_MAPS_OUTPUT)]:
         graph.output.remove(output)
-    for node in [n for n in graph.node if FEATURES_OUTPUT in n.output]:
+    for node in [n for n in graph.node if FEATURES_OUTPUT in n.output or CLASS_MAPS_OUTPUT in n.output]:
         graph.node.remove(node)
     onnx.save(model, str(dst))
     return dst

@@ -49,3 +49,13 @@ def taxonomy() -> dict[str, dict]:
         return {}
     with TAXONOMY_CSV.open(newline="", encoding="utf-8") as f:
         return {row["label"]: row for row in csv.DictReader(f)}
+
+
+def where_looked_caption(blooms: int, cropped: bool) -> str:
+    """The caption of the "where I looked" picture (``ui.show_where_looked``)."""
+    if not cropped:
+        return "Where I looked: the flower fills the photo, so I looked at the whole photo."
+    several = (f" I found {blooms} flowers and looked at the clearest one; the white squares are the others."
+               if blooms > 1 else "")
+    return ("Where I looked: the yellow square is the part of your photo I looked at closely, together with the "
+            "whole photo." + several + " If it is not on the flower, try a photo closer to it.")

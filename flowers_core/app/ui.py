@@ -42,6 +42,7 @@ from ..inference import (
     size_limit_text,
     too_large_message,
 )
+from ..localise import draw_looked
 from ..runtime import OnnxSession
 from .texts import (
     ADD_PHOTO_LABEL,
@@ -56,6 +57,7 @@ from .texts import (
     UPLOAD_LABEL,
     display_name,
     taxonomy,
+    where_looked_caption,
 )
 
 log = logging.getLogger("flowers_app")
@@ -692,6 +694,19 @@ def taxonomy_text(row: dict) -> str:
     else:
         text = f"*{name}*"
     return f"{text} · family {row['family']}"
+
+
+WHERE_LOOKED_PX = 240  # the "where I looked" picture's width: small, under the answer
+
+
+def show_where_looked(img, pred) -> None:
+    """Under an answer, the photo small with the part the app classified closely drawn on it (the localisation
+    stage's crop), so a visitor sees when it looked at the wrong thing; nothing when the stage did not run."""
+    place = getattr(pred, "localisation", None)
+    if place is None or pred.verdict == "not_a_flower":
+        return
+    st.image(draw_looked(img, place), caption=where_looked_caption(len(place.blooms), place.used),
+             width=WHERE_LOOKED_PX)
 
 
 def show_reference(class_id: int, refs, width: int = 96) -> None:

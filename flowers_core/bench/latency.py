@@ -2,7 +2,8 @@
 function the app's live latency page and level 5's quantisation trials use too).
 
 For each model: batch-1 latency p50/p95 after warm-up at a fixed thread count, throughput at
-batch ``--batch`` (32), the batch-1 latency of the app's path with the novelty check, size on disk and
+batch ``--batch`` (32), the batch-1 latency of the app's path with the novelty check, and from a decoded photo
+without and with the localisation stage (``localised_p50``), size on disk and
 peak memory. The model is loaded as the app loads it (``inference.Predictor``: the model and its
 novelty check). Peak memory is the peak resident set size (``ru_maxrss``) of a fresh subprocess that
 loads the model and runs those passes, minus the same subprocess's RSS after importing torch,
@@ -19,11 +20,13 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 import torch
+from PIL import Image
 
 from .. import artifacts as art
 
@@ -35,7 +38,7 @@ from .. import (
     weights,  # noqa: F401
 )
 from ..data import REPO_ROOT, SHIPPED_PROTOCOL
-from ..inference import Predictor
+from ..inference import Predictor, localise_rule
 from ..timing import measure
 
 DEFAULT_MODELS = catalog.NAMES
@@ -103,17 +106,46 @@ def bench_one(name: str, protocol: str = SHIPPED_PROTOCOL, threads: int = 2, bat
     if predictor.typicality is not None:  # the app's path: logits and the novelty check's features and scores
         with_check = round(measure(predictor.logits_and_typicality, x1, iters=iters, warmup=warmup,
                                    threads=threads)["p50_ms"], 3)
+    from_photo = localised_p50(predictor, protocol, root, threads, iters, warmup)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "model": name, "format": entry.format, "level": entry.level,
         "p50_ms": round(lat["p50_ms"], 3), "p95_ms": round(lat["p95_ms"], 3), "mean_ms": round(lat["mean_ms"], 3),
         "p50_with_check_ms": with_check,
+        "p50_photo_ms": from_photo.get("p50_photo_ms"), "p50_localised_ms": from_photo.get("p50_localised_ms"),
         "iters": iters, "warmup": warmup, "batch": batch,
         "throughput_img_s": round(batch / (tb["p50_ms"] / 1000), 1),
         "size_bytes": size_on_disk(name, protocol, root), "load_seconds": round(load_s, 3),
         "peak_rss_mb": round(peak, 1), "model_peak_mb": round(peak - base_rss, 1),
         "test_top1": entry.top1("test"),
     }
+
+
+LOCALISED_PHOTO = (640, 480)  # the synthetic photo the localisation stage is timed on
+
+
+def localised_p50(predictor: Predictor, protocol: str, root, threads: int, iters: int, warmup: int) -> dict:
+    """Batch-1 p50 of the app's path from a decoded photo to the answer (preprocessing, the model, its novelty
+    check) without and with the localisation stage (the recorded rule, ``localise_rule``), its crop always
+    classified (the rule's largest crop lifted: the stage's worst case, two passes and the crop's
+    preprocessing), timed alternately so that a drift of the machine's speed reaches both; empty when no
+    locator is available."""
+    rule = localise_rule(root, on=True)
+    predictor.locator = predictor.own_locator(protocol, root, threads)
+    if rule is None or predictor.locator is None:
+        return {}
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (*LOCALISED_PHOTO[::-1], 3), dtype=np.uint8))
+    rules = {"p50_photo_ms": None, "p50_localised_ms": replace(rule, max_side=1.0)}
+    times: dict[str, list[float]] = {key: [] for key in rules}
+    try:
+        for _ in range(max(1, iters // 10)):
+            for key, rule in rules.items():
+                predictor.localise_rule = rule
+                times[key].append(measure(lambda image: predictor.predict_many([image]), photo, iters=10,
+                                          warmup=max(1, warmup // 5), threads=threads)["p50_ms"])
+    finally:
+        predictor.localise_rule = None
+    return {key: round(float(np.median(values)), 3) for key, values in times.items()}
 
 
 def _bench_in_subprocess(name: str, protocol: str, threads: int, batch: int, iters: int, warmup: int, root) -> dict:
@@ -132,7 +164,8 @@ def _bench_in_subprocess(name: str, protocol: str, threads: int, batch: int, ite
 def _median_of_rounds(runs: list[dict]) -> dict:
     """One row from a model's rounds: medians of the timings, the per-round p50s kept for the spread."""
     row = dict(runs[-1])
-    for key in ("p50_ms", "p95_ms", "mean_ms", "throughput_img_s", "p50_with_check_ms"):
+    for key in ("p50_ms", "p95_ms", "mean_ms", "throughput_img_s", "p50_with_check_ms", "p50_photo_ms",
+                "p50_localised_ms"):
         values = [r[key] for r in runs if r.get(key) is not None]
         row[key] = round(float(np.median(values)), 3) if values else None
     row["p50_ms_rounds"] = [r["p50_ms"] for r in runs]

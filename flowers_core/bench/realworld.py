@@ -34,6 +34,7 @@ REAL_PHOTOS, NOT_FLOWERS = "real-photos", "not-flowers"
 GROUPS = ("known", "unknown", "not_flower")  # one of the 102 / a flower that is none of them / no flower
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 ANSWER_FIELDS = ("answered", "accuracy_when_answered", "unknown_given_species", "not_flower_given_species")
+FLOWERING = "flower"  # the `form` of a photo of the flower itself (Flowers-102 shows no other)
 CONFUSIONS_KEPT = 10  # per model, the most frequent (species, called) mistakes kept in the report
 
 
@@ -43,6 +44,7 @@ class Photo:
     group: str
     class_id: int  # 0-based Flowers-102 class for "known", -1 otherwise
     label: str
+    form: str = "flower"  # labels.csv's `form`: "flower", or e.g. "seed head" (a dandelion clock: not in Flowers-102)
 
 
 def photo_set(data_root=None) -> list[Photo]:
@@ -54,7 +56,7 @@ def photo_set(data_root=None) -> list[Photo]:
                                 "(pass --data-root or set FLOWERS_DATA_ROOT)")
     with open(real / "labels.csv", newline="") as f:
         photos = [Photo(real / r["file"], "known" if int(r["class_id"]) >= 0 else "unknown", int(r["class_id"]),
-                        r["label"]) for r in csv.DictReader(f)]
+                        r["label"], r.get("form") or FLOWERING) for r in csv.DictReader(f)]
     return photos + [Photo(p, "not_flower", -1, "not a flower") for p in sorted(other.iterdir())
                      if p.suffix.lower() in IMAGE_SUFFIXES]
 
@@ -81,6 +83,7 @@ def realworld_metrics(photos: list[Photo], predicted: np.ndarray, verdicts: np.n
                 "accuracy_when_answered": _share(correct[mask & answered])}
 
     known = group == "known"
+    flowering = known & (np.array([p.form for p in photos]) == FLOWERING)
     wrong = known & ~correct
     pairs = Counter(zip(truth[wrong].tolist(), predicted[wrong].tolist()))
     answered_pairs = Counter(zip(truth[wrong & answered].tolist(), predicted[wrong & answered].tolist()))
@@ -92,6 +95,8 @@ def realworld_metrics(photos: list[Photo], predicted: np.ndarray, verdicts: np.n
         **known_part(known),
         "top_candidates": None if among is None else _share(among[known]),
         "not_sure_with_right_candidate": None if among is None else _share(among[not_sure]),
+        # the known species' photos of the flower itself (not a dandelion's seed head): what Flowers-102 shows
+        "flowering": {**known_part(flowering), "top_candidates": None if among is None else _share(among[flowering])},
         "unknown_given_species": _share(answered[group == "unknown"]),
         "not_flower_given_species": _share(answered[group == "not_flower"]),
         "per_species": {str(s): known_part(known & (labels == s)) for s in dict.fromkeys(labels[known])},
@@ -114,6 +119,33 @@ def answers_by_pass_rate(predictor: Predictor, photos: list[Photo], predicted: n
         m = realworld_metrics(photos, predicted, verdicts)
         result[rate] = {k: m[k] for k in ANSWER_FIELDS}
     return result
+
+
+def localisation_summary(predictor: Predictor, photos: list[Photo], predictions: list[Prediction]) -> dict | None:
+    """The localisation rule the answers were made with (None: the whole photo alone), and per group how often
+    a crop was used and how often the photo held several blooms."""
+    if predictor.localise_rule is None:
+        return None
+    group = np.array([p.group for p in photos])
+    used = np.array([bool(r.localisation and r.localisation.used) for r in predictions])
+    several = np.array([bool(r.localisation and len(r.localisation.blooms) > 1) for r in predictions])
+    return {"rule": predictor.localise_rule.to_dict(),
+            "crop_used": {g: _share(used[group == g]) for g in GROUPS if (group == g).any()},
+            "several_blooms": {g: _share(several[group == g]) for g in GROUPS if (group == g).any()}}
+
+
+WHOLE_PHOTO_FIELDS = ("n", "top1", "top_candidates", "flowering", *ANSWER_FIELDS)
+
+
+def whole_photo_metrics(predictor: Predictor, photos: list[Photo], predictions: list[Prediction]) -> dict | None:
+    """With localisation on, the same run's answers from the whole photo alone (the same passes, before the crop
+    is combined): the headline fields of ``realworld_metrics``, the before of the same command. None when off."""
+    if predictor.localise_rule is None:
+        return None
+    whole = [r.whole_photo or r for r in predictions]
+    m = realworld_metrics(photos, np.array([r.class_id for r in whole]), np.array([r.verdict for r in whole]),
+                          candidates=np.array([r.candidate_ids() for r in whole]))
+    return {k: m[k] for k in WHOLE_PHOTO_FIELDS}
 
 
 def manifest_identity(predictor: Predictor) -> dict:
@@ -149,9 +181,11 @@ def recipe_of(entry: art.ModelEntry) -> str:
 
 
 def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int | None = None,
-        threads: int | None = None, batch_size: int = 16, novelty: bool = True, gate_root=None) -> dict:
+        threads: int | None = None, batch_size: int = 16, novelty: bool = True, gate_root=None,
+        localise: bool | None = None) -> dict:
     """Score ``models`` of ``artifacts_root`` on the photos; the flower gate comes from ``gate_root``
-    (default: the same folder), so the models of a trial run can be measured with the shipped gate."""
+    (default: the same folder), so the models of a trial run can be measured with the shipped gate.
+    ``localise``: the localisation stage on or off (None: as the manifest ships it)."""
     photos = photo_set(data_root)
     if limit:  # a spread-out subset: every group stays represented
         photos = photos[:: max(1, len(photos) // limit)][:limit]
@@ -159,8 +193,8 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
         raise FileNotFoundError(f"no flower gate recorded in {art.artifacts_dir(gate_root)} ({GATE_CMD})")
     gate_root = artifacts_root if gate_root is None else gate_root
     gate = FlowerGate(gate_root) if has_gate(gate_root) else None
-    predictors = [Predictor(m, SHIPPED_PROTOCOL, artifacts_root, gate=gate, threads=threads, novelty=novelty)
-                  for m in models]
+    predictors = [Predictor(m, SHIPPED_PROTOCOL, artifacts_root, gate=gate, threads=threads, novelty=novelty,
+                            localise=localise) for m in models]
     seconds = dict.fromkeys(["gate", *models], 0.0)
     kept, scores, outputs = [], [], {m: [] for m in models}  # each model's predictions, photo by photo
     errors = []
@@ -194,9 +228,12 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
         candidates = np.array([r.candidate_ids(min_prob=0.0) for r in preds])  # the top CANDIDATES_SHOWN, as labelled
         rows.append({"model": p.name, **realworld_metrics(kept, predicted, verdicts, tuple(p.classes), candidates),
                      "seconds": round(seconds[p.name], 1), "manifest": manifest_identity(p),
+                     "localise": localisation_summary(p, kept, preds),
+                     "whole_photo": whole_photo_metrics(p, kept, preds),
                      "by_pass_rate": answers_by_pass_rate(p, kept, predicted, preds)})
         r = rows[-1]
-        print(f"[realworld] {p.name:<13} top1 {r['top1']:.3f} answered {r['answered']:.3f} "
+        print(f"[realworld] {p.name:<13} top1 {r['top1']:.3f} flowering {r['flowering']['top1']:.3f} "
+              f"(top-{CANDIDATES_SHOWN} {r['flowering']['top_candidates']:.3f}) answered {r['answered']:.3f} "
               f"acc when answered {r['accuracy_when_answered'] or float('nan'):.3f} unknown→species "
               f"{r['unknown_given_species']:.3f} not-flower→species {r['not_flower_given_species']:.3f} "
               f"({r['seconds']} s)", flush=True)
@@ -223,6 +260,9 @@ def main(argv=None) -> None:
                    help="artifacts folder of the flower gate (default: --artifacts); e.g. the shipped gate for the "
                    "models of a trial run in another folder")
     p.add_argument("--limit", type=int, default=None, help="score an evenly spread subset of N photos")
+    p.add_argument("--localise", action=argparse.BooleanOptionalAction, default=None,
+                   help="classify a crop around the flower too (flowers_core.localise); default: as the manifest "
+                   "ships it (the report records the rule used)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--output", default=None, help=f"default: <artifacts>/{reports.REALWORLD.path}")
     p.add_argument("--without-novelty", action="store_true",
@@ -230,7 +270,7 @@ def main(argv=None) -> None:
                         f"<artifacts>/{reports.REALWORLD_BEFORE_NOVELTY.path} unless --output says otherwise")
     args = p.parse_args(argv)
     result = run(args.models, args.data_root, args.artifacts, args.limit, args.threads,
-                 novelty=not args.without_novelty, gate_root=args.gate_from)
+                 novelty=not args.without_novelty, gate_root=args.gate_from, localise=args.localise)
     report = reports.REALWORLD_BEFORE_NOVELTY if args.without_novelty else reports.REALWORLD
     out = report.write(result, args.output, args.artifacts)
     print(f"written to {out}")
