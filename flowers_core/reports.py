@@ -58,6 +58,10 @@ UNSEEN_SPECIES = Report("reports/unseen_species.json", "python -m flowers_core.b
                         "'not sure' signals on Flowers-102 species held out of training")
 INT8_PORTABILITY = Report("reports/int8_portability.json", "python -m flowers_core.bench.int8_portability",
                           "the shipped INT8 files re-scored on each kind of CPU")
+LATENCY_LOCALISED = Report("reports/latency_localised.json",
+                           "python -m flowers_core.bench.latency --models student_int8 "
+                           "--output artifacts/reports/latency_localised.json",
+                           "the INT8 student from a decoded photo, without and with the localisation stage")
 LOCALISE = Report("reports/localise.json", "python -m train.localise",
                   "the localisation rules tried on validation images, plain and framed, and the one chosen")
 

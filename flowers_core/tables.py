@@ -165,6 +165,30 @@ def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     return pd.DataFrame(rows), species, info
 
 
+def localisation_table(data: dict) -> pd.DataFrame:
+    """The models of a real-world report that ran the localisation stage: their answers from the whole photo (the
+    same pass, ``whole_photo``) beside the localised ones, on the flowering photos (``form`` = flower) and on all
+    photos of the 8 species (fractions), and how often the crop was used and several blooms were found."""
+    rows = []
+    for r in data["models"]:
+        whole, place = r.get("whole_photo"), r.get("localise") or {}
+        if not whole or not place.get("rule"):
+            continue
+        flowering, whole_flowering = r.get("flowering", {}), whole.get("flowering", {})
+        rows.append({"model": pretty(r["model"]),
+                     "flowering: top-1, whole photo": whole_flowering.get("top1"),
+                     "flowering: top-1, localised": flowering.get("top1"),
+                     f"flowering: top {data.get('candidates_shown', CANDIDATES_SHOWN)}, whole photo": whole_flowering.get("top_candidates"),
+                     f"flowering: top {data.get('candidates_shown', CANDIDATES_SHOWN)}, localised": flowering.get("top_candidates"),
+                     "all photos: top-1, whole photo": whole["top1"], "all photos: top-1, localised": r["top1"],
+                     "answered, whole photo": whole["answered"], "answered, localised": r["answered"],
+                     "unknown flowers given a species, localised": r["unknown_given_species"],
+                     "non-flowers given a species, localised": r["not_flower_given_species"],
+                     "crop used (known species)": place.get("crop_used", {}).get("known"),
+                     "several blooms found (known species)": place.get("several_blooms", {}).get("known")})
+    return pd.DataFrame(rows)
+
+
 def realworld_confusions(models: tuple[str, ...], per_model: int, root=None) -> pd.DataFrame:
     """The most frequent mistakes of ``models`` on people's photos of the known species (at most ``per_model``
     rows each): the species, what it was called, how many photos, and how many of them were answered (not
