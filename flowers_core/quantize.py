@@ -276,22 +276,44 @@ def add_feature_output(path: str | Path, check: np.ndarray, name: str = FEATURES
     back through its QuantizeLinear/DequantizeLinear pair). The logits must not change: they are compared
     on the ``check`` batch, and the file is left as it was (ValueError) if they differ."""
     path = Path(path)
-    model = onnx.load(str(path))
-    graph = model.graph
-    if any(o.name == name for o in graph.output):
+    if (opened := _open_to_add_output(path, name, check)) is None:  # added before
         return path
-    original, before = path.read_bytes(), OnnxSession(path, threads=1)(check)
+    model, original, before = opened
+    graph = model.graph
+    _, _, tensor = _classifier_input(graph)
+    graph.node.append(onnx.helper.make_node("Identity", [tensor], [name], name=f"{name}_output"))
+    graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return _save_if_logits_unchanged(model, path, original, before, check, f"{tensor} as '{name}'")
+
+
+def _open_to_add_output(path: Path, name: str, check: np.ndarray):
+    """The ONNX file at ``path`` opened to add the output ``name``: its model, its bytes and its logits on ``check``
+    (to restore and compare after the edit), or None when it has that output already."""
+    model = onnx.load(str(path))
+    if any(o.name == name for o in model.graph.output):
+        return None
+    return model, path.read_bytes(), OnnxSession(path, threads=1)(check)
+
+
+def _classifier_input(graph) -> tuple[dict, onnx.NodeProto, str]:
+    """The graph's nodes by output, its final Gemm/MatMul (the classifier) and the float tensor that the
+    classifier reads (followed back through its QuantizeLinear/DequantizeLinear pair)."""
     producer = {out: node for node in graph.node for out in node.output}
     classifier = next(n for n in reversed(graph.node) if n.op_type in ("Gemm", "MatMul"))
     tensor = classifier.input[0]
     while tensor in producer and producer[tensor].op_type in ("DequantizeLinear", "QuantizeLinear"):
         tensor = producer[tensor].input[0]
-    graph.node.append(onnx.helper.make_node("Identity", [tensor], [name], name=f"{name}_output"))
-    graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return producer, classifier, tensor
+
+
+def _save_if_logits_unchanged(model, path: Path, original: bytes, before: np.ndarray, check: np.ndarray,
+                              what: str) -> Path:
+    """Save ``model`` over ``path``; if its logits on ``check`` are no longer ``before``, put the ``original``
+    bytes back and raise ValueError."""
     onnx.save(model, str(path))
     if not np.array_equal(OnnxSession(path, threads=1)(check), before):
         path.write_bytes(original)
-        raise ValueError(f"exposing {tensor} as '{name}' changed {path.name}'s logits; the file is unchanged")
+        raise ValueError(f"exposing {what} changed {path.name}'s logits; the file is unchanged")
     return path
 
 
@@ -304,17 +326,12 @@ def add_class_map_output(path: str | Path, check: np.ndarray, name: str = CLASS_
     weights are unchanged (the file's pair bound stays as it was); the logits are compared on the ``check``
     batch and the file is left as it was (ValueError) if they differ."""
     path = Path(path)
-    model = onnx.load(str(path))
-    graph = model.graph
-    if any(o.name == name for o in graph.output):
+    if (opened := _open_to_add_output(path, name, check)) is None:  # added before
         return path
-    original, before = path.read_bytes(), OnnxSession(path, threads=1)(check)
-    producer = {out: node for node in graph.node for out in node.output}
-    classifier = next(n for n in reversed(graph.node) if n.op_type in ("Gemm", "MatMul"))
+    model, original, before = opened
+    graph = model.graph
+    producer, classifier, pooled = _classifier_input(graph)
     trans_b = next((a.i for a in classifier.attribute if a.name == "transB"), 0)
-    pooled = classifier.input[0]
-    while pooled in producer and producer[pooled].op_type in ("DequantizeLinear", "QuantizeLinear"):
-        pooled = producer[pooled].input[0]
     pool = producer[pooled]
     if pool.op_type not in ("ReduceMean", "GlobalAveragePool"):
         raise ValueError(f"{path.name}: the classifier reads {pool.op_type}, not a global average pooling")
@@ -340,11 +357,7 @@ def add_class_map_output(path: str | Path, check: np.ndarray, name: str = CLASS_
     graph.node.append(onnx.helper.make_node("Reshape", [weights, shape], [f"{name}/kernel"], name=f"{name}/reshape"))
     graph.node.append(onnx.helper.make_node("Conv", [fmap, f"{name}/kernel"], [name], name=f"{name}/conv"))
     graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    onnx.save(model, str(path))
-    if not np.array_equal(OnnxSession(path, threads=1)(check), before):
-        path.write_bytes(original)
-        raise ValueError(f"exposing the class maps as '{name}' changed {path.name}'s logits; the file is unchanged")
-    return path
+    return _save_if_logits_unchanged(model, path, original, before, check, f"the class maps as '{name}'")
 
 
 def layer_nodes(path: str | Path, frozen_stages: int, trained: bool) -> list[str]:

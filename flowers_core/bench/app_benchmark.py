@@ -120,13 +120,26 @@ def example_photos() -> list[Path]:
     return [EXAMPLES / item["file"] for item in json.loads(index.read_text())]
 
 
-def measure(uploads: int = 15, artifacts_root: Path | None = None) -> dict:
+def app_under_test(artifacts_root: Path | None) -> tuple[Path, list[str], list[Path], tuple]:
+    """The artifacts folder the app will read (it must hold a model), its class names, the example photos to
+    upload and the load average before the run."""
     root = Path(artifacts_root) if artifacts_root else art.artifacts_dir()
-    class_names = art.read_manifest(root).get("classes") or []
     if not art.read_manifest(root).get("models"):
         raise SystemExit(f"no trained model in {art.manifest_path(root)}: the app cannot classify")
-    photos = example_photos()
-    load_before = os.getloadavg()
+    return root, art.read_manifest(root).get("classes") or [], example_photos(), os.getloadavg()
+
+
+def run_record(root: Path, load_before: tuple) -> dict:
+    """What every app report records of its run: the machine (and how busy it was), the date, the artifacts."""
+    return {"machine": {"cpu_model": cpu_model(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                        "python": platform.python_version(), "loadavg_before": [round(x, 2) for x in load_before],
+                        "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "artifacts": os.path.relpath(root, REPO_ROOT)}
+
+
+def measure(uploads: int = 15, artifacts_root: Path | None = None) -> dict:
+    root, class_names, photos, load_before = app_under_test(artifacts_root)
     result: dict = {}
     with chromium_page(timeout_ms=180_000) as page:  # the browser is up before the clock starts
         server = StreamlitServer("app.py", artifacts=root)
@@ -191,13 +204,7 @@ def measure(uploads: int = 15, artifacts_root: Path | None = None) -> dict:
     }
     result["targets"] = TARGETS
     result["meets_target"] = {k: result[k] <= v for k, v in TARGETS.items()}
-    result["machine"] = {
-        "cpu_model": cpu_model(), "cpus": os.cpu_count(), "platform": platform.platform(),
-        "python": platform.python_version(), "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-    }
-    result["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    result["artifacts"] = os.path.relpath(root, REPO_ROOT)
+    result |= run_record(root, load_before)
     result["method"] = ("headless Chromium (Playwright) against `streamlit run app.py`; cold start = launch -> "
                         "uploader visible; round trip = file chosen -> answer heading visible, fresh session "
                         "each, median of the uploads after the first; Classify-only memory = server process "
@@ -269,12 +276,7 @@ def _visit(base_url: str, photo: Path, class_names: list[str], start: threading.
 
 
 def measure_crowd(visitors: int = 3, artifacts_root: Path | None = None) -> dict:
-    root = Path(artifacts_root) if artifacts_root else art.artifacts_dir()
-    class_names = art.read_manifest(root).get("classes") or []
-    if not art.read_manifest(root).get("models"):
-        raise SystemExit(f"no trained model in {art.manifest_path(root)}: the app cannot classify")
-    photos = example_photos()
-    load_before = os.getloadavg()
+    root, class_names, photos, load_before = app_under_test(artifacts_root)
     server = StreamlitServer("app.py", artifacts=root)
     server.start()
     sampler = PeakRss(server.pid)
@@ -324,13 +326,7 @@ def measure_crowd(visitors: int = 3, artifacts_root: Path | None = None) -> dict
         "host_limit_mb": result["server_vmhwm_mb"] <= CROWD_TARGETS["host_limit_mb"],
         "cold_gradcam_s": result["cold_gradcam_s"] is not None and result["cold_gradcam_s"] <= CROWD_TARGETS["cold_gradcam_s"],
     }
-    result["machine"] = {
-        "cpu_model": cpu_model(), "cpus": os.cpu_count(), "platform": platform.platform(),
-        "python": platform.python_version(), "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-    }
-    result["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    result["artifacts"] = os.path.relpath(root, REPO_ROOT)
+    result |= run_record(root, load_before)
     result["method"] = (f"a fresh `streamlit run app.py`; {visitors} headless Chromium visitors start together, each: "
                         "open Classify, classify an example photo, open Explain (Grad-CAM shown), press Run LIME "
                         "(100 samples), open Compare, open Latency and press Run (defaults); steps timed from the "

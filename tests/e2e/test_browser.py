@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from pathlib import Path
 
@@ -32,15 +31,6 @@ pytestmark = [
 SCREENSHOTS = REPO_ROOT / "screenshots"
 EXAMPLES = REPO_ROOT / "assets" / "examples"
 PAGE_FILES = sorted((REPO_ROOT / "pages").glob("*.py"))
-
-
-@pytest.fixture(scope="module")
-def artifacts_root(request) -> Path:
-    if os.environ.get("FLOWERS_ARTIFACTS"):
-        return Path(os.environ["FLOWERS_ARTIFACTS"])
-    if art.read_manifest(art.artifacts_dir()).get("models"):
-        return art.artifacts_dir()
-    return request.getfixturevalue("trained_artifacts")
 
 
 @pytest.fixture(scope="module")

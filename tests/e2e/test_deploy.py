@@ -10,13 +10,10 @@ this test starts a fresh server per link and opens the link first. Run:
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-from pathlib import Path
 
 import pytest
 
-from flowers_core import artifacts as art
 from flowers_core.bench.browser import CHROMIUM, AppDriver, StreamlitServer, chromium_available, chromium_page
 from flowers_core.data import REPO_ROOT
 
@@ -31,15 +28,6 @@ pytestmark = [
 def app_titles() -> list[str]:
     """The page titles app.py gives its navigation, read from app.py itself (one place)."""
     return re.findall(r'st\.Page\("pages/\w+\.py", title="([^"]+)"', (REPO_ROOT / "app.py").read_text())
-
-
-@pytest.fixture(scope="module")
-def artifacts_root(request) -> Path:
-    if os.environ.get("FLOWERS_ARTIFACTS"):
-        return Path(os.environ["FLOWERS_ARTIFACTS"])
-    if art.read_manifest(art.artifacts_dir()).get("models"):
-        return art.artifacts_dir()
-    return request.getfixturevalue("trained_artifacts")
 
 
 @pytest.mark.parametrize("path, heading", [("explain", "Where does the model look"), ("species", "species")])
