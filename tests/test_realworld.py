@@ -116,3 +116,24 @@ def test_the_targets_on_peoples_photos_are_checked_against_the_table():
     status = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in text.splitlines()[4:] if line.startswith("|")}
     assert list(status.values()) == ["met", "**not met**", "met", "met", "**not met**", "met"]  # bounds are inclusive
     assert summary.realworld_targets(table.iloc[1:]) == []  # no production model measured: no targets to check
+
+
+def test_scored_candidates_are_the_top_three_whatever_their_probability():
+    """The benchmark scores the top 3 as its columns say, also when the page would leave a tiny one out: one row per
+    photo (a confident answer and a spread one used to make rows of different lengths)."""
+    import numpy as np
+
+    from flowers_core.bench.realworld import scored_candidates
+    from flowers_core.inference import CANDIDATES_SHOWN, Prediction
+
+    def prediction(probs: np.ndarray) -> Prediction:
+        order = np.argsort(-probs)
+        return Prediction(int(order[0]), str(order[0]), float(probs[order[0]]), 0.0,
+                          [(str(i), float(probs[i])) for i in order[:5]], probs=probs)
+
+    confident = np.full(102, 0.001 / 101, dtype=np.float32)
+    confident[7] = 0.999
+    spread = np.full(102, 1 / 102, dtype=np.float32)
+    spread[[3, 4, 5]] = [0.2, 0.15, 0.1]
+    rows = scored_candidates([prediction(confident), prediction(spread)])
+    assert rows.shape == (2, CANDIDATES_SHOWN) and rows[0][0] == 7 and list(rows[1]) == [3, 4, 5]

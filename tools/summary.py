@@ -265,6 +265,19 @@ def robustness_section(root=None) -> list[str]:
 
 def realworld_targets(table: pd.DataFrame) -> list[str]:
     """Issue #12's targets on people's photos, checked against the real-world table (fractions, one row per model)."""
+    checks = realworld_checks(table)
+    if not checks:
+        return []
+    return ["Targets on people's photos (issue #12), from the table above:", "", targets_table(checks), ""]
+
+
+def targets_table(checks: list[tuple[str, str, bool]]) -> str:
+    return md(pd.DataFrame([(t, m, "met" if ok else "**not met**") for t, m, ok in checks],
+                           columns=["target", "measured", "status"]), as_written=True)
+
+
+def realworld_checks(table: pd.DataFrame) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) of issue #12 on people's photos, from the real-world table."""
     rows = table.set_index("model")
     int8, ensemble = tables.pretty(PRODUCTION), tables.pretty(TEACHER)
     if int8 not in rows.index:
@@ -280,9 +293,7 @@ def realworld_targets(table: pd.DataFrame) -> list[str]:
     if ensemble in rows.index:
         e = rows.loc[ensemble]["top-1 (8 species)"]
         checks.append((f"{ensemble}: top-1 over the 8 species ≥ 92%", pct(e), e >= 0.92))
-    return ["Targets on people's photos (issue #12), from the table above:", "",
-            md(pd.DataFrame([(t, m, "met" if ok else "**not met**") for t, m, ok in checks],
-                            columns=["target", "measured", "status"]), as_written=True), ""]
+    return checks
 
 
 def realworld_section(root=None) -> list[str]:
@@ -351,7 +362,13 @@ def localisation_section(root=None) -> list[str]:
         shown[c] = shown[c].map(pct)
     lines += [f"People's photos (`{reports.REALWORLD.command}`, {data.get('date', '?')}; the whole-photo columns are the "
               "same run's answers before the stage):", "", md(shown, as_written=True), ""]
-    rows = table.set_index("model")
+    lines += ["Targets (issue #28):", "", targets_table(localisation_checks(table, record, root)), ""]
+    return lines
+
+
+def localisation_checks(table: pd.DataFrame, record, root=None) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) of issue #28: people's photos with the stage, the test split, the latency."""
+    rows = table.set_index("model") if not table.empty else table
     int8 = tables.pretty(PRODUCTION)
     latency = reports.LATENCY_LOCALISED.read_or_none(root)
     lat = next((m for m in (latency or {}).get("models", []) if m.get("model") == PRODUCTION), None)
@@ -373,9 +390,7 @@ def localisation_section(root=None) -> list[str]:
         checks.append((f"{int8}: batch-1 p50 with the stage ≤ 2.5× the single pass (both from a decoded photo, "
                        f"`{reports.LATENCY_LOCALISED.path}`)", f"{lat['p50_localised_ms']:.1f} ms / {lat['p50_photo_ms']:.1f} ms "
                        f"= {ratio:.2f}×", ratio <= 2.5))
-    lines += ["Targets (issue #28):", "", md(pd.DataFrame([(t, v, "met" if ok else "**not met**") for t, v, ok in checks],
-                                                         columns=["target", "measured", "status"]), as_written=True), ""]
-    return lines
+    return checks
 
 
 def realworld_operating_lines(root=None) -> list[str]:
@@ -598,7 +613,33 @@ def headline(root=None) -> str:
             "answered / accuracy when answered": f"{pct(photos.get('answered'))} / {pct(photos.get('accuracy_when_answered'))}",
             "non-flowers given a species": pct(photos.get("not_flower_given_species")),
             "CPU batch-1 p50": f"{p50[name]:.1f} ms" if name in p50 else "—"})
-    return md(pd.DataFrame(rows), as_written=True) + "\n"
+    lines = [md(pd.DataFrame(rows), as_written=True), ""]
+    crowd = reports.app_crowd(max(reports.APP_CROWD_VISITORS)).read_or_none(root)
+    alone = reports.app_crowd(min(reports.APP_CROWD_VISITORS)).read_or_none(root)
+    if crowd and alone:
+        lines += [f"The app: the server's peak memory with {crowd['visitors']} visitors at once pressing every heavy "
+                  f"button {crowd['server_vmhwm_mb']:.0f} MB (a free host allows about "
+                  f"{crowd['targets']['host_limit_mb']:.0f} MB), {alone['server_vmhwm_mb']:.0f} MB with one; the first "
+                  f"Grad-CAM of a cold server {alone['cold_gradcam_s']} s with one visitor, "
+                  f"{crowd['cold_gradcam_s']} s with {crowd['visitors']}.", ""]
+    unmet = [f"- {target}: **{measured}**" for target, measured, ok in open_targets(root) if not ok]
+    if unmet:
+        lines += ["Targets not met (measured; what was tried: DECISIONS.md):", "", *unmet, ""]
+    return "\n".join(lines)
+
+
+def open_targets(root=None) -> list[tuple[str, str, bool]]:
+    """Every issue target RESULTS.md checks: people's photos (#12) and the localisation stage (#28)."""
+    checks = []
+    try:
+        checks += realworld_checks(tables.realworld_table(root)[0])
+    except art.ArtifactMissing:
+        pass
+    record = art.localise_record(root)
+    if record is not None:
+        checks += localisation_checks(tables.localisation_table(reports.REALWORLD.read_or_none(root) or {"models": []}),
+                                      record, root)
+    return checks
 
 
 def write_between(path: Path, start: str, end: str, text: str) -> str:

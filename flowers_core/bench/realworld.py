@@ -137,6 +137,12 @@ def localisation_summary(predictor: Predictor, photos: list[Photo], predictions:
 WHOLE_PHOTO_FIELDS = ("n", "top1", "top_candidates", "flowering", *ANSWER_FIELDS)
 
 
+def scored_candidates(preds: list[Prediction]) -> np.ndarray:
+    """Each answer's top ``CANDIDATES_SHOWN`` class ids, whatever their probability (the column labels say "top
+    3"; the page leaves out candidates under ``CANDIDATE_MIN_PROB``): one row per photo."""
+    return np.array([r.candidate_ids(min_prob=0.0) for r in preds])
+
+
 def whole_photo_metrics(predictor: Predictor, photos: list[Photo], predictions: list[Prediction]) -> dict | None:
     """With localisation on, the same run's answers from the whole photo alone (the same passes, before the crop
     is combined): the headline fields of ``realworld_metrics``, the before of the same command. None when off."""
@@ -144,7 +150,7 @@ def whole_photo_metrics(predictor: Predictor, photos: list[Photo], predictions: 
         return None
     whole = [r.whole_photo or r for r in predictions]
     m = realworld_metrics(photos, np.array([r.class_id for r in whole]), np.array([r.verdict for r in whole]),
-                          candidates=np.array([r.candidate_ids() for r in whole]))
+                          candidates=scored_candidates(whole))
     return {k: m[k] for k in WHOLE_PHOTO_FIELDS}
 
 
@@ -225,7 +231,7 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
     for p in predictors:
         preds = outputs[p.name]
         predicted, verdicts = np.array([r.class_id for r in preds]), np.array([r.verdict for r in preds])
-        candidates = np.array([r.candidate_ids(min_prob=0.0) for r in preds])  # the top CANDIDATES_SHOWN, as labelled
+        candidates = scored_candidates(preds)
         rows.append({"model": p.name, **realworld_metrics(kept, predicted, verdicts, tuple(p.classes), candidates),
                      "seconds": round(seconds[p.name], 1), "manifest": manifest_identity(p),
                      "localise": localisation_summary(p, kept, preds),
