@@ -47,7 +47,9 @@ with right:
                       "photo's own answer is below."))
     else:
         first, img, notes = loaded[0]
-        st.image(img, caption=ui.plain(first.name) if first.source != "example" else None, width=360)
+        name = ui.plain(first.name) if first.source != "example" else None
+        if not ui.show_where_looked(img, pred, width=360, caption=name):  # the photo, with where it looked
+            st.image(img, caption=name, width=360)
         ui.show_notes(notes)
     truth = ui.example_truth(photos[0]) if not several else None
     metric = ui.confidence_metric(pred) if not disagree else None
@@ -59,8 +61,6 @@ with right:
     if truth is not None:
         ok = truth == pred.label and pred.verdict == "species"
         st.caption(f"{'✅' if ok else 'ℹ️'} This example photo is {ui.with_article(truth)}.")
-    if not several:
-        ui.show_where_looked(img, pred)
     if not disagree:
         ui.show_candidates(pred, clf.classes, refs)
 

@@ -699,14 +699,16 @@ def taxonomy_text(row: dict) -> str:
 WHERE_LOOKED_PX = 240  # the "where I looked" picture's width: small, under the answer
 
 
-def show_where_looked(img, pred) -> None:
-    """Under an answer, the photo small with the part the app classified closely drawn on it (the localisation
-    stage's crop), so a visitor sees when it looked at the wrong thing; nothing when the stage did not run."""
+def show_where_looked(img, pred, width: int = WHERE_LOOKED_PX, caption: str | None = None) -> bool:
+    """The photo with the part the app classified closely drawn on it (the localisation stage's crop), so a
+    visitor sees when it looked at the wrong thing; ``caption`` goes before the explanation. Shows nothing and
+    returns False when the stage did not run (or the photo is no flower)."""
     place = getattr(pred, "localisation", None)
     if place is None or pred.verdict == "not_a_flower":
-        return
-    st.image(draw_looked(img, place), caption=where_looked_caption(len(place.blooms), place.used),
-             width=WHERE_LOOKED_PX)
+        return False
+    text = where_looked_caption(len(place.blooms), place.used)
+    st.image(draw_looked(img, place), caption=f"{caption} · {text}" if caption else text, width=width)
+    return True
 
 
 def show_reference(class_id: int, refs, width: int = 96) -> None:
