@@ -141,3 +141,16 @@ def photo_root(synthetic_root, tmp_path_factory):
         Image.new("RGB", (60, 50), (20 * i, 90, 200)).save(other / f"n{i:08d}_thing.jpg")
     (other / "broken.jpg").write_bytes(b"not an image")
     return root
+
+
+@pytest.fixture(scope="module")
+def app_artifacts(request) -> Path:
+    """The browser tests' artifacts: $FLOWERS_ARTIFACTS, else the committed ones when they hold models, else the
+    tiny trained ones."""
+    from flowers_core import artifacts as art
+
+    if os.environ.get("FLOWERS_ARTIFACTS"):
+        return Path(os.environ["FLOWERS_ARTIFACTS"])
+    if art.read_manifest(art.artifacts_dir()).get("models"):
+        return art.artifacts_dir()
+    return request.getfixturevalue("trained_artifacts")

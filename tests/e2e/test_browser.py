@@ -29,14 +29,15 @@ pytestmark = [
 ]
 
 SCREENSHOTS = REPO_ROOT / "screenshots"
+
 EXAMPLES = REPO_ROOT / "assets" / "examples"
 PAGE_FILES = sorted((REPO_ROOT / "pages").glob("*.py"))
 
 
 @pytest.fixture(scope="module")
-def class_names(artifacts_root) -> list[str]:
-    names = art.read_manifest(artifacts_root).get("classes") or []
-    assert names, f"no class names in {art.manifest_path(artifacts_root)}"
+def class_names(app_artifacts) -> list[str]:
+    names = art.read_manifest(app_artifacts).get("classes") or []
+    assert names, f"no class names in {art.manifest_path(app_artifacts)}"
     return list(names)
 
 
@@ -56,8 +57,8 @@ def example() -> dict:
 
 
 @pytest.fixture(scope="module")
-def server(artifacts_root, tmp_path_factory):
-    srv = StreamlitServer("app.py", artifacts=artifacts_root,
+def server(app_artifacts, tmp_path_factory):
+    srv = StreamlitServer("app.py", artifacts=app_artifacts,
                           log_path=tmp_path_factory.mktemp("streamlit") / "server.log")
     srv.start()
     try:
@@ -91,10 +92,10 @@ def test_upload_shows_species(app, server, class_names, example):
     print(f"\npredicted {predicted!r} for {example['path'].name} (true: {example['label']}) in {seconds:.2f} s")
 
 
-def test_an_answer_without_a_species_is_waited_for_too(app, server, class_names, artifacts_root, tmp_path):
+def test_an_answer_without_a_species_is_waited_for_too(app, server, class_names, app_artifacts, tmp_path):
     """A plain grey square is "not a flower", a headline that names no species; the driver (and so the app
     benchmark) must still see the answer arrive."""
-    if not art.read_manifest(artifacts_root).get("gate"):
+    if not art.read_manifest(app_artifacts).get("gate"):
         pytest.skip("no flower gate in these artifacts: nothing is called 'not a flower'")
     photo = tmp_path / "grey.png"
     Image.new("RGB", (320, 320), (128, 128, 128)).save(photo)
@@ -232,9 +233,9 @@ def sized(request, app, server):
 
 
 @pytest.fixture(scope="module")
-def real_answers(artifacts_root) -> bool:
+def real_answers(app_artifacts) -> bool:
     """The shipped models (which name the shipped examples' species), not the synthetic fallback's."""
-    return Path(artifacts_root).resolve() == (REPO_ROOT / "artifacts").resolve() and SUNFLOWER.is_file() \
+    return Path(app_artifacts).resolve() == (REPO_ROOT / "artifacts").resolve() and SUNFLOWER.is_file() \
         and WATER_LILY.is_file()
 
 

@@ -31,10 +31,10 @@ def app_titles() -> list[str]:
 
 
 @pytest.mark.parametrize("path, heading", [("explain", "Where does the model look"), ("species", "species")])
-def test_deep_link_first_on_a_fresh_server(artifacts_root, path, heading):
+def test_deep_link_first_on_a_fresh_server(app_artifacts, path, heading):
     titles = app_titles()
     assert len(titles) >= 7, "app.py's st.Page list was not found"
-    with StreamlitServer(artifacts=artifacts_root) as server, chromium_page() as page:
+    with StreamlitServer(artifacts=app_artifacts) as server, chromium_page() as page:
         app = AppDriver(page, server.url)
         app.open(path)  # the first request this server gets
         # the hand-over is a rerun: wait (bounded) for app.py's navigation instead of a moment between runs
