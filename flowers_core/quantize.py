@@ -375,12 +375,13 @@ def layer_nodes(path: str | Path, frozen_stages: int, trained: bool) -> list[str
 
 
 def quantized_op_counts(path: str | Path) -> dict:
-    """How much of the graph is INT8: ops fed by DequantizeLinear, by type (for the report)."""
+    """How much of the graph that computes the logits is INT8: ops fed by DequantizeLinear, by type (for the report).
+    The class maps' Conv (``add_class_map_output``) reads dequantised copies, a float side output, and is left out."""
     graph = onnx.load(str(path)).graph
     dq_out = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     counts: dict[str, dict[str, int]] = {}
     for n in graph.node:
-        if n.op_type in ("Conv", "Gemm", "MatMul"):
+        if n.op_type in ("Conv", "Gemm", "MatMul") and not n.name.startswith(f"{CLASS_MAPS_OUTPUT}/"):
             c = counts.setdefault(n.op_type, {"total": 0, "int8": 0})
             c["total"] += 1
             c["int8"] += int(all(i in dq_out for i in n.input[:2]))
