@@ -253,6 +253,8 @@ def _visit(base_url: str, photo: Path, class_names: list[str], start: threading.
 
         def explain() -> None:
             app.goto_page(links["Explain"])
+            app.wait_uploader(timeout_ms=600_000)
+            app.upload(photo)  # each page asks for its own photo
             _wait_images(page, 3)  # what the model sees, the raw heatmap, the overlay
 
         step("explain_gradcam", explain)
@@ -328,7 +330,7 @@ def measure_crowd(visitors: int = 3, artifacts_root: Path | None = None) -> dict
     }
     result |= run_record(root, load_before)
     result["method"] = (f"a fresh `streamlit run app.py`; {visitors} headless Chromium visitors start together, each: "
-                        "open Classify, classify an example photo, open Explain (Grad-CAM shown), press Run LIME "
+                        "open Classify, classify an example photo, open Explain and upload it (Grad-CAM shown), press Run LIME "
                         "(100 samples), open Compare, open Latency and press Run (defaults); steps timed from the "
                         "action to the result visible (cold_gradcam_s: the fastest visitor's Explain step, the first "
                         "Grad-CAM of this server); memory = the server's VmHWM from /proc/<pid>/status")
