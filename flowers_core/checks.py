@@ -156,7 +156,8 @@ def fit_novelty(name: str = catalog.PRODUCTION, data_root=None, artifacts_root=N
     squares = {part: ws.squares(pre.resize_size, part) for part in parts}
     if entry.format == "onnx":  # a file made before the check existed gets its features output
         add_feature_output(art.model_file(entry, artifacts_root), pre.eval_view(squares["val"][:NOVELTY_BATCH]).numpy())
-    predictor = Predictor(name, SHIPPED_PROTOCOL, artifacts_root, gate=None, threads=threads, novelty=False)
+    predictor = Predictor(name, SHIPPED_PROTOCOL, artifacts_root, gate=None, threads=threads, novelty=False,
+                          localise=False)
     if entry.format == "ensemble":
         novelty, val_scores, test_scores = ensemble_novelty(predictor, squares, artifacts_root)
     else:

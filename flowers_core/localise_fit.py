@@ -29,7 +29,7 @@ from . import catalog, reports
 from .data import SHIPPED_PROTOCOL
 from .evaluate import softmax
 from .inference import REDUCED_SIDE, Predictor, load_image
-from .localise import COMBINES, LOCALISE_CMD, LocaliseRule, combine_views, localise, view_region
+from .localise import COMBINES, LOCALISE_CMD, MAX_TEST_DROP, LocaliseRule, combine_views, localise, view_region
 from .pipeline import Workspace
 from .preprocess import Preprocess
 from .quantize import add_class_map_output
@@ -39,7 +39,6 @@ FRAMED_MAX_SIDE = REDUCED_SIDE  # a framed photo's shorter side at most (``load_
 GRID = {"threshold": (0.4, 0.6), "margin": (0.15, 0.35), "min_side": (0.3, 0.5, 0.7),
         "max_side": (0.6, 0.8, 1.0), "combine": COMBINES}
 BATCH = 32
-MAX_TEST_DROP = 0.002  # the test top-1 a model may lose to the stage and still use it (0.2 points)
 
 
 def framed(img: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -157,6 +156,8 @@ def score_test(models, data_root=None, artifacts_root=None, threads: int | None 
     result = {}
     for name in models:
         p = Predictor(name, SHIPPED_PROTOCOL, artifacts_root, threads=threads, novelty=False, localise=True)
+        if p.localise_rule is None:  # no locator for this model (its view differs, or the INT8 file has no maps)
+            raise SystemExit(f"{name}: the localisation stage cannot run for it; nothing was scored")
         preds = []
         for i in range(0, len(ids), BATCH):
             preds += p.predict_many([load_image(ws.index.path(j)) for j in ids[i: i + BATCH]])
@@ -174,6 +175,8 @@ def record_test(result: dict, artifacts_root=None) -> dict:
     """Add test scores to the manifest's ``localise`` section (those of other models kept) and ship the rule for
     the models whose test top-1 it lowers by at most ``MAX_TEST_DROP`` (``models``)."""
     section = art.read_manifest(artifacts_root).get("localise", {})
+    if "rule" not in section:
+        raise SystemExit(f"no localisation rule recorded yet: run `{LOCALISE_CMD}` before `--score-test`")
     scores = {**section.get("test_top1", {}), **result}
     section |= {"test_top1": scores, "test_scored": time.strftime("%Y-%m-%d"),
                 "models": [m for m, row in scores.items() if row["localised"] >= row["whole"] - MAX_TEST_DROP]}

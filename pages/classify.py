@@ -66,14 +66,14 @@ with right:
 
     if several:
         st.markdown("**Each photo on its own**")
-        for i, (col, (one, img, notes), own) in enumerate(zip(st.columns(len(loaded)), loaded, preds)):
+        for col, (one, img, notes), own in zip(st.columns(len(loaded)), loaded, preds):
             with col:
                 st.image(img, width="stretch")
                 st.caption(ui.plain(one.name))
                 st.markdown(f"**{ui.verdict_text(own)[0]}**")
                 st.caption(f"Best guess: {ui.display_name(own.label)} · {own.prob:.0%}")
                 ui.show_notes(notes)
-                ui.remove_button(i, "classify")
+                ui.remove_button(photos.index(one), "classify")  # its place among all the photos
     ui.add_photo_box("classify")
     if pred.verdict != "not_a_flower" and not disagree:
         st.plotly_chart(ui.top5_chart(pred.top5, "Top 5 guesses" + (" (all photos together)" if several else "")),

@@ -228,3 +228,11 @@ def test_the_rule_ships_for_the_models_whose_test_split_it_keeps(tmp_path):
     assert section["models"] == ["a"] and set(section["test_top1"]) == {"a", "b"}
     assert localise_rule(tmp_path, None, "a") == rule and localise_rule(tmp_path, None, "b") is None
     assert localise_rule(tmp_path, False, "a") is None
+
+
+def test_test_scores_need_a_recorded_rule(tmp_path):
+    """`train.localise --score-test` before `train.localise`: stop, rather than write a section without a rule
+    (which the app could not read)."""
+    with pytest.raises(SystemExit, match="train.localise"):
+        record_test({"student_int8": {"localised": 0.9, "whole": 0.9}}, tmp_path)
+    assert not (tmp_path / "manifest.json").exists()  # nothing written
