@@ -5,6 +5,7 @@ or raises ``ImageError`` with a message meant for a person, never a traceback.
 """
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import threading
@@ -300,6 +301,14 @@ def localise_rule(root=None, on: bool | None = None, name: str | None = None) ->
     return LocaliseRule.from_dict(record.rule if record else {})
 
 
+@functools.lru_cache(maxsize=4)
+def _locator_session(path: str, mtime_ns: int, threads: int | None) -> OnnxSession:
+    """One session of the production INT8 file for every model that localises with its class maps (the ensemble
+    and the fp32 student each opened their own; ONNX Runtime sessions run safely from several threads). The file's
+    modification time is in the key, so a rewritten file is opened afresh."""
+    return OnnxSession(Path(path), threads)
+
+
 def member_packs(entry: art.ModelEntry, protocol: str, root=None) -> dict[str, tuple[Path, float] | None]:
     """An ensemble's members' novelty packs and thresholds, by member (None for a member without a check or
     missing from the manifest)."""
@@ -394,14 +403,14 @@ class Predictor:
         if isinstance(self.model, OnnxSession) and CLASS_MAPS_OUTPUT in self.model.output_names:
             return self.model
         production = art.model_entry(catalog.PRODUCTION, protocol, root)
+        if Preprocess.from_dict(production.preprocess) != self.preprocess:  # its maps would be of another view
+            log.warning("%s: localisation asked for, but its view differs from %s's", self.name, production.name)
+            return None
         path = art.model_file(production, root)
-        session = OnnxSession(path, threads) if path.is_file() else None
+        session = _locator_session(str(path), path.stat().st_mtime_ns, threads) if path.is_file() else None
         if session is None or CLASS_MAPS_OUTPUT not in session.output_names:
             log.warning("%s: localisation asked for, but %s has no '%s' output; run `%s`", self.name, path.name,
                         CLASS_MAPS_OUTPUT, LOCALISE_CMD)
-            return None
-        if Preprocess.from_dict(production.preprocess) != self.preprocess:  # its maps would be of another view
-            log.warning("%s: localisation asked for, but its view differs from %s's", self.name, production.name)
             return None
         return session
 
