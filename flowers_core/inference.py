@@ -24,7 +24,15 @@ from .data import SHIPPED_PROTOCOL
 from .evaluate import entropy as entropy_of
 from .evaluate import softmax
 from .gate import FlowerGate, has_gate
-from .localise import CLASS_MAPS_OUTPUT, LOCALISE_CMD, Localisation, LocaliseRule, combine_views, localise
+from .localise import (
+    CLASS_MAPS_OUTPUT,
+    LOCALISE_CMD,
+    Localisation,
+    LocaliseRule,
+    combine_typicality,
+    combine_views,
+    localise,
+)
 from .novelty import FEATURES_OUTPUT, NOVELTY_CMD, EnsembleTypicality, Typicality
 from .preprocess import Preprocess
 from .runtime import OnnxSession
@@ -488,7 +496,7 @@ class Predictor:
         """``predict_batch`` with the localisation stage: each photo the gate passes gets the crop around its
         strongest bloom (``localise.localise`` on ``class_maps``) classified too, the two views combined by the
         rule's ``combine``; the verdict is recomputed from the combined probabilities, the whole photo's flower
-        score and the views' mean typicality (the one view's, for the rules "whole" and "crop"). A photo the gate rejects, or whose bloom fills the view, is
+        score and the views' typicality (``combine_typicality``). A photo the gate rejects, or whose bloom fills the view, is
         answered from the whole photo alone (its ``localisation.used`` False)."""
         rule, pre = self.localise_rule, self.preprocess
         logits, typicality, maps = self.logits_typicality_and_maps(batch)
@@ -506,8 +514,7 @@ class Predictor:
             crop_probs = softmax(crop_logits, self.temperature).astype(np.float32)
             probs[cropped] = combine_views(whole[cropped], crop_probs, rule.combine)
             if typical is not None:
-                typical[cropped] = {"whole": typical[cropped], "crop": crop_typicality}.get(
-                    rule.combine, (typical[cropped] + crop_typicality) / 2)
+                typical[cropped] = combine_typicality(typical[cropped], crop_typicality, rule.combine)
         latency = (time.perf_counter() - start) * 1000 / len(probs)
         scores = [None] * len(probs) if flower_scores is None else [float(s) for s in flower_scores]
         typical = [None] * len(probs) if typical is None else [float(t) for t in typical]

@@ -86,8 +86,7 @@ class Localisation:
     used: bool = True
 
     def to_json(self) -> dict:
-        return {"box": list(self.box.as_tuple()), "blooms": len(self.blooms), "used_bloom": 1 if self.blooms else 0,
-                "crop_used": self.used}
+        return {"box": list(self.box.as_tuple()), "blooms": len(self.blooms), "crop_used": self.used}
 
 
 def view_region(size: tuple[int, int], input_size: int, resize_size: int) -> tuple[float, float, float]:
@@ -169,6 +168,13 @@ def combine_views(whole: np.ndarray, crop: np.ndarray, how: str) -> np.ndarray:
     else:
         raise ValueError(f"unknown combine rule {how!r}; one of {COMBINES}")
     return (out / out.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def combine_typicality(whole: np.ndarray, crop: np.ndarray, how: str) -> np.ndarray:
+    """The novelty check's score of the combined answer: the one view's for the rules ``whole`` and ``crop``,
+    else the mean of the two views' (``combine_views``'s rules)."""
+    whole, crop = np.asarray(whole, dtype=np.float64), np.asarray(crop, dtype=np.float64)
+    return {"whole": whole, "crop": crop}.get(how, (whole + crop) / 2)
 
 
 LOOKED_COLOUR, OTHER_BLOOM_COLOUR = (255, 200, 0), (255, 255, 255)

@@ -105,19 +105,39 @@ def latency_p50(root=None) -> dict[str, float]:
 
 
 def robustness_table(root=None) -> tuple[pd.DataFrame, dict]:
-    """Per photo-like shift of the test images: each model's top-1, and for models with a stored
-    threshold the share flagged 'not sure' and the accuracy of the answers given (fractions)."""
+    """Per photo-like shift of the test images: each model's top-1 (for a model with the localisation stage, also
+    its whole photo's answers without it), and for models with a stored threshold the share flagged 'not sure'
+    and the accuracy of the answers given (fractions)."""
     data = reports.ROBUSTNESS.read(root)
     df = pd.DataFrame(data["rows"])
     shifts, models = df["shift"].unique(), df["model"].unique()
     table = df.pivot(index="shift", columns="model", values="top1").reindex(index=shifts, columns=models)
     table = table.rename(columns=lambda m: f"top-1 {pretty(m)}")
+    if "whole_photo" in df.columns:  # models with the localisation stage: their whole-photo answers beside
+        for model, g in df[df["whole_photo"].notna()].groupby("model", sort=False):
+            whole = g.set_index("shift")["whole_photo"].reindex(shifts).map(lambda r: r["top1"])
+            table.insert(table.columns.get_loc(f"top-1 {pretty(model)}") + 1, f"top-1 {pretty(model)}, whole photo only", whole)
     if "flagged_not_sure" in df.columns:
         for model, g in df[df["flagged_not_sure"].notna()].groupby("model", sort=False):
             g = g.set_index("shift").reindex(shifts)
             table[f"'not sure' {pretty(model)}"] = g["flagged_not_sure"]
             table[f"accuracy when answered {pretty(model)}"] = g["accuracy_when_answered"]
     return table.reset_index(), {k: v for k, v in data.items() if k != "rows"}
+
+
+def robustness_localised(root=None) -> pd.DataFrame:
+    """The robustness report's models that answered with the localisation stage: per shift, top-1 from the whole
+    photo alone and with the stage (the same pass), fractions; empty when none did."""
+    df = pd.DataFrame(reports.ROBUSTNESS.read(root)["rows"])
+    if "whole_photo" not in df.columns:
+        return pd.DataFrame()
+    df = df[df["whole_photo"].notna()]
+    table = pd.DataFrame({"shift": df["shift"].unique()}).set_index("shift")
+    for model, g in df.groupby("model", sort=False):
+        g = g.set_index("shift")
+        table[f"{pretty(model)}: whole photo"] = g["whole_photo"].map(lambda r: r["top1"])
+        table[f"{pretty(model)}: localised"] = g["top1"]
+    return table.reset_index()
 
 
 ANSWER_COLUMNS = {"answered": "answered", "accuracy_when_answered": "accuracy when answered",
@@ -270,16 +290,31 @@ def typicality_signal(identity: dict) -> str:
 def recipe_ablation(root=None) -> pd.DataFrame:
     """Every real-world report under ``reports/`` (``realworld*.json``: the shipped models' and those of
     recipes tried and not shipped), one row per model: how it was trained, its test-split top-1 and
-    its real-world numbers, so a change of recipe is judged on both."""
+    its real-world numbers, so a change of recipe is judged on both. A model that answered with the localisation
+    stage has two rows: its whole photo's answers (the stage's "before", the same run) and the stage's, with the
+    test top-1 the stage's rule recorded for it (``train.localise --score-test``)."""
+    record = art.localise_record(root)
+    localised_test = {name: row.get("localised") for name, row in (record.test_top1 if record else {}).items()}
     rows = []
     for path in sorted((art.artifacts_dir(root) / "reports").glob("realworld*.json")):
         data = json.loads(path.read_text())
         for r in data["models"]:
             not_sure = "entropy" + (f" + {typicality_signal(r['manifest'])}" if r["manifest"].get("typicality_threshold")
                                     is not None else "")
-            rows.append({"report": path.name, "model": pretty(r["model"]), "recipe": r["manifest"].get("recipe", "?"),
-                         "'not sure' from": not_sure, "test top-1": r["manifest"]["test_top1"], "real top-1": r["top1"],
-                         **_answer_columns(r)})
+            recipe = r["manifest"].get("recipe", "?")
+
+            def row(answers: dict, recipe: str, test_top1) -> dict:
+                return {"report": path.name, "model": pretty(r["model"]), "recipe": recipe, "'not sure' from": not_sure,
+                        "test top-1": test_top1, "real top-1": answers["top1"],
+                        "flowering top-1": (answers.get("flowering") or {}).get("top1"), **_answer_columns(answers)}
+
+            if r.get("whole_photo"):
+                rows.append(row(r["whole_photo"], recipe, r["manifest"]["test_top1"]))
+                rows.append(row(r, f"{recipe} + localisation stage ({r['localise']['rule']['combine']} of the whole "
+                                   "photo and the crop around its class map's strongest bloom)",
+                                localised_test.get(r["model"])))
+            else:
+                rows.append(row(r, recipe, r["manifest"]["test_top1"]))
     if not rows:
         raise art.ArtifactMissing(f"no real-world report yet: run `{reports.REALWORLD.command}`.")
     return pd.DataFrame(rows)
@@ -567,10 +602,11 @@ def species_table(name: str = catalog.PRODUCTION, protocol: str = SHIPPED_PROTOC
     return per_class_table(classification_metrics(probs, labels, len(classes)), classes)
 
 
-def search_species(table: pd.DataFrame, query: str) -> pd.DataFrame:
-    """Rows whose species name contains every word of ``query`` (case-insensitive; empty: all rows)."""
+def search_species(table: pd.DataFrame, query: str, also: dict[str, str] | None = None) -> pd.DataFrame:
+    """Rows whose species name, with its text in ``also`` (e.g. its scientific name and family), contains every
+    word of ``query`` (case-insensitive; empty: all rows)."""
     words = str(query or "").lower().split()
-    names = table["class"].str.lower()
+    names = (table["class"] + " " + table["class"].map(lambda c: (also or {}).get(c, ""))).str.lower()
     mask = np.ones(len(table), dtype=bool)
     for word in words:
         mask &= names.str.contains(word, regex=False).to_numpy()

@@ -28,7 +28,7 @@ if not photos:  # before a question: the examples here; after one, below the ans
     st.stop()
 
 with right:
-    loaded = ui.photo_images(photos, None)
+    loaded = ui.photo_images(photos, None, remove_key="classify")
     preds = clf.predict_many([img for _, img, _ in loaded])
     several = len(loaded) > 1
     disagree = photos_disagree(preds)

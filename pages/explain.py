@@ -17,12 +17,12 @@ if not available:
     ui.missing("Explanations need the fp32 student or a Level 1–3 model.", "This page")
     st.stop()
 
-with st.sidebar:
-    name = st.selectbox("Model", available, format_func=tables.pretty, key="explain_model")
-    method = st.radio("Method", explain.CAM_METHODS, key="explain_method",
-                      help="Grad-CAM: gradient-weighted feature maps. Grad-CAM++: sharper for several "
-                           "instances. EigenCAM: first principal component, class-agnostic.")
-    opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="explain_opacity")
+# the controls are in the page, not the sidebar (a phone keeps the sidebar closed)
+c_model, c_method = st.columns(2)
+name = c_model.selectbox("Model", available, format_func=tables.pretty, key="explain_model")
+method = c_method.selectbox("Method", explain.CAM_METHODS, key="explain_method",
+                            help="Grad-CAM: gradient-weighted feature maps. Grad-CAM++: sharper for several "
+                                 "instances. EigenCAM: first principal component, class-agnostic.")
 
 clf, err = ui.try_predictor(name)
 if clf is None:
@@ -46,7 +46,12 @@ st.markdown(f"**{tables.pretty(name)}** predicts **{ui.display_name(pred.label)}
 if pred.verdict != "species":
     st.info(f"With this model the app would answer *{ui.verdict_text(pred)[0]}* for your photo, not name a "
             "species; the heatmaps explain the model's best guess all the same.")
-ui.show_where_looked(img, pred)
+if ui.show_where_looked(img, pred) and pred.localisation.used and pred.whole_photo is not None:
+    whole = pred.whole_photo
+    st.caption(f"The answer weighs the whole photo and a closer look at the yellow square; on the whole photo alone "
+               f"it says **{ui.display_name(whole.label)}** ({whole.prob:.0%}). The heatmaps below explain the whole "
+               "photo's view.")
+opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="explain_opacity")
 
 
 def show(exp, key):

@@ -77,8 +77,11 @@ try:
     rob, info = tables.robustness_table()
     st.dataframe(rob, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
                                                       for c in rob.columns[1:]})
+    localised = [c for c in rob.columns if c.endswith("whole photo only")]
     st.caption(f"{info['n_images']} {info['protocol']} test images, measured {info['date']} "
-               f"by `{reports.ROBUSTNESS.command}`.")
+               f"by `{reports.ROBUSTNESS.command}`."
+               + (" The models with a “whole photo only” column find the flower first, as the app does, and look "
+                  "closely at it; that column is their answer without the closer look." if localised else ""))
 except art.ArtifactMissing as e:
     ui.missing(str(e), "The robustness table")
 

@@ -22,7 +22,7 @@ if not refs.available:
     st.info(refs.missing_message, icon="ℹ️")
 
 c1, c2 = st.columns([2, 1])
-query = c1.text_input("Search a species", key="species_query", placeholder="e.g. lily, rose, daisy")
+query = c1.text_input("Search a species", key="species_query", placeholder="e.g. lily, rose, Rosa")
 order = c2.selectbox("Order by", list(ui.SPECIES_ORDERS), key="species_order")
 rows = ui.species_rows(table, query, order)
 st.caption(f"{len(rows)} of {len(table)} species" + (f" match “{query}”" if query.strip() else ""))

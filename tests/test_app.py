@@ -256,7 +256,7 @@ def test_explain_methods(artifacts_root, use):
     at = pick_example(open_page("pages/explain.py"))
     assert_clean(at)
     for method in ("Grad-CAM++", "EigenCAM"):
-        at.radio(key="explain_method").set_value(method).run()
+        at.selectbox(key="explain_method").set_value(method).run()
         assert_clean(at)
         assert any(s.value == method for s in at.subheader)
     if tables.has_weights("level3", artifacts_root):
@@ -596,6 +596,11 @@ def test_species_page_search_and_accuracy(artifacts_root, tmp_path, use):
     assert cards and any(name.capitalize() in c for c in cards)
     if tables.has_weights("student_int8", artifacts_root):
         assert any(c.value.startswith("Test accuracy") for c in at.caption)
+    from flowers_core.app.texts import taxonomy
+
+    if name in taxonomy():  # the scientific name finds it too
+        at.text_input(key="species_query").set_value(taxonomy()[name]["scientific_name"].lower()).run()
+        assert any(name.capitalize() in m.value for m in at.markdown if m.value.startswith("**"))
     at.text_input(key="species_query").set_value("no such flower zzz").run()
     assert_clean(at)
     assert at.warning
@@ -608,6 +613,9 @@ def test_an_unreadable_photo_among_several_is_left_out(artifacts_root, tmp_path,
     assert at.error and "couldn't use this file" in at.error[0].value
     assert r"\*\*bad\*\*" in at.error[0].value, "the bad file is named, literally"
     assert at.subheader and not any("Your 2 photos" in c.value for c in at.caption)
+    at.button(key="classify_remove_1").click().run()  # the unreadable one can be removed
+    assert_clean(at)
+    assert not at.error and len(at.session_state["photos"]) == 1 and at.subheader
 
 
 LEAN_START = """

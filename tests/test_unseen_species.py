@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import N_CLASSES, tiny_spec
+from flowers_core import artifacts as art
 from flowers_core import reports, tables
 from flowers_core.bench import unseen_species
 from flowers_core.bench.unseen_species import (
@@ -20,6 +21,7 @@ from flowers_core.bench.unseen_species import (
     run,
     train_without,
 )
+from flowers_core.localise import LocaliseRule
 from flowers_core.novelty import MAX_UNSEEN_ANSWERED, SWEPT_PASS_RATES, operating_point
 from flowers_core.pipeline import Workspace, prepare_workspace
 from tools import summary
@@ -98,3 +100,30 @@ def test_run_reports_each_signal_with_the_thresholds_rule(spec, synthetic_root, 
     assert chosen == operating_point(result["mean_app_rule_by_pass_rate"]) == result["operating_point"]
     marked = table.set_index("novelty check: validation flowers passing")[""]
     assert marked[0.9].startswith("the signal table's") and "operating_point" in text
+
+
+@pytest.mark.slow
+def test_the_localised_app_rule_is_scored_with_the_recorded_rule(spec, synthetic_root, root):
+    """With a rule in the manifest, the app's rule is scored again with the localisation stage; a rule that keeps the
+    whole image's answer changes nothing, one that answers from the crop classifies the crops (at 64 px: a 2x2
+    class map, so a bloom can be smaller than the view)."""
+    def fold_with(rule: dict, spec=replace(spec, input_size=64)) -> dict:
+        art.update_manifest(root, localise={"rule": rule, "shipped": True, "models": []})
+        try:
+            result = run(folds=(0,), data_root=synthetic_root, artifacts_root=root, spec=spec, pass_rate=0.9)
+        finally:
+            art.update_manifest(root, localise=None)
+        assert result["localise_rule"] == LocaliseRule.from_dict(rule).to_dict() and "mean_localised" in result
+        (root / reports.UNSEEN_SPECIES.path).parent.mkdir(parents=True, exist_ok=True)
+        (root / reports.UNSEEN_SPECIES.path).write_text(json.dumps(result))
+        assert "| with the localisation stage " in "\n".join(summary.unseen_species_lines(root))
+        return result["folds"][0]
+
+    whole = fold_with({"threshold": 0.5, "margin": 0.1, "min_side": 0.3, "max_side": 1.0, "combine": "whole"}, spec)
+    for part in ("trained_val_passing", "unseen_passing", "trained_val_accuracy_when_answered"):
+        assert whole["localised"][part] == whole["signals"][APP_RULE][part] == whole["localised"][f"{part}_whole"]
+    assert whole["localised"]["trained_val_top1"] == whole["localised"]["trained_val_top1_whole"]
+    crop = fold_with({"threshold": 0.5, "margin": 0.0, "min_side": 0.3, "max_side": 1.0, "combine": "crop"})["localised"]
+    assert crop["unseen_crop_used"] > 0 and crop["trained_val_crop_used"] > 0  # a small crop is always used
+    assert all(0 <= crop[k] <= 1 for k in ("trained_val_passing", "unseen_passing", "trained_val_top1"))
+    assert "localised" not in run(folds=(0,), data_root=synthetic_root, artifacts_root=root, spec=spec)["folds"][0]

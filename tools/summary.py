@@ -261,7 +261,9 @@ def robustness_section(root=None) -> list[str]:
             f"The {info['n_images']} {info['protocol']} test images, each shifted the same seeded way for every "
             "model. 'not sure' = share of answers flagged 'not sure' by the verdict (the model's entropy threshold "
             "and its novelty check); 'accuracy when answered' = "
-            "top-1 of the answers that are not flagged.", "", md(shown), ""]
+            "top-1 of the answers that are not flagged. The models shipped with the localisation stage answer "
+            "with it, each shifted square taken as the photo; 'whole photo only' is the same pass's answer "
+            "from the whole square (the stage's 'before').", "", md(shown), ""]
 
 
 def realworld_targets(table: pd.DataFrame) -> list[str]:
@@ -363,8 +365,24 @@ def localisation_section(root=None) -> list[str]:
         shown[c] = shown[c].map(pct)
     lines += [f"People's photos (`{reports.REALWORLD.command}`, {data.get('date', '?')}; the whole-photo columns are the "
               "same run's answers before the stage):", "", md(shown, as_written=True), ""]
+    lines += _localised_robustness(root)
     lines += ["Targets (issue #28):", "", targets_table(localisation_checks(table, record, root)), ""]
     return lines
+
+
+def _localised_robustness(root=None) -> list[str]:
+    """The robustness suite's top-1 with and without the stage (``tables.robustness_localised``)."""
+    try:
+        table = tables.robustness_localised(root)
+    except art.ArtifactMissing:
+        return []
+    if table.empty:
+        return [f"The robustness suite has not been run with the stage yet (`{reports.ROBUSTNESS.command}`).", ""]
+    for c in table.columns[1:]:
+        table[c] = table[c].map(pct)
+    return [f"The test split under photo-like shifts (`{reports.ROBUSTNESS.command}`, the shifted square taken as the "
+            "photo; the whole-photo columns are the same pass's answers before the stage; the 'not sure' shares are in "
+            "\"Robustness\"). Held-out species with the stage: the unknown-species paragraph of \"Real-world photos\".", "", md(table, as_written=True), ""]
 
 
 def localisation_checks(table: pd.DataFrame, record, root=None) -> list[tuple[str, str, bool]]:
@@ -462,7 +480,29 @@ def unseen_species_lines(root=None) -> list[str]:
             "held-out species); the last row is the app's rule (either signal says 'not sure'): its 'passing' is the "
             "share of the unknown species' images given a species name, as in the real-photo table's 'unknown flowers "
             "given a species'. AUROC: trained species' validation images against the held-out species.", "",
-            md(table), "", *_operating_points(data, root)]
+            md(table), "", *_localised_unseen(data), *_operating_points(data, root)]
+
+
+def _localised_unseen(data: dict) -> list[str]:
+    """The app's rule on the held-out species with the localisation stage on, beside the same rule without it."""
+    stage = data.get("mean_localised")
+    if not stage:
+        return []
+    rule = ", ".join(f"{k} {v}" for k, v in data["localise_rule"].items())
+    return ["With the localisation stage (the recorded rule: " + rule + "; each fold model finds the bloom in its own "
+            "class activation map, as the INT8 file's class maps do for the shipped models; the thresholds unchanged, "
+            "fitted on whole images), mean over the folds:", "",
+            md(pd.DataFrame([
+                {"app's rule": "whole image only", "held-out species given a species": pct(stage["unseen_passing_whole"]),
+                 "trained species' val answered": pct(stage["trained_val_passing_whole"]),
+                 "trained species' val accuracy when answered": pct(stage["trained_val_accuracy_when_answered_whole"]),
+                 "trained species' val top-1": pct(stage["trained_val_top1_whole"]), "crop used": "—"},
+                {"app's rule": "with the localisation stage", "held-out species given a species": pct(stage["unseen_passing"]),
+                 "trained species' val answered": pct(stage["trained_val_passing"]),
+                 "trained species' val accuracy when answered": pct(stage["trained_val_accuracy_when_answered"]),
+                 "trained species' val top-1": pct(stage["trained_val_top1"]),
+                 "crop used": f"{pct(stage['unseen_crop_used'])} held-out, {pct(stage['trained_val_crop_used'])} trained"}]),
+               as_written=True), ""]
 
 
 def _operating_points(data: dict, root=None) -> list[str]:
@@ -531,7 +571,9 @@ def recipe_ablation_section(root=None) -> list[str]:
             "the others from a trial artifacts folder DIR, a copy of `artifacts/`"
             + (f" ({trials})" if trials else "") + "). The column \"'not sure' from\" names the signals behind the "
             "'not sure' answers (the flower gate decides 'not a flower' in every row). 'test top-1' is the 80/10/10 "
-            "test split of the same models.", "",
+            "test split of the same models. A model that answered with the localisation stage has two rows of the same "
+            "run: its whole photos' answers, then the stage's (its test top-1 from `python -m train.localise "
+            "--score-test`); 'flowering top-1' leaves out the dandelion seed heads (reports before `form` have none).", "",
             md(table), ""]
 
 

@@ -512,10 +512,11 @@ def photo_image(photo: Photo | None, prompt: str) -> tuple[object, list[str]]:
     return img, notes
 
 
-def photo_images(photos: list[Photo], prompt: str | None) -> list[tuple[Photo, object, list[str]]]:
+def photo_images(photos: list[Photo], prompt: str | None, remove_key: str | None = None) -> list[tuple[Photo, object, list[str]]]:
     """Several photos of one plant as (photo, RGB image, notes); an unreadable one gets its message and
-    is left out. With no photo, or none readable, the page stops (like ``photo_image``); ``prompt`` (if
-    any) is shown when there is no photo."""
+    is left out (with ``remove_key``, the picker's key, and other photos beside it: a button to remove it).
+    With no photo, or none readable, the page stops (like ``photo_image``); ``prompt`` (if any) is shown when
+    there is no photo."""
     if not photos:
         if prompt:
             st.info(prompt)
@@ -531,6 +532,8 @@ def photo_images(photos: list[Photo], prompt: str | None) -> list[tuple[Photo, o
             if photo is photos[0]:
                 st.session_state["photo_bad"] = photo.digest
             st.error(f"**We couldn't use this file ({plain(photo.name)}).** {plain(str(e))}")
+            if remove_key and len(photos) > 1:
+                remove_button(photos.index(photo), remove_key)
     if not good:
         st.stop()
     return good
@@ -758,7 +761,8 @@ SPECIES_ORDERS = {"name": ("class", True), "test accuracy (lowest first)": ("acc
 
 
 def species_rows(table, query: str, order: str):
-    rows = tables.search_species(table, query)
+    names = {label: f"{row.get('scientific_name', '')} {row.get('family', '')}" for label, row in taxonomy().items()}
+    rows = tables.search_species(table, query, also=names)
     column, ascending = SPECIES_ORDERS[order]
     if column not in rows.columns:
         column = "class"

@@ -5,7 +5,9 @@ stratified test images under fixed, seeded shifts that such photos show (a flowe
 small in the frame, blur, low light with a colour cast, low resolution, heavy JPEG compression, a
 sideways shot) and reports, per model and shift: top-1, how often the verdict is "not sure" (the
 model's entropy threshold, and its novelty check when it has one) and the accuracy of the answers
-that are not flagged.
+that are not flagged. A model that localises (the manifest's ``localise`` section) answers as in the app,
+each shifted square given as the photo; the same pass's whole-photo answers are reported beside
+(``whole_photo``: the stage's "before").
 It is a benchmark, not a test: the result goes to ``<artifacts>/reports/robustness.json``.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
@@ -24,7 +27,7 @@ from ..data import SHIPPED_PROTOCOL
 from ..inference import Predictor
 from ..pipeline import Workspace
 
-DEFAULT_MODELS = (catalog.PRODUCTION, *catalog.names(levels=(1, 2)))  # level 2 vs 1: what the augmentation buys
+DEFAULT_MODELS = (catalog.PRODUCTION, catalog.TEACHER, *catalog.names(levels=(1, 2)))  # level 2 vs 1: what the augmentation buys
 
 
 def _seeded(transform) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -55,19 +58,34 @@ def shifts(size: int) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     }
 
 
-def score(predictor: Predictor, squares: torch.Tensor, labels: np.ndarray, batch_size: int = 32) -> dict:
-    """Top-1 and, when the model has a 'not sure' signal, how the verdict (``inference.verdict``, no flower
-    gate: these are all flowers) splits the images and the accuracy on each side."""
-    preds = [p for i in range(0, len(squares), batch_size)
-             for p in predictor.predict_batch(predictor.preprocess.eval_view(squares[i: i + batch_size]))]
+def answers(preds: list, labels: np.ndarray, judged: bool) -> dict:
+    """Top-1 and mean confidence of ``preds``; when the model can say 'not sure' (``judged``), how the verdict
+    (``inference.verdict``, no flower gate: these are all flowers) splits the images and the accuracy on each side."""
     probs = np.stack([p.probs for p in preds])
     correct = probs.argmax(-1) == labels
     out = {"top1": float(correct.mean()), "mean_confidence": float(probs.max(-1).mean())}
-    if predictor.threshold is not None or predictor.typicality_threshold is not None:
+    if judged:
         flagged = np.array([p.verdict == "not_sure" for p in preds])
         out["flagged_not_sure"] = float(flagged.mean())
         out["accuracy_when_answered"] = float(correct[~flagged].mean()) if (~flagged).any() else None
         out["accuracy_when_flagged"] = float(correct[flagged].mean()) if flagged.any() else None
+    return out
+
+
+def score(predictor: Predictor, squares: torch.Tensor, labels: np.ndarray, batch_size: int = 32) -> dict:
+    """``answers`` of the model on the squares; with its localisation stage on, the squares are its photos and
+    the whole photo's own answers (``Prediction.whole_photo``) are scored too, as ``whole_photo``."""
+    localised = predictor.localise_rule is not None
+    preds = []
+    for i in range(0, len(squares), batch_size):
+        chunk = squares[i: i + batch_size]
+        photos = [Image.fromarray(s.permute(1, 2, 0).numpy()) for s in chunk] if localised else None
+        preds += predictor.predict_batch(predictor.preprocess.eval_view(chunk), images=photos)
+    judged = predictor.threshold is not None or predictor.typicality_threshold is not None
+    out = answers(preds, labels, judged)
+    if localised:
+        out["whole_photo"] = answers([p.whole_photo for p in preds], labels, judged)
+        out["crop_used"] = float(np.mean([p.localisation.used for p in preds]))
     return out
 
 
@@ -88,7 +106,8 @@ def run(models=DEFAULT_MODELS, protocol: str = SHIPPED_PROTOCOL, data_root=None,
             t0 = time.perf_counter()
             rows.append({"shift": name, "model": p.name, **score(p, shifted, labels),
                          "seconds": round(time.perf_counter() - t0, 1)})
-            print(f"[robustness] {p.name:<13} {name:<28} top1 {rows[-1]['top1']:.4f} "
+            whole = rows[-1].get("whole_photo", {}).get("top1", float("nan"))
+            print(f"[robustness] {p.name:<13} {name:<28} top1 {rows[-1]['top1']:.4f} (whole photo {whole:.4f}) "
                   f"not sure {rows[-1].get('flagged_not_sure', float('nan')):.3f}", flush=True)
     return {"protocol": protocol, "split": "test", "n_images": int(len(labels)), "models": list(models),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}

@@ -7,7 +7,11 @@ the level-2 recipe on the cached eval and strong views) is trained on the other 
 split, its epoch chosen on their validation images. Each distance of ``novelty.Typicality`` is fitted on the
 trained species' training features and gets its threshold by the shipped rule (``novelty.PASS_RATE`` of
 their validation images pass); it is then scored on every training and validation image of the held-out
-species (never trained on; the test split is not used). Written to ``artifacts/reports/unseen_species.json``.
+species (never trained on; the test split is not used). With the localisation stage recorded in the manifest
+(``train.localise``), the app's rule is scored again with the stage on (``localised``): each image's crop around
+the strongest bloom of the fold model's own class activation map is classified too and the two views combined
+by the recorded rule, the thresholds unchanged (fitted on whole images, as the shipped ones are).
+Written to ``artifacts/reports/unseen_species.json``.
 """
 from __future__ import annotations
 
@@ -17,14 +21,17 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from PIL import Image
 from sklearn.metrics import roc_auc_score
 
+from .. import artifacts as art
 from .. import reports
 from ..checks import TARGET_SELECTIVE_ACCURACY
 from ..data import SHIPPED_PROTOCOL
 from ..engine import CachedViews, fit, seed_everything
 from ..evaluate import entropy, entropy_rule, pass_threshold, softmax
-from ..inference import verdict
+from ..inference import localise_rule, verdict
+from ..localise import LocaliseRule, combine_typicality, combine_views, localise
 from ..models import FlowerNet, create_model
 from ..novelty import DISTANCE, MAX_UNSEEN_ANSWERED, PASS_RATE, SWEPT_PASS_RATES, Typicality, operating_point
 from ..pipeline import LEVELS, LevelSpec, Workspace, training_views
@@ -79,13 +86,37 @@ def _row(known_pass: np.ndarray, unseen_pass: np.ndarray, known_score=None, unse
     return {"unseen_passing": float(unseen_pass.mean()), "trained_val_passing": float(known_pass.mean()), "auroc": auroc}
 
 
+def crop_outputs(model: FlowerNet, squares: torch.Tensor, rule: LocaliseRule) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The localisation stage with ``model`` as its own locator, each uint8 square taken as the photo: the crop
+    around the strongest bloom of the model's class activation map of its best guess (its feature map seen through
+    its linear classifier's weights, as the INT8 file's ``class_maps``), classified. The crops' logits, pooled
+    features, and whether each crop is used (``Localisation.used``)."""
+    pre, weights = model.preprocess, model.head.fc.weight
+    logits, features, used = [], [], []
+    for i in range(0, len(squares), BATCH):
+        chunk = squares[i: i + BATCH]
+        with torch.inference_mode():
+            fmap = model.feature_map(pre.eval_view(chunk))
+            maps = torch.einsum("bchw,bc->bhw", fmap, weights[model.head(fmap).argmax(1)]).numpy()
+        photos = [Image.fromarray(s.permute(1, 2, 0).numpy()) for s in chunk]
+        places = [localise(m, photo.size, pre.input_size, pre.resize_size, rule) for m, photo in zip(maps, photos)]
+        crops = np.concatenate([pre.array_from_pil(photo.crop(p.box.as_tuple())) for photo, p in zip(photos, places)])
+        with torch.inference_mode():
+            out = model.logits_and_features(torch.from_numpy(crops))
+        logits.append(out[0].numpy())
+        features.append(out[1].numpy())
+        used += [p.used for p in places]
+    return np.concatenate(logits), np.concatenate(features), np.array(used)
+
+
 def score_fold(model: FlowerNet, ws: Workspace, held: np.ndarray, pass_rate: float = PASS_RATE,
-               target_accuracy: float = TARGET_SELECTIVE_ACCURACY) -> dict:
+               target_accuracy: float = TARGET_SELECTIVE_ACCURACY, rule: LocaliseRule | None = None) -> dict:
     """Each distance fitted on the trained species' training features, its threshold on their validation
     images; the softmax's entropy rule (temperature and threshold fitted on those validation images, as
     ``train.uncertainty`` fits a shipped model's); and the app's rule, ``inference.verdict`` with both. Per
     signal: the share of the held-out species' images that pass (lower is better), of the trained species'
-    validation images, and the AUROC of a signal's score."""
+    validation images, and the AUROC of a signal's score. With a localisation ``rule``, the app's rule again with
+    the stage on (``localised``, ``crop_outputs``)."""
     outputs = {part: logits_and_features(model, ws.features(model, part)) for part in ("train", "val")}
     labels = {part: ws.labels(part).numpy() for part in ("train", "val")}
     unseen = {part: np.isin(labels[part], held) for part in labels}
@@ -100,13 +131,13 @@ def score_fold(model: FlowerNet, ws: Workspace, held: np.ndarray, pass_rate: flo
         check = Typicality.fit(fit_on, fit_labels, len(kept), relative=relative)
         known, unknown = check.scores(val_features), check.scores(unseen_features)
         threshold = pass_threshold(known, pass_rate)
-        typicality[name] = (known, unknown, threshold)
+        typicality[name] = (check, known, unknown, threshold)
         result[name] = _row(known >= threshold, unknown >= threshold, known, unknown)
     temperature, entropy_threshold = entropy_rule(val_logits, val_labels, target_accuracy)
     known_entropy, unseen_entropy = (entropy(softmax(x, temperature)) for x in (val_logits, unseen_logits))
     result[ENTROPY] = _row(known_entropy <= entropy_threshold, unseen_entropy <= entropy_threshold,
                            -known_entropy, -unseen_entropy)
-    known, unknown, threshold = typicality[SHIPPED_DISTANCE]
+    check, known, unknown, threshold = typicality[SHIPPED_DISTANCE]
     correct = val_logits.argmax(1) == val_labels
 
     def app_rule(typicality_threshold: float) -> dict:
@@ -117,11 +148,37 @@ def score_fold(model: FlowerNet, ws: Workspace, held: np.ndarray, pass_rate: flo
                 "trained_val_accuracy_when_answered": float(correct[known_answered].mean()) if known_answered.any() else None}
 
     result[APP_RULE] = app_rule(threshold)
+    localised = None
+    if rule is not None:
+        squares = {part: ws.squares(model.preprocess.resize_size, part) for part in ("train", "val")}
+        unseen_squares = torch.cat([squares[part][torch.from_numpy(unseen[part])] for part in outputs])
+
+        def stage(logits: np.ndarray, features: np.ndarray, photos: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            crop_logits, crop_features, used = crop_outputs(model, photos, rule)
+            probs = softmax(logits, temperature)
+            probs[used] = combine_views(probs[used], softmax(crop_logits[used], temperature), rule.combine)
+            typical = check.scores(features)
+            typical[used] = combine_typicality(typical[used], check.scores(crop_features[used]), rule.combine)
+            return probs, typical, used
+
+        known_probs, known_typical, known_used = stage(val_logits, val_features, squares["val"][torch.from_numpy(~unseen["val"])])
+        unseen_probs, unseen_typical, unseen_used = stage(unseen_logits, unseen_features, unseen_squares)
+        answers = np.vectorize(lambda e, t: verdict(e, entropy_threshold, typicality=t, typicality_threshold=threshold)
+                               == "species", otypes=[bool])
+        known_answered = answers(entropy(known_probs), known_typical)
+        localised = {**_row(known_answered, answers(entropy(unseen_probs), unseen_typical)),
+                     "trained_val_accuracy_when_answered": float((known_probs.argmax(1) == val_labels)[known_answered].mean())
+                     if known_answered.any() else None,
+                     "trained_val_top1": float((known_probs.argmax(1) == val_labels).mean()),
+                     "trained_val_top1_whole": float(correct.mean()),
+                     **{f"{k}_whole": v for k, v in result[APP_RULE].items() if k != "auroc"},
+                     "trained_val_crop_used": float(known_used.mean()), "unseen_crop_used": float(unseen_used.mean())}
     # the same rule at other operating points of the novelty check (the entropy rule unchanged)
     by_pass_rate = {str(rate): app_rule(pass_threshold(known, rate)) for rate in SWEPT_PASS_RATES}
     return {"held_out": [ws.index.classes[c] for c in held], "n_unseen_images": int(len(unseen_features)),
             "n_trained_val_images": int(len(val_labels)), "temperature": temperature,
-            "entropy_threshold": entropy_threshold, "signals": result, "app_rule_by_pass_rate": by_pass_rate}
+            "entropy_threshold": entropy_threshold, "signals": result, "app_rule_by_pass_rate": by_pass_rate,
+            **({} if localised is None else {"localised": localised})}
 
 
 def _mean(rows: list[dict]) -> dict:
@@ -131,19 +188,26 @@ def _mean(rows: list[dict]) -> dict:
 
 
 def run(folds=tuple(range(FOLDS)), data_root=None, artifacts_root=None, spec: LevelSpec = SPEC, epochs: int | None = None,
-        pass_rate: float = PASS_RATE, target_accuracy: float = TARGET_SELECTIVE_ACCURACY) -> dict:
+        pass_rate: float = PASS_RATE, target_accuracy: float = TARGET_SELECTIVE_ACCURACY, localised: bool = True) -> dict:
+    """Every fold of ``folds``; with ``localised``, the app's rule with the localisation stage too, by the rule the
+    manifest records (none recorded: not scored)."""
     ws = Workspace(SHIPPED_PROTOCOL, data_root, artifacts_root)
+    rule = localise_rule(artifacts_root, on=True) if localised and art.localise_record(artifacts_root) else None
     results = []
     for fold in folds:
         t0 = time.perf_counter()
         held = held_out_species(fold, len(ws.index.classes))
         model = train_without(spec, ws, held, epochs)
-        results.append({"fold": fold, **score_fold(model, ws, held, pass_rate, target_accuracy),
+        results.append({"fold": fold, **score_fold(model, ws, held, pass_rate, target_accuracy, rule),
                         "seconds": round(time.perf_counter() - t0, 1)})
         for name, r in results[-1]["signals"].items():
             print(f"[unseen_species] fold {fold} {name:<22} unseen species passing {r['unseen_passing']:.3f} "
                   f"trained species' val passing {r['trained_val_passing']:.3f}"
                   + ("" if r["auroc"] is None else f" AUROC {r['auroc']:.3f}"), flush=True)
+        if "localised" in results[-1]:
+            r = results[-1]["localised"]
+            print(f"[unseen_species] fold {fold} app rule, localised: unseen species passing {r['unseen_passing']:.3f} "
+                  f"trained species' val passing {r['trained_val_passing']:.3f}", flush=True)
     mean = {name: _mean([f["signals"][name] for f in results]) for name in SIGNALS}
     mean_by_pass_rate = {rate: _mean([f["app_rule_by_pass_rate"][rate] for f in results]) for rate in results[0]["app_rule_by_pass_rate"]}
     return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "protocol": SHIPPED_PROTOCOL, "command": reports.UNSEEN_SPECIES.command,
@@ -151,7 +215,9 @@ def run(folds=tuple(range(FOLDS)), data_root=None, artifacts_root=None, spec: Le
                       "augment": spec.augment, "aug_views": spec.aug_views, "epochs": epochs or spec.config.epochs},
             "pass_rate": pass_rate, "target_selective_accuracy": target_accuracy, "n_folds_total": FOLDS, "seed": SEED, "folds": results, "mean": mean,
             "mean_app_rule_by_pass_rate": mean_by_pass_rate, "max_unseen_answered": MAX_UNSEEN_ANSWERED,
-            "operating_point": operating_point(mean_by_pass_rate)}
+            "operating_point": operating_point(mean_by_pass_rate),
+            **({} if rule is None else {"localise_rule": rule.to_dict(),
+                                        "mean_localised": _mean([f["localised"] for f in results])})}
 
 
 def main(argv=None) -> None:
@@ -162,11 +228,12 @@ def main(argv=None) -> None:
     p.add_argument("--artifacts", default=None)
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch count")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--without-localise", action="store_true", help="skip the app's rule with the localisation stage")
     p.add_argument("--output", default=None, help=f"default: <artifacts>/{reports.UNSEEN_SPECIES.path}")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = run(args.folds, args.data_root, args.artifacts, epochs=args.epochs)
+    result = run(args.folds, args.data_root, args.artifacts, epochs=args.epochs, localised=not args.without_localise)
     out = reports.UNSEEN_SPECIES.write(result, args.output, args.artifacts)
     print(f"written to {out}")
 
