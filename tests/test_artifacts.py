@@ -35,3 +35,10 @@ def test_the_catalogue_answers_every_list_the_code_needs():
     assert catalog.int8_twin(catalog.fp32_twin(catalog.PRODUCTION)) == catalog.PRODUCTION
     assert catalog.int8_twin("level1") is None and catalog.fp32_twin("level1") == "level1"
     assert all(catalog.produced_by(m).startswith("python -m train.") for m in catalog.NAMES)
+
+
+def test_the_committed_manifest_runs_each_model_as_the_catalogue_says():
+    """The catalogue declares how a model runs; the manifest records the file training wrote: they must agree."""
+    for protocol, models in art.read_manifest().get("models", {}).items():
+        for name, recorded in models.items():
+            assert catalog.RUNTIME_OF_FORMAT[recorded["format"]] == catalog.get(name).runtime, (protocol, name)
