@@ -197,9 +197,14 @@ def record_model(entry: ModelEntry, root=None) -> None:
     write_manifest(manifest, root)
 
 
+def _section(key: str, entry_type, root=None):
+    """The manifest's section ``key`` as an ``entry_type``, or None when it is not recorded."""
+    d = read_manifest(root).get(key)
+    return entry_type.from_dict(d) if d else None
+
+
 def gate_record(root=None) -> GateEntry | None:
-    d = read_manifest(root).get("gate")
-    return GateEntry.from_dict(d) if d else None
+    return _section("gate", GateEntry, root)
 
 
 def record_gate(entry: GateEntry, root=None) -> None:
@@ -209,13 +214,11 @@ def record_gate(entry: GateEntry, root=None) -> None:
 
 
 def localise_record(root=None) -> LocaliseEntry | None:
-    d = read_manifest(root).get("localise")
-    return LocaliseEntry.from_dict(d) if d else None
+    return _section("localise", LocaliseEntry, root)
 
 
 def reference_photos_record(root=None) -> ReferencePhotosEntry | None:
-    d = read_manifest(root).get("reference_photos")
-    return ReferencePhotosEntry.from_dict(d) if d else None
+    return _section("reference_photos", ReferencePhotosEntry, root)
 
 
 def model_entries(protocol: str = SHIPPED_PROTOCOL, root=None) -> dict[str, ModelEntry]:

@@ -34,7 +34,6 @@ MODELS: tuple[ShippedModel, ...] = (
     ShippedModel("student_int8", 5, "L5 student (INT8)", "python -m train.level5", "onnx", "student", int8_of="student",
                  target_top1=0.98, reference_top1=0.978),
 )
-RUNTIME_OF_FORMAT = {"safetensors": "torch", "ensemble": "ensemble", "onnx": "onnx"}  # manifest ``format`` -> ``runtime``
 PRODUCTION = "student_int8"  # what the app classifies with and the CLI's default
 TEACHER = "ensemble"  # soft vote of the level 1-3 models; the student is distilled from it
 NAMES: tuple[str, ...] = tuple(m.name for m in MODELS)

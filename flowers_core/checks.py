@@ -306,9 +306,8 @@ def build_gate(net: nn.Module, train_squares: torch.Tensor, val_squares: torch.T
         "how_chosen": f"classes: the fewest ImageNet classes carrying {mass:.0%} of the mean ImageNet softmax over "
                       f"the {len(train_squares)} stratified training images; threshold: the {1 - pass_rate:.0%} "
                       f"quantile of the flower score over the {len(val_squares)} stratified validation images",
-        "alternatives_val": [{k: v for k, v in fit_gate(train_logits, val_logits, m, pass_rate).items()
-                              if k != "classes"} | {"n_classes": len(flower_classes(softmax(train_logits), m))}
-                             for m in GATE_MASS_ALTERNATIVES],
+        "alternatives_val": [{k: v for k, v in fit.items() if k != "classes"} | {"n_classes": len(fit["classes"])}
+                             for fit in (fit_gate(train_logits, val_logits, m, pass_rate) for m in GATE_MASS_ALTERNATIVES)],
         "produced_by": GATE_CMD, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     if int8:  # what quantisation changes, on validation: score error and gate decisions flipped

@@ -63,8 +63,6 @@ from .quantize import (
 from .timing import measure
 from .weights import OnnxClassifier
 
-# 99%, not 95%: at ~98% accuracy a 95% target keeps every validation image and the 'not sure' flag never
-# fires; 99% flags the least certain few percent, which is where hard real-world photos land.
 MAX_PTQ_DROP = 0.005  # quantisation-aware fine-tuning would be warranted beyond this loss of top-1
 
 

@@ -82,7 +82,7 @@ def gradcam(model, img: Image.Image, method: str = "Grad-CAM", target: int | Non
     pre = model.preprocess
     x = pre.from_pil(img)
     with torch.no_grad():
-        fmap = model.stages(x).contiguous()
+        fmap = model.feature_map(x).contiguous()
     with torch.enable_grad():
         fmap.requires_grad_(True)
         weights = {k: v.detach() for k, v in model.head.named_parameters()}

@@ -104,8 +104,8 @@ class ReferencePhotos:
 
     def __init__(self, root=None, protocol: str = SHIPPED_PROTOCOL):
         self.protocol = protocol
-        self.record = art.reference_photos_record(root)
-        rel = self.record.file if self.record else REFERENCE_REL.format(protocol=protocol)
+        record = art.reference_photos_record(root)
+        rel = record.file if record else REFERENCE_REL.format(protocol=protocol)
         self.path = art.artifacts_dir(root) / rel
         self.by_class: dict[int, list[bytes]] = {}
         if self.path.is_file():
@@ -150,7 +150,8 @@ def _thumb_bytes(path: Path, size: int) -> bytes:
 # Builders (from the dataset and the saved split; build time only)
 # ---------------------------------------------------------------------------------------------
 def build_reference(data_root=None, artifacts_root=None, protocol: str = SHIPPED_PROTOCOL,
-                    per_class: int = REFERENCE_PER_CLASS, size: int = REFERENCE_SIZE, seed: int = 0) -> dict:
+                    per_class: int = REFERENCE_PER_CLASS, size: int = REFERENCE_SIZE,
+                    seed: int = 0) -> art.ReferencePhotosEntry:
     """``per_class`` training images of every class (a seeded draw), as ``size`` px square JPEGs in one
     pack, recorded in the manifest. Training images only: the test split stays unseen by the app too."""
     index = load_index(data_root)

@@ -29,8 +29,7 @@ from .localise import (
     LOCALISE_CMD,
     Localisation,
     LocaliseRule,
-    combine_typicality,
-    combine_views,
+    combine_stage,
     localise,
 )
 from .novelty import FEATURES_OUTPUT, NOVELTY_CMD, EnsembleTypicality, Typicality
@@ -506,15 +505,12 @@ class Predictor:
             for place, passed in zip(places, self.gate.passes(flower_scores)):
                 place.used = place.used and bool(passed)
         cropped = [i for i, place in enumerate(places) if place.used]
-        probs = whole.copy()
-        typical = None if typicality is None else np.asarray(typicality, dtype=np.float64).copy()
+        probs, typical = whole, None if typicality is None else np.asarray(typicality, dtype=np.float64)
         if cropped:
             crops = np.concatenate([pre.array_from_pil(images[i].crop(places[i].box.as_tuple())) for i in cropped])
             crop_logits, crop_typicality = self.logits_and_typicality(crops)
             crop_probs = softmax(crop_logits, self.temperature).astype(np.float32)
-            probs[cropped] = combine_views(whole[cropped], crop_probs, rule.combine)
-            if typical is not None:
-                typical[cropped] = combine_typicality(typical[cropped], crop_typicality, rule.combine)
+            probs, typical = combine_stage(whole, typical, crop_probs, crop_typicality, cropped, rule.combine)
         latency = (time.perf_counter() - start) * 1000 / len(probs)
         scores = [None] * len(probs) if flower_scores is None else [float(s) for s in flower_scores]
         typical = [None] * len(probs) if typical is None else [float(t) for t in typical]

@@ -177,6 +177,20 @@ def combine_typicality(whole: np.ndarray, crop: np.ndarray, how: str) -> np.ndar
     return {"whole": whole, "crop": crop}.get(how, (whole + crop) / 2)
 
 
+def combine_stage(whole_probs: np.ndarray, whole_typicality: np.ndarray | None, crop_probs: np.ndarray,
+                  crop_typicality: np.ndarray | None, used, how: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The stage's answers for a batch: the whole photos' probabilities and typicality (None: no novelty check), with
+    the rows ``used`` (a mask or indices; the crop arrays hold those rows only) combined with their crop's
+    (``combine_views``, ``combine_typicality``). New arrays; the inputs are left as they are."""
+    probs = np.array(whole_probs, copy=True)
+    probs[used] = combine_views(probs[used], crop_probs, how)
+    if whole_typicality is None:
+        return probs, None
+    typical = np.array(whole_typicality, dtype=np.float64, copy=True)
+    typical[used] = combine_typicality(typical[used], crop_typicality, how)
+    return probs, typical
+
+
 LOOKED_COLOUR, OTHER_BLOOM_COLOUR = (255, 200, 0), (255, 255, 255)
 
 

@@ -164,7 +164,7 @@ def score_test(models, data_root=None, artifacts_root=None, threads: int | None 
         row = {"localised": float((np.array([q.class_id for q in preds]) == labels).mean()),
                "whole": float((np.array([q.whole_photo.class_id for q in preds]) == labels).mean()),
                "crop_used": float(np.mean([q.localisation.used for q in preds])),
-               "recorded_test_top1": art.model_entry(name, SHIPPED_PROTOCOL, artifacts_root).top1("test")}
+               "recorded_test_top1": p.entry.top1("test")}
         result[name] = row
         print(f"[localise] test {name}: {row}", flush=True)
     record_test(result, artifacts_root)

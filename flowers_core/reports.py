@@ -21,9 +21,6 @@ class Report:
         """Where the report goes: ``output`` when given, else ``path`` under the artifacts folder."""
         return Path(output) if output else artifacts_dir(root) / self.path
 
-    def exists(self, root=None) -> bool:
-        return self.file(root).is_file()
-
     def read(self, root=None) -> dict:
         """The report, or ArtifactMissing naming the command that writes it."""
         path = self.file(root)

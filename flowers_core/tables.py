@@ -113,10 +113,9 @@ def robustness_table(root=None) -> tuple[pd.DataFrame, dict]:
     shifts, models = df["shift"].unique(), df["model"].unique()
     table = df.pivot(index="shift", columns="model", values="top1").reindex(index=shifts, columns=models)
     table = table.rename(columns=lambda m: f"top-1 {pretty(m)}")
-    if "whole_photo" in df.columns:  # models with the localisation stage: their whole-photo answers beside
-        for model, g in df[df["whole_photo"].notna()].groupby("model", sort=False):
-            whole = g.set_index("shift")["whole_photo"].reindex(shifts).map(lambda r: r["top1"])
-            table.insert(table.columns.get_loc(f"top-1 {pretty(model)}") + 1, f"top-1 {pretty(model)}, whole photo only", whole)
+    for model, whole in _whole_photo_top1(df).items():  # models with the localisation stage: without it beside
+        table.insert(table.columns.get_loc(f"top-1 {pretty(model)}") + 1, f"top-1 {pretty(model)}, whole photo only",
+                     whole.reindex(shifts))
     if "flagged_not_sure" in df.columns:
         for model, g in df[df["flagged_not_sure"].notna()].groupby("model", sort=False):
             g = g.set_index("shift").reindex(shifts)
@@ -125,19 +124,24 @@ def robustness_table(root=None) -> tuple[pd.DataFrame, dict]:
     return table.reset_index(), {k: v for k, v in data.items() if k != "rows"}
 
 
+def _whole_photo_top1(df: pd.DataFrame) -> dict[str, pd.Series]:
+    """Of the robustness rows (``df``), each model that answered with the localisation stage: the top-1 of its whole
+    photo's answers (the same pass, without the stage), by shift."""
+    if "whole_photo" not in df.columns:
+        return {}
+    return {model: g.set_index("shift")["whole_photo"].map(lambda r: r["top1"])
+            for model, g in df[df["whole_photo"].notna()].groupby("model", sort=False)}
+
+
 def robustness_localised(root=None) -> pd.DataFrame:
     """The robustness report's models that answered with the localisation stage: per shift, top-1 from the whole
     photo alone and with the stage (the same pass), fractions; empty when none did."""
     df = pd.DataFrame(reports.ROBUSTNESS.read(root)["rows"])
-    if "whole_photo" not in df.columns:
-        return pd.DataFrame()
-    df = df[df["whole_photo"].notna()]
-    table = pd.DataFrame({"shift": df["shift"].unique()}).set_index("shift")
-    for model, g in df.groupby("model", sort=False):
-        g = g.set_index("shift")
-        table[f"{pretty(model)}: whole photo"] = g["whole_photo"].map(lambda r: r["top1"])
-        table[f"{pretty(model)}: localised"] = g["top1"]
-    return table.reset_index()
+    table = pd.DataFrame()
+    for model, whole in _whole_photo_top1(df).items():
+        table[f"{pretty(model)}: whole photo"] = whole
+        table[f"{pretty(model)}: localised"] = df[df["model"] == model].set_index("shift")["top1"]
+    return table.rename_axis("shift").reset_index() if len(table.columns) else table
 
 
 ANSWER_COLUMNS = {"answered": "answered", "accuracy_when_answered": "accuracy when answered",
@@ -425,7 +429,7 @@ def coverage(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> tuple[pd
     unc = entry.uncertainty
     rel = unc.get("coverage_accuracy")
     if rel and (art.artifacts_dir(root) / rel).is_file():
-        curve = json.loads((art.artifacts_dir(root) / rel).read_text())["test"]  # distill.update_uncertainty's file
+        curve = json.loads((art.artifacts_dir(root) / rel).read_text())["test"]  # checks.update_uncertainty's file
         return pd.DataFrame(curve), unc.get("entropy_threshold"), rel
     probs, _, labels = test_probs(name, protocol, root)
     return pd.DataFrame(coverage_accuracy(probs, labels)), unc.get("entropy_threshold"), entry.probs["test"]

@@ -4,6 +4,8 @@ import json
 from flowers_core import artifacts as art
 from flowers_core import catalog
 
+RUNTIME_OF_FORMAT = {"safetensors": "torch", "ensemble": "ensemble", "onnx": "onnx"}  # manifest ``format`` -> ``runtime``
+
 
 def test_a_manifest_entry_round_trips_and_keeps_what_it_does_not_type():
     recorded = {"name": "level9", "level": 9, "protocol": "stratified", "format": "safetensors",
@@ -41,4 +43,4 @@ def test_the_committed_manifest_runs_each_model_as_the_catalogue_says():
     """The catalogue declares how a model runs; the manifest records the file training wrote: they must agree."""
     for protocol, models in art.read_manifest().get("models", {}).items():
         for name, recorded in models.items():
-            assert catalog.RUNTIME_OF_FORMAT[recorded["format"]] == catalog.get(name).runtime, (protocol, name)
+            assert RUNTIME_OF_FORMAT[recorded["format"]] == catalog.get(name).runtime, (protocol, name)

@@ -1,6 +1,8 @@
 """RESULTS.md is written whole by ``python -m tools.summary`` from the committed artifacts: it must be exactly
 what they give, so a benchmark or training run that changed an artifact without regenerating it fails here."""
-from tools.summary import RESULTS, main, render
+import shutil
+
+from tools.summary import README, RESULTS, main, render
 
 
 def test_results_md_is_what_the_committed_artifacts_give():
@@ -10,12 +12,13 @@ def test_results_md_is_what_the_committed_artifacts_give():
 def test_check_mode_fails_on_a_stale_file_and_changes_nothing(tmp_path):
     stale = tmp_path / "RESULTS.md"
     stale.write_text("# Results\n\nold numbers\n")
+    readme = shutil.copy(README, tmp_path / "README.md")  # the repository's own README is not written by a test
     try:
-        main(["--check", "--output", str(stale)])
+        main(["--check", "--output", str(stale), "--readme", str(readme)])
     except SystemExit as e:
         assert "python -m tools.summary" in str(e)
     else:
         raise AssertionError("--check accepted a stale file")
     assert stale.read_text() == "# Results\n\nold numbers\n"
-    main(["--output", str(stale)])
-    main(["--check", "--output", str(stale)])  # now up to date: no exit
+    main(["--output", str(stale), "--readme", str(readme)])
+    main(["--check", "--output", str(stale), "--readme", str(readme)])  # now up to date: no exit

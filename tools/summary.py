@@ -334,6 +334,11 @@ def realworld_section(root=None) -> list[str]:
             *confusion_lines(root), *realworld_operating_lines(root)]
 
 
+def _realworld_or_empty(root=None) -> dict:
+    """The real-world report, or one with no model rows when it was not run yet."""
+    return reports.REALWORLD.read_or_none(root) or {"models": []}
+
+
 def localisation_section(root=None) -> list[str]:
     """Find the flower, then classify (issue #28): the rule chosen on validation, its effect on people's photos
     (the same run's whole-photo answers beside the localised ones), on the test split and on latency, and the
@@ -341,7 +346,7 @@ def localisation_section(root=None) -> list[str]:
     record = art.localise_record(root)
     if record is None:
         return ["No localisation rule recorded yet: run `python -m train.localise`.", ""]
-    data = reports.REALWORLD.read_or_none(root) or {"models": []}
+    data = _realworld_or_empty(root)
     table = tables.localisation_table(data)
     lines = [f"## Find the flower, then classify (`{record.command}`)", "",
              f"Rule: {record.rule} (a square crop around the strongest hot region of the INT8 student's class map of "
@@ -680,8 +685,7 @@ def open_targets(root=None) -> list[tuple[str, str, bool]]:
         pass
     record = art.localise_record(root)
     if record is not None:
-        checks += localisation_checks(tables.localisation_table(reports.REALWORLD.read_or_none(root) or {"models": []}),
-                                      record, root)
+        checks += localisation_checks(tables.localisation_table(_realworld_or_empty(root)), record, root)
     return checks
 
 

@@ -30,8 +30,8 @@ from ..checks import TARGET_SELECTIVE_ACCURACY
 from ..data import SHIPPED_PROTOCOL
 from ..engine import CachedViews, fit, seed_everything
 from ..evaluate import entropy, entropy_rule, pass_threshold, softmax
-from ..inference import localise_rule, verdict
-from ..localise import LocaliseRule, combine_typicality, combine_views, localise
+from ..inference import verdict
+from ..localise import LocaliseRule, combine_stage, localise
 from ..models import FlowerNet, create_model
 from ..novelty import DISTANCE, MAX_UNSEEN_ANSWERED, PASS_RATE, SWEPT_PASS_RATES, Typicality, operating_point
 from ..pipeline import LEVELS, LevelSpec, Workspace, training_views
@@ -140,12 +140,16 @@ def score_fold(model: FlowerNet, ws: Workspace, held: np.ndarray, pass_rate: flo
     check, known, unknown, threshold = typicality[SHIPPED_DISTANCE]
     correct = val_logits.argmax(1) == val_labels
 
-    def app_rule(typicality_threshold: float) -> dict:
+    def app_rule(typicality_threshold: float, known_view=(known_entropy, known, correct),
+                 unseen_view=(unseen_entropy, unknown)) -> dict:
+        """The app's verdict on the trained species' validation images (entropy, typicality, top-1 right) and on
+        the held-out species' images (entropy, typicality): the whole images' by default."""
         answers = np.vectorize(lambda e, t: verdict(e, entropy_threshold, typicality=t,
                                                     typicality_threshold=typicality_threshold) == "species", otypes=[bool])
-        known_answered = answers(known_entropy, known)
-        return {**_row(known_answered, answers(unseen_entropy, unknown)),
-                "trained_val_accuracy_when_answered": float(correct[known_answered].mean()) if known_answered.any() else None}
+        entropies, typical, right = known_view
+        known_answered = answers(entropies, typical)
+        return {**_row(known_answered, answers(*unseen_view)),
+                "trained_val_accuracy_when_answered": float(right[known_answered].mean()) if known_answered.any() else None}
 
     result[APP_RULE] = app_rule(threshold)
     localised = None
@@ -153,23 +157,17 @@ def score_fold(model: FlowerNet, ws: Workspace, held: np.ndarray, pass_rate: flo
         squares = {part: ws.squares(model.preprocess.resize_size, part) for part in ("train", "val")}
         unseen_squares = torch.cat([squares[part][torch.from_numpy(unseen[part])] for part in outputs])
 
-        def stage(logits: np.ndarray, features: np.ndarray, photos: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def stage(logits: np.ndarray, typical: np.ndarray, photos: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             crop_logits, crop_features, used = crop_outputs(model, photos, rule)
-            probs = softmax(logits, temperature)
-            probs[used] = combine_views(probs[used], softmax(crop_logits[used], temperature), rule.combine)
-            typical = check.scores(features)
-            typical[used] = combine_typicality(typical[used], check.scores(crop_features[used]), rule.combine)
-            return probs, typical, used
+            return (*combine_stage(softmax(logits, temperature), typical, softmax(crop_logits[used], temperature),
+                                   check.scores(crop_features[used]), used, rule.combine), used)
 
-        known_probs, known_typical, known_used = stage(val_logits, val_features, squares["val"][torch.from_numpy(~unseen["val"])])
-        unseen_probs, unseen_typical, unseen_used = stage(unseen_logits, unseen_features, unseen_squares)
-        answers = np.vectorize(lambda e, t: verdict(e, entropy_threshold, typicality=t, typicality_threshold=threshold)
-                               == "species", otypes=[bool])
-        known_answered = answers(entropy(known_probs), known_typical)
-        localised = {**_row(known_answered, answers(entropy(unseen_probs), unseen_typical)),
-                     "trained_val_accuracy_when_answered": float((known_probs.argmax(1) == val_labels)[known_answered].mean())
-                     if known_answered.any() else None,
-                     "trained_val_top1": float((known_probs.argmax(1) == val_labels).mean()),
+        known_probs, known_typical, known_used = stage(val_logits, known, squares["val"][torch.from_numpy(~unseen["val"])])
+        unseen_probs, unseen_typical, unseen_used = stage(unseen_logits, unknown, unseen_squares)
+        known_correct = known_probs.argmax(1) == val_labels
+        localised = {**app_rule(threshold, (entropy(known_probs), known_typical, known_correct),
+                                (entropy(unseen_probs), unseen_typical)),
+                     "trained_val_top1": float(known_correct.mean()),
                      "trained_val_top1_whole": float(correct.mean()),
                      **{f"{k}_whole": v for k, v in result[APP_RULE].items() if k != "auroc"},
                      "trained_val_crop_used": float(known_used.mean()), "unseen_crop_used": float(unseen_used.mean())}
@@ -192,7 +190,8 @@ def run(folds=tuple(range(FOLDS)), data_root=None, artifacts_root=None, spec: Le
     """Every fold of ``folds``; with ``localised``, the app's rule with the localisation stage too, by the rule the
     manifest records (none recorded: not scored)."""
     ws = Workspace(SHIPPED_PROTOCOL, data_root, artifacts_root)
-    rule = localise_rule(artifacts_root, on=True) if localised and art.localise_record(artifacts_root) else None
+    record = art.localise_record(artifacts_root) if localised else None
+    rule = LocaliseRule.from_dict(record.rule) if record else None
     results = []
     for fold in folds:
         t0 = time.perf_counter()
