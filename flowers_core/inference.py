@@ -39,8 +39,8 @@ from .runtime import OnnxSession
 log = logging.getLogger(__name__)
 
 # The one upload size limit, in bytes, as people count them (1 MB = 1,000,000 bytes, like browsers and
-# phones). The app's `.streamlit/config.toml` lets a file slightly larger than this through its uploader
-# (server.maxUploadSize = MAX_MB + 1, in MB) so that this module's message is what a visitor reads;
+# phones). The app's `.streamlit/config.toml` sets its uploader's transport cap well above this
+# (server.maxUploadSize, in MiB) so that this module's message is what a visitor reads;
 # tests/test_app.py checks that the two agree.
 MAX_MB = 30
 MAX_BYTES = MAX_MB * 1_000_000  # larger than any phone photo

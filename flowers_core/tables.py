@@ -104,6 +104,9 @@ def latency_p50(root=None) -> dict[str, float]:
     return {str(m): float(g["p50_ms"].iloc[0]) for m, g in df.groupby("model")}
 
 
+WHOLE_PHOTO_ONLY = ", whole photo only"  # robustness_table's suffix for a localising model's answers without the stage
+
+
 def robustness_table(root=None) -> tuple[pd.DataFrame, dict]:
     """Per photo-like shift of the test images: each model's top-1 (for a model with the localisation stage, also
     its whole photo's answers without it), and for models with a stored threshold the share flagged 'not sure'
@@ -114,7 +117,7 @@ def robustness_table(root=None) -> tuple[pd.DataFrame, dict]:
     table = df.pivot(index="shift", columns="model", values="top1").reindex(index=shifts, columns=models)
     table = table.rename(columns=lambda m: f"top-1 {pretty(m)}")
     for model, whole in _whole_photo_top1(df).items():  # models with the localisation stage: without it beside
-        table.insert(table.columns.get_loc(f"top-1 {pretty(model)}") + 1, f"top-1 {pretty(model)}, whole photo only",
+        table.insert(table.columns.get_loc(f"top-1 {pretty(model)}") + 1, f"top-1 {pretty(model)}{WHOLE_PHOTO_ONLY}",
                      whole.reindex(shifts))
     if "flagged_not_sure" in df.columns:
         for model, g in df[df["flagged_not_sure"].notna()].groupby("model", sort=False):

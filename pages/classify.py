@@ -33,6 +33,7 @@ with right:
     several = len(loaded) > 1
     disagree = photos_disagree(preds)
     pred = preds[0] if disagree else clf.combine(preds)
+    latency_ms = sum(p.latency_ms for p in preds)
     refs = ui.reference_photos()
 
     if disagree:
@@ -57,7 +58,7 @@ with right:
     if metric:
         label, value, help_text = metric
         c1.metric(label, value, help=help_text)
-    (c2 if metric else c1).metric("Time taken", f"{sum(p.latency_ms for p in preds):.0f} ms")
+    (c2 if metric else c1).metric("Time taken", f"{latency_ms:.0f} ms")
     if truth is not None:
         ok = truth == pred.label and pred.verdict == "species"
         st.caption(f"{'✅' if ok else 'ℹ️'} This example photo is {ui.with_article(truth)}.")
@@ -103,7 +104,7 @@ with right:
             ("Input", f"{clf.preprocess.input_size}×{clf.preprocess.input_size} centre crop of a "
                       f"{clf.preprocess.resize_size} px square; decoded {img.width}×{img.height}"
                       + (" (first photo)" if several else "")),
-            ("Latency", f"{sum(p.latency_ms for p in preds):.1f} ms for {'these photos' if several else 'this photo'} "
+            ("Latency", f"{latency_ms:.1f} ms for {'these photos' if several else 'this photo'} "
                         "(preprocessing + model, CPU)"),
         ]
         st.table({"": [r[0] for r in rows], "value": [r[1] for r in rows]})

@@ -63,24 +63,22 @@ st.dataframe(table, hide_index=True, height=300, column_config={
 
 thumbs = ui.thumbnails(SHIPPED_PROTOCOL)
 st.subheader("Most confused pairs")
-pairs = tables.confused_pairs(cm, classes, k=10)
+pairs = tables.confused_pairs(cm, [ui.display_name(c) for c in classes], k=10)
 if pairs.empty:
     st.success("This model made no mistakes on this test set.")
 else:
-    st.dataframe(pairs.drop(columns=["true id", "predicted id"]).assign(
-        **{c: pairs[c].map(ui.display_name) for c in ("true class", "predicted as")}), hide_index=True,
+    st.dataframe(pairs.drop(columns=["true id", "predicted id"]), hide_index=True,
                  column_config={"share of true class": st.column_config.NumberColumn(format="percent")})
     if not thumbs.pack:
         st.caption("Example thumbnails are not shipped (`python -m train.gallery --build`).")
     else:
         for _, row in pairs.head(5).iterrows():
-            st.markdown(f"**{ui.display_name(row['true class'])}** → mistaken for "
-                        f"**{ui.display_name(row['predicted as'])}** ({row['count']}×)")
+            st.markdown(f"**{row['true class']}** → mistaken for **{row['predicted as']}** ({row['count']}×)")
             a, b = st.columns(2)
             for col, cid, label in ((a, row["true id"], row["true class"]), (b, row["predicted id"], row["predicted as"])):
                 imgs = thumbs.of_class(int(cid), 4)
                 if imgs:  # the name once, above the photos (a caption under each 64 px photo broke names mid-word)
-                    col.caption(ui.display_name(label))
+                    col.caption(label)
                     col.image(imgs, width=72)
 
 st.subheader("Test images this model got wrong")
@@ -97,18 +95,18 @@ true_filter = f1.selectbox("True class", ["all"] + sorted(wrong["true class"].un
                            format_func=lambda c: c if c == "all" else ui.display_name(c))
 shown = f2.slider("Images shown", 4, min(96, max(4, len(wrong))), min(24, max(4, len(wrong))), 4, key="wrong_n")
 sel = wrong if true_filter == "all" else wrong[wrong["true class"] == true_filter]
+sel = sel.assign(**{c: sel[c].map(ui.display_name) for c in ("true class", "predicted")})
 st.caption(f"{len(wrong)} wrong test images, most confident mistakes first.")
 if protocol == "official" and not thumbs.has_dataset:
     st.caption("Pictures for the official protocol are read from the dataset folder, which is not present: "
                "only the table is shown.")
 if thumbs.available:  # photos that flow and wrap at their own size (columns stacked into one blurry column on a phone)
-    rows = [r for _, r in sel.head(shown).iterrows() if thumbs.get(int(r["image id"])) is not None]
+    rows = [(r, photo) for _, r in sel.head(shown).iterrows() if (photo := thumbs.get(int(r["image id"]))) is not None]
     if rows:
-        st.image([thumbs.get(int(r["image id"])) for r in rows], width=110,
-                 caption=[f"#{int(r['image id'])} {ui.display_name(r['true class'])} → {ui.display_name(r['predicted'])} "
-                          f"({r['confidence']:.0%})" for r in rows])
+        st.image([photo for _, photo in rows], width=110,
+                 caption=[f"#{int(r['image id'])} {r['true class']} → {r['predicted']} ({r['confidence']:.0%})"
+                          for r, _ in rows])
 with st.expander("All wrong test images (table)"):
-    st.dataframe(sel.drop(columns=["true id", "predicted id"]).assign(
-        **{c: sel[c].map(ui.display_name) for c in ("true class", "predicted")}), hide_index=True,
+    st.dataframe(sel.drop(columns=["true id", "predicted id"]), hide_index=True,
                  column_config={"confidence": st.column_config.NumberColumn(format="percent"),
                                 "prob. of true class": st.column_config.NumberColumn(format="percent")})

@@ -109,8 +109,8 @@ with stored:
                          column_config={c: st.column_config.NumberColumn(format="%.1f")
                                         for c in by_cpu.columns if c != "model"})
         if {"model", "p50_ms"} <= set(table.columns):
-            ok = table[table["p50_ms"].notna()]
-            st.plotly_chart(go.Figure(go.Bar(x=ok["model"].map(tables.pretty), y=ok["p50_ms"], marker_color="#b5338a"))
+            ok = shown[shown["p50_ms"].notna()]
+            st.plotly_chart(go.Figure(go.Bar(x=ok["model"], y=ok["p50_ms"], marker_color="#b5338a"))
                             .update_layout(yaxis_title="median ms (batch 1)", height=300,
                                            margin=dict(l=10, r=10, t=10, b=10))
                             .update_xaxes(automargin=True, tickangle=-30), key="lat_stored")

@@ -77,7 +77,7 @@ try:
     rob, info = tables.robustness_table()
     st.dataframe(rob, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
                                                       for c in rob.columns[1:]})
-    localised = [c for c in rob.columns if c.endswith("whole photo only")]
+    localised = any(c.endswith(tables.WHOLE_PHOTO_ONLY) for c in rob.columns)
     st.caption(f"{info['n_images']} {info['protocol']} test images, measured {info['date']} "
                f"by `{reports.ROBUSTNESS.command}`."
                + (" The models with a “whole photo only” column find the flower first, as the app does, and look "

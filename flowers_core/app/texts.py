@@ -3,11 +3,12 @@ visitor reads them and their scientific names: kept apart from ``ui`` so that th
 importing Streamlit."""
 import csv
 from functools import cache
-from pathlib import Path
+
+from ..gallery import ASSETS
 
 # Each Flowers-102 class's scientific name, rank (species or genus) and family, with the reference it was
 # checked against (its own column): shown with an answer and on the Species page.
-TAXONOMY_CSV = Path(__file__).resolve().parents[2] / "assets" / "species_taxonomy.csv"
+TAXONOMY_CSV = ASSETS / "species_taxonomy.csv"
 TAXONOMY_COLUMNS = ("label", "scientific_name", "rank", "family", "note", "checked_against")
 TAXONOMY_RANKS = ("species", "genus", "cultivar", "family")  # several Flowers-102 classes are a genus or more
 UPLOAD_LABEL = "Upload a flower photo"

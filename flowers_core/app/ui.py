@@ -618,12 +618,13 @@ def verdict_text(pred, several: bool = False) -> tuple[str, str]:
                     f"Of the 102 species I know, {with_article(pred.label)} fits {this} best ({pred.prob:.0%}), but "
                     f"{your} unlike the photos I learned from, so that score cannot vouch for it: it may be a "
                     "flower I don't know, or an unusual view of one I do. Compare with the photos below.")
-        if not pred.candidates():  # every species under CANDIDATE_MIN_PROB: nothing worth naming as a candidate
+        candidates = pred.candidates()
+        if not candidates:  # every species under CANDIDATE_MIN_PROB: nothing worth naming as a candidate
             return NOT_SURE_NONE_HEADLINE, (
                 f"None of the 102 species I know gets more than {CANDIDATE_MIN_PROB:.0%} (the best, "
                 f"{with_article(pred.label)}, gets {pred.prob:.0%}): it may be a flower I don't know, or the flower "
                 "is hard to see. A closer, sharper photo of a single flower helps.")
-        names = _names(pred.candidates())
+        names = _names(candidates)
         if pred.unfamiliar:  # the novelty check: unlike every species, whatever the softmax says
             return NOT_SURE_UNFAMILIAR_HEADLINE.replace("this photo", this), (
                 f"My best guess is {names}, but {your} unlike the photos I learned from: it may be a flower I "
@@ -699,7 +700,7 @@ def taxonomy_text(row: dict) -> str:
     return f"{text} · family {row['family']}"
 
 
-WHERE_LOOKED_PX = 240  # the "where I looked" picture's width: small, under the answer
+WHERE_LOOKED_PX = 240  # the "where I looked" picture's default width (Explain; Classify passes its own)
 
 
 def show_where_looked(img, pred, width: int = WHERE_LOOKED_PX, caption: str | None = None) -> bool:
