@@ -1,7 +1,7 @@
 """Flowers-102 demo: `streamlit run app.py`. Navigation only; each page lives in pages/."""
 import streamlit as st
 
-from flowers_core.app import ui
+from flowers_core.app import widgets
 
 st.set_page_config(page_title="Flower identifier", page_icon="🌼", layout="wide")
 
@@ -19,4 +19,4 @@ PAGES = {  # two audiences: a visitor identifying a flower, and whoever wants to
     ],
 }
 
-ui.run_guarded(st.navigation(PAGES))
+widgets.run_guarded(st.navigation(PAGES))

@@ -11,11 +11,12 @@ import argparse
 import json
 import sys
 
-from . import catalog
-from .artifacts import ArtifactMissing
-from .catalog import MODELS
-from .data import PROTOCOLS, SHIPPED_PROTOCOL
-from .inference import ImageError, Predictor, load_image
+from .predictors import open_predictor
+from .serve.decode import ImageError, load_image
+from .shipped import catalog
+from .shipped.catalog import MODELS
+from .shipped.paths import ArtifactMissing
+from .shipped.splits import PROTOCOLS, SHIPPED_PROTOCOL
 
 # CLI names -> manifest names ("student" is the production INT8 model, "student_fp32" its float twin)
 MODEL_ALIASES = {m.cli_name: m.name for m in MODELS}
@@ -29,11 +30,11 @@ def main(argv=None) -> int:
     p.add_argument("--artifacts", default=None, help="artifacts folder (default: artifacts/)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--localise", action=argparse.BooleanOptionalAction, default=None,
-                   help="also classify a crop around the flower and combine the two views (flowers_core.localise); "
+                   help="also classify a crop around the flower and combine the two views (flowers_core.serve.localise); "
                    "default: as the manifest ships it. The answer's 'localisation' gives the crop box")
     args = p.parse_args(argv)
     try:
-        predictor = Predictor(MODEL_ALIASES[args.model], args.protocol, args.artifacts, threads=args.threads,
+        predictor = open_predictor(MODEL_ALIASES[args.model], args.protocol, args.artifacts, threads=args.threads,
                               localise=args.localise)
     except ArtifactMissing as e:
         print(json.dumps({"error": str(e)}))

@@ -2,45 +2,47 @@
 photo is a new question; up to three photos are combined only when the visitor adds them as the same plant."""
 import streamlit as st
 
-from flowers_core import tables
-from flowers_core.app import ui
-from flowers_core.inference import photos_disagree
+from flowers_core.app import picker, resources, widgets
+from flowers_core.app.handover import hand_over_to_app
+from flowers_core.serve import words
+from flowers_core.shipped import catalog
+
+hand_over_to_app()
 
 st.title("🌼 Which flower is this?")
 st.write("Upload or take a photo of one flower and I'll tell you which of the 102 species I know it is.")
 
-clf, skipped = ui.default_classifier()
+clf, skipped = resources.default_classifier()
 if clf is None:
-    ui.missing("No trained model was found in this copy of the app. " + " ".join(skipped[-1:]),
+    widgets.missing("No trained model was found in this copy of the app. " + " ".join(skipped[-1:]),
                "The flower identifier")
     st.stop()
 
 left, right = st.columns([2, 3], gap="large")
 with left:
-    ui.photo_picker("classify", gallery=None)
-photos = ui.current_photos()
+    picker.photo_picker("classify", gallery=None)
+photos = picker.current_photos()
 if not photos:  # before a question: the examples here; after one, below the answer (a phone shows it first)
     with left:
         st.caption("…or try one of these example photos:")
-        ui.example_gallery("classify", "grid")
+        picker.example_gallery("classify", "grid")
     with right:
         st.info("Your answer will appear here.")
     st.stop()
 
 with right:
-    loaded = ui.photo_images(photos, None, remove_key="classify")
+    loaded = picker.photo_images(photos, None, remove_key="classify")
     preds = clf.predict_many([img for _, img, _ in loaded])
     several = len(loaded) > 1
-    disagree = photos_disagree(preds)
-    pred = preds[0] if disagree else clf.combine(preds)
+    pred, disagree = clf.answer(preds)
     latency_ms = sum(p.latency_ms for p in preds)
-    refs = ui.reference_photos()
+    refs = resources.reference_photos()
 
     if disagree:
-        ui.show_disagreement(preds)
+        widgets.show_disagreement(preds)
     else:
-        ui.show_verdict(pred, several)
-    ui.scroll_to_answer()
+        widgets.show_verdict(pred, several)
+    picker.scroll_to_answer()
     st.page_link("pages/species.py", label=f"I know {len(clf.classes)} species: see them all", icon="🌸")
     if several:
         st.caption(f"Your {len(loaded)} photos of one plant: "
@@ -48,12 +50,12 @@ with right:
                       "photo's own answer is below."))
     else:
         first, img, notes = loaded[0]
-        name = ui.plain(first.name) if first.source != "example" else None
-        if not ui.show_where_looked(img, pred, width=360, caption=name):  # the photo, with where it looked
+        name = words.plain(first.name) if first.source != "example" else None
+        if not widgets.show_where_looked(img, pred, width=360, caption=name):  # the photo, with where it looked
             st.image(img, caption=name, width=360)
-        ui.show_notes(notes)
-    truth = ui.example_truth(photos[0]) if not several else None
-    metric = ui.confidence_metric(pred) if not disagree else None
+        picker.show_notes(notes)
+    truth = picker.example_truth(photos[0]) if not several else None
+    metric = words.confidence_metric(pred) if not disagree else None
     c1, c2 = st.columns(2)
     if metric:
         label, value, help_text = metric
@@ -61,28 +63,28 @@ with right:
     (c2 if metric else c1).metric("Time taken", f"{latency_ms:.0f} ms")
     if truth is not None:
         ok = truth == pred.label and pred.verdict == "species"
-        st.caption(f"{'✅' if ok else 'ℹ️'} This example photo is {ui.with_article(truth)}.")
+        st.caption(f"{'✅' if ok else 'ℹ️'} This example photo is {words.with_article(truth)}.")
     if not disagree:
-        ui.show_candidates(pred, clf.classes, refs)
+        widgets.show_candidates(pred, clf.classes, refs)
 
     if several:
         st.markdown("**Each photo on its own**")
         for col, (one, img, notes), own in zip(st.columns(len(loaded)), loaded, preds):
             with col:
                 st.image(img, width="stretch")
-                st.caption(ui.plain(one.name))
-                st.markdown(f"**{ui.verdict_text(own)[0]}**")
-                st.caption(f"Best guess: {ui.display_name(own.label)} · {own.prob:.0%}")
-                ui.show_notes(notes)
-                ui.remove_button(photos.index(one), "classify")  # its place among all the photos
-    ui.add_photo_box("classify")
+                st.caption(words.plain(one.name))
+                st.markdown(f"**{words.verdict_text(own)[0]}**")
+                st.caption(f"Best guess: {words.display_name(own.label)} · {own.prob:.0%}")
+                picker.show_notes(notes)
+                picker.remove_button(photos.index(one), "classify")  # its place among all the photos
+    picker.add_photo_box("classify")
     if pred.verdict != "not_a_flower" and not disagree:
-        st.plotly_chart(ui.top5_chart(pred.top5, "Top 5 guesses" + (" (all photos together)" if several else "")),
+        st.plotly_chart(widgets.top5_chart(pred.top5, "Top 5 guesses" + (" (all photos together)" if several else "")),
                         key="top5")
 
     with st.expander("Technical details"):
         img = loaded[0][1]
-        rows = [("Model", f"{tables.pretty(clf.name)} ({clf.entry.description})")]
+        rows = [("Model", f"{catalog.title(clf.name)} ({clf.entry.description})")]
         if several:
             rows.append(("Photos", f"{len(loaded)}, " + ("not combined: their own answers name different species"
                                                          if disagree else "combined: the mean of their "
@@ -112,4 +114,4 @@ with right:
             st.caption(f"Skipped {s}")
 
 with st.expander("Try an example photo"):
-    ui.example_gallery("classify", "grid")
+    picker.example_gallery("classify", "grid")

@@ -2,37 +2,42 @@
 import plotly.express as px
 import streamlit as st
 
-from flowers_core import artifacts as art
-from flowers_core import tables
-from flowers_core.app import ui
-from flowers_core.data import SHIPPED_PROTOCOL
+from flowers_core.app import resources, widgets
+from flowers_core.app.handover import hand_over_to_app
+from flowers_core.results import common, explore
+from flowers_core.serve import words
+from flowers_core.shipped import catalog
+from flowers_core.shipped import manifest as art
+from flowers_core.shipped.splits import PROTOCOLS, SHIPPED_PROTOCOL
+
+hand_over_to_app()
 
 st.title("🔀 Confusions")
 st.write("Which flowers does a model mix up? Everything here comes from the saved test-set results.")
 
 # the controls are in the page, not the sidebar (a phone keeps the sidebar closed)
 c_model, c_protocol = st.columns([2, 1])
-protocol = c_protocol.radio("Split protocol", tables.PROTOCOLS, key="conf_protocol", horizontal=True,
+protocol = c_protocol.radio("Split protocol", PROTOCOLS, key="conf_protocol", horizontal=True,
                             help="stratified: 80/10/10 of all images; official: the dataset's 10-per-class "
                                  "train/val split.")
-names = tables.models(protocol)
+names = common.models(protocol)
 if not names:
-    ui.missing(f"No model has results for the {protocol} protocol; run `python -m train.all --protocol {protocol}`.",
+    widgets.missing(f"No model has results for the {protocol} protocol; run `python -m train.all --protocol {protocol}`.",
                "This page")
     st.stop()
 # opens on the model the app answers with (Classify's preference), when it has results here
-app_model = next((n for n in ui.CLASSIFIER_PREFERENCE if n in names), names[0])
+app_model = next((n for n in resources.CLASSIFIER_PREFERENCE if n in names), names[0])
 name = c_model.selectbox("Model", names, index=names.index(app_model), key="conf_model",
-                         format_func=lambda n: tables.pretty(n) + (" — the model the app uses" if n == app_model else ""))
+                         format_func=lambda n: catalog.title(n) + (" — the model the app uses" if n == app_model else ""))
 
 try:
     classes = art.class_names()
-    metrics = tables.full_metrics(name, protocol)
+    metrics = explore.full_metrics(name, protocol)
 except art.ArtifactMissing as e:
-    ui.missing(str(e), "The confusion matrix")
+    widgets.missing(str(e), "The confusion matrix")
     st.stop()
 cm = metrics["confusion"]
-st.markdown(f"**{tables.pretty(name)}**, {protocol} test set: top-1 **{metrics['top1']:.1%}** on "
+st.markdown(f"**{catalog.title(name)}**, {protocol} test set: top-1 **{metrics['top1']:.1%}** on "
             f"{metrics['n']} images, {sum(cm[i][j] for i in range(len(cm)) for j in range(len(cm)) if i != j)} mistakes.")
 
 st.subheader("Confusion matrix")
@@ -42,8 +47,8 @@ order = c1.selectbox("Order classes by", ["accuracy", "class id", "name"], key="
 only_errors = c2.toggle("Only classes with mistakes", value=True, key="conf_only_err")
 limit = c3.slider("Classes shown", 5, len(cm), min(30, len(cm)), key="conf_limit")
 normalise = c4.toggle("Row-normalised", value=False, key="conf_norm")
-view = tables.confusion_view(cm, classes, order, only_errors, limit, normalise)
-view = view.rename(index=ui.display_name, columns=ui.display_name)
+view = explore.confusion_view(cm, classes, order, only_errors, limit, normalise)
+view = view.rename(index=words.display_name, columns=words.display_name)
 if view.empty:
     st.success("No mistakes to show.")
 else:
@@ -54,16 +59,16 @@ else:
     st.plotly_chart(fig, key="cm")
 
 st.subheader("Per-class accuracy")
-table = tables.per_class_table(metrics, classes)
-table = table.assign(**{c: table[c].map(ui.display_name, na_action="ignore")
+table = explore.per_class_table(metrics, classes)
+table = table.assign(**{c: table[c].map(words.display_name, na_action="ignore")
                         for c in ("class", "most often mistaken for") if c in table.columns})
 st.dataframe(table, hide_index=True, height=300, column_config={
     "accuracy": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
     "precision": st.column_config.NumberColumn(format="percent")})
 
-thumbs = ui.thumbnails(SHIPPED_PROTOCOL)
+thumbs = resources.thumbnails(SHIPPED_PROTOCOL)
 st.subheader("Most confused pairs")
-pairs = tables.confused_pairs(cm, [ui.display_name(c) for c in classes], k=10)
+pairs = explore.confused_pairs(cm, [words.display_name(c) for c in classes], k=10)
 if pairs.empty:
     st.success("This model made no mistakes on this test set.")
 else:
@@ -83,19 +88,19 @@ else:
 
 st.subheader("Test images this model got wrong")
 try:
-    wrong = tables.wrong_predictions(name, protocol)
+    wrong = explore.wrong_predictions(name, protocol)
 except art.ArtifactMissing as e:
-    ui.missing(str(e), "The list of mistakes")
+    widgets.missing(str(e), "The list of mistakes")
     st.stop()
 if wrong.empty:
     st.success("No wrong test images.")
     st.stop()
 f1, f2 = st.columns(2)
 true_filter = f1.selectbox("True class", ["all"] + sorted(wrong["true class"].unique()), key="wrong_true",
-                           format_func=lambda c: c if c == "all" else ui.display_name(c))
+                           format_func=lambda c: c if c == "all" else words.display_name(c))
 shown = f2.slider("Images shown", 4, min(96, max(4, len(wrong))), min(24, max(4, len(wrong))), 4, key="wrong_n")
 sel = wrong if true_filter == "all" else wrong[wrong["true class"] == true_filter]
-sel = sel.assign(**{c: sel[c].map(ui.display_name) for c in ("true class", "predicted")})
+sel = sel.assign(**{c: sel[c].map(words.display_name) for c in ("true class", "predicted")})
 st.caption(f"{len(wrong)} wrong test images, most confident mistakes first.")
 if protocol == "official" and not thumbs.has_dataset:
     st.caption("Pictures for the official protocol are read from the dataset folder, which is not present: "

@@ -5,32 +5,36 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from flowers_core import artifacts as art
-from flowers_core import catalog, tables
-from flowers_core.app import ui
+from flowers_core.app import live_latency, widgets
+from flowers_core.app.handover import hand_over_to_app
+from flowers_core.results import common, latency
+from flowers_core.shipped import catalog
+from flowers_core.shipped import manifest as art
+
+hand_over_to_app()
 
 st.title("⏱️ Latency")
 st.write("How fast is each model on this server's CPU? Run a live measurement and compare it with the "
          "benchmark stored with the models.")
 
 FP32 = catalog.names(runtimes=("torch", "ensemble"))
-available = [m for m in catalog.NAMES if tables.has_weights(m)]
+available = [m for m in catalog.NAMES if common.has_weights(m)]
 live, stored = st.columns([3, 2], gap="large")
 
 with live:
     st.subheader("Live measurement")
     if not available:
-        ui.missing("No model weights are shipped in this copy; run `python -m train.all`.", "Live measurement")
+        widgets.missing("No model weights are shipped in this copy; run `python -m train.all`.", "Live measurement")
     else:
         c1, c2 = st.columns(2)
         fp32_default = [catalog.fp32_twin(catalog.PRODUCTION), catalog.TEACHER]
         chosen = c1.multiselect("Models", [m for m in FP32 if m in available] or FP32,
                                 default=[m for m in fp32_default if m in available][:2]
                                 or [m for m in FP32 if m in available][:1],
-                                format_func=tables.pretty, key="lat_models")
+                                format_func=catalog.title, key="lat_models")
         with_int8 = [m for m in FP32 if catalog.int8_twin(m)]
         precisions = c2.multiselect("Precision", ["fp32", "INT8"], default=["fp32", "INT8"], key="lat_prec",
-                                    help=f"INT8 exists for {', '.join(map(tables.pretty, with_int8))} only "
+                                    help=f"INT8 exists for {', '.join(map(catalog.title, with_int8))} only "
                                          "(ONNX Runtime, static quantisation).")
         c3, c4, c5 = st.columns(3)
         threads = c3.slider("CPU threads", 1, max(1, os.cpu_count() or 1), min(2, os.cpu_count() or 1), key="lat_threads")
@@ -43,13 +47,13 @@ with live:
                 if int8 and int8 in available:
                     names.append(int8)
                 elif int8:
-                    st.caption(f"ℹ️ {tables.pretty(int8)} is not available (`{catalog.produced_by(int8)}`).")
+                    st.caption(f"ℹ️ {catalog.title(int8)} is not available (`{catalog.produced_by(int8)}`).")
         if "INT8" in precisions and any(not catalog.int8_twin(m) for m in chosen):
-            st.caption(f"Only {', '.join(map(tables.pretty, with_int8))} has an INT8 version; "
+            st.caption(f"Only {', '.join(map(catalog.title, with_int8))} has an INT8 version; "
                        "the other models are measured in fp32.")
         if st.button("Run", type="primary", disabled=not names, key="lat_run"):
             bar = st.progress(0.0, text="Loading the models (a few seconds the first time), then measuring…")
-            rows = ui.live_latency(names, threads, batch, iters,
+            rows = live_latency.live_latency(names, threads, batch, iters,
                                    progress=lambda i, n: bar.progress(i / n, text=f"Measuring… {i}/{n}"))
             bar.empty()
             st.session_state["lat_rows"] = rows
@@ -79,16 +83,16 @@ with live:
 with stored:
     st.subheader("Stored benchmark")
     try:
-        table = tables.latency_table()
+        table = latency.latency_table()
     except art.ArtifactMissing as e:
-        ui.missing(str(e), "The stored benchmark")
+        widgets.missing(str(e), "The stored benchmark")
     else:
-        env = tables.latency_environment()
+        env = latency.latency_environment()
         if env:
             st.caption(f"{env.get('cpu', '?')} · {env.get('threads', '?')} threads · measured {env.get('date', '?')}")
         cols = [c for c in ("model", "p50_ms", "p95_ms", "p50_with_check_ms", "throughput_img_s", "size_bytes",
                             "model_peak_mb", "speedup_vs_ensemble", "error") if c in table.columns]
-        shown = table[cols].assign(model=table["model"].map(tables.pretty))
+        shown = table[cols].assign(model=table["model"].map(catalog.title))
         if "size_bytes" in shown:
             shown = shown.assign(size_bytes=shown["size_bytes"] / 1e6)
         st.dataframe(shown, hide_index=True, column_config={
@@ -100,10 +104,10 @@ with stored:
             "model_peak_mb": st.column_config.NumberColumn("memory (MB)", format="%.0f"),
             "speedup_vs_ensemble": st.column_config.NumberColumn("× faster than L4", format="%.1f")})
         st.caption("Median, app's path: the logits plus the novelty check's features and score.")
-        by_cpu = tables.latency_other_cpus()
+        by_cpu = latency.latency_other_cpus()
         if not by_cpu.empty:
             st.markdown("**Batch-1 median (ms) on each kind of CPU measured** (the CPU changes between machines)")
-            by_cpu = by_cpu.assign(model=by_cpu["model"].map(tables.pretty)).rename(
+            by_cpu = by_cpu.assign(model=by_cpu["model"].map(catalog.title)).rename(
                 columns=lambda c: c.replace("p50 (ms) on ", ""))
             st.dataframe(by_cpu, hide_index=True,
                          column_config={c: st.column_config.NumberColumn(format="%.1f")

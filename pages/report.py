@@ -1,49 +1,46 @@
-"""Report: the five levels, their training, the ablation, calibration, the data and model cards."""
+"""Report: the results sections of RESULTS.md (declared once in ``flowers_core.results``), then what only a page
+can show: training curves, calibration plots, the dataset and the model cards."""
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from flowers_core import artifacts as art
-from flowers_core import catalog, reports, tables
-from flowers_core.app import ui
+from flowers_core.app import widgets
+from flowers_core.app.handover import hand_over_to_app
+from flowers_core.results import common, explore, levels, localisation, realworld, robustness
+from flowers_core.shipped import catalog
+from flowers_core.shipped import manifest as art
+from flowers_core.shipped.splits import PROTOCOLS
+
+hand_over_to_app()
+
+# RESULTS.md's sections that a stakeholder reads here too (training time and the app's own benchmarks are on
+# RESULTS.md and the Latency page)
+REPORT_SECTIONS = (levels.accuracy_section, levels.ablation_section, levels.ensemble_section, levels.student_section,
+                   robustness.robustness_section, realworld.realworld_section, localisation.localisation_section,
+                   localisation.recipe_ablation_section)
 
 st.title("📊 Report")
 
-# --- levels --------------------------------------------------------------------------------------
-st.header("The five levels")
-levels = tables.levels_table()
-if levels.empty:
-    ui.missing("No model is recorded in the manifest; run `python -m train.all`.", "The levels table")
-else:
-    pct = {c: st.column_config.NumberColumn(format="percent") for c in levels.columns
-           if c.startswith(("top-", "macro", "ECE"))}
-    st.dataframe(levels.drop(columns=["key"]), hide_index=True, column_config={
-        **pct, "params (M)": st.column_config.NumberColumn(format="%.2f"),
-        "size (MB)": st.column_config.NumberColumn(format="%.2f"),
-        "CPU p50 (ms)": st.column_config.NumberColumn(format="%.1f")})
-    missing = [m for m in catalog.NAMES if m not in set(levels["key"])]
-    if missing:
-        st.caption("Not produced yet: " + ", ".join(f"{tables.pretty(m)} (`{catalog.produced_by(m)}`)" for m in missing)
-                   + ".")
-    if levels["CPU p50 (ms)"].isna().all():
-        st.caption(f"No stored latency yet (`{reports.LATENCY.command}`).")
-    st.caption("Size: shipped weight files (fp16 late stages; the ImageNet trunk comes from the registry's package).")
+# --- the results, as RESULTS.md has them (each section declared once in flowers_core.results) ---------
+st.write("The same sections as RESULTS.md, from the committed reports; open one to read it.")
+for i, section in enumerate(REPORT_SECTIONS):
+    widgets.show_section(section, expanded=i == 0)
 
-protocol = st.radio("Protocol for the sections below", tables.PROTOCOLS, horizontal=True, key="rep_protocol")
-names = tables.models(protocol)
+protocol = st.radio("Protocol for the sections below", PROTOCOLS, horizontal=True, key="rep_protocol")
+names = common.models(protocol)
 
 # --- training curves -----------------------------------------------------------------------------
 st.header("Training curves")
 trained = [m for m in names if m in catalog.names(runtimes=("torch",))]  # the ones with a training log
 if not trained:
-    ui.missing(f"No trained model for the {protocol} protocol.", "Training curves")
+    widgets.missing(f"No trained model for the {protocol} protocol.", "Training curves")
 else:
-    pick = st.multiselect("Models", trained, default=trained, format_func=tables.pretty, key="rep_curves")
+    pick = st.multiselect("Models", trained, default=trained, format_func=catalog.title, key="rep_curves")
     frames, notes = [], []
     for m in pick:
         try:
-            frames.append(tables.training_curve(m, protocol))
+            frames.append(levels.training_curve(m, protocol))
         except art.ArtifactMissing as e:
             notes.append(str(e))
     for n in notes:
@@ -59,110 +56,20 @@ else:
                                 title="Loss (train solid, validation dashed)").update_layout(height=320),
                         key="rep_loss")
 
-# --- ablation ------------------------------------------------------------------------------------
-st.header("Ablation: Level 1 vs Level 2")
-st.write("Level 2 keeps Level 1's network and changes only the training recipe (augmentation and regularisation).")
-try:
-    abl = tables.ablation()
-    st.dataframe(abl, hide_index=True, column_config={"change": st.column_config.NumberColumn(format="%+.4f")})
-    st.dataframe(tables.recipe_diff(), hide_index=True)
-except art.ArtifactMissing as e:
-    ui.missing(str(e), "The ablation")
-
-# --- robustness ----------------------------------------------------------------------------------
-st.header("Photos unlike the test set")
-st.write("Your own photos are harder than the dataset's centred close-ups. The same test images, shifted the way "
-         "real photos differ: accuracy drops, and the student says **not sure** more often instead of guessing.")
-try:
-    rob, info = tables.robustness_table()
-    st.dataframe(rob, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
-                                                      for c in rob.columns[1:]})
-    localised = any(c.endswith(tables.WHOLE_PHOTO_ONLY) for c in rob.columns)
-    st.caption(f"{info['n_images']} {info['protocol']} test images, measured {info['date']} "
-               f"by `{reports.ROBUSTNESS.command}`."
-               + (" The models with a “whole photo only” column find the flower first, as the app does, and look "
-                  "closely at it; that column is their answer without the closer look." if localised else ""))
-except art.ArtifactMissing as e:
-    ui.missing(str(e), "The robustness table")
-
-# --- real-world photos ---------------------------------------------------------------------------
-st.header("People's own photos")
-st.write("Web photos of 8 of the 102 species, of 3 flowers the app does not know, and everyday photos of no "
-         "flower. A good answer names the right species, says **not sure** for the unknown flowers, and "
-         "**not a flower** for the rest. A *not sure* answer shows its most probable species with reference "
-         "photos; the two columns before the time say how often the right one is among them.")
-try:
-    rw, rw_species, rw_info = tables.realworld_table()
-    st.dataframe(rw, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
-                                                     for c in rw.columns[1:] if c != "time (s)"})
-    st.dataframe(rw_species, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
-                                                             for c in rw_species.columns[1:]})
-    mistakes = tables.realworld_confusions((catalog.PRODUCTION, catalog.TEACHER), per_model=6)
-    if not mistakes.empty:
-        st.write("**Most frequent mistakes** on the known species' photos (*of which answered*: given that wrong "
-                 "name instead of *not sure*):")
-        st.dataframe(mistakes, hide_index=True)
-    points = tables.realworld_operating_points((catalog.PRODUCTION, catalog.TEACHER))
-    if not points.empty:
-        st.write("**The same photos at every recorded threshold of the novelty check** (measured after the shipped one was "
-                 "chosen on held-out species, below; not used to choose it): a laxer check answers more photos, less "
-                 "accurately, and names more unknown flowers.")
-        st.dataframe(points, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
-                                                             for c in tables.OPERATING_POINT_SHARES})
-    n = rw_info["n_images"]
-    st.caption(f"{n['known']} photos of known species, {n['unknown']} of unknown flowers, {n['not_flower']} "
-               f"non-flowers; measured {rw_info['date']} by `{reports.REALWORLD.command}`.")
-    if rw_info["stale"]:
-        st.warning(f"Stale: {', '.join(rw_info['stale'])} changed since; re-run `{reports.REALWORLD.command}`.")
-except art.ArtifactMissing as e:
-    ui.missing(str(e), "The real-world table")
-try:
-    novelty = tables.novelty_table()
-    st.write("**Novelty checks.** A flower whose features lie far from every species seen in training is "
-             "answered *not sure*, however confident the model's softmax: below each model's threshold, set so "
-             "that the share of the validation flowers *aimed at* pass (a share chosen on species held out of "
-             "training, below).")
-    st.dataframe(novelty, hide_index=True,
-                 column_config={c: st.column_config.NumberColumn(format="percent")
-                                for c in ("validation flowers aimed at", "validation flowers passing",
-                                          "test images passing")})
-except art.ArtifactMissing as e:
-    ui.missing(str(e), "The novelty checks")
-try:
-    unseen, unseen_info = tables.unseen_species_table()
-    st.write("**Species never seen in training.** Measured inside Flowers-102: a fifth of the species is held out "
-             "of a model's training, and each 'not sure' signal, then the app's rule (either signal), is asked whether "
-             "their photos look like the species it knows (lower passing = better; the last row's passing is the "
-             "share of unknown species' photos given a species name).")
-    st.dataframe(unseen, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
-                                                         for c in unseen.columns[1:-1]})
-    st.caption(f"{len(unseen_info['folds'])} folds, measured {unseen_info['date']} by `{unseen_info['command']}`.")
-    points, _, _, limit = tables.unseen_operating_points(unseen_info)
-    if not points.empty:
-        st.write("**Where to draw the line.** The same held-out species, with the novelty check's threshold set "
-                 "so that other shares of the validation flowers pass: a stricter check gives fewer unknown species "
-                 "a name and answers fewer known ones. *chosen*: the largest share that gives at most "
-                 f"{limit:.0%} of the unknown species' photos a "
-                 "name; *shipped*: the share the app's checks use.")
-        st.dataframe(points, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
-                                                             for c in points.columns[:4]})
-except art.ArtifactMissing as e:
-    ui.missing(str(e), "The held-out species table")
-
 # --- calibration ---------------------------------------------------------------------------------
 st.header("Calibration and selective prediction")
 if not names:
-    ui.missing(f"No model for the {protocol} protocol.", "Calibration")
+    widgets.missing(f"No model for the {protocol} protocol.", "Calibration")
 else:
     production = (catalog.PRODUCTION, catalog.fp32_twin(catalog.PRODUCTION))
     default = next((i for i, m in enumerate(names) if m in production), 0)
-    cal_model = st.selectbox("Model", names, index=default, format_func=tables.pretty, key="rep_cal_model")
+    cal_model = st.selectbox("Model", names, index=default, format_func=catalog.title, key="rep_cal_model")
     try:
-        probs, _, labels = tables.test_probs(cal_model, protocol)
-        rel = tables.reliability(probs, labels)
-        curve, threshold, source = tables.coverage(cal_model, protocol)
+        probs, _, labels = explore.test_probs(cal_model, protocol)
+        rel = explore.reliability(probs, labels)
+        curve, threshold, source = explore.coverage(cal_model, protocol)
     except art.ArtifactMissing as e:
-        ui.missing(str(e), "Calibration")
+        widgets.missing(str(e), "Calibration")
     else:
         c1, c2 = st.columns(2)
         fig = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"),
@@ -193,7 +100,7 @@ else:
 # --- data ----------------------------------------------------------------------------------------
 st.header("The dataset")
 try:
-    dist = tables.class_distribution(protocol)
+    dist = explore.class_distribution(protocol)
     parts = [p for p in ("train", "val", "test") if p in dist.columns]
     fig = px.bar(dist.sort_values("total", ascending=False), x="class", y=parts,
                  title=f"Images per class ({protocol} split: " +
@@ -202,16 +109,16 @@ try:
     st.plotly_chart(fig, key="rep_dist")
     st.caption(f"{len(dist)} classes, {int(dist['total'].min())}–{int(dist['total'].max())} images each.")
 except art.ArtifactMissing as e:
-    ui.missing(str(e), "The class distribution")
+    widgets.missing(str(e), "The class distribution")
 
 # --- model cards ---------------------------------------------------------------------------------
 st.header("Model cards")
-all_names = [m for m in catalog.NAMES if any(m in tables.models(p) for p in tables.PROTOCOLS)]
+all_names = [m for m in catalog.NAMES if any(m in common.models(p) for p in PROTOCOLS)]
 if not all_names:
-    ui.missing("No model in the manifest.", "Model cards")
+    widgets.missing("No model in the manifest.", "Model cards")
 else:
-    card_name = st.selectbox("Model", all_names, format_func=tables.pretty, key="rep_card")
-    card = tables.model_card(card_name, protocol)
+    card_name = st.selectbox("Model", all_names, format_func=catalog.title, key="rep_card")
+    card = levels.model_card(card_name, protocol)
     st.subheader(card["title"])
     st.write(card["description"])
     st.markdown(f"**Intended use.** {card['intended_use']}\n\n**Limitations.** {card['limitations']}")

@@ -1,7 +1,11 @@
 """Species: browse and search the 102 species the app knows, with reference photos and test accuracy."""
 import streamlit as st
 
-from flowers_core.app import ui
+from flowers_core.app import resources, widgets
+from flowers_core.app.handover import hand_over_to_app
+from flowers_core.results import explore
+
+hand_over_to_app()
 
 st.title("🌸 The 102 species")
 st.write("Every flower the app can name, with its scientific name and family, photos from its training set "
@@ -11,20 +15,20 @@ st.caption("The scientific names and families were compiled for this app from bo
            "training photos; they have not yet been checked against a published flora "
            "(`assets/species_taxonomy.csv` says so for each row).")
 
-table, why = ui.species_table()
+table, why = resources.species_table()
 if table is None:
-    ui.missing(why, "The list of species")
+    widgets.missing(why, "The list of species")
     st.stop()
 if why:
     st.info(f"Test accuracy is not available: {why}", icon="ℹ️")
-refs = ui.reference_photos()
+refs = resources.reference_photos()
 if not refs.available:
     st.info(refs.missing_message, icon="ℹ️")
 
 c1, c2 = st.columns([2, 1])
 query = c1.text_input("Search a species", key="species_query", placeholder="e.g. lily, rose, Rosa")
-order = c2.selectbox("Order by", list(ui.SPECIES_ORDERS), key="species_order")
-rows = ui.species_rows(table, query, order)
+order = c2.selectbox("Order by", list(explore.SPECIES_ORDERS), key="species_order")
+rows = explore.species_rows(table, query, order)
 st.caption(f"{len(rows)} of {len(table)} species" + (f" match “{query}”" if query.strip() else ""))
 if rows.empty:
     st.warning("No species matches that name; try a shorter word (e.g. “lily”).")
@@ -37,7 +41,7 @@ shown = rows.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
 for start in range(0, len(shown), 3):
     for col, (_, row) in zip(st.columns(3), shown.iloc[start:start + 3].iterrows()):
         with col:
-            ui.species_card(row, refs)
+            widgets.species_card(row, refs)
 
 if "accuracy" in table.columns:
     with st.expander("All species as a table"):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from flowers_core import artifacts as art
-from flowers_core import weights
-from flowers_core.data import decoded_images, load_index
+from flowers_core.build import weights
+from flowers_core.build.data import decoded_images, load_index
+from flowers_core.build.transforms import eval_view
+from flowers_core.shipped import manifest as art
 
 
 def assert_recorded_matches_shipped(root, data_root, name: str) -> None:
@@ -16,7 +17,7 @@ def assert_recorded_matches_shipped(root, data_root, name: str) -> None:
     model = weights.load_model(name, root=root)
     squares = decoded_images(load_index(data_root), model.preprocess.resize_size)[np.asarray(ids) - 1]
     with torch.no_grad():
-        probs = model(model.preprocess.eval_view(squares)).softmax(-1).numpy()
+        probs = model(eval_view(model.preprocess, squares)).softmax(-1).numpy()
     one_ulp = np.spacing(saved.astype(np.float16)).astype(np.float32)  # probabilities are stored in fp16
     assert (np.abs(probs - saved) <= one_ulp).all(), f"{name}: max diff {np.abs(probs - saved).max():.2e}"
     assert entry.top1("test") == float((probs.argmax(1) == labels).mean())

@@ -9,11 +9,14 @@ import csv
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from flowers_core.build.recipes import LEVELS
 
 N_CLASSES = 102
 PER_CLASS = 10  # 80/10/10 stratification needs >= 1 image per class in each held-out part
@@ -92,7 +95,7 @@ def tiny_spec(name: str, epochs: int = 2):
     """A level's real recipe at test resolution and length."""
     from dataclasses import replace
 
-    from flowers_core.pipeline import LEVELS
+
 
     spec = LEVELS[name]
     return replace(spec, input_size=TEST_INPUT_SIZE, config=replace(spec.config, epochs=epochs, batch_size=128))
@@ -101,7 +104,7 @@ def tiny_spec(name: str, epochs: int = 2):
 @pytest.fixture(scope="session")
 def trained_artifacts(tmp_path_factory, synthetic_root, cache_dir) -> Path:
     """Levels 1-3 and the ensemble trained on the synthetic data (stratified protocol)."""
-    from flowers_core.pipeline import prepare_workspace, run_ensemble, run_level
+    from flowers_core.build.levels import prepare_workspace, run_ensemble, run_level
 
     root = tmp_path_factory.mktemp("artifacts")
     ws = prepare_workspace("stratified", synthetic_root, artifacts_root=root)
@@ -116,7 +119,7 @@ def photo_root(synthetic_root, tmp_path_factory):
     """labels.csv with 3 'known' classes (synthetic Flowers-102 images), 1 unknown flower, and non-flowers."""
     from PIL import Image
 
-    from flowers_core.data import load_index
+    from flowers_core.build.data import load_index
 
     root = tmp_path_factory.mktemp("realworld")
     index = load_index(synthetic_root)
@@ -147,10 +150,41 @@ def photo_root(synthetic_root, tmp_path_factory):
 def app_artifacts(request) -> Path:
     """The browser tests' artifacts: $FLOWERS_ARTIFACTS, else the committed ones when they hold models, else the
     tiny trained ones."""
-    from flowers_core import artifacts as art
+    from flowers_core.shipped import manifest as art
 
     if os.environ.get("FLOWERS_ARTIFACTS"):
         return Path(os.environ["FLOWERS_ARTIFACTS"])
     if art.read_manifest(art.artifacts_dir()).get("models"):
         return art.artifacts_dir()
     return request.getfixturevalue("trained_artifacts")
+
+
+# ---------------------------------------------------------------------------------------------
+# Level 5: the student distilled from the synthetic ensemble of ``trained_artifacts`` (run once per session)
+# ---------------------------------------------------------------------------------------------
+_RESULT: dict = {}
+
+
+def run_tiny_student(root, data_root):
+    from flowers_core.build.level5 import run_student
+    from flowers_core.build.levels import Workspace
+    from flowers_core.build.recipes import STUDENT
+
+    if "out" not in _RESULT:
+        ws = Workspace("stratified", data_root, artifacts_root=root)  # the split conftest's levels were trained on
+        spec = replace(STUDENT, calibration_images=64, quantization_trials=STUDENT.quantization_trials[:1],
+                       config=replace(STUDENT.config, epochs=2, batch_size=128))
+        _RESULT["out"] = run_student("stratified", ws, artifacts_root=root, spec=spec, threads=1, latency_iters=3,
+                                     compare=False)
+    return _RESULT["out"]
+
+
+@pytest.fixture(scope="session")
+def student_artifacts(trained_artifacts, synthetic_root):
+    run_tiny_student(trained_artifacts, synthetic_root)
+    return trained_artifacts
+
+
+@pytest.fixture(scope="session")
+def student_entries(student_artifacts):
+    return _RESULT["out"]

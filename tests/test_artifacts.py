@@ -1,8 +1,8 @@
 """The typed manifest entry and the catalogue of shipped models."""
 import json
 
-from flowers_core import artifacts as art
-from flowers_core import catalog
+from flowers_core.shipped import catalog
+from flowers_core.shipped import manifest as art
 
 RUNTIME_OF_FORMAT = {"safetensors": "torch", "ensemble": "ensemble", "onnx": "onnx"}  # manifest ``format`` -> ``runtime``
 

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from flowers_core import data
-from flowers_core.preprocess import Preprocess
-from flowers_core.transforms import train_augment
+from flowers_core.build import data
+from flowers_core.build.transforms import tensor_from_pil, train_augment
+from flowers_core.serve.preprocess import Preprocess
+from flowers_core.shipped import splits
 
 
 def test_index_reads_labels_and_class_names(synthetic_root):
@@ -31,8 +32,8 @@ def test_official_split_comes_from_setid(synthetic_root, tmp_path):
     index = data.load_index(synthetic_root)
     split = data.official_split(index)
     assert len(split["train"]) == len(split["val"]) == 102
-    data.save_split(split, tmp_path / "official.json")
-    assert data.load_split(tmp_path / "official.json") == split
+    splits.save_split(split, tmp_path / "official.json")
+    assert splits.load_split(tmp_path / "official.json") == split
 
 
 def test_missing_dataset_gives_a_clear_error(tmp_path):
@@ -53,7 +54,7 @@ def test_eval_view_matches_pil_path():
 
     pre = Preprocess(32)
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8))
-    from_pil = pre.from_pil(img)
+    from_pil = tensor_from_pil(pre, img)
     assert from_pil.shape == (1, 3, 32, 32)
     assert from_pil.min() >= -1.0001 and from_pil.max() <= 1.0001
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from flowers_core import explain
-from flowers_core.weights import load_model
+from flowers_core.build.transforms import normalize, tensor_from_pil
+from flowers_core.build.weights import load_model
+from flowers_core.explain import maps as explain
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_cam_equals_the_full_backward_pass(models, img, method):
     private = copy.deepcopy(model).eval()
     for p in private.parameters():
         p.requires_grad_(True)
-    x = model.preprocess.from_pil(img)
+    x = tensor_from_pil(model.preprocess, img)
     library = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus, "EigenCAM": EigenCAM}[method]
     with torch.enable_grad(), library(model=private, target_layers=[private.stages[-1]]) as cam:
         reference = cam(input_tensor=x, targets=[ClassifierOutputTarget(3)])[0]
@@ -66,7 +67,7 @@ def test_cam_equals_the_full_backward_pass(models, img, method):
 def test_default_target_is_the_prediction(models, img):
     model = models["level1"]
     with torch.no_grad():
-        pred = int(model(model.preprocess.from_pil(img)).argmax())
+        pred = int(model(tensor_from_pil(model.preprocess, img)).argmax())
     assert explain.gradcam(model, img).target == pred
 
 
@@ -110,8 +111,8 @@ def test_overlay_and_png(img):
 def test_model_view_matches_preprocess(models, img):
     pre = models["level1"].preprocess
     view = explain.model_view(img, pre)
-    x = pre.normalize(torch.from_numpy(view).permute(2, 0, 1)[None])
-    assert torch.allclose(x, pre.from_pil(img), atol=1e-5)
+    x = normalize(pre, torch.from_numpy(view).permute(2, 0, 1)[None])
+    assert torch.allclose(x, tensor_from_pil(pre, img), atol=1e-5)
 
 
 def test_gradcam_needs_no_cam_library():

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from flowers_core import artifacts as art
-from flowers_core.data import load_index, make_split, save_split
-from flowers_core.gallery import REFERENCE_REL, ReferencePhotos, build_reference
+from flowers_core.build.data import load_index, make_split
+from flowers_core.build.gallery import build_reference
+from flowers_core.serve.gallery import ReferencePhotos
+from flowers_core.shipped import manifest as art
+from flowers_core.shipped.paths import REFERENCE_PHOTOS
+from flowers_core.shipped.splits import save_split
 
 
 def test_reference_photos_come_from_the_training_split(synthetic_root, tmp_path):
@@ -14,7 +17,7 @@ def test_reference_photos_come_from_the_training_split(synthetic_root, tmp_path)
     save_split(split, tmp_path / "splits" / "stratified.json")
     entry = build_reference(synthetic_root, tmp_path, per_class=3, size=24)
 
-    assert art.reference_photos_record(tmp_path) == entry and entry.file == REFERENCE_REL.format(protocol="stratified")
+    assert art.reference_photos_record(tmp_path) == entry and entry.file == REFERENCE_PHOTOS.format(protocol="stratified")
     assert entry.split == "train" and entry.per_class == 3 and entry.size_px == 24
     assert entry.count == 3 * len(index.classes) and entry.details["classes_short"] == []
     assert entry.details["bytes"] == (tmp_path / entry.file).stat().st_size

@@ -10,16 +10,19 @@ from PIL import Image
 from torch import nn
 
 from conftest import TEST_INPUT_SIZE
-from flowers_core import artifacts as art
-from flowers_core import predict, reports
+from flowers_core import predict
 from flowers_core.bench.int8_portability import rescore_gate
-from flowers_core.checks import build_gate, fit_gate
-from flowers_core.data import load_index
-from flowers_core.evaluate import pass_threshold
-from flowers_core.gate import FlowerGate, flower_classes, flower_score, has_gate
-from flowers_core.inference import Predictor, load_image, verdict
-from flowers_core.preprocess import Preprocess
-from flowers_core.quantize import u8s8_pair_bound
+from flowers_core.build.data import load_index
+from flowers_core.build.fits import build_gate, fit_gate
+from flowers_core.build.quantise import u8s8_pair_bound
+from flowers_core.metrics import pass_threshold
+from flowers_core.predictors import open_predictor
+from flowers_core.serve.answer import verdict
+from flowers_core.serve.decode import load_image
+from flowers_core.serve.gate import FlowerGate, flower_classes, flower_score, has_gate
+from flowers_core.serve.preprocess import Preprocess
+from flowers_core.shipped import manifest as art
+from flowers_core.shipped import paths
 
 
 def test_verdict_has_three_outcomes_and_the_gate_decides_first():
@@ -113,8 +116,8 @@ def test_build_gate_records_a_loadable_int8_gate(gated_artifacts):
 
 def test_predictor_gives_each_verdict(gated_artifacts, synthetic_root):
     root, _ = gated_artifacts
-    p = Predictor("level1", "stratified", root)
-    assert p.gate is not None and Predictor("level1", "stratified", root, gate=None).gate is None
+    p = open_predictor("level1", "stratified", root)
+    assert p.gate is not None and open_predictor("level1", "stratified", root, gate=None).gate is None
     grey = Image.new("RGB", (50, 40), (60, 60, 60))
     assert p.predict(grey).verdict == "not_a_flower"
     red = Image.new("RGB", (50, 40), (255, 20, 20))
@@ -151,7 +154,7 @@ def test_realworld_scores_a_trial_folder_with_the_gate_of_another(gated_artifact
     assert result["gate"]["threshold"] == entry.threshold
     not_flowers = result["models"][0]["verdicts"]["not_flower"]
     assert not_flowers["not_a_flower"] > 0  # the synthetic non-flowers are blue: the tiny gate turns them away
-    assert not (trained_artifacts / reports.REALWORLD.path).exists()  # --output: the trial folder is left alone
+    assert not (trained_artifacts / paths.REALWORLD.path).exists()  # --output: the trial folder is left alone
     with pytest.raises(FileNotFoundError, match="no flower gate"):  # a wrong folder is an error, not 'no gate'
         realworld.run(["level1"], photo_root, trained_artifacts, limit=2, gate_root=tmp_path)
 

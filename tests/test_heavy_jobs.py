@@ -1,5 +1,5 @@
 """The app's bound on heavy work: one job at a time in the server, a note for whoever waits, and
-explanations computed once (flowers_core.app.ui)."""
+explanations computed once (flowers_core.app.resources, flowers_core.app.explanations)."""
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from flowers_core.app import ui
+from flowers_core.app import explanations, resources
 
 
 class Note:
@@ -38,8 +38,8 @@ def shown(monkeypatch) -> list:
         yield
         seen.append(None)
 
-    monkeypatch.setattr(ui.st, "empty", lambda: Note(seen))
-    monkeypatch.setattr(ui.st, "spinner", spinner)
+    monkeypatch.setattr(resources.st, "empty", lambda: Note(seen))
+    monkeypatch.setattr(resources.st, "spinner", spinner)
     return seen
 
 
@@ -47,7 +47,7 @@ def test_one_heavy_job_at_a_time(shown):
     order, inside, go_on = [], threading.Event(), threading.Event()
 
     def first():
-        with ui.one_heavy_job():
+        with resources.one_heavy_job():
             inside.set()
             go_on.wait(10)
             order.append("first")
@@ -56,7 +56,7 @@ def test_one_heavy_job_at_a_time(shown):
     t.start()
     assert inside.wait(10)
     threading.Timer(0.3, go_on.set).start()
-    with ui.one_heavy_job("wait for it"):
+    with resources.one_heavy_job("wait for it"):
         order.append("second")
     t.join()
     assert order == ["first", "second"]  # the second job ran only once the first was over
@@ -64,14 +64,14 @@ def test_one_heavy_job_at_a_time(shown):
 
 
 def test_no_note_without_a_wait_and_nested_jobs_do_not_deadlock(shown):
-    with ui.one_heavy_job(), ui.one_heavy_job():  # a latency run loads its model under the same bound
+    with resources.one_heavy_job(), resources.one_heavy_job():  # a latency run loads its model under the same bound
         pass
     assert shown == []
 
 
 @pytest.fixture
 def counted(monkeypatch) -> list:
-    """ui.explanation replaced by a slow stand-in that records its calls; a fresh, empty explanation cache."""
+    """explanations.explanation replaced by a slow stand-in that records its calls; a fresh, empty explanation cache."""
     calls: list = []
 
     def compute(model, photo, method, target, num_samples=150, progress=None):
@@ -82,22 +82,22 @@ def counted(monkeypatch) -> list:
                 progress(i, 3)
         return f"explanation {len(calls)}"
 
-    monkeypatch.setattr(ui, "explanation", compute)
-    monkeypatch.setattr(ui, "_predictor", lambda *a: SimpleNamespace(model=None))
-    monkeypatch.setattr(ui, "_EXPLANATIONS", type(ui._EXPLANATIONS)())
+    monkeypatch.setattr(explanations, "explanation", compute)
+    monkeypatch.setattr(explanations, "_predictor", lambda *a: SimpleNamespace(model=None))
+    monkeypatch.setattr(explanations, "_EXPLANATIONS", type(explanations._EXPLANATIONS)())
     return calls
 
 
 def test_an_explanation_is_computed_once(counted, shown):
-    first = ui.explain_cached(b"photo", "student", "Grad-CAM", 3)
-    assert ui.explain_cached(b"photo", "student", "Grad-CAM", 3) == first
-    ui.explain_cached(b"photo", "student", "Grad-CAM++", 3)
+    first = explanations.explain_cached(b"photo", "student", "Grad-CAM", 3)
+    assert explanations.explain_cached(b"photo", "student", "Grad-CAM", 3) == first
+    explanations.explain_cached(b"photo", "student", "Grad-CAM++", 3)
     assert counted == [(b"photo", "Grad-CAM"), (b"photo", "Grad-CAM++")]
 
 
 def test_visitors_asking_at_once_share_one_job(counted, shown):
     results = []
-    threads = [threading.Thread(target=lambda: results.append(ui.explain_cached(b"p", "student", "LIME", 1, 3)))
+    threads = [threading.Thread(target=lambda: results.append(explanations.explain_cached(b"p", "student", "LIME", 1, 3)))
                for _ in range(3)]
     for t in threads:
         t.start()

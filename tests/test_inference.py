@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowers_core import inference
-from flowers_core.inference import ImageError, load_image
+from flowers_core.serve import answer, decode, predictor
+from flowers_core.serve.decode import ImageError, load_image
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -50,7 +50,7 @@ def test_corrupt_bytes_in_the_middle_are_refused_or_decoded():
 
 
 def test_decompression_bomb_is_refused(monkeypatch):
-    monkeypatch.setattr(inference, "MAX_PIXELS", 100 * 100)
+    monkeypatch.setattr(decode, "MAX_PIXELS", 100 * 100)
     with pytest.raises(ImageError, match="too large"):
         load_image(encode(photo(300, 300), "PNG"))
 
@@ -63,7 +63,7 @@ def test_real_bomb_header_is_refused_without_decoding():
 
 
 def test_too_many_bytes_are_refused(monkeypatch):
-    monkeypatch.setattr(inference, "MAX_BYTES", 1000)
+    monkeypatch.setattr(decode, "MAX_BYTES", 1000)
     with pytest.raises(ImageError, match="too large"):
         load_image(encode(photo(), "PNG"))
 
@@ -188,9 +188,9 @@ def test_a_huge_jpeg_is_decoded_reduced():
 # ------------------------------------------------------------------------------ bounded memory, one size limit
 def test_too_large_message_names_the_one_limit():
     with pytest.raises(ImageError) as e:
-        load_image(b"\x89PNG" + b"\x00" * inference.MAX_BYTES)
-    assert f"{inference.MAX_MB} MB" in str(e.value) and f"{inference.MAX_BYTES:,} bytes" in str(e.value)
-    assert inference.MAX_BYTES == inference.MAX_MB * 1_000_000
+        load_image(b"\x89PNG" + b"\x00" * decode.MAX_BYTES)
+    assert f"{decode.MAX_MB} MB" in str(e.value) and f"{decode.MAX_BYTES:,} bytes" in str(e.value)
+    assert decode.MAX_BYTES == decode.MAX_MB * 1_000_000
 
 
 class CountingLock:
@@ -207,9 +207,9 @@ class CountingLock:
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "L", "1", "I;16"])
 def test_large_images_are_decoded_one_at_a_time_and_reduced(monkeypatch, mode):
     lock = CountingLock()
-    monkeypatch.setattr(inference, "_LARGE_DECODE", lock)
-    monkeypatch.setattr(inference, "LARGE_PIXELS", 10_000)
-    monkeypatch.setattr(inference, "REDUCED_SIDE", 50)
+    monkeypatch.setattr(decode, "_LARGE_DECODE", lock)
+    monkeypatch.setattr(decode, "LARGE_PIXELS", 10_000)
+    monkeypatch.setattr(decode, "REDUCED_SIDE", 50)
     img = photo(400, 230)
     if mode == "I;16":
         img = Image.fromarray((np.asarray(img.convert("L"), dtype=np.uint16) * 257))
@@ -225,9 +225,9 @@ def test_large_images_are_decoded_one_at_a_time_and_reduced(monkeypatch, mode):
 
 def test_small_and_jpeg_images_skip_the_lock(monkeypatch):
     lock = CountingLock()
-    monkeypatch.setattr(inference, "_LARGE_DECODE", lock)
+    monkeypatch.setattr(decode, "_LARGE_DECODE", lock)
     load_image(encode(photo(400, 300), "PNG"))
-    monkeypatch.setattr(inference, "LARGE_PIXELS", 10_000)
+    monkeypatch.setattr(decode, "LARGE_PIXELS", 10_000)
     load_image(encode(photo(400, 300), "JPEG"))  # JPEGs are decoded reduced by draft() instead
     assert lock.entered == 0
 
@@ -235,10 +235,10 @@ def test_small_and_jpeg_images_skip_the_lock(monkeypatch):
 # ------------------------------------------------------------------------------ several photos of one plant
 def test_combine_probs_is_the_normalised_mean_of_log_probabilities():
     a, b = np.array([0.7, 0.2, 0.1]), np.array([0.1, 0.6, 0.3])
-    out = inference.combine_probs([a, b])
+    out = answer.combine_probs([a, b])
     expected = np.sqrt(a * b) / np.sqrt(a * b).sum()
     assert np.allclose(out, expected, atol=1e-6) and abs(out.sum() - 1) < 1e-6
-    assert np.allclose(inference.combine_probs([a]), a, atol=1e-6)
+    assert np.allclose(answer.combine_probs([a]), a, atol=1e-6)
 
 
 class _Gate:
@@ -246,7 +246,7 @@ class _Gate:
 
 
 def _predictor(threshold=1.0, gate=True):
-    p = object.__new__(inference.Predictor)
+    p = object.__new__(predictor.Predictor)
     p.classes = ["a", "b", "c", "d"]
     p.threshold = threshold
     p.gate = _Gate() if gate else None
@@ -275,7 +275,7 @@ def test_combine_uses_the_mean_flower_score():
 
 
 def test_webp_has_its_own_pixel_limit(monkeypatch):
-    monkeypatch.setattr(inference, "FORMAT_MAX_PIXELS", {"WEBP": 100 * 100})
+    monkeypatch.setattr(decode, "FORMAT_MAX_PIXELS", {"WEBP": 100 * 100})
     with pytest.raises(ImageError, match="too large to process safely"):
         load_image(encode(photo(200, 120), "WEBP"))
     assert load_image(encode(photo(200, 120), "PNG")).size == (200, 120)
@@ -291,11 +291,11 @@ def test_candidates_leave_out_the_improbable():
     peaked = p.describe(np.array([0.96, 0.03, 0.006, 0.004]))
     assert peaked.candidates() == [("a", pytest.approx(0.96))] and peaked.candidate_ids() == [0]
     flat = p.describe(np.full(4, 0.25))
-    assert len(flat.candidates()) == inference.CANDIDATES_SHOWN
+    assert len(flat.candidates()) == answer.CANDIDATES_SHOWN
     p.classes = [str(i) for i in range(40)]
     nothing = p.describe(np.full(40, 1 / 40))  # 2.5% each: no species is a candidate
     assert nothing.candidates() == [] and nothing.candidate_ids() == []
-    assert len(nothing.candidate_ids(min_prob=0.0)) == inference.CANDIDATES_SHOWN, "the benchmark's plain top 3"
+    assert len(nothing.candidate_ids(min_prob=0.0)) == answer.CANDIDATES_SHOWN, "the benchmark's plain top 3"
 
 
 def test_photos_disagree_only_when_two_name_different_species():
@@ -304,11 +304,11 @@ def test_photos_disagree_only_when_two_name_different_species():
     sure_b = p.describe(np.array([0.05, 0.9, 0.03, 0.02]))
     unsure_b = p.describe(np.array([0.3, 0.4, 0.2, 0.1]))
     assert sure_a.verdict == sure_b.verdict == "species" and unsure_b.verdict == "not_sure"
-    assert inference.photos_disagree([sure_a, sure_b])
-    assert inference.photos_disagree([sure_a, sure_a, sure_b])
-    assert not inference.photos_disagree([sure_a, sure_a])
-    assert not inference.photos_disagree([sure_a, unsure_b]), "a doubtful photo is combined, not a disagreement"
-    assert not inference.photos_disagree([sure_a])
+    assert answer.photos_disagree([sure_a, sure_b])
+    assert answer.photos_disagree([sure_a, sure_a, sure_b])
+    assert not answer.photos_disagree([sure_a, sure_a])
+    assert not answer.photos_disagree([sure_a, unsure_b]), "a doubtful photo is combined, not a disagreement"
+    assert not answer.photos_disagree([sure_a])
 
 
 @pytest.mark.slow
@@ -319,4 +319,4 @@ def test_an_8000_pixel_square_photo_is_reduced_not_refused(fmt):
     img = Image.fromarray(np.stack([(x // 8 % 256), (y // 8 % 256), ((x + y) // 16 % 256)], -1).astype(np.uint8))
     notes: list[str] = []
     out = load_image(encode(img, fmt, **({"quality": 80} if fmt == "JPEG" else {"compress_level": 1})), notes)
-    assert out.mode == "RGB" and min(out.size) >= inference.REDUCED_SIDE and max(out.size) <= 8000 // 2
+    assert out.mode == "RGB" and min(out.size) >= decode.REDUCED_SIDE and max(out.size) <= 8000 // 2

@@ -5,15 +5,15 @@ import shutil
 
 import numpy as np
 
-from _level5 import student_artifacts  # noqa: F401  (fixture)
-from flowers_core import artifacts as art
-from flowers_core import reports
 from flowers_core.bench import int8_portability
 from flowers_core.bench.int8_portability import merge, rescore
-from tools import summary
+from flowers_core.results import levels
+from flowers_core.results.common import to_markdown
+from flowers_core.shipped import manifest as art
+from flowers_core.shipped import paths
 
 
-def test_the_recorded_file_computes_its_saved_probabilities_here(student_artifacts, synthetic_root):  # noqa: F811
+def test_the_recorded_file_computes_its_saved_probabilities_here(student_artifacts, synthetic_root):
     rows = {r["split"]: r for r in rescore("student_int8", "stratified", synthetic_root, student_artifacts, threads=1)}
     assert set(rows) == {"val", "test"}
     for r in rows.values():
@@ -21,7 +21,7 @@ def test_the_recorded_file_computes_its_saved_probabilities_here(student_artifac
         assert r["max_prob_difference"] <= 1e-3  # the saved probabilities are fp16
 
 
-def test_a_file_that_computes_otherwise_is_caught(student_artifacts, synthetic_root, tmp_path):  # noqa: F811
+def test_a_file_that_computes_otherwise_is_caught(student_artifacts, synthetic_root, tmp_path):
     root = tmp_path / "artifacts"
     shutil.copytree(student_artifacts, root)
     rel = art.model_entry("student_int8", "stratified", root).probs["test"]
@@ -33,11 +33,11 @@ def test_a_file_that_computes_otherwise_is_caught(student_artifacts, synthetic_r
     assert test["top1_agreement"] < 0.1 and test["max_prob_difference"] > 0.1
 
 
-def test_each_kind_of_cpu_keeps_its_rows_and_the_readme_shows_them(student_artifacts, synthetic_root,  # noqa: F811
+def test_each_kind_of_cpu_keeps_its_rows_and_the_readme_shows_them(student_artifacts, synthetic_root,
                                                                    tmp_path, monkeypatch):
     root = tmp_path / "artifacts"
     shutil.copytree(student_artifacts, root)
-    report = reports.INT8_PORTABILITY.file(root)
+    report = paths.INT8_PORTABILITY.file(root)
     for isa in ("avx2", "avx512_vnni", "avx2"):
         monkeypatch.setattr(int8_portability, "int8_isa", lambda isa=isa: isa)
         int8_portability.main(["--data-root", str(synthetic_root), "--artifacts", str(root), "--threads", "1"])
@@ -45,5 +45,5 @@ def test_each_kind_of_cpu_keeps_its_rows_and_the_readme_shows_them(student_artif
     assert [r["int8_isa"] for r in runs] == ["avx2", "avx512_vnni"]  # the second avx2 run replaced the first
     assert all({row["split"] for row in r["rows"]} == {"val", "test"} for r in runs)
     assert merge(None, {"int8_isa": "avx2", "rows": []})["runs"] == [{"int8_isa": "avx2", "rows": []}]
-    text = "\n".join(summary.int8_portability_lines(root))
+    text = "\n".join(to_markdown(levels.int8_portability_lines(root)))
     assert "(avx2)" in text and "(avx512_vnni)" in text and "100.00%" in text

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import torch
 
-from _level5 import student_artifacts  # noqa: F401  (fixture)
 from flowers_core.bench.latency import benchmark_models, table
-from flowers_core.timing import measure
+from flowers_core.build.timing import measure
+from flowers_core.results import latency
 
 
 def test_measure_reports_percentiles_and_calls_progress():
@@ -57,8 +57,8 @@ def _record(isa: str, date: str, p50: float, threads: int = 2) -> dict:
 
 
 def test_each_kind_of_cpu_keeps_its_latest_record(tmp_path):
-    from flowers_core import tables
     from flowers_core.bench.latency import keep_other_cpus
+    from flowers_core.results import latency
 
     vnni = keep_other_cpus(None, _record("avx512_vnni", "2026-11-25", 1.6))
     assert vnni["other_cpus"] == []
@@ -76,19 +76,19 @@ def test_each_kind_of_cpu_keeps_its_latest_record(tmp_path):
     assert [r["environment"]["date"] for r in three["other_cpus"]] == ["2026-12-05", "2026-12-04"]  # newest first
 
     (tmp_path / "latency.json").write_text(json.dumps(back))
-    table = tables.latency_other_cpus(tmp_path)
+    table = latency.latency_other_cpus(tmp_path)
     assert list(table["model"]) == ["student_int8"]
     assert list(table.iloc[0, 1:]) == [1.5, 2.2]
     assert "avx2" in table.columns[2] and "2026-12-04" in table.columns[2]
-    assert tables.latency_p50_per_cpu("student_int8", tmp_path) == {"avx512_vnni": 1.5, "avx2": 2.2}
-    assert tables.latency_p50_per_cpu("level1", tmp_path) == {}  # failed rows have no timing
+    assert latency.latency_p50_per_cpu("student_int8", tmp_path) == {"avx512_vnni": 1.5, "avx2": 2.2}
+    assert latency.latency_p50_per_cpu("level1", tmp_path) == {}  # failed rows have no timing
     (tmp_path / "latency.json").write_text(json.dumps(vnni))
-    assert tables.latency_other_cpus(tmp_path).empty
+    assert latency.latency_other_cpus(tmp_path).empty
 
 
 def test_the_summary_shows_every_kind_of_cpu(tmp_path):
     from flowers_core.bench.latency import keep_other_cpus
-    from tools import summary
+    from flowers_core.results.common import to_markdown
 
     full = {"p95_ms": 2.0, "p50_with_check_ms": None, "throughput_img_s": 100.0, "size_bytes": 1_000_000,
             "model_peak_mb": 50.0, "rounds": 1}
@@ -97,7 +97,7 @@ def test_the_summary_shows_every_kind_of_cpu(tmp_path):
     for record in (older, newer):
         record["models"] = [{**full, **record["models"][0]}]
     (tmp_path / "latency.json").write_text(json.dumps(keep_other_cpus(keep_other_cpus(None, older), newer)))
-    text = "\n".join(summary.latency_section(tmp_path))
+    text = "\n".join(to_markdown(latency.latency_section(tmp_path)))
     assert "INT8 instructions: avx2" in text  # the newest record's table
     assert "p50 (ms) on cpu-avx512_vnni, avx512_vnni, 2026-11-25" in text
     assert re.search(r"\| L5 student \(INT8\) +\| 2\.4 +\| 1\.6 +\|", text)  # newest CPU first, then the other

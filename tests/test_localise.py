@@ -8,7 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from flowers_core.localise import (
+from flowers_core.build.localise_fit import choose, record_test
+from flowers_core.build.onnx_edits import add_class_map_output
+from flowers_core.build.quantise import export_onnx, quantise_onnx_static, u8s8_pair_bound
+from flowers_core.serve.localise import (
     CLASS_MAPS_OUTPUT,
     Box,
     LocaliseRule,
@@ -18,9 +21,7 @@ from flowers_core.localise import (
     square_box,
     view_region,
 )
-from flowers_core.localise_fit import choose, record_test
-from flowers_core.quantize import add_class_map_output, export_onnx, quantize_onnx_static, u8s8_pair_bound
-from flowers_core.runtime import OnnxSession
+from flowers_core.serve.runtime import OnnxSession
 
 SIZE, RESIZE = 260, 297  # the shipped models' view: a 260 px centre crop of a 297 px square
 
@@ -141,7 +142,7 @@ def tiny_int8(folder):
     torch.manual_seed(0)
     calib = torch.randn(32, 3, 32, 32)
     fp32 = export_onnx(TinyNet().eval(), folder / "fp32.onnx", 32)
-    return quantize_onnx_static(fp32, folder / "int8.onnx", calib, reduce_range=True, saturation_free_8bit=True)
+    return quantise_onnx_static(fp32, folder / "int8.onnx", calib, reduce_range=True, saturation_free_8bit=True)
 
 
 def test_the_class_maps_output_leaves_the_int8_file_unchanged(tmp_path):
@@ -166,8 +167,8 @@ def test_the_class_maps_output_leaves_the_int8_file_unchanged(tmp_path):
 def test_the_where_i_looked_picture_shows_the_crop():
     from PIL import Image
 
-    from flowers_core.app.texts import where_looked_caption
-    from flowers_core.localise import LOOKED_COLOUR, Localisation, draw_looked
+    from flowers_core.serve.localise import LOOKED_COLOUR, Localisation, draw_looked
+    from flowers_core.serve.words import where_looked_caption
 
     img = Image.new("RGB", (1000, 800), (0, 80, 0))
     place = Localisation(Box(100, 200, 500, 600), [Box(100, 200, 500, 600), Box(700, 100, 900, 300)])
@@ -183,13 +184,13 @@ def test_the_where_i_looked_picture_shows_the_crop():
 
 def tiny_predictor(path, rule):
     """A ``Predictor`` around the tiny INT8 file, without a manifest (no gate, no novelty check)."""
-    from flowers_core.inference import Predictor
-    from flowers_core.preprocess import Preprocess
+    from flowers_core.serve.predictor import OnnxBackend, Predictor
+    from flowers_core.serve.preprocess import Preprocess
 
     p = Predictor.__new__(Predictor)
-    p.name, p.classes, p.model = "tiny", [f"class {i}" for i in range(5)], OnnxSession(path, threads=1)
+    p.name, p.classes, p.backend = "tiny", [f"class {i}" for i in range(5)], OnnxBackend(OnnxSession(path, threads=1))
     p.preprocess, p.temperature, p.threshold, p.gate = Preprocess(32), 1.0, None, None
-    p.locator, p.localise_rule = p.model, rule
+    p.locator, p.localise_rule = p.backend.session, rule
     return p
 
 
@@ -216,7 +217,7 @@ def test_the_predictor_classifies_the_crop_and_keeps_the_whole_photo_answer(tmp_
 
 
 def test_the_rule_ships_for_the_models_whose_test_split_it_keeps(tmp_path):
-    from flowers_core.inference import localise_rule
+    from flowers_core.serve.predictor import localise_rule
 
     rule = LocaliseRule(0.6, 0.15, 0.5, 1.0, "confident")
     art_update = {"localise": {"rule": rule.to_dict(), "shipped": True, "models": [], "test_top1": {}}}

@@ -7,15 +7,16 @@ import onnx
 import pytest
 from PIL import Image
 
-from _level5 import student_artifacts  # noqa: F401  (session fixture)
-from flowers_core import artifacts as art
-from flowers_core import catalog, reports
 from flowers_core.bench.latency import bench_one
-from flowers_core.checks import fit_novelty, with_their_ensembles
-from flowers_core.data import load_index
-from flowers_core.inference import Predictor, verdict
-from flowers_core.localise import CLASS_MAPS_OUTPUT
-from flowers_core.novelty import (
+from flowers_core.build.data import load_index
+from flowers_core.build.fits import fit_novelty, with_their_ensembles
+from flowers_core.build.levels import Workspace
+from flowers_core.build.onnx_edits import add_feature_output
+from flowers_core.build.transforms import eval_view
+from flowers_core.predictors import open_predictor
+from flowers_core.serve.answer import verdict
+from flowers_core.serve.localise import CLASS_MAPS_OUTPUT
+from flowers_core.serve.novelty import (
     FEATURES_OUTPUT,
     MAX_UNSEEN_ANSWERED,
     PASS_RATE,
@@ -25,9 +26,9 @@ from flowers_core.novelty import (
     operating_point,
     standardisation,
 )
-from flowers_core.pipeline import Workspace
-from flowers_core.quantize import add_feature_output
-from flowers_core.runtime import OnnxSession
+from flowers_core.serve.runtime import OnnxSession
+from flowers_core.shipped import catalog, paths
+from flowers_core.shipped import manifest as art
 
 
 def clusters(seed=0, n=60, d=8, classes=3):
@@ -64,7 +65,7 @@ def test_the_operating_point_is_the_largest_pass_rate_that_keeps_unknown_species
 def test_the_shipped_pass_rate_is_the_one_the_held_out_species_choose():
     """The committed benchmark report: its sweep picks the library's PASS_RATE (re-run the benchmark, or
     change PASS_RATE and re-fit the checks, when they part)."""
-    report = reports.UNSEEN_SPECIES.read()
+    report = paths.UNSEEN_SPECIES.read()
     assert operating_point(report["mean_app_rule_by_pass_rate"], report.get("max_unseen_answered", MAX_UNSEEN_ANSWERED)) \
         == PASS_RATE
 
@@ -146,7 +147,7 @@ def without_features_output(src, dst):
     return dst
 
 
-def test_the_features_output_leaves_the_logits_unchanged(student_artifacts, tmp_path):  # noqa: F811
+def test_the_features_output_leaves_the_logits_unchanged(student_artifacts, tmp_path):
     entry = art.model_entry("student_int8", root=student_artifacts)
     path = without_features_output(student_artifacts / entry.file, tmp_path / "int8.onnx")
     x = np.random.default_rng(0).normal(0, 1, (3, 3, *([entry.preprocess["input_size"]] * 2))).astype(np.float32)
@@ -162,7 +163,7 @@ def test_the_features_output_leaves_the_logits_unchanged(student_artifacts, tmp_
     assert OnnxSession(path, threads=1).output_names == ["logits", FEATURES_OUTPUT]
 
 
-def test_fit_records_the_check_and_the_predictor_uses_it(student_artifacts, synthetic_root, tmp_path,  # noqa: F811
+def test_fit_records_the_check_and_the_predictor_uses_it(student_artifacts, synthetic_root, tmp_path,
                                                           caplog):
     root = tmp_path / "artifacts"
     shutil.copytree(student_artifacts, root)
@@ -199,7 +200,7 @@ def test_fit_records_the_check_and_the_predictor_uses_it(student_artifacts, synt
         entry["uncertainty"]["entropy_threshold"] = None
         entry["novelty"]["threshold"] = typicality_threshold
         (root / "manifest.json").write_text(json.dumps(manifest))
-        return Predictor("student_int8", root=root, gate=None)
+        return open_predictor("student_int8", root=root, gate=None)
 
     lenient = predictor_with(-1e30)
     pred = lenient.predict(img)
@@ -212,12 +213,12 @@ def test_fit_records_the_check_and_the_predictor_uses_it(student_artifacts, synt
 
     np.savez(root / info["file"], whiten=np.eye(2), means=np.zeros((3, 2)))  # a pack of the earlier format
     with caplog.at_level("WARNING"):
-        assert Predictor("student_int8", root=root, gate=None).typicality is None  # off, and said, not a crash
+        assert open_predictor("student_int8", root=root, gate=None).typicality is None  # off, and said, not a crash
     assert "older format" in caplog.text and "--models student_int8" in caplog.text
 
 
-def test_without_a_pack_the_check_is_off(student_artifacts):  # noqa: F811
-    p = Predictor("student_int8", root=student_artifacts, gate=None)
+def test_without_a_pack_the_check_is_off(student_artifacts):
+    p = open_predictor("student_int8", root=student_artifacts, gate=None)
     assert p.typicality is None and p.typicality_threshold is None
     assert p.predict(Image.new("RGB", (64, 64), (200, 40, 90))).typicality is None
 
@@ -235,7 +236,7 @@ def test_every_shipped_model_has_the_check():
             assert (art.artifacts_dir() / entry.novelty["file"]).is_file()
     int8 = art.model_entry(catalog.PRODUCTION)
     assert FEATURES_OUTPUT in OnnxSession(art.artifacts_dir() / int8.file).output_names
-    assert Predictor(catalog.PRODUCTION, gate=None).typicality is not None
+    assert open_predictor(catalog.PRODUCTION, gate=None).typicality is not None
 
 
 def test_every_model_gets_a_check_the_ensemble_from_its_members(trained_artifacts, synthetic_root, tmp_path, caplog):
@@ -253,23 +254,23 @@ def test_every_model_gets_a_check_the_ensemble_from_its_members(trained_artifact
 
     ws = Workspace("stratified", synthetic_root, root)
     for name in ("level3", "ensemble"):  # the app's path reproduces what the fit recorded on val
-        predictor = Predictor(name, root=root, gate=None)
+        predictor = open_predictor(name, root=root, gate=None)
         assert predictor.typicality is not None
         val = ws.squares(predictor.preprocess.resize_size, "val")
-        preds = predictor.predict_batch(predictor.preprocess.eval_view(val))
+        preds = predictor.predict_batch(eval_view(predictor.preprocess, val))
         passing = np.mean([p.typicality >= predictor.typicality_threshold for p in preds])
         assert passing == pytest.approx(art.model_entry(name, root=root).novelty["val_pass_rate"])
 
     img = Image.open(load_index(synthetic_root).path(1)).convert("RGB")
     fitted = (root / "manifest.json").read_text()
     for name in ("level3", "ensemble"):
-        assert Predictor(name, root=root, gate=None, novelty=False).predict(img).typicality is None
+        assert open_predictor(name, root=root, gate=None, novelty=False).predict(img).typicality is None
         manifest = json.loads(fitted)
         recorded = manifest["models"]["stratified"][name]
         recorded.get("uncertainty", {}).pop("entropy_threshold", None)  # only the novelty check can reject
         recorded["novelty"]["threshold"] = 1e30  # nothing is that typical
         (root / "manifest.json").write_text(json.dumps(manifest))
-        strict = Predictor(name, root=root, gate=None)
+        strict = open_predictor(name, root=root, gate=None)
         assert strict.predict(img).verdict == "not_sure" and strict.predict(img).uncertain is True
     (root / "manifest.json").write_text(fitted)
 
@@ -278,9 +279,9 @@ def test_every_model_gets_a_check_the_ensemble_from_its_members(trained_artifact
     assert with_their_ensembles(["student"], root) == ["student"]
     fit_novelty("level1", synthetic_root, root, pass_rate=0.8, threads=1)  # a member re-fitted alone
     with caplog.at_level("WARNING"):
-        assert Predictor("ensemble", root=root, gate=None).typicality is None
+        assert open_predictor("ensemble", root=root, gate=None).typicality is None
     assert "novelty check is recorded but cannot run" in caplog.text and "--models level1 level2 level3 ensemble" in caplog.text
     fit_novelty("ensemble", synthetic_root, root, pass_rate=0.9, threads=1)
-    assert Predictor("ensemble", root=root, gate=None).typicality is not None
+    assert open_predictor("ensemble", root=root, gate=None).typicality is not None
     (root / art.model_entry("level2", root=root).novelty["file"]).unlink()  # a member's pack lost
-    assert Predictor("ensemble", root=root, gate=None).typicality is None
+    assert open_predictor("ensemble", root=root, gate=None).typicality is None

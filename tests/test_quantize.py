@@ -10,34 +10,34 @@ import onnx
 import pytest
 import torch
 
-from _level5 import student_artifacts  # noqa: F401  (fixture)
-from flowers_core import artifacts as art
-from flowers_core.data import load_index
-from flowers_core.distill import STUDENT
-from flowers_core.inference import load_image
-from flowers_core.models import create_model
-from flowers_core.quantize import (
+from flowers_core.build.data import load_index
+from flowers_core.build.models import create_model
+from flowers_core.build.onnx_edits import quantised_op_counts
+from flowers_core.build.quantise import (
     OUTPUT_NAME,
     TRUNK_OUTPUT,
     U8S8_PAIR_LIMIT,
     _LogitsAndTrunk,
     export_onnx,
+    quantise_onnx_static,
     quantised_trunk,
-    quantize_onnx_static,
-    quantized_op_counts,
     u8s8_pair_bound,
 )
-from flowers_core.runtime import OnnxSession
-from flowers_core.weights import OnnxClassifier
+from flowers_core.build.recipes import STUDENT
+from flowers_core.build.transforms import tensor_from_pil
+from flowers_core.build.weights import OnnxClassifier
+from flowers_core.serve.decode import load_image
+from flowers_core.serve.runtime import OnnxSession
+from flowers_core.shipped import manifest as art
 
 
 def _synthetic_batch(index, preprocess, ids):
-    return torch.cat([preprocess.from_pil(load_image(index.path(i))) for i in ids])
+    return torch.cat([tensor_from_pil(preprocess, load_image(index.path(i))) for i in ids])
 
 
 def test_int8_quantises_every_conv_and_the_classifier(student_artifacts):
     entry = art.model_entry("student_int8", "stratified", student_artifacts)
-    ops = quantized_op_counts(student_artifacts / entry.file)
+    ops = quantised_op_counts(student_artifacts / entry.file)
     assert ops["Conv"]["total"] > 30 and ops["Conv"]["int8"] == ops["Conv"]["total"]
     linear = ops.get("Gemm", ops.get("MatMul"))
     assert linear["int8"] == linear["total"] >= 1
@@ -68,7 +68,7 @@ def test_static_int8_top1_agrees_with_fp32_on_a_confident_model(synthetic_root, 
     assert (fp32_pred == labels).float().mean() > 0.5  # the fp32 reference is a real classifier
     calib = _synthetic_batch(index, model.preprocess, range(100, 164))  # other images
     # u8u8: full-range u8s8 kernels saturate on AVX2-only CPUs, so this check would depend on the machine
-    int8 = quantize_onnx_static(export_onnx(model, tmp_path / "fp32.onnx", 64), tmp_path / "int8.onnx", calib,
+    int8 = quantise_onnx_static(export_onnx(model, tmp_path / "fp32.onnx", 64), tmp_path / "int8.onnx", calib,
                                 types="u8u8")
     int8_pred = OnnxClassifier(int8, threads=1)(batch).argmax(-1)
     agree = (int8_pred == fp32_pred).float().mean().item()
@@ -87,10 +87,10 @@ def test_the_quantised_trunk_is_the_int8_files_and_does_not_depend_on_the_traine
     config = STUDENT.quantization_trials[0]
     trunk = quantised_trunk(model, calib, config, tmp_path / "a", threads=1)(batch)
 
-    both = OnnxSession(quantize_onnx_static(
+    both = OnnxSession(quantise_onnx_static(
         export_onnx(_LogitsAndTrunk(model), tmp_path / "both.onnx", 64, output_names=(OUTPUT_NAME, TRUNK_OUTPUT)),
         tmp_path / "both_int8.onnx", calib, **config), threads=1).outputs(batch.numpy())
-    shipped_way = quantize_onnx_static(export_onnx(model, tmp_path / "one.onnx", 64), tmp_path / "one_int8.onnx", calib,
+    shipped_way = quantise_onnx_static(export_onnx(model, tmp_path / "one.onnx", 64), tmp_path / "one_int8.onnx", calib,
                                        **config)
     assert np.array_equal(both[OUTPUT_NAME], OnnxSession(shipped_way, threads=1)(batch.numpy()))
     assert np.array_equal(both[TRUNK_OUTPUT], trunk.numpy())
@@ -122,12 +122,12 @@ def test_exported_student_reloads_in_a_fresh_process_without_training_code(stude
     # only onnxruntime + the shared preprocessing: the file is self-contained
     script = (
         "import json, sys, numpy as np, onnxruntime as ort\n"
-        "from flowers_core.inference import load_image\n"
-        "from flowers_core.preprocess import Preprocess\n"
+        "from flowers_core.serve.predictor import load_image\n"
+        "from flowers_core.serve.preprocess import Preprocess\n"
         "p = json.loads(sys.argv[3])\n"
         "pre = Preprocess(input_size=p['input_size'], mean=tuple(p['mean']), std=tuple(p['std']))\n"
         "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
-        "x = pre.from_pil(load_image(sys.argv[2])).numpy()\n"
+        "x = tensor_from_pil(pre, load_image(sys.argv[2])).numpy()\n"
         "out = s.run(None, {s.get_inputs()[0].name: x})[0]\n"
         "assert 'timm' not in sys.modules  # no network-building code was needed\n"
         "print(json.dumps({'shape': list(out.shape), 'argmax': int(out.argmax())}))\n"
@@ -154,14 +154,14 @@ def test_ptq_trials_are_portable_across_x86_cpus(synthetic_root, tmp_path):
     model = create_model("efficientnet_lite0", "linear", 102, input_size=64).eval()
     calib = _synthetic_batch(load_index(synthetic_root), model.preprocess, range(1, 17))
     fp32 = export_onnx(model, tmp_path / "fp32.onnx", 64)
-    full_range = quantize_onnx_static(fp32, tmp_path / "full.onnx", calib, types="u8s8", reduce_range=False)
+    full_range = quantise_onnx_static(fp32, tmp_path / "full.onnx", calib, types="u8s8", reduce_range=False)
     assert u8s8_pair_bound(full_range) > U8S8_PAIR_LIMIT  # the check sees what saturates
     widened = [t for t in STUDENT.quantization_trials if t.get("saturation_free_8bit")]
     assert widened
     for i, trial in enumerate(STUDENT.quantization_trials):
         if trial["types"] != "u8s8":
             continue
-        path = quantize_onnx_static(fp32, tmp_path / f"trial{i}.onnx", calib, **trial)
+        path = quantise_onnx_static(fp32, tmp_path / f"trial{i}.onnx", calib, **trial)
         assert u8s8_pair_bound(path) <= U8S8_PAIR_LIMIT, trial
     graph = onnx.load(str(tmp_path / f"trial{STUDENT.quantization_trials.index(widened[0])}.onnx")).graph
     codes = [numpy_helper.to_array(i) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
@@ -170,7 +170,7 @@ def test_ptq_trials_are_portable_across_x86_cpus(synthetic_root, tmp_path):
     assert depthwise and all(np.abs(c.astype(int)).max() == 127 for c in depthwise)  # full 8-bit
     assert max(np.abs(c.astype(int)).max() for c in pointwise) > 64  # wider than 7-bit somewhere
     with pytest.raises(ValueError):
-        quantize_onnx_static(fp32, tmp_path / "bad.onnx", calib, types="u8u8", saturation_free_8bit=True)
+        quantise_onnx_static(fp32, tmp_path / "bad.onnx", calib, types="u8u8", saturation_free_8bit=True)
 
 
 def test_the_shipped_int8_file_records_that_it_cannot_saturate(student_artifacts):
@@ -185,8 +185,8 @@ def test_the_backend_comparison_of_the_recorded_student_rebuilds_its_int8_file(s
     recorded calibration and configuration, so it answers as the shipped file does on the same images."""
     import shutil
 
-    from flowers_core.distill import compare_shipped_int8_backends
-    from flowers_core.pipeline import Workspace
+    from flowers_core.build.levels import Workspace
+    from flowers_core.build.student_int8 import compare_shipped_int8_backends
 
     root = tmp_path / "artifacts"
     shutil.copytree(student_artifacts, root)

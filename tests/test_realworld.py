@@ -5,12 +5,14 @@ import shutil
 import numpy as np
 import pytest
 
-from flowers_core import reports, tables
 from flowers_core.bench import realworld
 from flowers_core.bench.realworld import Photo, realworld_metrics
-from flowers_core.checks import fit_novelty
-from flowers_core.novelty import SWEPT_PASS_RATES
-from tools import summary
+from flowers_core.build.fits import fit_novelty
+from flowers_core.results import localisation, novelty
+from flowers_core.results import realworld as realworld_results
+from flowers_core.results.common import to_markdown
+from flowers_core.serve.novelty import SWEPT_PASS_RATES
+from flowers_core.shipped import catalog, paths
 
 
 def test_metrics_count_answers_per_group():
@@ -62,7 +64,7 @@ def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_ro
     fit_novelty("level1", synthetic_root, artifacts, pass_rate=0.9, threads=1)  # level 1 with its check, the vote without
     realworld.main(["--models", "level1", "ensemble", "--data-root", str(photo_root), "--artifacts", str(artifacts),
                     "--threads", "1"])
-    result = json.loads((artifacts / reports.REALWORLD.path).read_text())
+    result = json.loads((artifacts / paths.REALWORLD.path).read_text())
     assert result["n_images"] == {"known": 9, "unknown": 2, "not_flower": 3}
     assert len(result["errors"]) == 1 and "broken.jpg" in result["errors"][0]["file"]
     assert result["gate"] is None  # no gate shipped in the synthetic artifacts: nothing is called not a flower
@@ -82,18 +84,18 @@ def test_cli_scores_every_model_and_feeds_the_report(trained_artifacts, photo_ro
     assert ensemble["by_pass_rate"] == {}  # no check: no other operating point
     shipped_rate = level1["by_pass_rate"]["0.9"]  # the rate the check was fitted with: the report's own answers
     assert shipped_rate == {k: level1[k] for k in realworld.ANSWER_FIELDS}
-    points = tables.realworld_operating_points(("student_int8", "level1", "ensemble"), artifacts)
+    points = realworld_results.realworld_operating_points(("student_int8", "level1", "ensemble"), artifacts)
     assert list(points["novelty check: validation flowers passing"]) == list(SWEPT_PASS_RATES)
     assert set(points["model"]) == {"L1 baseline"}
     assert list(points.loc[points[""] == "shipped", "novelty check: validation flowers passing"]) == [0.9]
 
-    table, species, info = tables.realworld_table(artifacts)
+    table, species, info = realworld_results.realworld_table(artifacts)
     assert len(table) == 2 and info["stale"] == [] and len(species) == len(result["models"][0]["per_species"])
-    signals = tables.recipe_ablation(artifacts).set_index("model")["'not sure' from"]
+    signals = localisation.recipe_ablation(artifacts).set_index("model")["'not sure' from"]
     assert signals["L1 baseline"] == "entropy + typicality (relative Mahalanobis, 90% of val passing)"
     assert signals["L4 ensemble"] == "entropy"
-    assert tables.typicality_signal({"typicality_threshold": -1.0}) == "typicality (Mahalanobis, 99% of val passing)"  # older
-    section = "\n".join(summary.realworld_section(artifacts))
+    assert novelty.typicality_signal({"typicality_threshold": -1.0}) == "typicality (Mahalanobis, 99% of val passing)"  # older
+    section = "\n".join(to_markdown(realworld_results.realworld_section(artifacts)))
     assert "Real-world photos" in section and "L4 ensemble" in section
     for r in result["models"]:
         assert sum(c["n"] for c in r["confusions"]) == round(9 * (1 - r["top1"]))
@@ -110,12 +112,12 @@ def test_the_targets_on_peoples_photos_are_checked_against_the_table():
 
     row = {"top-1 (8 species)": 0.91, "answered": 0.84, "accuracy when answered": 0.95,
            "unknown flowers given a species": 0.2, "non-flowers given a species": 0.03}
-    table = pd.DataFrame([{"model": tables.pretty("student_int8"), **row},
-                          {"model": tables.pretty("ensemble"), **row, "top-1 (8 species)": 0.92}])
-    text = "\n".join(summary.realworld_targets(table))
+    table = pd.DataFrame([{"model": catalog.title("student_int8"), **row},
+                          {"model": catalog.title("ensemble"), **row, "top-1 (8 species)": 0.92}])
+    text = "\n".join(to_markdown(realworld_results.realworld_targets(table)))
     status = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in text.splitlines()[4:] if line.startswith("|")}
     assert list(status.values()) == ["met", "**not met**", "met", "met", "**not met**", "met"]  # bounds are inclusive
-    assert summary.realworld_targets(table.iloc[1:]) == []  # no production model measured: no targets to check
+    assert realworld_results.realworld_targets(table.iloc[1:]) == []  # no production model measured: no targets to check
 
 
 def test_scored_candidates_are_the_top_three_whatever_their_probability():
@@ -124,7 +126,7 @@ def test_scored_candidates_are_the_top_three_whatever_their_probability():
     import numpy as np
 
     from flowers_core.bench.realworld import scored_candidates
-    from flowers_core.inference import CANDIDATES_SHOWN, Prediction
+    from flowers_core.serve.answer import CANDIDATES_SHOWN, Prediction
 
     def prediction(probs: np.ndarray) -> Prediction:
         order = np.argsort(-probs)

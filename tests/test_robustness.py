@@ -5,12 +5,12 @@ import shutil
 import numpy as np
 import torch
 
-from _level5 import student_artifacts  # noqa: F401  (fixture)
-from flowers_core import artifacts as art
-from flowers_core import reports, tables
 from flowers_core.bench import robustness
-from flowers_core.localise import LocaliseRule
-from flowers_core.quantize import add_class_map_output
+from flowers_core.build.onnx_edits import add_class_map_output
+from flowers_core.results import robustness as robustness_results
+from flowers_core.serve.localise import LocaliseRule
+from flowers_core.shipped import manifest as art
+from flowers_core.shipped import paths
 
 
 def test_shifts_keep_shape_and_dtype_and_change_the_pixels():
@@ -46,7 +46,7 @@ def test_a_localising_model_is_scored_with_its_stage_and_its_whole_photo_answers
     def rows(name: str) -> dict:
         robustness.main(["--models", "student_int8", "level1", "--data-root", str(synthetic_root), "--artifacts", str(root),
                          "--limit", "12", "--threads", "1"])
-        shutil.copy(root / reports.ROBUSTNESS.path, tmp_path / name)
+        shutil.copy(root / paths.ROBUSTNESS.path, tmp_path / name)
         return {(r["model"], r["shift"]): r for r in json.loads((tmp_path / name).read_text())["rows"]}
 
     plain = rows("plain.json")
@@ -59,7 +59,7 @@ def test_a_localising_model_is_scored_with_its_stage_and_its_whole_photo_answers
             continue
         before = {k: v for k, v in plain[(model, shift)].items() if k not in ("model", "shift", "seconds")}
         assert row["whole_photo"] == before and 0 <= row["crop_used"] <= 1
-    table = tables.robustness_localised(root).set_index("shift")  # RESULTS.md's before/after table
+    table = robustness_results.robustness_localised(root).set_index("shift")  # RESULTS.md's before/after table
     assert list(table.columns) == ["L5 student (INT8): whole photo", "L5 student (INT8): localised"]
     assert [table.loc[shift, "L5 student (INT8): localised"] for shift in robustness.shifts(32)] == \
         [localised[("student_int8", shift)]["top1"] for shift in robustness.shifts(32)]

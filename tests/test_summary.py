@@ -2,7 +2,8 @@
 what they give, so a benchmark or training run that changed an artifact without regenerating it fails here."""
 import shutil
 
-from tools.summary import README, RESULTS, main, render
+from flowers_core.results.document import README, RESULTS, render
+from tools.summary import main
 
 
 def test_results_md_is_what_the_committed_artifacts_give():

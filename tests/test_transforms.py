@@ -3,7 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from flowers_core.preprocess import Preprocess, square_resize
+from flowers_core.build.transforms import eval_view, tensor_from_pil
+from flowers_core.serve.preprocess import Preprocess, square_resize
 
 
 def test_preprocess_round_trips_through_the_manifest_dict():
@@ -19,8 +20,8 @@ def test_numpy_view_is_the_torch_eval_view(size):
     pre = Preprocess(size)
     img = Image.fromarray(np.random.default_rng(size).integers(0, 256, (217, 300, 3), dtype=np.uint8))
     square = torch.from_numpy(np.asarray(square_resize(img, pre.resize_size)).copy()).permute(2, 0, 1)[None]
-    expected = pre.eval_view(square).numpy()
+    expected = eval_view(pre, square).numpy()
     got = pre.array_from_pil(img)
     assert got.shape == expected.shape == (1, 3, size, size) and got.dtype == np.float32
     assert np.abs(got - expected).max() <= 1e-6  # the same float32 arithmetic, far inside one grey level (1/255)
-    assert torch.equal(pre.from_pil(img), torch.from_numpy(got))
+    assert torch.equal(tensor_from_pil(pre, img), torch.from_numpy(got))

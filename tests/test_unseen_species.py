@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 
 from conftest import N_CLASSES, tiny_spec
-from flowers_core import artifacts as art
-from flowers_core import reports, tables
 from flowers_core.bench import unseen_species
 from flowers_core.bench.unseen_species import (
     APP_RULE,
@@ -21,10 +19,13 @@ from flowers_core.bench.unseen_species import (
     run,
     train_without,
 )
-from flowers_core.localise import LocaliseRule
-from flowers_core.novelty import MAX_UNSEEN_ANSWERED, SWEPT_PASS_RATES, operating_point
-from flowers_core.pipeline import Workspace, prepare_workspace
-from tools import summary
+from flowers_core.build.levels import Workspace, prepare_workspace
+from flowers_core.results import novelty
+from flowers_core.results.common import to_markdown
+from flowers_core.serve.localise import LocaliseRule
+from flowers_core.serve.novelty import MAX_UNSEEN_ANSWERED, SWEPT_PASS_RATES, operating_point
+from flowers_core.shipped import manifest as art
+from flowers_core.shipped import paths
 
 
 def test_the_folds_hold_out_every_species_once():
@@ -90,11 +91,11 @@ def test_run_reports_each_signal_with_the_thresholds_rule(spec, synthetic_root, 
     swept = [fold["app_rule_by_pass_rate"][str(r)]["trained_val_passing"] for r in sorted(SWEPT_PASS_RATES)]
     assert swept == sorted(swept)  # a check that lets more validation flowers pass answers more of them
     assert signals[APP_RULE]["auroc"] is None and result["mean"][APP_RULE]["auroc"] is None
-    (root / reports.UNSEEN_SPECIES.path).parent.mkdir(parents=True, exist_ok=True)
-    (root / reports.UNSEEN_SPECIES.path).write_text(json.dumps(result))
-    text = "\n".join(summary.unseen_species_lines(root))
+    (root / paths.UNSEEN_SPECIES.path).parent.mkdir(parents=True, exist_ok=True)
+    (root / paths.UNSEEN_SPECIES.path).write_text(json.dumps(result))
+    text = "\n".join(to_markdown(novelty.unseen_species_lines(root)))
     assert all(f"| {name} " in text for name in SIGNALS) and "fold 0: held-out species passing" in text
-    table, chosen, shipped, limit = tables.unseen_operating_points(result, root)
+    table, chosen, shipped, limit = novelty.unseen_operating_points(result, root)
     assert limit == result["max_unseen_answered"] == MAX_UNSEEN_ANSWERED
     assert list(table["novelty check: validation flowers passing"]) == list(SWEPT_PASS_RATES) and shipped == []
     assert chosen == operating_point(result["mean_app_rule_by_pass_rate"]) == result["operating_point"]
@@ -114,9 +115,9 @@ def test_the_localised_app_rule_is_scored_with_the_recorded_rule(spec, synthetic
         finally:
             art.update_manifest(root, localise=None)
         assert result["localise_rule"] == LocaliseRule.from_dict(rule).to_dict() and "mean_localised" in result
-        (root / reports.UNSEEN_SPECIES.path).parent.mkdir(parents=True, exist_ok=True)
-        (root / reports.UNSEEN_SPECIES.path).write_text(json.dumps(result))
-        assert "| with the localisation stage " in "\n".join(summary.unseen_species_lines(root))
+        (root / paths.UNSEEN_SPECIES.path).parent.mkdir(parents=True, exist_ok=True)
+        (root / paths.UNSEEN_SPECIES.path).write_text(json.dumps(result))
+        assert "| with the localisation stage " in "\n".join(to_markdown(novelty.unseen_species_lines(root)))
         return result["folds"][0]
 
     whole = fold_with({"threshold": 0.5, "margin": 0.1, "min_side": 0.3, "max_side": 1.0, "combine": "whole"}, spec)

@@ -4,7 +4,7 @@
     python -m tools.decode_memory --files 8 --json out.json
     python -m tools.decode_memory --each          # also each file alone, and an 8000×8000 PNG and a 192 MP JPEG
 
-Makes (once, under --work) lossless files just under the limits of ``flowers_core.inference``
+Makes (once, under --work) lossless files just under the limits of ``flowers_core.serve.predictor``
 (MAX_PIXELS pixels, or the format's FORMAT_MAX_PIXELS; ~90% of MAX_BYTES bytes): an RGB PNG, an RGBA
 PNG, a 16-bit greyscale PNG and a lossless WebP. Each mode runs in a fresh process that loads the files' bytes, then decodes all of them
 at the same time in threads with ``load_image`` and the classifiers' resize (``square_resize``),
@@ -27,8 +27,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from flowers_core import inference
-from flowers_core.preprocess import square_resize
+from flowers_core.serve import decode
+from flowers_core.serve.preprocess import square_resize
 
 KINDS = ("rgb.png", "rgba.png", "grey16.png", "rgb.webp")
 # photo-sized files measured alone (--each): an 8000×8000 PNG (decoded at full size, then reduced) and a
@@ -55,7 +55,7 @@ def make_files(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for kind in KINDS:
-        limit = inference.FORMAT_MAX_PIXELS.get("WEBP" if kind.endswith(".webp") else "PNG", inference.MAX_PIXELS)
+        limit = decode.FORMAT_MAX_PIXELS.get("WEBP" if kind.endswith(".webp") else "PNG", decode.MAX_PIXELS)
         side_h = int((limit * 3 / 4) ** 0.5)  # 4:3, just under the format's pixel limit
         side_w = limit // side_h - 8
         path = folder / f"near_limit_{side_w}x{side_h}_{kind}"
@@ -65,7 +65,7 @@ def make_files(folder: Path) -> list[Path]:
         y, x = np.mgrid[0:side_h, 0:side_w]
         base = ((x // 7) ^ (y // 5)).astype(np.uint8)  # compresses well but is not flat
         # incompressible noise in the top rows, so the file is also near the byte limit (~90% of it)
-        noise_rows = int(0.9 * inference.MAX_BYTES / (side_w * {"grey16.png": 2, "rgba.png": 3.6, "rgb.webp": 5.6}.get(kind, 3)))
+        noise_rows = int(0.9 * decode.MAX_BYTES / (side_w * {"grey16.png": 2, "rgba.png": 3.6, "rgb.webp": 5.6}.get(kind, 3)))
         rng = np.random.default_rng(0)
         if kind == "grey16.png":
             arr = base.astype(np.uint16) * 257
@@ -84,7 +84,7 @@ def make_files(folder: Path) -> list[Path]:
         size = path.stat().st_size
         print(f"made {path.name}: {img.width}×{img.height} = {img.width * img.height / 1e6:.1f} MP, "
               f"{size:,} bytes", flush=True)
-        if size > inference.MAX_BYTES:
+        if size > decode.MAX_BYTES:
             raise SystemExit(f"{path} is over the byte limit; change the pattern")
     return paths
 
@@ -92,7 +92,7 @@ def make_files(folder: Path) -> list[Path]:
 def measure(paths: list[Path], copies: int, unbounded: bool) -> dict:
     """In this process: decode ``copies`` files at once (cycling over ``paths``); peak RSS above the start."""
     if unbounded:
-        inference.LARGE_PIXELS = math.inf
+        decode.LARGE_PIXELS = math.inf
     data = [paths[i % len(paths)].read_bytes() for i in range(copies)]
     proc = psutil.Process()
     start_rss = proc.memory_info().rss
@@ -109,7 +109,7 @@ def measure(paths: list[Path], copies: int, unbounded: bool) -> dict:
     def work(i):
         t = time.perf_counter()
         notes: list[str] = []
-        img = inference.load_image(data[i], notes)
+        img = decode.load_image(data[i], notes)
         square_resize(img, 288)
         results[i] = {"file": paths[i % len(paths)].name, "decoded": list(img.size),
                       "seconds": round(time.perf_counter() - t, 2), "notes": notes}

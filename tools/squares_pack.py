@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from flowers_core.artifacts import read_split
-from flowers_core.data import SHIPPED_PROTOCOL, decoded_cache_path, decoded_images, load_index
+from flowers_core.build.data import decoded_cache_path, decoded_images, load_index
+from flowers_core.shipped.manifest import read_split
+from flowers_core.shipped.splits import SHIPPED_PROTOCOL
 
 LABEL_FILES = ("imagelabels.mat", "setid.mat", "cat_to_name.json")
 

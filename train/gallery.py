@@ -1,12 +1,13 @@
 """Build the app's example photos, test thumbnails and dataset labels (``--build``) and the reference
-photos of every species (``--reference``) from the dataset and the saved split (``flowers_core.gallery``).
+photos of every species (``--reference``) from the dataset and the saved split (``flowers_core.serve.gallery``).
 """
 from __future__ import annotations
 
 import argparse
 import json
 
-from flowers_core.gallery import REFERENCE_PER_CLASS, REFERENCE_SIZE, build_gallery, build_reference
+from flowers_core.build.gallery import build_gallery, build_reference
+from flowers_core.serve.gallery import REFERENCE_PER_CLASS, REFERENCE_SIZE
 
 
 def main(argv=None) -> None:

@@ -1,14 +1,14 @@
 """Re-fit every shipped model's "not sure" signal from its saved val/test probabilities
 (`python -m train.uncertainty`): temperature and the entropy threshold reaching the target selective
-accuracy on validation (``checks.update_uncertainty``), for levels 1-3, the ensemble and both students."""
+accuracy on validation (``fits.update_uncertainty``), for levels 1-3, the ensemble and both students."""
 from __future__ import annotations
 
 import argparse
 
-from flowers_core import artifacts as art
-from flowers_core import catalog
-from flowers_core.checks import update_uncertainty
-from flowers_core.data import PROTOCOLS
+from flowers_core.build.fits import update_uncertainty
+from flowers_core.shipped import catalog
+from flowers_core.shipped import manifest as art
+from flowers_core.shipped.splits import PROTOCOLS
 
 
 def main(argv=None) -> None:

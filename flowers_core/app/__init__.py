@@ -1,2 +1,4 @@
-"""The Streamlit app's glue: cached loaders, the photo picker, messages (``ui``) and the words the pages and
-the browser driver share (``texts``). The report tables are ``flowers_core.tables``."""
+"""The Streamlit glue, one job a module: ``resources`` (cached models and packs, one heavy job at a time),
+``explanations`` (explanation jobs), ``picker`` (the photo picker's state), ``widgets`` (what pages draw the same
+way), ``live_latency`` (the visitor's own timing), ``handover`` (deep links on a cold server). The words live in
+``flowers_core.serve.words``, the report sections in ``flowers_core.results``."""

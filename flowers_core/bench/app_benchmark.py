@@ -40,9 +40,9 @@ import threading
 import time
 from pathlib import Path
 
-from .. import artifacts as art
-from .. import reports
-from ..data import REPO_ROOT
+from ..shipped import manifest as art
+from ..shipped import paths
+from ..shipped.paths import REPO_ROOT
 from .browser import AppDriver, StreamlitServer, chromium_page
 from .latency import cpu_model
 
@@ -339,7 +339,7 @@ def measure_crowd(visitors: int = 3, artifacts_root: Path | None = None) -> dict
 
 def main_crowd(visitors: int, artifacts, out) -> dict:
     result = measure_crowd(visitors, artifacts)
-    path = reports.app_crowd(visitors).write(result, out, artifacts)
+    path = paths.app_crowd(visitors).write(result, out, artifacts)
     ok = result["meets_target"]
     print(f"{visitors} visitors at once: server VmHWM {result['server_vmhwm_mb']:.0f} MB "
           f"(target <= {CROWD_TARGETS['server_vmhwm_mb']:.0f} MB: {'ok' if ok['server_vmhwm_mb'] else 'MISSED'}; "
@@ -360,12 +360,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--crowd", type=int, default=0, metavar="N",
                     help="crowd mode: N visitors at once pressing every heavy button (see the module docstring)")
     ap.add_argument("--artifacts", type=Path, default=None, help="artifacts dir (default $FLOWERS_ARTIFACTS or artifacts/)")
-    ap.add_argument("--out", type=Path, default=None, help=f"default <artifacts>/{reports.APP_PERFORMANCE.path}")
+    ap.add_argument("--out", type=Path, default=None, help=f"default <artifacts>/{paths.APP_PERFORMANCE.path}")
     args = ap.parse_args(argv)
     if args.crowd:
         return main_crowd(args.crowd, args.artifacts, args.out)
     result = measure(args.uploads, args.artifacts)
-    out = reports.APP_PERFORMANCE.write(result, args.out, args.artifacts)
+    out = paths.APP_PERFORMANCE.write(result, args.out, args.artifacts)
     ok = result["meets_target"]
     print(f"cold start      {result['cold_start_s']:7.2f} s   (target <= {TARGETS['cold_start_s']} s)  "
           f"{'ok' if ok['cold_start_s'] else 'MISSED'}")

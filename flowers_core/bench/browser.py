@@ -20,8 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ..app.texts import ADD_PHOTO_LABEL, CRASH_MARKER, NAMELESS_HEADLINES, UPLOAD_LABEL, display_name
-from ..data import REPO_ROOT
+from ..serve.words import ADD_PHOTO_LABEL, CRASH_MARKER, NAMELESS_HEADLINES, UPLOAD_LABEL, display_name
+from ..shipped.paths import REPO_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = (

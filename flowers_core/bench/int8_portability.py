@@ -3,8 +3,8 @@
 
 ONNX Runtime's INT8 kernels differ between CPUs: with VNNI they accumulate in int32, on AVX2-only CPUs
 they add pairs of products in int16 and can saturate (the file's weights are kept within that pair
-bound, ``quantize.u8s8_pair_bound``). The CPU the project runs on changes between sessions, so this
-re-scores the recorded splits of every shipped INT8 model as the app loads it (``inference.Predictor``, on the
+bound, ``quantise.u8s8_pair_bound``). The CPU the project runs on changes between sessions, so this
+re-scores the recorded splits of every shipped INT8 model as the app loads it (``open_predictor``, on the
 decoded images) and
 compares with the probabilities saved when the model was recorded: top-1 agreement, the largest
 probability difference and the top-1 now and then; and the flower gate's INT8 file on the validation
@@ -22,14 +22,14 @@ import numpy as np
 import onnxruntime
 import torch
 
-from .. import artifacts as art
-from .. import catalog, reports
-from ..data import SHIPPED_PROTOCOL
-from ..engine import predict_logits
-from ..evaluate import softmax
-from ..gate import FlowerGate, has_gate
-from ..inference import Predictor
-from ..pipeline import Workspace, image_forward
+from ..build.engine import predict_logits
+from ..build.levels import Workspace, image_forward
+from ..metrics import softmax
+from ..predictors import open_predictor
+from ..serve.gate import FlowerGate, has_gate
+from ..shipped import catalog, paths
+from ..shipped import manifest as art
+from ..shipped.splits import SHIPPED_PROTOCOL
 from .latency import cpu_model, int8_isa
 
 BATCH = 64
@@ -37,7 +37,7 @@ BATCH = 64
 
 def _scored(forward, pre, ws: Workspace, part: str) -> np.ndarray:
     """``forward`` (normalised array -> array) over ``part``'s decoded images in the eval view, batched as
-    training scored them when it recorded them (``pipeline.image_forward``, ``engine.predict_logits``)."""
+    training scored them when it recorded them (``levels.image_forward``, ``engine.predict_logits``)."""
     def on_tensor(x):
         return torch.from_numpy(forward(x.numpy()))
 
@@ -47,7 +47,7 @@ def _scored(forward, pre, ws: Workspace, part: str) -> np.ndarray:
 def rescore(name: str, protocol: str, data_root=None, root=None, threads: int | None = 2) -> list[dict]:
     """One row per recorded split of ``name`` (``protocol``): the shipped file re-run on its images here,
     against the probabilities saved when it was recorded."""
-    predictor = Predictor(name, protocol, root, gate=None, threads=threads, novelty=False)
+    predictor = open_predictor(name, protocol, root, gate=None, threads=threads, novelty=False)
     ws = Workspace(protocol, data_root, root)
     rows = []
     for split, rel in predictor.entry.probs.items():
@@ -75,7 +75,7 @@ def rescore_gate(data_root=None, root=None, threads: int | None = 2) -> dict:
 def merge(previous: dict | None, run: dict) -> dict:
     """The report after ``run``: rows of CPUs with another INT8 instruction set are kept, the rest replaced."""
     kept = [r for r in (previous or {}).get("runs", []) if r["int8_isa"] != run["int8_isa"]]
-    return {"command": reports.INT8_PORTABILITY.command, "runs": sorted([*kept, run], key=lambda r: r["int8_isa"])}
+    return {"command": paths.INT8_PORTABILITY.command, "runs": sorted([*kept, run], key=lambda r: r["int8_isa"])}
 
 
 def main(argv=None) -> None:
@@ -90,7 +90,7 @@ def main(argv=None) -> None:
     gate = rescore_gate(args.data_root, args.artifacts, args.threads) if has_gate(args.artifacts) else None
     run = {"cpu": cpu_model(), "int8_isa": int8_isa(), "onnxruntime": onnxruntime.__version__,
            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "gate": gate}
-    out = reports.INT8_PORTABILITY.write(merge(reports.INT8_PORTABILITY.read_or_none(args.artifacts), run),
+    out = paths.INT8_PORTABILITY.write(merge(paths.INT8_PORTABILITY.read_or_none(args.artifacts), run),
                                        root=args.artifacts)
     for r in rows:
         print(f"[int8_portability] {run['cpu']} ({run['int8_isa']}) {r['model']} {r['protocol']} {r['split']}: "

@@ -4,7 +4,7 @@ function the app's live latency page and level 5's quantisation trials use too).
 For each model: batch-1 latency p50/p95 after warm-up at a fixed thread count, throughput at
 batch ``--batch`` (32), the batch-1 latency of the app's path with the novelty check, and from a decoded photo
 without and with the localisation stage (``localised_p50``), size on disk and
-peak memory. The model is loaded as the app loads it (``inference.Predictor``: the model and its
+peak memory. The model is loaded as the app loads it (``open_predictor``: the model and its
 novelty check). Peak memory is the peak resident set size (``ru_maxrss``) of a fresh subprocess that
 loads the model and runs those passes, minus the same subprocess's RSS after importing torch,
 onnxruntime and the models' code and before loading the model ("peak_rss_mb" and "model_peak_mb"). Every model is measured in its own subprocess, so one
@@ -28,18 +28,16 @@ import onnxruntime
 import torch
 from PIL import Image
 
-from .. import artifacts as art
+from ..build.timing import measure
+from ..predictors import open_predictor
+from ..serve.predictor import Predictor, localise_rule
 
 # ``weights``, the torch models' code (timm, ~200 MB resident), is imported before any baseline is taken, like torch and
 # onnxruntime: the memory column is the model's own share, and the load time that of its files.
-from .. import (
-    catalog,
-    reports,
-    weights,  # noqa: F401
-)
-from ..data import REPO_ROOT, SHIPPED_PROTOCOL
-from ..inference import Predictor, localise_rule
-from ..timing import measure
+from ..shipped import catalog, paths
+from ..shipped import manifest as art
+from ..shipped.paths import REPO_ROOT
+from ..shipped.splits import SHIPPED_PROTOCOL
 
 DEFAULT_MODELS = catalog.NAMES
 
@@ -88,7 +86,7 @@ def bench_one(name: str, protocol: str = SHIPPED_PROTOCOL, threads: int = 2, bat
     torch.set_num_threads(threads)
     base_rss = _rss_mb()
     t0 = time.perf_counter()
-    predictor = Predictor(name, protocol, root, gate=None, threads=threads)  # the model as the app loads it
+    predictor = open_predictor(name, protocol, root, gate=None, threads=threads)  # the model as the app loads it
     fn, entry = predictor.model, predictor.entry
     load_s = time.perf_counter() - t0
     size = entry.preprocess["input_size"]
@@ -262,7 +260,7 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3, help="time every model this many times, interleaved; report medians")
     p.add_argument("--artifacts", default=None, help="artifacts folder (default: artifacts/)")
-    p.add_argument("--output", default=None, help=f"result file (default: <artifacts>/{reports.LATENCY.path})")
+    p.add_argument("--output", default=None, help=f"result file (default: <artifacts>/{paths.LATENCY.path})")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one model, this process
     args = p.parse_args(argv)
@@ -274,8 +272,8 @@ def main(argv=None) -> None:
                             args.artifacts, rounds=args.rounds)
     result = {"environment": environment(args.threads), "protocol": args.protocol, "batch": args.batch,
               "iters": args.iters, "warmup": args.warmup, "rounds": args.rounds, "models": rows}
-    result = keep_other_cpus(reports.LATENCY.read_or_none(args.artifacts, args.output), result)
-    out = reports.LATENCY.write(result, args.output, args.artifacts)
+    result = keep_other_cpus(paths.LATENCY.read_or_none(args.artifacts, args.output), result)
+    out = paths.LATENCY.write(result, args.output, args.artifacts)
     if args.json:
         print(json.dumps(result, indent=1))
     else:

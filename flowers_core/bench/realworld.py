@@ -3,7 +3,7 @@
 Two folders beside Flowers-102 under the data root, never trained on: ``real-photos/`` (web photos of
 8 of the 102 species, and of 3 flowers that are none of them: ``class_id`` -1 in ``labels.csv``) and
 ``not-flowers/`` (everyday photos of no flower). Every photo goes through the app's path
-(``inference.load_image`` + ``Predictor``); the flower gate is computed once per photo and shared by
+(``decode.load_image`` + ``Predictor``); the flower gate is computed once per photo and shared by
 every model. Per model: top-1 on the 8 species (overall and per species), the share answered with a
 species and the accuracy of those answers, and how often an unknown flower or a non-flower is given a
 species name, with the verdict breakdown of each group, how often the right species is among the candidates a
@@ -22,12 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import artifacts as art
-from .. import catalog, reports
-from ..data import SHIPPED_PROTOCOL, default_data_root
-from ..features import parse_view
-from ..gate import GATE_CMD, FlowerGate, has_gate
-from ..inference import CANDIDATES_SHOWN, VERDICTS, ImageError, Prediction, Predictor, load_image
+from ..build.features import parse_view
+from ..predictors import open_predictor
+from ..serve.answer import CANDIDATES_SHOWN, VERDICTS, Prediction
+from ..serve.decode import ImageError, load_image
+from ..serve.gate import GATE_CMD, FlowerGate, has_gate
+from ..serve.predictor import Predictor
+from ..shipped import catalog, paths
+from ..shipped import manifest as art
+from ..shipped.paths import default_data_root
+from ..shipped.splits import SHIPPED_PROTOCOL
 
 DEFAULT_MODELS = catalog.NAMES
 REAL_PHOTOS, NOT_FLOWERS = "real-photos", "not-flowers"
@@ -199,7 +203,7 @@ def run(models=DEFAULT_MODELS, data_root=None, artifacts_root=None, limit: int |
         raise FileNotFoundError(f"no flower gate recorded in {art.artifacts_dir(gate_root)} ({GATE_CMD})")
     gate_root = artifacts_root if gate_root is None else gate_root
     gate = FlowerGate(gate_root) if has_gate(gate_root) else None
-    predictors = [Predictor(m, SHIPPED_PROTOCOL, artifacts_root, gate=gate, threads=threads, novelty=novelty,
+    predictors = [open_predictor(m, SHIPPED_PROTOCOL, artifacts_root, gate=gate, threads=threads, novelty=novelty,
                             localise=localise) for m in models]
     seconds = dict.fromkeys(["gate", *models], 0.0)
     kept, scores, outputs = [], [], {m: [] for m in models}  # each model's predictions, photo by photo
@@ -267,17 +271,17 @@ def main(argv=None) -> None:
                    "models of a trial run in another folder")
     p.add_argument("--limit", type=int, default=None, help="score an evenly spread subset of N photos")
     p.add_argument("--localise", action=argparse.BooleanOptionalAction, default=None,
-                   help="classify a crop around the flower too (flowers_core.localise); default: as the manifest "
+                   help="classify a crop around the flower too (flowers_core.serve.localise); default: as the manifest "
                    "ships it (the report records the rule used)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--output", default=None, help=f"default: <artifacts>/{reports.REALWORLD.path}")
+    p.add_argument("--output", default=None, help=f"default: <artifacts>/{paths.REALWORLD.path}")
     p.add_argument("--without-novelty", action="store_true",
                    help=f"the models' novelty checks off (entropy alone says 'not sure'); written to "
-                        f"<artifacts>/{reports.REALWORLD_BEFORE_NOVELTY.path} unless --output says otherwise")
+                        f"<artifacts>/{paths.REALWORLD_BEFORE_NOVELTY.path} unless --output says otherwise")
     args = p.parse_args(argv)
     result = run(args.models, args.data_root, args.artifacts, args.limit, args.threads,
                  novelty=not args.without_novelty, gate_root=args.gate_from, localise=args.localise)
-    report = reports.REALWORLD_BEFORE_NOVELTY if args.without_novelty else reports.REALWORLD
+    report = paths.REALWORLD_BEFORE_NOVELTY if args.without_novelty else paths.REALWORLD
     out = report.write(result, args.output, args.artifacts)
     print(f"written to {out}")
 

@@ -22,10 +22,12 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from .. import catalog, reports
-from ..data import SHIPPED_PROTOCOL
-from ..inference import Predictor
-from ..pipeline import Workspace
+from ..build.levels import Workspace
+from ..build.transforms import eval_view
+from ..predictors import open_predictor
+from ..serve.predictor import Predictor
+from ..shipped import catalog, paths
+from ..shipped.splits import SHIPPED_PROTOCOL
 
 DEFAULT_MODELS = (catalog.PRODUCTION, catalog.TEACHER, *catalog.names(levels=(1, 2)))  # level 2 vs 1: what the augmentation buys
 
@@ -60,7 +62,7 @@ def shifts(size: int) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
 
 def answers(preds: list, labels: np.ndarray, judged: bool) -> dict:
     """Top-1 and mean confidence of ``preds``; when the model can say 'not sure' (``judged``), how the verdict
-    (``inference.verdict``, no flower gate: these are all flowers) splits the images and the accuracy on each side."""
+    (``answer.verdict``, no flower gate: these are all flowers) splits the images and the accuracy on each side."""
     probs = np.stack([p.probs for p in preds])
     correct = probs.argmax(-1) == labels
     out = {"top1": float(correct.mean()), "mean_confidence": float(probs.max(-1).mean())}
@@ -80,7 +82,7 @@ def score(predictor: Predictor, squares: torch.Tensor, labels: np.ndarray, batch
     for i in range(0, len(squares), batch_size):
         chunk = squares[i: i + batch_size]
         photos = [Image.fromarray(s.permute(1, 2, 0).numpy()) for s in chunk] if localised else None
-        preds += predictor.predict_batch(predictor.preprocess.eval_view(chunk), images=photos)
+        preds += predictor.predict_batch(eval_view(predictor.preprocess, chunk), images=photos)
     judged = predictor.threshold is not None or predictor.typicality_threshold is not None
     out = answers(preds, labels, judged)
     if localised:
@@ -94,7 +96,7 @@ def run(models=DEFAULT_MODELS, protocol: str = SHIPPED_PROTOCOL, data_root=None,
     if threads:
         torch.set_num_threads(threads)
     ws = Workspace(protocol, data_root, artifacts_root=artifacts_root)
-    predictors = [Predictor(m, protocol, artifacts_root, gate=None) for m in models]
+    predictors = [open_predictor(m, protocol, artifacts_root, gate=None) for m in models]
     size = predictors[0].preprocess.resize_size
     squares, labels = ws.squares(size, "test"), ws.labels("test").numpy()
     if limit:
@@ -121,10 +123,10 @@ def main(argv=None) -> None:
     p.add_argument("--artifacts", default=None)
     p.add_argument("--limit", type=int, default=None, help="score only the first N test images")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--output", default=None, help=f"default: <artifacts>/{reports.ROBUSTNESS.path}")
+    p.add_argument("--output", default=None, help=f"default: <artifacts>/{paths.ROBUSTNESS.path}")
     args = p.parse_args(argv)
     result = run(args.models, args.protocol, args.data_root, args.artifacts, args.limit, args.threads)
-    out = reports.ROBUSTNESS.write(result, args.output, args.artifacts)
+    out = paths.ROBUSTNESS.write(result, args.output, args.artifacts)
     print(f"written to {out}")
 
 

@@ -24,17 +24,20 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from .. import artifacts as art
-from .. import reports
-from ..checks import TARGET_SELECTIVE_ACCURACY
-from ..data import SHIPPED_PROTOCOL
-from ..engine import CachedViews, fit, seed_everything
-from ..evaluate import entropy, entropy_rule, pass_threshold, softmax
-from ..inference import verdict
-from ..localise import LocaliseRule, combine_stage, localise
-from ..models import FlowerNet, create_model
-from ..novelty import DISTANCE, MAX_UNSEEN_ANSWERED, PASS_RATE, SWEPT_PASS_RATES, Typicality, operating_point
-from ..pipeline import LEVELS, LevelSpec, Workspace, training_views
+from ..build.calibration import entropy_rule
+from ..build.engine import CachedViews, fit, seed_everything
+from ..build.fits import TARGET_SELECTIVE_ACCURACY
+from ..build.levels import LevelSpec, Workspace, training_views
+from ..build.models import FlowerNet, create_model
+from ..build.recipes import LEVELS
+from ..build.transforms import eval_view
+from ..metrics import entropy, pass_threshold, softmax
+from ..serve.answer import verdict
+from ..serve.localise import LocaliseRule, combine_stage, localise
+from ..serve.novelty import DISTANCE, MAX_UNSEEN_ANSWERED, PASS_RATE, SWEPT_PASS_RATES, Typicality, operating_point
+from ..shipped import manifest as art
+from ..shipped import paths
+from ..shipped.splits import SHIPPED_PROTOCOL
 
 SPEC = replace(LEVELS["level2"], name="unseen_species", arch="efficientnet_lite0", input_size=260)
 FOLDS, SEED = 5, 0
@@ -96,7 +99,7 @@ def crop_outputs(model: FlowerNet, squares: torch.Tensor, rule: LocaliseRule) ->
     for i in range(0, len(squares), BATCH):
         chunk = squares[i: i + BATCH]
         with torch.inference_mode():
-            fmap = model.feature_map(pre.eval_view(chunk))
+            fmap = model.feature_map(eval_view(pre, chunk))
             maps = torch.einsum("bchw,bc->bhw", fmap, weights[model.head(fmap).argmax(1)]).numpy()
         photos = [Image.fromarray(s.permute(1, 2, 0).numpy()) for s in chunk]
         places = [localise(m, photo.size, pre.input_size, pre.resize_size, rule) for m, photo in zip(maps, photos)]
@@ -113,7 +116,7 @@ def score_fold(model: FlowerNet, ws: Workspace, held: np.ndarray, pass_rate: flo
                target_accuracy: float = TARGET_SELECTIVE_ACCURACY, rule: LocaliseRule | None = None) -> dict:
     """Each distance fitted on the trained species' training features, its threshold on their validation
     images; the softmax's entropy rule (temperature and threshold fitted on those validation images, as
-    ``train.uncertainty`` fits a shipped model's); and the app's rule, ``inference.verdict`` with both. Per
+    ``train.uncertainty`` fits a shipped model's); and the app's rule, ``answer.verdict`` with both. Per
     signal: the share of the held-out species' images that pass (lower is better), of the trained species'
     validation images, and the AUROC of a signal's score. With a localisation ``rule``, the app's rule again with
     the stage on (``localised``, ``crop_outputs``)."""
@@ -209,7 +212,7 @@ def run(folds=tuple(range(FOLDS)), data_root=None, artifacts_root=None, spec: Le
                   f"trained species' val passing {r['trained_val_passing']:.3f}", flush=True)
     mean = {name: _mean([f["signals"][name] for f in results]) for name in SIGNALS}
     mean_by_pass_rate = {rate: _mean([f["app_rule_by_pass_rate"][rate] for f in results]) for rate in results[0]["app_rule_by_pass_rate"]}
-    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "protocol": SHIPPED_PROTOCOL, "command": reports.UNSEEN_SPECIES.command,
+    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "protocol": SHIPPED_PROTOCOL, "command": paths.UNSEEN_SPECIES.command,
             "model": {"arch": spec.arch, "head": spec.head, "input_size": spec.input_size, "recipe": "level2",
                       "augment": spec.augment, "aug_views": spec.aug_views, "epochs": epochs or spec.config.epochs},
             "pass_rate": pass_rate, "target_selective_accuracy": target_accuracy, "n_folds_total": FOLDS, "seed": SEED, "folds": results, "mean": mean,
@@ -228,12 +231,12 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch count")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--without-localise", action="store_true", help="skip the app's rule with the localisation stage")
-    p.add_argument("--output", default=None, help=f"default: <artifacts>/{reports.UNSEEN_SPECIES.path}")
+    p.add_argument("--output", default=None, help=f"default: <artifacts>/{paths.UNSEEN_SPECIES.path}")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run(args.folds, args.data_root, args.artifacts, epochs=args.epochs, localised=not args.without_localise)
-    out = reports.UNSEEN_SPECIES.write(result, args.output, args.artifacts)
+    out = paths.UNSEEN_SPECIES.write(result, args.output, args.artifacts)
     print(f"written to {out}")
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from flowers_core import artifacts as art
-from flowers_core.app.texts import NOT_A_FLOWER_HEADLINE, UPLOAD_LABEL
 from flowers_core.bench.browser import CHROMIUM, AppDriver, StreamlitServer, chromium_available, chromium_page
-from flowers_core.data import REPO_ROOT
+from flowers_core.serve.words import NOT_A_FLOWER_HEADLINE, UPLOAD_LABEL
+from flowers_core.shipped import manifest as art
+from flowers_core.shipped.paths import REPO_ROOT
 
 pytestmark = [
     pytest.mark.e2e,
@@ -48,7 +48,7 @@ def example() -> dict:
     if index.is_file():
         item = json.loads(index.read_text())[0]
         return {"path": EXAMPLES / item["file"], "label": item["label"]}
-    from flowers_core.data import default_data_root
+    from flowers_core.shipped.paths import default_data_root
 
     jpg = next((default_data_root() / "flowers-102" / "jpg").glob("*.jpg"), None)
     if jpg is None:
@@ -164,7 +164,7 @@ def test_classify_on_a_phone(app, server, class_names, example):
 
 
 def test_a_file_just_over_the_limit_gets_the_apps_message(app, server):
-    from flowers_core.inference import MAX_BYTES, MAX_MB
+    from flowers_core.serve.decode import MAX_BYTES, MAX_MB
 
     app.open()
     app.wait_uploader()
@@ -295,7 +295,7 @@ def test_a_new_photo_is_a_new_question(sized, server, class_names, real_answers)
 
 @pytest.mark.slow
 def test_two_different_flowers_sent_as_one_plant(sized, server, class_names, real_answers):
-    from flowers_core.app.texts import DIFFERENT_FLOWERS_HEADLINE
+    from flowers_core.serve.words import DIFFERENT_FLOWERS_HEADLINE
 
     _needs_real(real_answers)
     sized.classify(SUNFLOWER, class_names)
@@ -334,7 +334,7 @@ def test_three_photos_of_one_plant_then_removed(sized, server, class_names, real
 
 @pytest.mark.slow
 def test_a_file_over_the_limit_shows_the_apps_message(sized, server):
-    from flowers_core.inference import MAX_BYTES, size_limit_text
+    from flowers_core.serve.decode import MAX_BYTES, size_limit_text
 
     size = 36_800_000  # the 36.8 MB file of issue 26: over the app's limit, under the transport cap
     assert size > MAX_BYTES

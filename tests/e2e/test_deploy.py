@@ -3,7 +3,7 @@
 A shared link to a page (``/explain``) can be the very first request a freshly woken server gets.
 Streamlit then chooses its older multipage mode (it sees ``pages/`` beside ``app.py`` and has not yet
 seen ``st.navigation``) and would run the page file on its own: file names in the sidebar, no wide
-layout, no ``app.py`` error handling. ``flowers_core.app.ui`` hands such a run over to ``app.py``;
+layout, no ``app.py`` error handling. ``flowers_core.app.handover`` hands such a run over to ``app.py``;
 this test starts a fresh server per link and opens the link first. Run:
 ``python -m pytest -q tests/e2e/test_deploy.py -m e2e``.
 """
@@ -15,7 +15,7 @@ import re
 import pytest
 
 from flowers_core.bench.browser import CHROMIUM, AppDriver, StreamlitServer, chromium_available, chromium_page
-from flowers_core.data import REPO_ROOT
+from flowers_core.shipped.paths import REPO_ROOT
 
 pytestmark = [
     pytest.mark.e2e,

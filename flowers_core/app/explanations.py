@@ -1,0 +1,108 @@
+"""Explanations as jobs: computed in worker threads under the heavy-job bound, kept in a small LRU, watched by
+the page that asked (a note while another visitor's job runs, a spinner, LIME's progress)."""
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+
+import streamlit as st
+
+from ..serve.decode import load_image
+from ..shipped.splits import SHIPPED_PROTOCOL
+from .resources import _HEAVY, _key, _predictor
+
+
+def explanation(model, photo: bytes, method: str, target: int | None, num_samples: int = 150, progress=None):
+    """One explanation of ``model``'s view of ``photo``, computed now (``explain_cached`` keeps them)."""
+    from ..explain import maps as explain  # torch: loaded by the Explain page only (Classify starts without it)
+
+    img = load_image(photo)
+    if method == "Attention":
+        return explain.attention_map(model, img)
+    if method == "LIME":
+        return explain.lime(model, img, target, num_samples=num_samples, progress=progress)
+    return explain.gradcam(model, img, method, target)
+
+
+# Explanations kept per (photo, model, method, target, samples): moving the opacity slider or coming back costs
+# nothing. A plain LRU rather than st.cache_data, so that the wait note and LIME's progress bar shown while one is
+# computed are never stored and replayed with it. ~0.4 MB each.
+_EXPLANATIONS: OrderedDict = OrderedDict()
+_EXPLANATIONS_LOCK = threading.Lock()  # guards _EXPLANATIONS and _JOBS
+EXPLANATIONS_KEPT = 64
+
+
+@dataclass
+class _Job:
+    """An explanation being computed in a worker thread; the pages that want it watch ``done``/``total``."""
+
+    future: Future | None = None
+    started: bool = False
+    done: int = 0
+    total: int = 0
+
+
+# Explanations run in worker threads, not in the visitor's script run: a click during LIME (the opacity slider)
+# reruns the page, which interrupts the script at its next Streamlit call (the progress bar); the job goes on,
+# and the rerun (or another visitor asking for the same explanation) waits for the same job.
+_JOBS: dict[tuple, _Job] = {}
+_WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="explain")  # they queue on _HEAVY, one runs
+
+
+def _run_job(key: tuple, job: _Job, model, photo: bytes, method: str, target: int | None, num_samples: int):
+    def progress(done: int, total: int) -> None:
+        job.done, job.total = done, total
+
+    try:
+        with _HEAVY:
+            job.started = True
+            found = explanation(model, photo, method, target, num_samples, progress)
+        with _EXPLANATIONS_LOCK:
+            _EXPLANATIONS[key] = found
+            while len(_EXPLANATIONS) > EXPLANATIONS_KEPT:
+                _EXPLANATIONS.popitem(last=False)
+        return found
+    finally:
+        with _EXPLANATIONS_LOCK:
+            _JOBS.pop(key, None)
+
+
+def explain_cached(photo: bytes, name: str, method: str, target: int | None, num_samples: int = 150):
+    """The explanation, from the cache or computed as a heavy job, with what the visitor waits for on the page:
+    a note while another visitor's job runs, then a spinner, or LIME's progress."""
+    # made on every run, used or not: the page's later elements keep their places from one run to the next (an
+    # expander that moved would be a new, closed one)
+    note = st.empty()
+    root, mtime = _key()
+    key = (hashlib.sha256(photo).hexdigest(), name, method, target, num_samples, root, mtime)
+    with _EXPLANATIONS_LOCK:
+        if key in _EXPLANATIONS:
+            _EXPLANATIONS.move_to_end(key)
+            return _EXPLANATIONS[key]
+        job = _JOBS.get(key)
+    if job is None:
+        model = _predictor(name, SHIPPED_PROTOCOL, root, mtime).model  # loaded here, with its spinner and bound
+        with _EXPLANATIONS_LOCK:
+            job = _JOBS.get(key)
+            if job is None:
+                job = _JOBS[key] = _Job(total=num_samples if method == "LIME" else 0)
+                job.future = _WORKERS.submit(_run_job, key, job, model, photo, method, target, num_samples)
+    try:
+        while True:
+            try:
+                return job.future.result(timeout=0.25)
+            except FutureTimeout:
+                pass
+            if not job.started:
+                note.info("Your explanation starts in a moment: another visitor's is being computed.", icon="⏳")
+            elif method == "LIME":
+                note.progress(job.done / max(job.total, 1),
+                              text=f"LIME: classified {job.done} of {job.total} perturbed photos")
+            else:
+                note.info("Computing the explanation…", icon="⏳")
+    finally:
+        note.empty()

@@ -1,0 +1,169 @@
+"""What the pages draw the same way: messages, the top-5 chart, the answer, where it looked, the candidates and
+their reference photos, a species card. The words come from ``serve.words``; this module only draws them."""
+from __future__ import annotations
+
+import logging
+import traceback
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from ..results.common import Table
+from ..serve.answer import CANDIDATE_MIN_PROB, CANDIDATES_SHOWN
+from ..serve.localise import draw_looked
+from ..serve.words import (
+    CRASH_MARKER,
+    DIFFERENT_FLOWERS_HEADLINE,
+    display_name,
+    taxonomy,
+    taxonomy_text,
+    verdict_text,
+    where_looked_caption,
+    with_article,
+)
+
+log = logging.getLogger("flowers_app")
+
+# ---------------------------------------------------------------------------------------------
+# Messages
+# ---------------------------------------------------------------------------------------------
+def missing(message: str, what: str = "This part of the page") -> None:
+    st.info(f"**{what} is not available yet.** {message}", icon="ℹ️")
+
+
+def run_guarded(page) -> None:
+    """Run a page; an unexpected error becomes a short message, never a traceback."""
+    try:
+        page.run()
+    except Exception as e:  # st.stop / st.rerun are BaseException and pass through
+        log.error("page crashed:\n%s", traceback.format_exc())
+        st.error(f"{CRASH_MARKER} Please try another photo or reload. ({type(e).__name__}: {e})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Charts shared by several pages
+# ---------------------------------------------------------------------------------------------
+def top5_chart(top5: list[tuple[str, float]], title: str | None = None, height: int = 260, narrow: bool = False):
+    """The top guesses as horizontal bars. ``narrow`` (a chart in a narrow column): the names are written on the
+    bars, left-aligned, instead of as axis labels, which a narrow chart cuts ("ck-eyed Susan")."""
+    labels = [display_name(label) for label, _ in top5][::-1]
+    values = [p for _, p in top5][::-1]
+    text = [f"{name} · {v:.0%}" for name, v in zip(labels, values)] if narrow else [f"{v:.0%}" for v in values]
+    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", text=text, marker_color="#b5338a",
+                           textposition="outside" if narrow else "auto", cliponaxis=False,
+                           hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+    if narrow:  # the text after each bar's start: a full bar gets its text inside, in white
+        fig.update_traces(textposition=["inside" if v > 0.5 else "outside" for v in values],
+                          insidetextanchor="start", textfont_size=12)
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+                      xaxis=dict(range=[0, 1], tickformat=".0%", title=None))
+    fig.update_yaxes(automargin=True, showticklabels=not narrow)
+    return fig
+
+
+
+
+def show_verdict(pred, several: bool = False) -> None:
+    headline, detail = verdict_text(pred, several)
+    st.subheader(headline, anchor="answer")
+    {"species": st.success, "not_sure": st.info, "not_a_flower": st.warning}[pred.verdict](detail)
+    if pred.verdict != "not_a_flower":
+        taxonomy_line(pred.label)
+
+
+def show_disagreement(preds) -> None:
+    """Photos sent as one plant whose own answers name different species: say so, combine nothing."""
+    st.subheader(DIFFERENT_FLOWERS_HEADLINE, anchor="answer")
+    named = sorted({display_name(p.label) for p in preds if p.verdict == "species"})
+    st.warning(f"On their own they say {' and '.join(f'**{n}**' for n in named)}, so I won't combine them into one "
+               "answer. Each photo's answer is below; remove the ones that show another plant, or start again "
+               "with one photo.")
+
+
+def taxonomy_line(label: str) -> None:
+    """The species' scientific name and family (``words.taxonomy``), when the table has it."""
+    row = taxonomy().get(label)
+    if row:
+        st.caption(taxonomy_text(row))
+
+
+
+
+WHERE_LOOKED_PX = 240  # the "where I looked" picture's default width (Explain; Classify passes its own)
+
+
+def show_where_looked(img, pred, width: int = WHERE_LOOKED_PX, caption: str | None = None) -> bool:
+    """The photo with the part the app classified closely drawn on it (the localisation stage's crop), so a
+    visitor sees when it looked at the wrong thing; ``caption`` goes before the explanation. Shows nothing and
+    returns False when the stage did not run (or the photo is no flower)."""
+    place = getattr(pred, "localisation", None)
+    if place is None or pred.verdict == "not_a_flower":
+        return False
+    text = where_looked_caption(len(place.blooms), place.used)
+    st.image(draw_looked(img, place), caption=f"{caption} · {text}" if caption else text, width=width)
+    return True
+
+
+def show_reference(class_id: int, refs, width: int = 96) -> None:
+    photos = refs.of_class(class_id)
+    if photos:
+        st.image(photos, width=width)
+
+
+def show_candidates(pred, classes: list[str], refs) -> None:
+    """Under the verdict, something to check it against: the species' reference photos ("species"), or
+    its candidates (``Prediction.candidates``) each with theirs ("not sure"); nothing for "not a flower"."""
+    if pred.verdict == "not_a_flower":
+        return
+    if not refs.available:
+        st.caption(f"ℹ️ {refs.missing_message}")
+        return
+    if pred.verdict == "species":
+        st.markdown(f"**What {with_article(pred.label)} looks like** (photos from the training set):")
+        show_reference(pred.class_id, refs)
+        return
+    ids = pred.candidate_ids()
+    if not ids:
+        return
+    st.markdown(f"**Compare your photo with {'this species' if len(ids) == 1 else 'these candidates'}** "
+                "(photos from the training set):")
+    for rank, class_id in enumerate(ids, start=1):
+        st.markdown(f"{rank}. **{display_name(classes[class_id])}** — {pred.probs[class_id]:.0%}")
+        show_reference(class_id, refs)
+    if len(ids) < min(CANDIDATES_SHOWN, len(pred.top5)):
+        st.caption(f"Every other species scores under {CANDIDATE_MIN_PROB:.0%}, too little to be worth comparing.")
+
+
+def species_card(row, refs) -> None:
+    """One species on the Species page: name, reference photos, the model's test accuracy on it."""
+    st.markdown(f"**{display_name(row['class'])}** · no. {int(row['class id']) + 1}")
+    if taxon := taxonomy().get(row["class"]):
+        st.caption(taxonomy_text(taxon) + (f" — {taxon['note']}" if taxon["note"] else ""))
+    show_reference(int(row["class id"]), refs, width=80)
+    if "accuracy" in row and row.get("test images", 0):
+        st.caption(f"Test accuracy {row['accuracy']:.0%} ({int(row['correct'])} of {int(row['test images'])} "
+                   "test photos)" + (f"; most often mistaken for {display_name(row['most often mistaken for'])}"
+                                     if row.get("most often mistaken for") else ""))
+
+
+def show_blocks(blocks) -> None:
+    """A results section (``flowers_core.results``) as the Report page draws it: its paragraphs as Markdown, its
+    tables as tables (RESULTS.md writes the same blocks as Markdown)."""
+    text: list[str] = []
+    for block in [*blocks, None]:
+        if block is None or isinstance(block, Table):
+            if any(line.strip() for line in text):
+                st.markdown("\n".join(text))
+            text = []
+            if block is not None:
+                st.dataframe(block.frame, hide_index=True)
+        else:
+            text.append(block)
+
+
+def show_section(section, root=None, expanded: bool = False) -> None:
+    """A declared results section in an expander titled by its heading (a phone shows the titles first)."""
+    blocks = section(root)
+    title = blocks[0][3:] if blocks and isinstance(blocks[0], str) and blocks[0].startswith("## ") else None
+    with st.expander(title or section.__name__.replace("_", " "), expanded=expanded):
+        show_blocks(blocks[1:] if title else blocks)

@@ -1,0 +1,200 @@
+"""Where a model looks: Grad-CAM family overlays, the Level-3 attention map, and LIME superpixels.
+
+Every function takes a ``FlowerNet`` and an RGB PIL image and returns an ``Explanation`` on the
+exact centre crop the model classifies (``model_view``). A model shared across app sessions
+(``st.cache_resource``) is never mutated and never copied: Grad-CAM needs gradients only from the
+class score back to the last stage's feature map, not through the backbone (a deep copy of the model
+and a full backward pass made it slow and memory-hungry). LIME classifies its perturbed images in
+small batches (``LIME_BATCH``) and reports its progress.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from ..build.transforms import normalize, tensor_from_pil
+from ..serve.preprocess import Preprocess
+
+CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "EigenCAM")
+# LIME's images per forward pass: its peak memory grows with it (activations of the whole batch), its speed
+# hardly does on a CPU. 8 keeps one LIME run near 100 MB above the model.
+LIME_BATCH = 8
+
+
+@dataclass
+class Explanation:
+    method: str
+    view: np.ndarray  # uint8 [H, W, 3]: the crop the model saw
+    heatmap: np.ndarray  # float32 [H, W] in [0, 1]
+    target: int | None  # class explained (None: class-agnostic, e.g. EigenCAM / attention)
+    note: str = ""
+
+    def overlay(self, opacity: float = 0.5) -> np.ndarray:
+        return overlay(self.view, self.heatmap, opacity)
+
+    def colored(self) -> np.ndarray:
+        return colorize(self.heatmap)
+
+
+def model_view(img: Image.Image, preprocess: Preprocess) -> np.ndarray:
+    """The uint8 centre crop that ``preprocess.array_from_pil`` normalises (same geometry)."""
+    return preprocess.eval_crop(img.convert("RGB")).copy()
+
+
+def _cam_weights(method: str, fmap: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    """Per-channel weights [C] of the feature map [C, h, w] for ``method`` (as pytorch-grad-cam defines them)."""
+    if method == "Grad-CAM":
+        return grads.mean(axis=(1, 2))
+    g2 = grads ** 2  # Grad-CAM++ (Chattopadhay et al. 2018), the library's closed form
+    alpha = g2 / (2 * g2 + fmap.sum(axis=(1, 2))[:, None, None] * g2 * grads + 1e-6)
+    alpha = np.where(grads != 0, alpha, 0)
+    return (np.maximum(grads, 0) * alpha).sum(axis=(1, 2))
+
+
+def _eigen_projection(fmap: np.ndarray) -> np.ndarray:
+    """EigenCAM: the centred feature map projected on its first principal component, [h, w]."""
+    flat = np.nan_to_num(fmap).reshape(fmap.shape[0], -1).T
+    flat = flat - flat.mean(axis=0)
+    vt = np.linalg.svd(flat, full_matrices=True)[2]
+    return (flat @ vt[0]).reshape(fmap.shape[1:])
+
+
+def _unit(cam: np.ndarray) -> np.ndarray:
+    cam = cam - cam.min()
+    return cam / (1e-7 + cam.max())
+
+
+def gradcam(model, img: Image.Image, method: str = "Grad-CAM", target: int | None = None) -> Explanation:
+    """CAM of ``target`` (default: the predicted class) at the model's last backbone stage.
+
+    Computed here rather than through pytorch-grad-cam's classes (same formulas and scaling; the tests compare
+    the two): the library hooks the model, and importing it takes ~3 s of a cold Explain (scikit-learn, scipy).
+    The shared model is neither hooked nor copied: the backbone runs without gradients, and the gradient of the
+    class score is taken with respect to its output only, through the head with detached weights (no ``.grad``
+    on the shared weights, no backward pass through the backbone)."""
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {CAM_METHODS}")
+    pre = model.preprocess
+    x = tensor_from_pil(pre, img)
+    with torch.no_grad():
+        fmap = model.feature_map(x).contiguous()
+    with torch.enable_grad():
+        fmap.requires_grad_(True)
+        weights = {k: v.detach() for k, v in model.head.named_parameters()}
+        logits = torch.func.functional_call(model.head, weights, (fmap,))
+        if target is None:
+            target = int(logits[0].argmax())
+        grads = None if method == "EigenCAM" else torch.autograd.grad(logits[0, int(target)], fmap)[0][0].numpy()
+    activations = fmap.detach()[0].numpy()
+    if method == "EigenCAM":
+        cam = _eigen_projection(activations)
+    else:
+        cam = (_cam_weights(method, activations, grads)[:, None, None] * activations).sum(axis=0)
+    size = pre.input_size
+    heat = _unit(cv2.resize(np.float32(_unit(np.maximum(cam, 0))), (size, size)))
+    note = "EigenCAM is class-agnostic: it shows the dominant pattern of the feature map." if method == "EigenCAM" else ""
+    return Explanation(method, model_view(img, pre), heat, None if method == "EigenCAM" else int(target), note)
+
+
+@torch.no_grad()
+def attention_map(model, img: Image.Image) -> Explanation:
+    """Level 3: the attention head's own spatial weights (what its pooling averages over)."""
+    if not getattr(model, "attention_available", False):
+        raise ValueError("this model has no attention head (only Level 3 has one)")
+    pre = model.preprocess
+    a = model.head.attention(model.feature_map(tensor_from_pil(pre, img)))  # [1, 1, h, w]
+    up = torch.nn.functional.interpolate(a, size=(pre.input_size, pre.input_size), mode="bilinear",
+                                         align_corners=False)[0, 0].numpy()
+    return Explanation("Attention", model_view(img, pre), _normalise(up), None,
+                       f"Raw attention ranges {float(a.min()):.2f}–{float(a.max()):.2f} on a "
+                       f"{a.shape[-2]}×{a.shape[-1]} grid, shown stretched to 0–1.")
+
+
+def lime(model, img: Image.Image, target: int | None = None, num_samples: int = 150,
+         num_features: int = 8, seed: int = 0, progress: Callable[[int, int], None] | None = None) -> Explanation:
+    """LIME: perturb superpixels, fit a local linear model; heat = positive superpixel weights.
+
+    ``progress(done, total)`` after each batch of perturbed images (``num_samples`` in all)."""
+    from lime import lime_image  # slow to import (scikit-image): only when a visitor opens LIME
+
+    # lime 0.2 draws a tqdm bar in the server's log on every run (it has no switch): the visitor sees
+    # ``progress`` on the page instead, and the log stays readable
+    lime_image.tqdm = _no_bar
+
+    pre = model.preprocess
+    view = model_view(img, pre)
+
+    done = 0
+
+    @torch.no_grad()
+    def classify(batch: np.ndarray) -> np.ndarray:
+        out = []
+        for i in range(0, len(batch), LIME_BATCH):
+            x = torch.from_numpy(np.ascontiguousarray(batch[i:i + LIME_BATCH], dtype=np.float32)).permute(0, 3, 1, 2)
+            out.append(torch.softmax(torch.as_tensor(model(normalize(pre, x.clamp(0, 255)))).float(), -1).numpy())
+        return np.concatenate(out)
+
+    def classify_samples(batch: np.ndarray) -> np.ndarray:
+        nonlocal done
+        probs = classify(batch)
+        done = min(num_samples, done + len(batch))
+        if progress is not None:
+            progress(done, num_samples)
+        return probs
+
+    if target is None:
+        target = int(classify(view[None].astype(np.float32)).argmax())
+    explainer = lime_image.LimeImageExplainer(random_state=seed)
+    # lime builds each batch of perturbed images (float64) before classifying it: its batch_size bounds that too
+    result = explainer.explain_instance(view.astype(np.float64), classify_samples, labels=(int(target),),
+                                        top_labels=None, hide_color=0, num_samples=num_samples,
+                                        batch_size=LIME_BATCH, random_seed=seed)
+    weights = sorted(result.local_exp[int(target)], key=lambda t: -t[1])[:num_features]
+    heat = np.zeros(result.segments.shape, dtype=np.float32)
+    for segment, w in weights:
+        if w > 0:
+            heat[result.segments == segment] = w
+    return Explanation("LIME", view, _normalise(heat), int(target),
+                       f"{len(np.unique(result.segments))} superpixels, {num_samples} perturbed samples; "
+                       f"highlighted: the up to {num_features} superpixels that most support the class.")
+
+
+def _no_bar(iterable, *args, **kwargs):
+    return iterable
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+def _normalise(heat: np.ndarray) -> np.ndarray:
+    heat = np.nan_to_num(np.asarray(heat, dtype=np.float32))
+    lo, hi = float(heat.min()), float(heat.max())
+    return (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
+
+
+def colorize(heat: np.ndarray) -> np.ndarray:
+    """[H, W] in [0, 1] -> uint8 RGB with the JET colormap (blue = low, red = high)."""
+    bgr = cv2.applyColorMap(np.uint8(255 * np.clip(heat, 0, 1)), cv2.COLORMAP_JET)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def overlay(view: np.ndarray, heat: np.ndarray, opacity: float = 0.5) -> np.ndarray:
+    """Blend the coloured heatmap over the image; ``opacity`` 0 = image only, 1 = heatmap only."""
+    opacity = float(np.clip(opacity, 0.0, 1.0))
+    blend = (1 - opacity) * view.astype(np.float32) + opacity * colorize(heat).astype(np.float32)
+    return np.clip(blend, 0, 255).astype(np.uint8)
+
+
+def to_png(arr: np.ndarray, scale: int = 1) -> bytes:
+    im = Image.fromarray(arr)
+    if scale > 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()

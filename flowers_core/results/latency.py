@@ -1,0 +1,157 @@
+"""CPU latency (``bench.latency``) and the app's own measurements (``bench.app_benchmark``): tables and sections."""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..shipped import catalog, paths
+from ..shipped import manifest as art
+from .common import Block, Table
+
+
+# ---------------------------------------------------------------------------------------------
+# Latency (written by flowers_core.bench.latency)
+# ---------------------------------------------------------------------------------------------
+def latency_table(root=None) -> pd.DataFrame:
+    """The stored benchmark: one row per model (batch-1 p50/p95 ms, throughput, size, memory)."""
+    return pd.DataFrame(paths.LATENCY.read(root)["models"])
+
+
+def latency_environment(root=None) -> dict:
+    try:
+        data = paths.LATENCY.read(root)
+    except art.ArtifactMissing:
+        return {}
+    return data.get("environment", {})
+
+
+def _latency_runs(root=None) -> list[dict]:
+    """The stored latency record, then the latest record of each other kind of CPU (newest first)."""
+    try:
+        data = paths.LATENCY.read(root)
+    except art.ArtifactMissing:
+        return []
+    return [data, *data.get("other_cpus", [])]
+
+
+def latency_other_cpus(root=None) -> pd.DataFrame:
+    """Batch-1 p50 (ms) per model on the kinds of CPU of earlier records (one column per INT8 instruction
+    set, the stored record's included), or an empty frame when only one kind was measured."""
+    runs = _latency_runs(root)
+    if len(runs) < 2:
+        return pd.DataFrame()
+    columns = {}
+    for run in runs:
+        env = run.get("environment", {})
+        name = f"p50 (ms) on {env.get('cpu', '?')}, {env.get('int8_isa', '?')}, {str(env.get('date', '?'))[:10]}"
+        columns[name] = {r["model"]: r.get("p50_ms") for r in run["models"] if "error" not in r}
+    return pd.DataFrame(columns).rename_axis("model").reset_index()
+
+
+def latency_p50_per_cpu(name: str, root=None) -> dict[str, float]:
+    """A model's stored batch-1 p50 (ms) on each kind of CPU measured, by INT8 instruction set."""
+    return {run.get("environment", {}).get("int8_isa", "?"): r["p50_ms"] for run in _latency_runs(root)
+            for r in run["models"] if r.get("model") == name and r.get("p50_ms") is not None}
+
+
+def latency_p50(root=None) -> dict[str, float]:
+    """Per model: the stored batch-1 p50 (ms)."""
+    try:
+        df = latency_table(root)
+    except (art.ArtifactMissing, ValueError):
+        return {}
+    if df.empty or "model" not in df.columns or "p50_ms" not in df.columns:
+        return {}
+    df = df[df["p50_ms"].notna()]
+    return {str(m): float(g["p50_ms"].iloc[0]) for m, g in df.groupby("model")}
+
+
+def _isa(env: dict) -> str:
+    """The INT8 instruction set of the latency record's CPU, when it was recorded."""
+    return f", INT8 instructions: {env['int8_isa']}" if env.get("int8_isa") else ""
+
+
+def latency_section(root=None) -> list[Block]:
+    try:
+        table = latency_table(root)
+    except (art.ArtifactMissing, ValueError):
+        return [f"Latency not measured yet: run `{paths.LATENCY.command}`."]
+    env = latency_environment(root)
+    if "error" in table.columns:
+        table = table[table["error"].isna()]
+    rounds = int(table["rounds"].max()) if "rounds" in table.columns else 1
+    rows = [{"model": catalog.title(r["model"]), "batch-1 p50 (ms)": f"{r['p50_ms']:.1f}",
+             "p95 (ms)": f"{r['p95_ms']:.1f}",
+             "p50 with novelty check (ms)": f"{r['p50_with_check_ms']:.1f}" if pd.notna(r.get("p50_with_check_ms")) else "—", "img/s at batch 32": f"{r['throughput_img_s']:.1f}",
+             "size on disk (MB)": f"{r['size_bytes'] / 1e6:.2f}", "peak memory (MB)": f"{r['model_peak_mb']:.0f}",
+             "speed-up vs ensemble": f"{r['speedup_vs_ensemble']:.1f}×" if pd.notna(r.get("speedup_vs_ensemble")) else "—"}
+            for r in table.to_dict("records")]
+    return [f"## CPU latency (`{paths.LATENCY.command}`)", "",
+            f"CPU: {env.get('cpu', '?')} ({env.get('cores', '?')} cores{_isa(env)}), {env.get('threads', '?')} threads, torch "
+            f"{env.get('torch', '?')}, onnxruntime {env.get('onnxruntime', '?')}, measured {env.get('date', '?')}; "
+            f"batch-1 after warm-up; each model in a fresh process, timed in {rounds} "
+            "interleaved round(s), medians shown; 'with novelty check' = the app's path: the logits plus the "
+            "check's features and typicality score; peak memory = the model's share of the "
+            "process's peak RSS (the model and its novelty check loaded as the app loads them, after importing torch, "
+            "onnxruntime and the models' code). Sizes are the shipped files (the "
+            "frozen ImageNet trunk comes from the pinned wheel and is not counted).", "", Table(pd.DataFrame(rows)), "",
+            *_latency_by_cpu(root)]
+
+
+def _latency_by_cpu(root=None) -> list[Block]:
+    by_cpu = latency_other_cpus(root)
+    if by_cpu.empty:
+        return []
+    by_cpu["model"] = by_cpu["model"].map(catalog.title)
+    for c in by_cpu.columns[1:]:
+        by_cpu[c] = by_cpu[c].map(lambda v: "—" if pd.isna(v) else f"{v:.1f}")
+    return ["Batch-1 p50 on each kind of CPU this benchmark has run on (the latest record of each INT8 instruction "
+            "set; the table above is the newest):", "", Table(by_cpu, as_written=True), ""]
+
+
+def app_section(root=None) -> list[Block]:
+    data = paths.APP_PERFORMANCE.read_or_none(root)
+    if data is None:
+        return [f"App performance not measured yet: run `{paths.APP_PERFORMANCE.command}`."]
+    targets, samples = data.get("targets", {}), data.get("round_trip_samples_s", [])
+    rows = []
+    for key, label, unit in (("cold_start_s", "cold start to a usable Classify page", "s"),
+                             ("round_trip_p50_s", "classification round trip in the browser (median)", "s"),
+                             ("classify_only_rss_mb", "server memory after a Classify-only visit", "MB"),
+                             ("peak_rss_mb", "peak memory of the server, all pages visited", "MB")):
+        value, target = data.get(key), targets.get(key)
+        if value is None:  # a measure this report does not hold
+            continue
+        status = "—" if value is None or target is None else ("met" if value <= target else "**not met**")
+        rows.append({"measure": label, "measured": f"{value} {unit}", "target": f"≤ {target} {unit}" if target else "—",
+                     "status": status})
+    return [f"## App (`{paths.APP_PERFORMANCE.command}`)", "", Table(pd.DataFrame(rows)), "",
+            f"Measured {data.get('date', '?')}; the first upload of the server's life took "
+            f"{data.get('round_trip_first_s')} s; round trips of the {len(samples)} timed uploads ranged "
+            f"{min(samples, default=float('nan'))}–{max(samples, default=float('nan'))} s (2 cores shared by "
+            f"the server and the browser). Method: {data.get('method', '?')}.", ""]
+
+
+def crowd_section(root=None) -> list[Block]:
+    """The app with 1 and 3 visitors at once (``app_benchmark --crowd N``): the server's peak and each wait."""
+    runs = {n: data for n in paths.APP_CROWD_VISITORS if (data := paths.app_crowd(n).read_or_none(root))}
+    if not runs:
+        return [f"Crowd not measured yet: run `{paths.app_crowd(3).command}`.", ""]
+    steps = {"classify": "classify a photo", "explain_gradcam": "Explain (Grad-CAM)", "explain_lime": "LIME",
+             "compare": "Compare", "latency_run": "Latency's Run"}
+    rows = []
+    for n, d in runs.items():
+        t, ok = d.get("targets", {}), d.get("meets_target", {})
+        rows.append({"visitors at once": n, "server peak (VmHWM)": f"{d['server_vmhwm_mb']:.0f} MB",
+                     "target": f"≤ {t.get('server_vmhwm_mb', float('nan')):.0f} MB "
+                               f"({'met' if ok.get('server_vmhwm_mb') else '**not met**'})",
+                     "every visitor answered": "yes" if d.get("every_visitor_answered") else "**no**",
+                     "first Grad-CAM of the server": f"{d.get('cold_gradcam_s')} s "
+                                                    f"({'met' if ok.get('cold_gradcam_s') else '**not met**'}: "
+                                                    f"≤ {t.get('cold_gradcam_s')} s)",
+                     **{f"slowest wait: {label}": f"{d.get('slowest_step_s', {}).get(k, '—')} s" for k, label in steps.items()},
+                     "load average before": ", ".join(f"{x:.1f}" for x in d.get("machine", {}).get("loadavg_before", []))})
+    limit = next(iter(runs.values())).get("targets", {}).get("host_limit_mb")
+    return [f"## The app under a crowd (`{paths.app_crowd(3).command}`)", "", Table(pd.DataFrame(rows), as_written=True), "",
+            f"A free Streamlit host allows about {limit:.0f} MB per app. Method: {next(iter(runs.values())).get('method', '?')}. "
+            "Dates: " + ", ".join(f"{n} visitor(s) {d.get('date', '?')}" for n, d in runs.items()) + ". The load average "
+            "before each run says how busy the 2 cores were with other work: the waits grow with it.", ""]
