@@ -290,6 +290,29 @@ def test_confusions_controls(artifacts_root, use):
         assert_clean(at)
 
 
+def test_confusions_show_why_a_and_not_b(artifacts_root, use):
+    """Each mistake of the app's model: two maps with both species' probabilities, or how to build them."""
+    from flowers_core.contrast import MISTAKES_COMMAND, MistakeMaps
+
+    use(artifacts_root)
+    at = open_page("pages/confusions.py")
+    assert_clean(at)
+    pack = MistakeMaps(artifacts_root)
+    if not pack.available:
+        assert any(MISTAKES_COMMAND in c.value for c in at.caption)
+        return
+    shown = [m.value for m in at.markdown if " taken for " in m.value]
+    assert len(shown) == len(pack.mistakes) and len(shown) >= min(5, len(pack.mistakes))
+    first = pack.mistakes[0]
+    assert f"test photo #{first.image_id}" in shown[0]
+    # another model: the section names the one it is for instead of showing another model's mistakes
+    other = next(n for n in tables.models("stratified", artifacts_root) if n != pack.summary["app_model"])
+    at.selectbox(key="conf_model").set_value(other).run()
+    assert_clean(at)
+    assert not [m for m in at.markdown if " taken for " in m.value]
+    assert any("pick it above" in c.value for c in at.caption)
+
+
 def test_live_latency(artifacts_root, use):
     use(artifacts_root)
     at = open_page("pages/latency.py")

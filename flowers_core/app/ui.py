@@ -30,6 +30,7 @@ import streamlit as st
 
 from .. import artifacts as art
 from .. import catalog, tables
+from ..contrast import MISTAKES_REL, MistakeMaps
 from ..data import SHIPPED_PROTOCOL
 from ..gallery import ReferencePhotos, Thumbnails, examples
 from ..inference import (
@@ -174,6 +175,19 @@ def reference_photos():
     """The shipped reference photos of the species (training images); ``.available`` False when absent."""
     root, mtime = _key()
     return _reference_photos(root, mtime)
+
+
+@st.cache_resource(max_entries=2)
+def _mistake_maps(root: str, mtime: float, pack_mtime: float):
+    return MistakeMaps(root)
+
+
+def mistake_maps() -> MistakeMaps:
+    """The maps of the app's model's test mistakes (Confusions); ``.available`` False when not built. Keyed by
+    the pack's own time too: it is not in the manifest, and a rebuilt pack must not wait for a restart."""
+    root, mtime = _key()
+    pack = Path(root) / MISTAKES_REL.format(protocol=SHIPPED_PROTOCOL)
+    return _mistake_maps(root, mtime, pack.stat().st_mtime if pack.is_file() else 0.0)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
