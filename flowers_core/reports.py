@@ -59,6 +59,8 @@ LATENCY_LOCALISED = Report("reports/latency_localised.json",
                            "python -m flowers_core.bench.latency --models student_int8 "
                            "--output artifacts/reports/latency_localised.json",
                            "the INT8 student from a decoded photo, without and with the localisation stage")
+LATENCY_STAGES = Report("reports/latency_stages.json", "python -m flowers_core.bench.stages",
+                        "the app's path stage by stage (decode, flower gate, find the flower, classify, novelty check)")
 LOCALISE = Report("reports/localise.json", "python -m train.localise",
                   "the localisation rules tried on validation images, plain and framed, and the one chosen")
 
