@@ -83,7 +83,8 @@ with st.expander("LIME (slower, optional)"):
     st.write("LIME hides random groups of similar pixels (superpixels) and watches how the answer changes. "
              "It takes a few seconds to a minute.")
     samples = st.select_slider("Perturbed samples", [50, 100, 150, 300, 500], value=100, key="lime_samples")
-    if st.button("Run LIME", key="lime_run"):
-        st.session_state["lime_for"] = (photo.digest, name, target, samples)
+    # recorded by a callback, which Streamlit runs before the page script of the run the click starts: nothing the
+    # page does in that run (or a rerun racing it) can drop the request, as it could a True returned by st.button
+    st.button("Run LIME", key="lime_run", on_click=ui.remember, args=("lime_for", (photo.digest, name, target, samples)))
     if st.session_state.get("lime_for") == (photo.digest, name, target, samples):
         show(ui.explain_cached(photo.data, name, "LIME", target, samples), f"{name}_lime")

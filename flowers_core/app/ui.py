@@ -210,6 +210,11 @@ def species_table(name: str = catalog.PRODUCTION, protocol: str = SHIPPED_PROTOC
     return pd.DataFrame({"class id": range(len(classes)), "class": classes}), why
 
 
+def remember(key: str, value) -> None:
+    """A button's ``on_click``: store what the visitor asked for in their session state."""
+    st.session_state[key] = value
+
+
 def explanation(model, photo: bytes, method: str, target: int | None, num_samples: int = 150, progress=None):
     """One explanation of ``model``'s view of ``photo``, computed now (``explain_cached`` keeps them)."""
     from .. import explain  # torch: loaded by the Explain page only (Classify starts without it)
