@@ -19,4 +19,7 @@ PAGES = {  # two audiences: a visitor identifying a flower, and whoever wants to
     ],
 }
 
-ui.run_guarded(st.navigation(PAGES))
+try:
+    ui.run_guarded(st.navigation(PAGES))
+finally:  # after the page (st.stop included): the first visitor's page is never slowed by it
+    ui.warm_in_background()

@@ -681,7 +681,7 @@ def test_classify_page_starts_and_answers_without_torch(artifacts_root):
 
     if not tables.has_weights("student_int8", artifacts_root):
         pytest.skip("no INT8 student in these artifacts: Classify falls back to a torch model")
-    env = {**os.environ, "FLOWERS_ARTIFACTS": str(artifacts_root)}
+    env = {**os.environ, "FLOWERS_ARTIFACTS": str(artifacts_root), "FLOWERS_WARM_EXPLAIN": "0"}  # Classify's own path
     proc = subprocess.run([sys.executable, "-c", LEAN_START, APP], env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -767,3 +767,30 @@ def test_species_taxonomy_covers_every_class_once():
         assert r["rank"] in TAXONOMY_RANKS and r["scientific_name"] and r["family"].endswith("aceae"), r
         assert r["checked_against"], r
     assert sum(r["rank"] == "genus" for r in rows) > 20, "many Flowers-102 classes are genera"
+
+
+def test_explanations_are_warmed_in_the_background_once(artifacts_root, use, monkeypatch):
+    """After a first page the server imports torch and loads Explain's first model in a thread; off with the switch."""
+    import threading
+    import time
+
+    from flowers_core.app import ui
+
+    use(artifacts_root)
+    if not tables.has_weights(ui.WARM_MODEL, artifacts_root):
+        pytest.skip("Explain's first model is not in these artifacts")
+    monkeypatch.setattr(ui, "_WARM_STARTED", threading.Event())
+    monkeypatch.setattr(ui, "WARMED", {})
+    monkeypatch.setenv(ui.WARM_ENV, "0")
+    ui.warm_in_background()
+    assert not ui._WARM_STARTED.is_set(), "switched off: nothing starts"
+    monkeypatch.setenv(ui.WARM_ENV, "1")
+    ui.warm_in_background()
+    ui.warm_in_background()  # a second page: still one warm-up
+    assert [t.name for t in threading.enumerate()].count("warm-explain") <= 1
+    deadline = time.monotonic() + TIMEOUT
+    while "total_s" not in ui.WARMED and "error" not in ui.WARMED and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "error" not in ui.WARMED and "total_s" in ui.WARMED, ui.WARMED
+    root, mtime = ui._key()
+    assert (ui.WARM_MODEL, "stratified", root, mtime) in ui._LOADED, "Explain finds its model loaded"

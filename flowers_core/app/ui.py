@@ -852,6 +852,54 @@ def live_stages(runs: int, threads: int, warmup: int = 3, progress=None) -> tupl
 
 
 # ---------------------------------------------------------------------------------------------
+# Warming the explanations once the server has served a page
+# ---------------------------------------------------------------------------------------------
+# A cold server's first heatmap took 7-8 s, mostly importing torch and timm and building the network. Once a first
+# page has been sent, a background thread does that for the model Explain opens on, so a visitor who then asks for
+# a heatmap finds them ready. Classify's own path still imports no torch (its test runs with the warm-up off); the
+# server holds torch from then on (its peak with 3 visitors is measured with it: DECISIONS.md).
+WARM_ENV = "FLOWERS_WARM_EXPLAIN"  # "0": no warm-up (a host that only classifies, the lean-start test)
+WARM_MODEL = catalog.fp32_twin(catalog.PRODUCTION)  # the Explain page's first model
+_WARM_STARTED = threading.Event()
+WARMED: dict = {}  # what the warm-up did and how long it took (the server log says it too)
+
+
+def warm_in_background() -> None:
+    """Start the warm-up once per server process (later calls return at once)."""
+    import os
+
+    if os.environ.get(WARM_ENV, "1") == "0" or _WARM_STARTED.is_set():
+        return
+    with _EXPLANATIONS_LOCK:
+        if _WARM_STARTED.is_set():
+            return
+        _WARM_STARTED.set()
+    root, mtime = _key()
+    threading.Thread(target=_warm, args=(root, mtime), name="warm-explain", daemon=True).start()
+
+
+def _warm(root: str, mtime: float) -> None:
+    import time
+
+    start = time.perf_counter()
+    try:
+        from .. import explain  # noqa: F401  torch, timm and OpenCV: the imports a first heatmap waited for
+
+        WARMED["imports_s"] = round(time.perf_counter() - start, 2)
+        key = (WARM_MODEL, SHIPPED_PROTOCOL, root, mtime)
+        if tables.has_weights(WARM_MODEL, root) and key not in _LOADED:
+            with _HEAVY:  # as a visitor's load: never beside another heavy job
+                _loaded_predictor(*key)
+            _LOADED.add(key)
+            WARMED["model"] = WARM_MODEL
+        WARMED["total_s"] = round(time.perf_counter() - start, 2)
+        log.info("explanations warmed in the background: %s", WARMED)
+    except Exception as e:  # a warm-up that fails leaves the pages to load what they need, as before
+        WARMED["error"] = f"{type(e).__name__}: {e}"
+        log.warning("warming the explanations failed: %s", WARMED["error"])
+
+
+# ---------------------------------------------------------------------------------------------
 # Deep links on a cold server
 # ---------------------------------------------------------------------------------------------
 def _ran_without_app() -> bool:
