@@ -1,7 +1,7 @@
 """Flowers-102 demo: `streamlit run app.py`. Navigation only; each page lives in pages/."""
 import streamlit as st
 
-from flowers_core.app import widgets
+from flowers_core.app import explanations, widgets
 
 st.set_page_config(page_title="Flower identifier", page_icon="🌼", layout="wide")
 
@@ -19,4 +19,7 @@ PAGES = {  # two audiences: a visitor identifying a flower, and whoever wants to
     ],
 }
 
-widgets.run_guarded(st.navigation(PAGES))
+try:
+    widgets.run_guarded(st.navigation(PAGES))
+finally:  # after the page (st.stop included): the first visitor's page is never slowed by it
+    explanations.warm_in_background()

@@ -6,8 +6,10 @@ from flowers_core.app import resources, widgets
 from flowers_core.app.handover import hand_over_to_app
 from flowers_core.results import common, explore
 from flowers_core.serve import words
+from flowers_core.serve.mistakes import Mistake, map_overlay
 from flowers_core.shipped import catalog
 from flowers_core.shipped import manifest as art
+from flowers_core.shipped.paths import MISTAKE_MAPS_COMMAND
 from flowers_core.shipped.splits import PROTOCOLS, SHIPPED_PROTOCOL
 
 hand_over_to_app()
@@ -85,6 +87,58 @@ else:
                 if imgs:  # the name once, above the photos (a caption under each 64 px photo broke names mid-word)
                     col.caption(label)
                     col.image(imgs, width=72)
+
+def show_mistake(m: Mistake, classes: list[str], refs) -> None:
+    """One wrong test photo: where the model looked for the species it shows and for the one it chose, side by
+    side, each with both probabilities' words and reference photos of that species (from the training set)."""
+    true, chose = words.display_name(classes[m.true_id]), words.display_name(classes[m.predicted_id])
+    st.markdown(f"**{true}** taken for **{chose}** · test photo #{m.image_id}")
+    thumb = thumbs.get(m.image_id)
+    left, right = st.columns(2)
+    for col, heat, name, class_id, p, role in (
+            (left, m.map_true, true, m.true_id, m.p_true, "the species it shows"),
+            (right, m.map_predicted, chose, m.predicted_id, m.p_predicted, "the species it chose")):
+        sure = f"{p:.0%}" if p >= 0.01 else "under 1%"  # "0%" read as "impossible"
+        col.image(map_overlay(thumb, heat, size=160), width=160,
+                  caption=f"Where it looked for {name} ({role}) · how sure it was of {name}: {sure}")
+        if refs.available and (photos := refs.of_class(class_id)):
+            col.caption(f"What {name} looks like (training photos):")
+            col.image(photos, width=64)
+
+
+st.subheader("Why this species and not that one?")
+mistakes = resources.mistake_maps()
+app_name = mistakes.summary.get("app_model")
+if not mistakes.available:
+    st.caption(mistakes.missing_message)
+elif name != app_name or protocol != mistakes.summary.get("protocol"):
+    st.caption(f"Shown for the model the app uses, **{catalog.title(app_name)}** on the {mistakes.summary.get('protocol')} "
+               "split: pick it above to see where it looked on each photo it got wrong.")
+else:
+    refs = resources.reference_photos()
+    pairs = mistakes.pairs()
+    counts = sorted({len(ms) for _, _, ms in pairs}, reverse=True)
+    st.write(f"Each test photo the app's model got wrong, twice: where the model looked for the species the photo "
+             f"shows, and where it looked for the species it chose instead. Red marks the parts that "
+             f"pushed it most towards that species, blue the parts that did not. The percentages are how sure it was "
+             f"of each. {len(mistakes.mistakes)} photos, {len(pairs)} pairs of species"
+             + (", each pair mixed up once." if counts == [1] else ", the pairs mixed up most often first."))
+    shown_pairs = 5
+    for true_id, predicted_id, ms in pairs[:shown_pairs]:
+        for m in ms:
+            show_mistake(m, classes, refs)
+            st.divider()
+    if len(pairs) > shown_pairs:
+        with st.expander(f"The other {len(pairs) - shown_pairs} pairs"):
+            for true_id, predicted_id, ms in pairs[shown_pairs:]:
+                for m in ms:
+                    show_mistake(m, classes, refs)
+    st.caption(f"The maps are the Explain page's {mistakes.summary.get('method', 'Grad-CAM')} of "
+               f"{catalog.title(mistakes.summary.get('explained_model', ''))}, the full-precision twin of the app's "
+               "model (the app's own file cannot be traced back this way); the percentages are the app's model's. "
+               f"They are stored as small maps ({mistakes.bytes / 1024:.0f} KB for all of them), drawn over the small "
+               "test thumbnails this page already has: no test photo is added to the app "
+               f"(`{MISTAKE_MAPS_COMMAND}`).")
 
 st.subheader("Test images this model got wrong")
 try:

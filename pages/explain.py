@@ -3,7 +3,7 @@ import streamlit as st
 
 from flowers_core.app import explanations, picker, resources, widgets
 from flowers_core.app.handover import hand_over_to_app
-from flowers_core.explain import maps as explain
+from flowers_core.explain.maps.maps import maps as explain
 from flowers_core.results import common
 from flowers_core.serve import words
 from flowers_core.shipped import catalog
@@ -89,7 +89,8 @@ with st.expander("LIME (slower, optional)"):
     st.write("LIME hides random groups of similar pixels (superpixels) and watches how the answer changes. "
              "It takes a few seconds to a minute.")
     samples = st.select_slider("Perturbed samples", [50, 100, 150, 300, 500], value=100, key="lime_samples")
-    if st.button("Run LIME", key="lime_run"):
-        st.session_state["lime_for"] = (photo.digest, name, target, samples)
+    # recorded by a callback, which Streamlit runs before the page script of the run the click starts: nothing the
+    # page does in that run (or a rerun racing it) can drop the request, as it could a True returned by st.button
+    st.button("Run LIME", key="lime_run", on_click=explanations.remember, args=("lime_for", (photo.digest, name, target, samples)))
     if st.session_state.get("lime_for") == (photo.digest, name, target, samples):
         show(explanations.explain_cached(photo.data, name, "LIME", target, samples), f"{name}_lime")

@@ -1,17 +1,151 @@
 """Latency: measure the models on this server's CPU, next to the stored benchmark."""
 import os
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from flowers_core.app import live_latency, widgets
 from flowers_core.app.handover import hand_over_to_app
-from flowers_core.results import common, latency
-from flowers_core.shipped import catalog
+from flowers_core.results import common
+from flowers_core.results import latency as stored_latency
+from flowers_core.serve import stages
+from flowers_core.shipped import catalog, paths
 from flowers_core.shipped import manifest as art
 
 hand_over_to_app()
+
+
+def machine_line(env: dict) -> str:
+    """"CPU · 2 threads · onnxruntime 1.32.0 · torch 2.14.1" of a measurement's environment."""
+    parts = [env.get("cpu") or "unknown processor", f"{env.get('threads', '?')} threads",
+             f"onnxruntime {env.get('onnxruntime', '?')}"]
+    if env.get("torch"):
+        parts.append(f"torch {env['torch']}")
+    return " · ".join(parts)
+
+
+def load_words(env: dict) -> str:
+    """", while the machine's load was 6.4 on 2 cores (…)" from a record's load average ("" when unknown)."""
+    load = env.get("load_average")
+    if not load:
+        return ""
+    cores = env.get("cores") or 1
+    busy = ("other work was waiting for the processor too" if load[0] > cores else "the processor had room to spare")
+    return f", while the machine's load was {load[0]:.1f} on {cores} cores ({busy})"
+
+
+def numbers_table(rows: list[dict], index: str) -> pd.DataFrame:
+    """Rows of figures as text with one decimal (ratios as "2.5×", absent ones as "–"), indexed by ``index``."""
+    def text(column: str, value) -> str:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return "–"
+        if isinstance(value, str):  # a model's error message
+            return value
+        return f"{value:.1f}×" if column == "live ÷ stored" else f"{value:.1f}"
+
+    frame = pd.DataFrame(rows).set_index(index)
+    return frame.apply(lambda col: col.map(lambda v, c=col.name: text(c, v)))
+
+
+def raw_csv(series: dict[str, list[float]], label: str) -> bytes:
+    """Every timed run as CSV (one row per run): what a reader needs to check the figures."""
+    frame = pd.DataFrame([{label: name, "run": i + 1, "ms": round(ms, 4)}
+                          for name, values in series.items() for i, ms in enumerate(values)])
+    return frame.to_csv(index=False).encode()
+
+
+def show_live_rows(rows: list[dict]) -> None:
+    """The live run: what was counted and left out, the machine, median and p90 per model, each model's spread,
+    its median beside the stored one, and the raw timings to download."""
+    for r in rows:
+        if "error" in r:
+            st.info(f"{r['model']}: {r['error']}")
+    ok = [r for r in rows if "error" not in r]
+    if not ok:
+        return
+    env = stages.machine(ok[0]["threads"])  # torch's version too: the run loaded it
+    n, warm = ok[0]["iters"], ok[0]["warmup"]
+    st.markdown(f"**{n} timed runs per model**, after {warm} warm-up runs that are left out (the first runs load "
+                f"and prepare the model, and are slower). Measured on {machine_line(env)}{load_words(env)}.")
+    with_p99 = n >= stages.P99_MIN_RUNS
+    stored_report = paths.LATENCY.read_or_none()
+    table_rows, words = [], []
+    for r in ok:
+        row = {"model": r["model"], "median (ms)": r["p50_ms"], "slowest 1 in 10 (ms)": r["p90_ms"]}
+        if with_p99:
+            row["slowest 1 in 100 (ms)"] = float(np.percentile(r["times_ms"], 99))
+        if r["batch"] > 1:
+            row["per photo (ms)"] = r["per_image_ms"]
+        stored_ms, stored_env = stages.stored_median(stored_report, r.get("name", ""), env["cpu"])
+        if stored_ms and r["batch"] == 1:
+            ratio, sentence = stages.ratio_words(r["p50_ms"], stored_ms, stored_env.get("cpu") == env["cpu"])
+            row["stored median (ms)"], row["live ÷ stored"] = stored_ms, ratio
+            words.append(f"**{r['model']}**: {r['p50_ms']:.1f} ms here against {stored_ms:.1f} ms stored, "
+                         f"{sentence}.")
+        table_rows.append(row)
+    st.table(numbers_table(table_rows, "model"))  # a static table: its headers wrap on a phone
+    if not with_p99:
+        st.caption(f"The slowest 1 in 100 runs is not shown: {n} runs are too few to measure it "
+                   f"(from {stages.P99_MIN_RUNS} runs it is).")
+    if words:
+        st.markdown("\n".join(f"- {w}" for w in words))
+        st.caption(f"The stored figures: `{paths.LATENCY.command}` on {machine_line(stored_env)}, "
+                   f"{stored_env.get('date', '?')}{load_words(stored_env)}, one model at a time, on random pixels.")
+    elif ok[0]["batch"] > 1:
+        st.caption("The stored figures are for one photo at a time: set the batch size to 1 to compare with them.")
+    fig = go.Figure()
+    for r in ok:
+        fig.add_histogram(x=r["times_ms"], name=r["model"], opacity=0.65, nbinsx=30)
+    fig.update_layout(barmode="overlay", xaxis_title="ms per run", yaxis_title="runs", height=300,
+                      margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=1.15))
+    st.plotly_chart(fig, key="lat_hist")
+    st.download_button("Download every run (CSV)", raw_csv({r["model"]: r["times_ms"] for r in ok}, "model"),
+                       file_name="latency_runs.csv", mime="text/csv", key="lat_csv", on_click="ignore")
+
+
+def show_stages(measured) -> None:
+    """The stages' median and p90, live (when run) beside the stored benchmark's."""
+    stored = paths.LATENCY_STAGES.read_or_none()
+    if measured is None and stored is None:
+        st.caption(f"No stored timing of the stages yet (`{paths.LATENCY_STAGES.command}`).")
+        return
+    rows = []
+    live = None
+    if measured is not None:
+        times, env = measured
+        live = {stage: stages.summarise(times[stage]) for stage in (*stages.STAGES, "total")}
+        n = live["total"]["runs"]
+        st.markdown(f"**Live: {n} runs**, after 3 warm-up runs that are left out, on {machine_line(env)}"
+                    f"{load_words(env)}.")
+    for stage in (*stages.STAGES, "total"):
+        row = {"stage": stage}
+        if live is not None:
+            row |= {"median here (ms)": live[stage]["p50_ms"], "slowest 1 in 10 here (ms)": live[stage]["p90_ms"]}
+        if stored is not None:
+            row |= {"median stored (ms)": stored["stages"][stage]["p50_ms"],
+                    "slowest 1 in 10 stored (ms)": stored["stages"][stage]["p90_ms"]}
+        rows.append(row)
+    st.table(numbers_table(rows, "stage"))
+    if stored is not None:
+        env = stored["environment"]
+        st.caption(f"Stored: `{paths.LATENCY_STAGES.command}`, {stored['runs']} runs after {stored['warmup']} "
+                   f"warm-up runs, on {machine_line(env)}, {env.get('date', '?')}{load_words(env)}. Classify is two passes of the model when a closer view is cut: the stored benchmark's "
+                     "single pass on random pixels is faster.")
+    if live is not None and stored is not None:
+        fig = go.Figure()
+        fig.add_bar(name="here", y=list(stages.STAGES), x=[live[s]["p50_ms"] for s in stages.STAGES],
+                    orientation="h", marker_color="#b5338a")
+        fig.add_bar(name="stored", y=list(stages.STAGES), x=[stored["stages"][s]["p50_ms"] for s in stages.STAGES],
+                    orientation="h", marker_color="#e7a3cf")
+        fig.update_layout(barmode="group", xaxis_title="median ms", height=300, margin=dict(l=10, r=10, t=10, b=10),
+                          legend=dict(orientation="h", y=1.15), yaxis=dict(autorange="reversed"))
+        st.plotly_chart(fig, key="stage_chart")
+    if measured is not None:
+        st.download_button("Download every run of every stage (CSV)", raw_csv(measured[0], "stage"),
+                           file_name="app_path_runs.csv", mime="text/csv", key="stage_csv", on_click="ignore")
+
 
 st.title("⏱️ Latency")
 st.write("How fast is each model on this server's CPU? Run a live measurement and compare it with the "
@@ -19,7 +153,7 @@ st.write("How fast is each model on this server's CPU? Run a live measurement an
 
 FP32 = catalog.names(runtimes=("torch", "ensemble"))
 available = [m for m in catalog.NAMES if common.has_weights(m)]
-live, stored = st.columns([3, 2], gap="large")
+live, stored = st.container(), st.container()  # one above the other: side by side, the tables were cut
 
 with live:
     st.subheader("Live measurement")
@@ -59,35 +193,33 @@ with live:
             st.session_state["lat_rows"] = rows
         rows = st.session_state.get("lat_rows")
         if rows:
-            for r in rows:
-                if "error" in r:
-                    st.info(f"{r['model']}: {r['error']}")
-            ok = [r for r in rows if "error" not in r]
-            if ok:
-                fig = go.Figure()
-                labels = [r["model"] for r in ok]  # the student's names carry their precision already
-                fig.add_bar(name="median", x=labels, y=[r["p50_ms"] for r in ok], marker_color="#b5338a")
-                fig.add_bar(name="95th percentile", x=labels, y=[r["p95_ms"] for r in ok], marker_color="#e7a3cf")
-                fig.update_layout(barmode="group", yaxis_title="ms per batch", height=340,
-                                  margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=1.1))
-                fig.update_xaxes(automargin=True, tickangle=-30)
-                st.plotly_chart(fig, key="lat_chart")
-                st.dataframe(pd.DataFrame(ok)[["model", "precision", "threads", "batch", "p50_ms", "p95_ms",
-                                               "per_image_ms"]], hide_index=True, column_config={
-                    "p50_ms": st.column_config.NumberColumn("median (ms)", format="%.1f"),
-                    "p95_ms": st.column_config.NumberColumn("95th pct (ms)", format="%.1f"),
-                    "per_image_ms": st.column_config.NumberColumn("per photo (ms)", format="%.1f")})
-            st.caption("Measured in this visitor's session on a shared server: other visitors and jobs on the "
-                       "same CPU add noise, and the thread setting applies to the whole process while it runs.")
+            show_live_rows(rows)
+
+    st.subheader("The app's path, stage by stage")
+    st.write("What a visitor waits for between sending a photo and reading the answer, with the model the app "
+             "answers with, on the app's example photos. Each stage in plain words:")
+    st.markdown("\n".join(f"- **{stage}**: {stages.STAGE_HELP[stage]}" for stage in stages.STAGES))
+    runs = st.select_slider("Runs", [16, 40, 100, 200], value=40, key="stage_runs",
+                            help="Each run sends one example photo through the whole path, the photos in turn. "
+                                 "The slowest 1 in 100 is shown only from 100 runs.")
+    if st.button("Time the app's path", key="stage_run"):
+        bar = st.progress(0.0, text="Timing the app's path…")
+        try:
+            st.session_state["stage_times"] = live_latency.live_stages(
+                runs, min(2, os.cpu_count() or 1), progress=lambda i, n: bar.progress(i / n, text=f"Run {i} of {n}"))
+        except art.ArtifactMissing as e:
+            widgets.missing(str(e), "Timing the app's path")
+        bar.empty()
+    show_stages(st.session_state.get("stage_times"))
 
 with stored:
     st.subheader("Stored benchmark")
     try:
-        table = latency.latency_table()
+        table = stored_latency.latency_table()
     except art.ArtifactMissing as e:
         widgets.missing(str(e), "The stored benchmark")
     else:
-        env = latency.latency_environment()
+        env = stored_latency.latency_environment()
         if env:
             st.caption(f"{env.get('cpu', '?')} · {env.get('threads', '?')} threads · measured {env.get('date', '?')}")
         cols = [c for c in ("model", "p50_ms", "p95_ms", "p50_with_check_ms", "throughput_img_s", "size_bytes",
@@ -95,16 +227,15 @@ with stored:
         shown = table[cols].assign(model=table["model"].map(catalog.title))
         if "size_bytes" in shown:
             shown = shown.assign(size_bytes=shown["size_bytes"] / 1e6)
-        st.dataframe(shown, hide_index=True, column_config={
-            "p50_ms": st.column_config.NumberColumn("median (ms)", format="%.1f"),
-            "p95_ms": st.column_config.NumberColumn("95th pct (ms)", format="%.1f"),
-            "p50_with_check_ms": st.column_config.NumberColumn("median, app's path (ms)", format="%.1f"),
-            "throughput_img_s": st.column_config.NumberColumn("photos/s", format="%.0f"),
-            "size_bytes": st.column_config.NumberColumn("size (MB)", format="%.1f"),
-            "model_peak_mb": st.column_config.NumberColumn("memory (MB)", format="%.0f"),
-            "speedup_vs_ensemble": st.column_config.NumberColumn("× faster than L4", format="%.1f")})
-        st.caption("Median, app's path: the logits plus the novelty check's features and score.")
-        by_cpu = latency.latency_other_cpus()
+        labels = {"p50_ms": "median (ms)", "p95_ms": "slowest 1 in 20 (ms)",
+                  "p50_with_check_ms": "median with novelty check (ms)", "throughput_img_s": "photos/s in batches of 32",
+                  "size_bytes": "size (MB)", "model_peak_mb": "memory (MB)", "speedup_vs_ensemble": "× faster than L4",
+                  "error": "not measured"}
+        st.table(numbers_table(shown.rename(columns=labels).to_dict("records"), "model"))  # headers wrap on a phone
+        st.caption("One photo at a time, on random pixels, the model alone: the stage-by-stage timing above adds "
+                   "the rest of the app's path. Median with novelty check: the model's answer plus its check of "
+                   "how familiar the photo looks. Memory: what loading and running the model adds.")
+        by_cpu = stored_latency.latency_other_cpus()
         if not by_cpu.empty:
             st.markdown("**Batch-1 median (ms) on each kind of CPU measured** (the CPU changes between machines)")
             by_cpu = by_cpu.assign(model=by_cpu["model"].map(catalog.title)).rename(

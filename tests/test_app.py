@@ -25,6 +25,8 @@ from flowers_core.shipped.splits import PROTOCOLS
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from flowers_core.app import explanations, resources
+
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
 PAGES = ["pages/classify.py", "pages/species.py", "pages/compare.py", "pages/explain.py", "pages/confusions.py",
@@ -291,6 +293,29 @@ def test_confusions_controls(artifacts_root, use):
         assert_clean(at)
 
 
+def test_confusions_show_why_a_and_not_b(artifacts_root, use):
+    """Each mistake of the app's model: two maps with both species' probabilities, or how to build them."""
+    from flowers_core.serve.mistakes import MISTAKES_COMMAND, MistakeMaps
+
+    use(artifacts_root)
+    at = open_page("pages/confusions.py")
+    assert_clean(at)
+    pack = MistakeMaps(artifacts_root)
+    if not pack.available:
+        assert any(MISTAKES_COMMAND in c.value for c in at.caption)
+        return
+    shown = [m.value for m in at.markdown if " taken for " in m.value]
+    assert len(shown) == len(pack.mistakes) and len(shown) >= min(5, len(pack.mistakes))
+    first = pack.mistakes[0]
+    assert f"test photo #{first.image_id}" in shown[0]
+    # another model: the section names the one it is for instead of showing another model's mistakes
+    other = next(n for n in common.models("stratified", artifacts_root) if n != pack.summary["app_model"])
+    at.selectbox(key="conf_model").set_value(other).run()
+    assert_clean(at)
+    assert not [m for m in at.markdown if " taken for " in m.value]
+    assert any("pick it above" in c.value for c in at.caption)
+
+
 def test_live_latency(artifacts_root, use):
     use(artifacts_root)
     at = open_page("pages/latency.py")
@@ -300,6 +325,27 @@ def test_live_latency(artifacts_root, use):
     at.button(key="lat_run").click().run()
     assert_clean(at)
     assert at.dataframe, "live results are shown"
+    said = " ".join(m.value for m in at.markdown)
+    assert "5 timed runs per model" in said and "warm-up runs that are left out" in said and "threads" in said
+    live = at.table[0].value
+    assert "slowest 1 in 10 (ms)" in live.columns and "slowest 1 in 100 (ms)" not in live.columns, "no p99 of 5 runs"
+    assert any("too few" in c.value for c in at.caption)
+
+
+def test_the_apps_path_is_timed_stage_by_stage(artifacts_root, use):
+    from flowers_core.serve import stages
+
+    use(artifacts_root)
+    at = open_page("pages/latency.py")
+    if not common.has_weights("student_int8", artifacts_root):
+        pytest.skip("no INT8 student in these artifacts")
+    at.select_slider(key="stage_runs").set_value(16).run()
+    at.button(key="stage_run").click().run()
+    assert_clean(at)
+    assert any("Live: 16 runs" in m.value for m in at.markdown)
+    frame = next(t.value for t in at.table if "median here (ms)" in t.value.columns)
+    assert list(frame.index) == [*stages.STAGES, "total"]
+    assert all(float(v) >= 0 for v in frame["median here (ms)"])
 
 
 def test_report_protocols(artifacts_root, use):
@@ -638,7 +684,7 @@ def test_classify_page_starts_and_answers_without_torch(artifacts_root):
 
     if not common.has_weights("student_int8", artifacts_root):
         pytest.skip("no INT8 student in these artifacts: Classify falls back to a torch model")
-    env = {**os.environ, "FLOWERS_ARTIFACTS": str(artifacts_root)}
+    env = {**os.environ, "FLOWERS_ARTIFACTS": str(artifacts_root), "FLOWERS_WARM_EXPLAIN": "0"}  # Classify's own path
     proc = subprocess.run([sys.executable, "-c", LEAN_START, APP], env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -724,3 +770,29 @@ def test_species_taxonomy_covers_every_class_once():
         assert r["rank"] in TAXONOMY_RANKS and r["scientific_name"] and r["family"].endswith("aceae"), r
         assert r["checked_against"], r
     assert sum(r["rank"] == "genus" for r in rows) > 20, "many Flowers-102 classes are genera"
+
+
+def test_explanations_are_warmed_in_the_background_once(artifacts_root, use, monkeypatch):
+    """After a first page the server imports torch and loads Explain's first model in a thread; off with the switch."""
+    import threading
+    import time
+
+
+    use(artifacts_root)
+    if not common.has_weights(explanations.WARM_MODEL, artifacts_root):
+        pytest.skip("Explain's first model is not in these artifacts")
+    monkeypatch.setattr(explanations, "_WARM_STARTED", threading.Event())
+    monkeypatch.setattr(explanations, "WARMED", {})
+    monkeypatch.setenv(explanations.WARM_ENV, "0")
+    explanations.warm_in_background()
+    assert not explanations._WARM_STARTED.is_set(), "switched off: nothing starts"
+    monkeypatch.setenv(explanations.WARM_ENV, "1")
+    explanations.warm_in_background()
+    explanations.warm_in_background()  # a second page: still one warm-up
+    assert [t.name for t in threading.enumerate()].count("warm-explain") <= 1
+    deadline = time.monotonic() + TIMEOUT
+    while "total_s" not in explanations.WARMED and "error" not in explanations.WARMED and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "error" not in explanations.WARMED and "total_s" in explanations.WARMED, explanations.WARMED
+    root, mtime = resources._key()
+    assert (explanations.WARM_MODEL, "stratified", root, mtime) in resources._LOADED, "Explain finds its model loaded"

@@ -17,7 +17,9 @@ def test_measure_reports_percentiles_and_calls_progress():
     out = measure(lambda x: x * 2, torch.ones(1, 3, 4, 4), iters=5, warmup=2, threads=1,
                   progress=lambda i, n: calls.append((i, n)))
     assert out["iters"] == 5 and calls[-1] == (5, 5) and len(calls) == 5
-    assert 0 <= out["min_ms"] <= out["p50_ms"] <= out["p95_ms"]
+    assert 0 <= out["min_ms"] <= out["p50_ms"] <= out["p90_ms"] <= out["p95_ms"]
+    assert len(out["times_ms"]) == 5 and out["warmup"] == 2, "the raw timings, warm-up calls left out"
+    assert out["p50_ms"] == np.percentile(out["times_ms"], 50)
 
 
 def test_latency_cli_writes_json(student_artifacts, tmp_path):

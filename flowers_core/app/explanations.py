@@ -3,7 +3,10 @@ the page that asked (a note while another visitor's job runs, a spinner, LIME's 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -11,9 +14,16 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from ..results import common
 from ..serve.decode import load_image
+from ..shipped import catalog
 from ..shipped.splits import SHIPPED_PROTOCOL
-from .resources import _HEAVY, _key, _predictor
+from .resources import _HEAVY, _LOADED, _key, _loaded_predictor, _predictor
+
+
+def remember(key: str, value) -> None:
+    """A button's ``on_click``: store what the visitor asked for in their session state."""
+    st.session_state[key] = value
 
 
 def explanation(model, photo: bytes, method: str, target: int | None, num_samples: int = 150, progress=None):
@@ -31,6 +41,7 @@ def explanation(model, photo: bytes, method: str, target: int | None, num_sample
 # Explanations kept per (photo, model, method, target, samples): moving the opacity slider or coming back costs
 # nothing. A plain LRU rather than st.cache_data, so that the wait note and LIME's progress bar shown while one is
 # computed are never stored and replayed with it. ~0.4 MB each.
+log = logging.getLogger("flowers_app")
 _EXPLANATIONS: OrderedDict = OrderedDict()
 _EXPLANATIONS_LOCK = threading.Lock()  # guards _EXPLANATIONS and _JOBS
 EXPLANATIONS_KEPT = 64
@@ -106,3 +117,47 @@ def explain_cached(photo: bytes, name: str, method: str, target: int | None, num
                 note.info("Computing the explanation…", icon="⏳")
     finally:
         note.empty()
+
+
+# ---------------------------------------------------------------------------------------------
+# Warming the explanations once the server has served a page
+# ---------------------------------------------------------------------------------------------
+# A cold server's first heatmap took 7-8 s, mostly importing torch and timm and building the network. Once a first
+# page has been sent, a background thread does that for the model Explain opens on, so a visitor who then asks for
+# a heatmap finds them ready. Classify's own path still imports no torch (its test runs with the warm-up off); the
+# server holds torch from then on (its peak with 3 visitors is measured with it: DECISIONS.md).
+WARM_ENV = "FLOWERS_WARM_EXPLAIN"  # "0": no warm-up (a host that only classifies, the lean-start test)
+WARM_MODEL = catalog.fp32_twin(catalog.PRODUCTION)  # the Explain page's first model
+_WARM_STARTED = threading.Event()
+WARMED: dict = {}  # what the warm-up did and how long it took (the server log says it too)
+
+
+def warm_in_background() -> None:
+    """Start the warm-up once per server process (later calls return at once)."""
+    if os.environ.get(WARM_ENV, "1") == "0" or _WARM_STARTED.is_set():
+        return
+    with _EXPLANATIONS_LOCK:
+        if _WARM_STARTED.is_set():
+            return
+        _WARM_STARTED.set()
+    root, mtime = _key()
+    threading.Thread(target=_warm, args=(root, mtime), name="warm-explain", daemon=True).start()
+
+
+def _warm(root: str, mtime: float) -> None:
+    start = time.perf_counter()
+    try:
+        from ..explain import maps  # noqa: F401  torch, timm and OpenCV: the imports a first heatmap waited for
+
+        WARMED["imports_s"] = round(time.perf_counter() - start, 2)
+        key = (WARM_MODEL, SHIPPED_PROTOCOL, root, mtime)
+        if common.has_weights(WARM_MODEL, root) and key not in _LOADED:
+            with _HEAVY:  # as a visitor's load: never beside another heavy job
+                _loaded_predictor(*key)
+            _LOADED.add(key)
+            WARMED["model"] = WARM_MODEL
+        WARMED["total_s"] = round(time.perf_counter() - start, 2)
+        log.info("explanations warmed in the background: %s", WARMED)
+    except Exception as e:  # a warm-up that fails leaves the pages to load what they need, as before
+        WARMED["error"] = f"{type(e).__name__}: {e}"
+        log.warning("warming the explanations failed: %s", WARMED["error"])

@@ -1,9 +1,14 @@
 """The visitor's own latency measurement on the Latency page (torch is imported here only when it runs)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
+from ..serve.gallery import examples
+from ..serve.predictor import Predictor
 from ..serve.runtime import OnnxSession
+from ..serve.stages import machine, time_stages
 from ..serve.words import (
     load_error,
 )
@@ -54,6 +59,20 @@ def live_latency(names: list[str], threads: int, batch: int, iters: int, warmup:
             cb = (lambda i, n, k=k: progress(k * iters + i, total)) if progress else None
             r = measure(fn, x, iters=iters, warmup=warmup, threads=threads, progress=cb)
             rows.append({"model": catalog.title(name), "precision": "INT8" if catalog.get(name).runtime == "onnx" else "fp32",
-                         "threads": threads, "batch": batch, "p50_ms": r["p50_ms"], "p95_ms": r["p95_ms"],
-                         "mean_ms": r["mean_ms"], "per_image_ms": r["p50_ms"] / batch, "iters": iters})
+                         "threads": threads, "batch": batch, "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"],
+                         "p95_ms": r["p95_ms"], "mean_ms": r["mean_ms"], "per_image_ms": r["p50_ms"] / batch,
+                         "iters": iters, "warmup": warmup, "name": name, "times_ms": r["times_ms"]})
     return rows
+
+
+def live_stages(runs: int, threads: int, warmup: int = 3, progress=None) -> tuple[dict[str, list[float]], dict]:
+    """The app's path (the INT8 student from an uploaded file to its answer) timed stage by stage here and now on
+    the shipped example photos (what ``python -m flowers_core.bench.stages`` stores), and the machine it ran on."""
+    photos = [Path(e["file"]).read_bytes() for e in examples()]
+    if not photos:
+        raise art.ArtifactMissing("no example photos are shipped (`python -m train.gallery --build`)")
+    root, mtime = _key()
+    with one_heavy_job("Your measurement starts in a moment: another visitor's request is running."):
+        found = Predictor(catalog.PRODUCTION, SHIPPED_PROTOCOL, root, threads=threads)  # its own sessions' threads
+        kept = time_stages(found, photos, runs, warmup, progress)
+    return kept, machine(threads)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -18,12 +19,14 @@ import streamlit as st
 from ..predictors import open_predictor
 from ..results import common, explore
 from ..serve.gallery import ReferencePhotos, Thumbnails
+from ..serve.mistakes import MistakeMaps
 from ..serve.predictor import Predictor
 from ..serve.words import (
     load_error,
 )
 from ..shipped import catalog
 from ..shipped import manifest as art
+from ..shipped.paths import MISTAKE_MAPS
 from ..shipped.splits import SHIPPED_PROTOCOL
 
 log = logging.getLogger("flowers_app")
@@ -133,6 +136,19 @@ def reference_photos():
     """The shipped reference photos of the species (training images); ``.available`` False when absent."""
     root, mtime = _key()
     return _reference_photos(root, mtime)
+
+
+@st.cache_resource(max_entries=2)
+def _mistake_maps(root: str, mtime: float, pack_mtime: float):
+    return MistakeMaps(root)
+
+
+def mistake_maps() -> MistakeMaps:
+    """The maps of the app's model's test mistakes (Confusions); ``.available`` False when not built. Keyed by
+    the pack's own time too: it is not in the manifest, and a rebuilt pack must not wait for a restart."""
+    root, mtime = _key()
+    pack = Path(root) / MISTAKE_MAPS.format(protocol=SHIPPED_PROTOCOL)
+    return _mistake_maps(root, mtime, pack.stat().st_mtime if pack.is_file() else 0.0)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

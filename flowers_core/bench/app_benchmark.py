@@ -260,10 +260,13 @@ def _visit(base_url: str, photo: Path, class_names: list[str], start: threading.
         step("explain_gradcam", explain)
 
         def lime() -> None:
-            before = _main_images(page)
+            app.wait_idle(600_000)  # the Grad-CAM run over: the button pressed is the finished page's
             page.locator('[data-testid="stExpander"]').filter(has_text="LIME").locator("summary").first.click()
             app.run_and_wait(page.get_by_role("button", name="Run LIME").click, timeout_ms=600_000)
-            _wait_images(page, before + 3)
+            # LIME's own note, not a count of images taken while the page was still drawing (a count taken
+            # mid-run could be too high and never be reached)
+            page.locator('[data-testid="stMain"] [data-testid="stCaptionContainer"]').filter(
+                has_text="superpixels").first.wait_for(timeout=600_000)
 
         step("explain_lime", lime)
         step("compare", lambda: app.goto_page(links["Compare models"]))

@@ -42,6 +42,8 @@ MANIFEST = "manifest.json"
 GATE_FILE = "models/flower_gate.onnx"
 THUMBS = "thumbs/{protocol}_test.npz"
 REFERENCE_PHOTOS = "thumbs/{protocol}_reference.npz"
+MISTAKE_MAPS = "thumbs/{protocol}_mistake_maps.npz"  # the Confusions page's "why A and not B" maps
+MISTAKE_MAPS_COMMAND = "python -m train.gallery --mistakes"
 
 
 def split_file(protocol: str) -> str:
@@ -124,6 +126,8 @@ LATENCY_LOCALISED = Report("reports/latency_localised.json",
                            "python -m flowers_core.bench.latency --models student_int8 "
                            "--output artifacts/reports/latency_localised.json",
                            "the INT8 student from a decoded photo, without and with the localisation stage")
+LATENCY_STAGES = Report("reports/latency_stages.json", "python -m flowers_core.bench.stages",
+                        "the app's path stage by stage (decode, flower gate, find the flower, classify, novelty check)")
 LOCALISE = Report("reports/localise.json", "python -m train.localise",
                   "the localisation rules tried on validation images, plain and framed, and the one chosen")
 

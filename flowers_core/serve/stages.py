@@ -1,0 +1,174 @@
+"""The app's path from an uploaded file to an answer, timed stage by stage (torch-free).
+
+``staged_predict`` does what ``Predictor.predict_many`` does for one photo with the app's model (the INT8
+student: one onnxruntime pass gives its answer, its class maps and the features its novelty check reads),
+with a clock between the stages a visitor waits for: decode (and resize to the model's view), flower gate,
+find the flower (the hot region of the class map, its crop and that crop's view), classify (the model's
+passes over the whole view and the crop), novelty check (the typicality of both views), and the small
+combining step counted with the stage it finishes. A test checks its answer equals ``predict_many``'s.
+
+``summarise`` turns repeated timings into the figures a reader can trust: the run count, the warm-up runs
+left out, p50 and p90, and p99 only from ``P99_MIN_RUNS`` runs (with fewer, the 99th percentile is the slowest
+run or an interpolation next to it, which says nothing).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..metrics import softmax
+from .decode import load_image
+from .localise import CLASS_MAPS_OUTPUT, combine_stage, localise
+from .novelty import FEATURES_OUTPUT
+from .predictor import Predictor
+
+STAGES = ("decode", "flower gate", "find the flower", "classify", "novelty check")
+STAGE_HELP = {
+    "decode": "read the uploaded file and shrink it to the 260-pixel square the model sees",
+    "flower gate": "a small second model checks the photo shows a flower at all",
+    "find the flower": "the hottest part of the model's map is cut out as a closer view",
+    "classify": "the model reads the whole photo, then the closer view",
+    "novelty check": "how much the photo resembles the ones the model learned from",
+}
+P99_MIN_RUNS = 100  # a 99th percentile needs ~100 runs before one run above it exists
+
+
+def staged_predict(predictor: Predictor, data: bytes, clock: Callable[[], float] = time.perf_counter
+                   ) -> tuple[np.ndarray, dict[str, float]]:
+    """(the answer's probabilities, ms per stage of ``STAGES``) for one uploaded file through ``predictor``'s path.
+
+    ``predictor`` must be an ONNX model with class maps and features outputs (the app's model); stages the
+    predictor has not (no gate, no novelty check, no localisation) take 0 ms."""
+    model = predictor.backend.session  # None for a torch model
+    names = model.output_names if model is not None else ()
+    if CLASS_MAPS_OUTPUT not in names:
+        raise ValueError(f"{predictor.name}: stages are timed for an ONNX model with class maps (the app's model)")
+    times = dict.fromkeys(STAGES, 0.0)
+    pre = predictor.preprocess
+
+    def lap(stage: str, since: float) -> float:
+        now = clock()
+        times[stage] += (now - since) * 1000
+        return now
+
+    t = clock()
+    img = load_image(data)
+    batch = pre.array_from_pil(img)
+    t = lap("decode", t)
+    scores = None
+    if predictor.gate is not None:
+        scores = predictor.gate.scores(batch) if predictor.gate.preprocess == pre else predictor.gate.score_images([img])
+    t = lap("flower gate", t)
+    wanted = [names[0], CLASS_MAPS_OUTPUT] + ([FEATURES_OUTPUT] if predictor.typicality is not None else [])
+    out = model.outputs(batch, wanted)
+    logits = out[names[0]]
+    t = lap("classify", t)
+    typicality = None if predictor.typicality is None else np.asarray(predictor.typicality.scores(out[FEATURES_OUTPUT]),
+                                                                      dtype=np.float64)
+    t = lap("novelty check", t)
+    probs = softmax(logits, predictor.temperature).astype(np.float32)
+    rule = predictor.localise_rule
+    if rule is None or predictor.locator is not model:
+        lap("classify", t)
+        return probs[0], times
+    best = int(logits[0].argmax())
+    place = localise(out[CLASS_MAPS_OUTPUT][0, best], img.size, pre.input_size, pre.resize_size, rule)
+    if scores is not None:
+        place.used = place.used and bool(predictor.gate.passes(scores)[0])
+    crop = pre.array_from_pil(img.crop(place.box.as_tuple())) if place.used else None
+    t = lap("find the flower", t)
+    if crop is None:
+        return probs[0], times
+    if predictor.typicality is None:
+        crop_logits, crop_features = predictor.logits(crop), None
+    else:
+        crop_logits, crop_features = predictor.logits_and_features(crop)
+    t = lap("classify", t)
+    crop_typicality = None if crop_features is None else predictor.typicality.scores(crop_features)
+    t = lap("novelty check", t)
+    crop_probs = softmax(crop_logits, predictor.temperature).astype(np.float32)
+    probs, _ = combine_stage(probs, typicality, crop_probs, crop_typicality, [0], rule.combine)
+    lap("find the flower", t)
+    return probs[0], times
+
+
+def time_stages(predictor: Predictor, photos: list[bytes], runs: int, warmup: int = 3,
+                progress: Callable[[int, int], None] | None = None) -> dict[str, list[float]]:
+    """ms of each stage (and "total") over ``runs`` passes through ``photos`` in turn, after ``warmup``
+    passes that are not kept (the first calls fill caches and allocate memory)."""
+    kept: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total")}
+    for i in range(warmup + runs):
+        _, times = staged_predict(predictor, photos[i % len(photos)])
+        if i >= warmup:
+            for stage, ms in times.items():
+                kept[stage].append(ms)
+            kept["total"].append(sum(times.values()))
+        if progress is not None:
+            progress(i + 1, warmup + runs)
+    return kept
+
+
+def summarise(times_ms, warmup: int = 0) -> dict:
+    """{runs, warmup, p50_ms, p90_ms, p99_ms (None under P99_MIN_RUNS runs), mean_ms, min_ms, max_ms}."""
+    t = np.asarray(list(times_ms), dtype=np.float64)
+    if t.size == 0:
+        return {"runs": 0, "warmup": int(warmup), "p50_ms": None, "p90_ms": None, "p99_ms": None,
+                "mean_ms": None, "min_ms": None, "max_ms": None}
+    pct = {q: round(float(np.percentile(t, q)), 3) for q in (50, 90, 99)}
+    return {"runs": int(t.size), "warmup": int(warmup), "p50_ms": pct[50], "p90_ms": pct[90],
+            "p99_ms": pct[99] if t.size >= P99_MIN_RUNS else None, "mean_ms": round(float(t.mean()), 3),
+            "min_ms": round(float(t.min()), 3), "max_ms": round(float(t.max()), 3)}
+
+
+def ratio_words(live_ms: float, stored_ms: float, same_cpu: bool, tolerance: float = 1.3) -> tuple[float, str]:
+    """(live / stored, a plain sentence saying which way they differ and the likely reason)."""
+    ratio = live_ms / stored_ms
+    if 1 / tolerance <= ratio <= tolerance:
+        return ratio, "about the same as the stored figure"
+    if ratio > 1:
+        why = ("this server's processor is shared with other visitors and jobs, so it often waits its turn"
+               if same_cpu else "this server has a different processor from the one the stored figure was measured "
+                                "on, and it may be shared with other work")
+        return ratio, f"{ratio:.1f}× slower than the stored figure: {why}"
+    why = "the server was quieter than when the stored figure was measured" if same_cpu else \
+        "this server's processor is faster than the one the stored figure was measured on"
+    return ratio, f"{1 / ratio:.1f}× faster than the stored figure: {why}"
+
+
+def machine(threads: int) -> dict:
+    """What a timing depends on besides the model: the CPU, its cores, the threads used, the runtimes' versions
+    (torch's only when this process has loaded it: the app's path runs without it). The benchmarks' fuller
+    record is ``bench.latency.environment``; the app layer cannot import the benchmarks."""
+    cpu = None
+    try:
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), None)
+    except OSError:
+        pass
+    import onnxruntime
+
+    torch = sys.modules.get("torch")
+    return {"cpu": cpu or platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": threads,
+            "onnxruntime": onnxruntime.__version__, "torch": getattr(torch, "__version__", None),
+            "python": platform.python_version(),
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+
+
+def stored_median(latency_report: dict | None, model: str, cpu: str | None) -> tuple[float | None, dict]:
+    """(the stored batch-1 median of ``model``, the environment it was measured in) from the latency benchmark's
+    record (``paths.LATENCY``): the run on the same CPU model as ``cpu`` when one was kept, else the latest."""
+    if not latency_report:
+        return None, {}
+    runs = [latency_report, *latency_report.get("other_cpus", [])]
+    same = [r for r in runs if r.get("environment", {}).get("cpu") == cpu]
+    for run in same + [latency_report]:
+        row = next((r for r in run.get("models", []) if r.get("model") == model and r.get("p50_ms")), None)
+        if row is not None:
+            return float(row["p50_ms"]), run.get("environment", {})
+    return None, {}
