@@ -79,12 +79,16 @@ else:
     if with_attention:
         st.caption(f"Pick **{tables.pretty(with_attention[0])}** as the model to see its built-in attention map too.")
 
-with st.expander("LIME (slower, optional)"):
+# The expander's open state is the visitor's (a key and on_change): when a spinner shows in one run and not the next
+# (another visitor's job holding the lock), the elements above it shift and Streamlit draws a new expander, closed
+# unless it has a state; LIME's result then arrived hidden inside it and the click looked lost (crowd run, DECISIONS P8).
+with st.expander("LIME (slower, optional)", key="lime_open", on_change="rerun"):
     st.write("LIME hides random groups of similar pixels (superpixels) and watches how the answer changes. "
              "It takes a few seconds to a minute.")
     samples = st.select_slider("Perturbed samples", [50, 100, 150, 300, 500], value=100, key="lime_samples")
     # recorded by a callback, which Streamlit runs before the page script of the run the click starts: nothing the
-    # page does in that run (or a rerun racing it) can drop the request, as it could a True returned by st.button
-    st.button("Run LIME", key="lime_run", on_click=ui.remember, args=("lime_for", (photo.digest, name, target, samples)))
+    # page does in that run can drop the request, as it could a True that st.button returns to that run only
+    st.button("Run LIME", key="lime_run", on_click=ui.remember,
+              kwargs={"lime_for": (photo.digest, name, target, samples), "lime_open": True})
     if st.session_state.get("lime_for") == (photo.digest, name, target, samples):
         show(ui.explain_cached(photo.data, name, "LIME", target, samples), f"{name}_lime")

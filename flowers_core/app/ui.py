@@ -210,9 +210,10 @@ def species_table(name: str = catalog.PRODUCTION, protocol: str = SHIPPED_PROTOC
     return pd.DataFrame({"class id": range(len(classes)), "class": classes}), why
 
 
-def remember(key: str, value) -> None:
+def remember(**values) -> None:
     """A button's ``on_click``: store what the visitor asked for in their session state."""
-    st.session_state[key] = value
+    for key, value in values.items():
+        st.session_state[key] = value
 
 
 def explanation(model, photo: bytes, method: str, target: int | None, num_samples: int = 150, progress=None):
