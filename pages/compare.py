@@ -9,7 +9,7 @@ st.write("The same photo through the small, fast **student** model and the large
          "(and each of its three members): do they agree, and how long does each take?")
 st.caption("The **ensemble** is three models that vote; the **student** is one small model trained to give the "
            "ensemble's answers. **INT8** is the student with its numbers stored in 8 bits instead of 32 (fp32): "
-           "4 times smaller and faster, the model the app answers with.")
+           "faster on a processor (the Latency page measures how much), and the model the app answers with.")
 
 # in the page, not the sidebar: a phone keeps the sidebar closed
 use_int8 = st.toggle("Student in INT8 (the model the app uses)", value=True, key="cmp_int8")
