@@ -1,4 +1,3 @@
-"""Compare: the same photo through the student, the ensemble and each ensemble member."""
 import streamlit as st
 
 from flowers_core.app import picker, resources, widgets
@@ -12,6 +11,9 @@ hand_over_to_app()
 st.title("⚖️ Compare models")
 st.write("The same photo through the small, fast **student** model and the large **ensemble** "
          "(and each of its three members): do they agree, and how long does each take?")
+st.caption("The **ensemble** is three models that vote; the **student** is one small model trained to give the "
+           "ensemble's answers. **INT8** is the student with its numbers stored in 8 bits instead of 32 (fp32): "
+           "faster on a processor (the Latency page measures how much), and the model the app answers with.")
 
 # in the page, not the sidebar: a phone keeps the sidebar closed
 use_int8 = st.toggle("Student in INT8 (the model the app uses)", value=True, key="cmp_int8")
@@ -62,9 +64,25 @@ if s and r:
     {"agree": st.success, "disagree": st.warning, "unnamed": st.info}[kind](text)
 shares = [c for c in table.columns if c.startswith("P(") or c == "confidence"]
 table[shares] = table[shares] * 100  # whole percents, like the rest of the page
+
+
+def share_label(column: str) -> str:
+    """"P(student's answer: Rose)" -> "how sure of Rose (the student's answer)"."""
+    whose, _, species = column[2:-1].partition(": ")
+    return f"how sure of {species} (the {whose})"
+
+
 st.dataframe(table, hide_index=True, column_config={
-    **{c: st.column_config.NumberColumn(format="%.0f%%") for c in shares},
-    "entropy": st.column_config.NumberColumn(format="%.2f"),
-    "time (ms)": st.column_config.NumberColumn(format="%.0f")})
-st.caption("Times are single-photo CPU latencies measured just now (preprocessing + model); the ensemble "
-           "runs its three members one after another.")
+    **{c: st.column_config.NumberColumn(share_label(c), format="%.0f%%",
+                                        help="The share of the model's belief that goes to this species.")
+       for c in shares if c.startswith("P(")},
+    "confidence": st.column_config.NumberColumn("how sure", format="%.0f%%",
+                                                help="The share of the model's belief that goes to its answer."),
+    "entropy": st.column_config.NumberColumn(
+        "doubt", format="%.2f", help="How spread the model's belief is over the 102 species: 0 when it is certain "
+                                     "of one, higher when several species share it. Above a level set on "
+                                     "validation photos the app answers \"not sure\"."),
+    "time (ms)": st.column_config.NumberColumn("time (ms)", format="%.0f",
+                                               help="Milliseconds: thousandths of a second.")})
+st.caption("Times are measured just now for this one photo (resizing it and running the model), in milliseconds "
+           "(thousandths of a second); the ensemble runs its three members one after another.")

@@ -1,4 +1,3 @@
-"""Confusions: which species each model mixes up, from the saved test results (no dataset needed)."""
 import plotly.express as px
 import streamlit as st
 
@@ -20,8 +19,10 @@ st.write("Which flowers does a model mix up? Everything here comes from the save
 # the controls are in the page, not the sidebar (a phone keeps the sidebar closed)
 c_model, c_protocol = st.columns([2, 1])
 protocol = c_protocol.radio("Split protocol", PROTOCOLS, key="conf_protocol", horizontal=True,
-                            help="stratified: 80/10/10 of all images; official: the dataset's 10-per-class "
-                                 "train/val split.")
+                            help="How the photos were divided into those the model learned from and those it is "
+                                 "tested on. stratified: 80% to learn from, 10% to choose settings, 10% to test, "
+                                 "each species alike (the app's models); official: the dataset's own division, "
+                                 "only 10 photos per species to learn from.")
 names = common.models(protocol)
 if not names:
     widgets.missing(f"No model has results for the {protocol} protocol; run `python -m train.all --protocol {protocol}`.",
@@ -39,23 +40,28 @@ except art.ArtifactMissing as e:
     widgets.missing(str(e), "The confusion matrix")
     st.stop()
 cm = metrics["confusion"]
-st.markdown(f"**{catalog.title(name)}**, {protocol} test set: top-1 **{metrics['top1']:.1%}** on "
-            f"{metrics['n']} images, {sum(cm[i][j] for i in range(len(cm)) for j in range(len(cm)) if i != j)} mistakes.")
+st.markdown(f"**{catalog.title(name)}**, {protocol} test set: its first answer is right on **{metrics['top1']:.1%}** "
+            f"of {metrics['n']} photos (top-1), "
+            f"{sum(cm[i][j] for i in range(len(cm)) for j in range(len(cm)) if i != j)} mistakes. The test photos "
+            "were kept apart while the model was built: it never learned from them.")
 
 st.subheader("Confusion matrix")
+st.caption("Each row is the species a photo shows, each column the species the model named: the diagonal holds the "
+           "right answers, every other coloured square a mix-up.")
 c1, c2, c3, c4 = st.columns(4)
 order = c1.selectbox("Order classes by", ["accuracy", "class id", "name"], key="conf_order",
                      format_func=lambda o: {"accuracy": "accuracy (worst first)"}.get(o, o))
 only_errors = c2.toggle("Only classes with mistakes", value=True, key="conf_only_err")
 limit = c3.slider("Classes shown", 5, len(cm), min(30, len(cm)), key="conf_limit")
-normalise = c4.toggle("Row-normalised", value=False, key="conf_norm")
+normalise = c4.toggle("Row-normalised", value=False, key="conf_norm",
+                      help="Show each row as shares of that species' photos instead of photo counts.")
 view = explore.confusion_view(cm, classes, order, only_errors, limit, normalise)
 view = view.rename(index=words.display_name, columns=words.display_name)
 if view.empty:
     st.success("No mistakes to show.")
 else:
     fig = px.imshow(view, color_continuous_scale="Magma_r", aspect="auto",
-                    labels=dict(x="predicted", y="true", color="share" if normalise else "images"))
+                    labels=dict(x="named by the model", y="shown in the photo", color="share" if normalise else "photos"))
     fig.update_layout(height=max(420, 16 * len(view)), margin=dict(l=10, r=10, t=10, b=10))
     fig.update_xaxes(tickangle=60)
     st.plotly_chart(fig, key="cm")
@@ -65,8 +71,10 @@ table = explore.per_class_table(metrics, classes)
 table = table.assign(**{c: table[c].map(words.display_name, na_action="ignore")
                         for c in ("class", "most often mistaken for") if c in table.columns})
 st.dataframe(table, hide_index=True, height=300, column_config={
-    "accuracy": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
-    "precision": st.column_config.NumberColumn(format="percent")})
+    "accuracy": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent",
+                                                help="The share of this species' test photos the model named right."),
+    "precision": st.column_config.NumberColumn(format="percent",
+                                               help="When the model names this species, how often it is right.")})
 
 thumbs = resources.thumbnails(SHIPPED_PROTOCOL)
 st.subheader("Most confused pairs")
@@ -75,7 +83,11 @@ if pairs.empty:
     st.success("This model made no mistakes on this test set.")
 else:
     st.dataframe(pairs.drop(columns=["true id", "predicted id"]), hide_index=True,
-                 column_config={"share of true class": st.column_config.NumberColumn(format="percent")})
+                 column_config={"true class": st.column_config.TextColumn("species in the photo"),
+                                "predicted as": st.column_config.TextColumn("named as"),
+                                "count": st.column_config.NumberColumn("photos"),
+                                "share of true class": st.column_config.NumberColumn(
+                                    "share of that species' photos", format="percent")})
     if not thumbs.pack:
         st.caption("Example thumbnails are not shipped (`python -m train.gallery --build`).")
     else:
@@ -87,6 +99,7 @@ else:
                 if imgs:  # the name once, above the photos (a caption under each 64 px photo broke names mid-word)
                     col.caption(label)
                     col.image(imgs, width=72)
+
 
 def show_mistake(m: Mistake, classes: list[str], refs) -> None:
     """One wrong test photo: where the model looked for the species it shows and for the one it chose, side by
@@ -150,7 +163,7 @@ if wrong.empty:
     st.success("No wrong test images.")
     st.stop()
 f1, f2 = st.columns(2)
-true_filter = f1.selectbox("True class", ["all"] + sorted(wrong["true class"].unique()), key="wrong_true",
+true_filter = f1.selectbox("Species in the photo", ["all"] + sorted(wrong["true class"].unique()), key="wrong_true",
                            format_func=lambda c: c if c == "all" else words.display_name(c))
 shown = f2.slider("Images shown", 4, min(96, max(4, len(wrong))), min(24, max(4, len(wrong))), 4, key="wrong_n")
 sel = wrong if true_filter == "all" else wrong[wrong["true class"] == true_filter]
@@ -167,5 +180,12 @@ if thumbs.available:  # photos that flow and wrap at their own size (columns sta
                           for r, _ in rows])
 with st.expander("All wrong test images (table)"):
     st.dataframe(sel.drop(columns=["true id", "predicted id"]), hide_index=True,
-                 column_config={"confidence": st.column_config.NumberColumn(format="percent"),
-                                "prob. of true class": st.column_config.NumberColumn(format="percent")})
+                 column_config={"true class": st.column_config.TextColumn("species in the photo"),
+                                "predicted": st.column_config.TextColumn("named as"),
+                                "confidence": st.column_config.NumberColumn("how sure of its answer", format="percent"),
+                                "prob. of true class": st.column_config.NumberColumn("how sure of the right species",
+                                                                                     format="percent"),
+                                "entropy": st.column_config.NumberColumn(
+                                    "doubt", format="%.2f",
+                                    help="How spread the model's belief is over the 102 species: 0 when it is "
+                                         "certain of one, higher when several share it.")})

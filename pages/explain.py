@@ -1,9 +1,8 @@
-"""Explain: where each model looks (Grad-CAM family, Level-3 attention, LIME)."""
 import streamlit as st
 
 from flowers_core.app import explanations, picker, resources, widgets
 from flowers_core.app.handover import hand_over_to_app
-from flowers_core.explain.maps.maps import maps as explain
+from flowers_core.explain import maps as explain
 from flowers_core.results import common
 from flowers_core.serve import words
 from flowers_core.shipped import catalog
@@ -85,12 +84,16 @@ else:
     if with_attention:
         st.caption(f"Pick **{catalog.title(with_attention[0])}** as the model to see its built-in attention map too.")
 
-with st.expander("LIME (slower, optional)"):
+# The expander's open state is the visitor's (a key and on_change): when a spinner shows in one run and not the next
+# (another visitor's job holding the lock), the elements above it shift and Streamlit draws a new expander, closed
+# unless it has a state; LIME's result then arrived hidden inside it and the click looked lost (crowd run, DECISIONS P8).
+with st.expander("LIME (slower, optional)", key="lime_open", on_change="rerun"):
     st.write("LIME hides random groups of similar pixels (superpixels) and watches how the answer changes. "
              "It takes a few seconds to a minute.")
     samples = st.select_slider("Perturbed samples", [50, 100, 150, 300, 500], value=100, key="lime_samples")
     # recorded by a callback, which Streamlit runs before the page script of the run the click starts: nothing the
-    # page does in that run (or a rerun racing it) can drop the request, as it could a True returned by st.button
-    st.button("Run LIME", key="lime_run", on_click=explanations.remember, args=("lime_for", (photo.digest, name, target, samples)))
+    # page does in that run can drop the request, as it could a True that st.button returns to that run only
+    st.button("Run LIME", key="lime_run", on_click=explanations.remember,
+              kwargs={"lime_for": (photo.digest, name, target, samples), "lime_open": True})
     if st.session_state.get("lime_for") == (photo.digest, name, target, samples):
         show(explanations.explain_cached(photo.data, name, "LIME", target, samples), f"{name}_lime")

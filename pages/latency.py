@@ -1,4 +1,3 @@
-"""Latency: measure the models on this server's CPU, next to the stored benchmark."""
 import os
 
 import numpy as np
@@ -148,8 +147,11 @@ def show_stages(measured) -> None:
 
 
 st.title("⏱️ Latency")
-st.write("How fast is each model on this server's CPU? Run a live measurement and compare it with the "
-         "benchmark stored with the models.")
+st.write("How fast is each model on this server's processor (CPU)? Run a live measurement and compare it with "
+         "the benchmark stored with the models. Times are in milliseconds (ms, thousandths of a second); the "
+         "**median** is the middle run (half were faster), \"slowest 1 in 10\" the time 9 runs in 10 beat. Each "
+         "measurement names the processor, the threads and the versions of onnxruntime and torch, the libraries "
+         "that run the models.")
 
 FP32 = catalog.names(runtimes=("torch", "ensemble"))
 available = [m for m in catalog.NAMES if common.has_weights(m)]
@@ -168,12 +170,17 @@ with live:
                                 format_func=catalog.title, key="lat_models")
         with_int8 = [m for m in FP32 if catalog.int8_twin(m)]
         precisions = c2.multiselect("Precision", ["fp32", "INT8"], default=["fp32", "INT8"], key="lat_prec",
-                                    help=f"INT8 exists for {', '.join(map(catalog.title, with_int8))} only "
-                                         "(ONNX Runtime, static quantisation).")
+                                    help="fp32: the model's numbers at full precision (32 bits). INT8: stored in 8 "
+                                      f"bits, smaller and faster; it exists for {', '.join(map(catalog.title, with_int8))} "
+                                      "only, and is what the app answers with.")
         c3, c4, c5 = st.columns(3)
-        threads = c3.slider("CPU threads", 1, max(1, os.cpu_count() or 1), min(2, os.cpu_count() or 1), key="lat_threads")
-        batch = c4.select_slider("Batch size", [1, 2, 4, 8, 16, 32], value=1, key="lat_batch")
-        iters = c5.slider("Iterations", 5, 200, 20, 5, key="lat_iters")
+        threads = c3.slider("CPU threads", 1, max(1, os.cpu_count() or 1), min(2, os.cpu_count() or 1), key="lat_threads",
+                            help="How many of the processor's cores one model may use at once.")
+        batch = c4.select_slider("Batch size", [1, 2, 4, 8, 16, 32], value=1, key="lat_batch",
+                                 help="Photos sent to the model together in one call (the app sends one).")
+        iters = c5.slider("Runs", 5, 200, 20, 5, key="lat_iters",
+                          help="Timed runs per model, after 3 warm-up runs that are not counted. The slowest 1 in "
+                               "100 is shown from 100 runs.")
         names = [m for m in chosen if "fp32" in precisions]
         if "INT8" in precisions:
             for m in chosen:

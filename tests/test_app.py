@@ -273,6 +273,7 @@ def test_explain_methods(artifacts_root, use):
     at.button(key="lime_run").click().run()
     assert_clean(at)
     assert any("superpixels" in c.value for c in at.caption)
+    assert at.session_state["lime_open"], "the request opens the expander, wherever a rerun draws it"
 
 
 def test_confusions_controls(artifacts_root, use):

@@ -21,9 +21,10 @@ from ..shipped.splits import SHIPPED_PROTOCOL
 from .resources import _HEAVY, _LOADED, _key, _loaded_predictor, _predictor
 
 
-def remember(key: str, value) -> None:
+def remember(**values) -> None:
     """A button's ``on_click``: store what the visitor asked for in their session state."""
-    st.session_state[key] = value
+    for key, value in values.items():
+        st.session_state[key] = value
 
 
 def explanation(model, photo: bytes, method: str, target: int | None, num_samples: int = 150, progress=None):

@@ -97,6 +97,27 @@ def latency_section(root=None) -> list[Block]:
             *_latency_by_cpu(root)]
 
 
+
+def latency_stages_section(root=None) -> list[Block]:
+    """The app's path stage by stage (``paths.LATENCY_STAGES``), with the load the machine was under."""
+    data = paths.LATENCY_STAGES.read_or_none(root)
+    if data is None:
+        return [f"The app's path has not been timed stage by stage yet: run `{paths.LATENCY_STAGES.command}`."]
+    env = data["environment"]
+    rows = [{"stage": stage, "p50 (ms)": f"{v['p50_ms']:.1f}", "p90 (ms)": f"{v['p90_ms']:.1f}",
+             "p99 (ms)": f"{v['p99_ms']:.1f}" if v.get("p99_ms") is not None else "— (under 100 runs)"}
+            for stage, v in data["stages"].items()]
+    load = env.get("load_average") or [None]
+    return [f"## The app's path, stage by stage (`{paths.LATENCY_STAGES.command}`)", "",
+            f"{catalog.title(data['model'])} from an uploaded file to its answer, on the {data['photos']} shipped "
+            f"example photos in turn: {data['runs']} runs after {data['warmup']} warm-up runs left out; CPU: "
+            f"{env.get('cpu', '?')} ({env.get('cores', '?')} cores{_isa(env)}), {env.get('threads', '?')} threads, "
+            f"onnxruntime {env.get('onnxruntime', '?')}, measured {env.get('date', '?')}"
+            + (f" at a load average of {load[0]:.1f}" if load[0] is not None else "") + ". Classify counts the "
+            "model's passes over the whole photo and over the closer view when one is cut.", "",
+            Table(pd.DataFrame(rows)), ""]
+
+
 def _latency_by_cpu(root=None) -> list[Block]:
     by_cpu = latency_other_cpus(root)
     if by_cpu.empty:
