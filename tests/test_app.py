@@ -296,14 +296,15 @@ def test_confusions_controls(artifacts_root, use):
 
 def test_confusions_show_why_a_and_not_b(artifacts_root, use):
     """Each mistake of the app's model: two maps with both species' probabilities, or how to build them."""
-    from flowers_core.serve.mistakes import MISTAKES_COMMAND, MistakeMaps
+    from flowers_core.serve.mistakes import MistakeMaps
+    from flowers_core.shipped.paths import MISTAKE_MAPS_COMMAND
 
     use(artifacts_root)
     at = open_page("pages/confusions.py")
     assert_clean(at)
     pack = MistakeMaps(artifacts_root)
     if not pack.available:
-        assert any(MISTAKES_COMMAND in c.value for c in at.caption)
+        assert any(MISTAKE_MAPS_COMMAND in c.value for c in at.caption)
         return
     shown = [m.value for m in at.markdown if " taken for " in m.value]
     assert len(shown) == len(pack.mistakes) and len(shown) >= min(5, len(pack.mistakes))

@@ -2,6 +2,7 @@
 the page that asked (a note while another visitor's job runs, a spinner, LIME's progress)."""
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
@@ -130,6 +131,7 @@ def explain_cached(photo: bytes, name: str, method: str, target: int | None, num
 WARM_ENV = "FLOWERS_WARM_EXPLAIN"  # "0": no warm-up (a host that only classifies, the lean-start test)
 WARM_MODEL = catalog.fp32_twin(catalog.PRODUCTION)  # the Explain page's first model
 _WARM_STARTED = threading.Event()
+WARM_JOIN_S = 120  # the longest a process that ends waits for the warm-up
 WARMED: dict = {}  # what the warm-up did and how long it took (the server log says it too)
 
 
@@ -142,7 +144,11 @@ def warm_in_background() -> None:
             return
         _WARM_STARTED.set()
     root, mtime = _key()
-    threading.Thread(target=_warm, args=(root, mtime), name="warm-explain", daemon=True).start()
+    thread = threading.Thread(target=_warm, args=(root, mtime), name="warm-explain", daemon=True)
+    thread.start()
+    # a process that ends while the thread is still importing torch aborts in torch's native teardown ("terminate
+    # called without an active exception", exit 134): let the warm-up finish first
+    atexit.register(thread.join, WARM_JOIN_S)
 
 
 def _warm(root: str, mtime: float) -> None:
