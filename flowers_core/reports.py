@@ -61,6 +61,11 @@ LATENCY_LOCALISED = Report("reports/latency_localised.json",
                            "the INT8 student from a decoded photo, without and with the localisation stage")
 LOCALISE = Report("reports/localise.json", "python -m train.localise",
                   "the localisation rules tried on validation images, plain and framed, and the one chosen")
+EXPLANATIONS = Report("reports/explanations.json", "python -m flowers_core.bench.explanations",
+                      "each explanation method's faithfulness (ROAD) and sanity check on test images")
+EXPLANATIONS_VAL = Report("reports/explanations_val.json",
+                          "python -m flowers_core.bench.explanations --part val --limit 34",
+                          "the same measures on validation images: how Explain's first method was chosen")
 
 
 def app_crowd(visitors: int) -> Report:

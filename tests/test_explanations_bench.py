@@ -1,0 +1,41 @@
+"""The explanation report's sample and verdicts (the measures themselves: tests/test_faithfulness.py)."""
+from __future__ import annotations
+
+import numpy as np
+
+from flowers_core.bench import explanations as bench
+
+
+def test_sample_takes_every_species_reproducibly():
+    ids = np.arange(100, 160)
+    labels = np.repeat(np.arange(6), 10)
+    chosen = bench.sample(ids, labels, per_species=1, limit=None, seed=0)
+    assert sorted(labels[np.searchsorted(ids, chosen)]) == list(range(6))
+    assert chosen == bench.sample(ids, labels, per_species=1, limit=None, seed=0)
+    assert chosen != bench.sample(ids, labels, per_species=1, limit=None, seed=1)
+    assert bench.sample(ids, labels, per_species=2, limit=4, seed=0) == bench.sample(ids, labels, 2, None, 0)[:4]
+
+
+def _row(image_id, scores: dict, sanity: dict) -> dict:
+    return {"image_id": image_id, "target": 0, "confidence": 0.9,
+            "methods": {n: {"most_first": [0.5] * 3, "least_first": [0.9] * 3, "combined": c, "sanity": sanity[n]}
+                        for n, c in scores.items()}}
+
+
+def test_cards_pass_fail_and_inconclusive():
+    rng = np.random.default_rng(0)
+    rows = [_row(i, {"random map": 0.0 + rng.normal(0, 0.01), "Good": 0.2 + rng.normal(0, 0.02),
+                     "Noisy": rng.normal(0, 0.3), "Worse": -0.2 + rng.normal(0, 0.02)},
+                 {"random map": 1.0, "Good": 0.1 + rng.normal(0, 0.05), "Noisy": 0.3 if i % 2 else 0.7,
+                  "Worse": 0.95}) for i in range(30)]
+    summary = bench.summarise(rows)
+    assert summary["Good"]["card"] == {"faithful": "pass", "sanity": "pass", "overall": "pass"}
+    assert summary["Worse"]["card"] == {"faithful": "fail", "sanity": "fail", "overall": "fail"}
+    assert summary["Noisy"]["card"]["faithful"] == "inconclusive" and summary["Noisy"]["card"]["overall"] == "inconclusive"
+    assert summary["random map"]["card"]["faithful"] == "reference" and summary["random map"]["kind"] == "baseline"
+    assert summary["Good"]["vs_random"]["low"] > 0 and summary["Good"]["n_images"] == 30
+
+
+def test_a_method_never_measured_is_said_so():
+    summary = bench.summarise([_row(1, {"random map": 0.0, "LIME": 0.1}, {"random map": 1.0, "LIME": None})])
+    assert summary["LIME"]["card"]["sanity"] == "not measured"
