@@ -39,3 +39,25 @@ def test_cards_pass_fail_and_inconclusive():
 def test_a_method_never_measured_is_said_so():
     summary = bench.summarise([_row(1, {"random map": 0.0, "LIME": 0.1}, {"random map": 1.0, "LIME": None})])
     assert summary["LIME"]["card"]["sanity"] == "not measured"
+
+
+def test_results_section_reads_the_report(tmp_path):
+    """tools.summary's section: the cards, the sample, the cost and the first map, from the reports alone."""
+    from flowers_core import reports
+    from tools import summary
+
+    assert "not measured yet" in summary.explanations_section(tmp_path)[0]
+    rows = [_row(i, {"random map": 0.0, "Grad-CAM": 0.1 + 0.01 * (i % 3)}, {"random map": 1.0, "Grad-CAM": 0.1})
+            for i in range(5)]
+    entry = {"label": "L5 student (fp32)", "randomised_layers": ["head", "stages.8"], "n_images": 5, "of": 102,
+             "summary": bench.summarise(rows), "seconds": {"score_s": {"mean": 1.25, "n": 10}, "maps_s": {"mean": 3.0, "n": 5}}}
+    report = {"part": "test", "seed": 0, "per_species": 1, "lime_samples": 50, "lime_sanity_images": 10,
+              "sanity_line": 0.5, "date": "2026-12-07", "machine": {"cpu": "a CPU", "torch_threads": 1,
+                                                                    "loadavg_before": [1.0, 1.0, 1.0]},
+              "models": {"student": entry}}
+    reports.EXPLANATIONS.write(report, root=tmp_path)
+    reports.EXPLANATIONS_VAL.write({**report, "part": "val"}, root=tmp_path)
+    text = "\n".join(summary.explanations_section(tmp_path))
+    assert "| L5 student (fp32) | Grad-CAM" in text and "✅ pass" in text
+    assert "L5 student (fp32) 5 of 102" in text and "1.25 s per map scored" in text
+    assert "Explain opens on L5 student (fp32) with Grad-CAM" in text

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
@@ -31,6 +30,7 @@ from .. import artifacts as art
 from .. import catalog, explain, faithfulness, reports
 from ..data import SHIPPED_PROTOCOL, load_index
 from ..weights import load_model
+from .latency import cpu_model
 
 DEFAULT_MODELS = ("student", "level3")  # the model Explain opens with (the app's INT8 one's fp32 twin), the attention one
 METHODS = (*explain.CAM_METHODS, "Attention", "LIME")
@@ -167,28 +167,32 @@ def run(models=DEFAULT_MODELS, part: str = "test", per_species: int = 1, limit: 
               "lime_samples": lime_samples, "lime_sanity_images": lime_sanity, "shares": list(faithfulness.SHARES),
               "methods": list(METHODS), "baselines": list(BASELINES), "sanity_line": SANITY_LINE,
               "models": {}, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+              "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                           "torch_threads": torch.get_num_threads(), "loadavg_before": list(os.getloadavg())}}
     same = ("part", "seed", "per_species", "lime_samples", "shares")
     if keep and all(keep.get(k) == result[k] for k in same):
         result["models"] = {m: e for m, e in keep.get("models", {}).items() if m not in models}
+    loaded = {}
     for name in models:
         model = load_model(name, root=artifacts_root)
         twin = faithfulness.randomised_copy(model, seed=seed)
         temperature = float(art.model_entry(name, root=artifacts_root).temperature or 1.0)
-        rows, timings = [], {}
-        entry = result["models"][name] = {"label": catalog.label(name), "temperature": temperature,
-                                          "randomised_layers": twin.layers, "images": rows}
-        twin = twin.model
-        for i, image_id in enumerate(chosen):
-            img = Image.open(index.path(image_id)).convert("RGB")
+        result["models"][name] = {"label": catalog.label(name), "temperature": temperature,
+                                  "randomised_layers": twin.layers, "images": []}
+        loaded[name] = (model, twin.model, temperature, {})
+    # images outside, models inside: a run stopped early has measured every model on the same images
+    for i, image_id in enumerate(chosen):
+        img = Image.open(index.path(image_id)).convert("RGB")
+        for name, (model, twin, temperature, timings) in loaded.items():
+            entry = result["models"][name]
+            rows = entry["images"]
             rows.append(measure_image(model, twin, img, image_id, temperature, lime_samples, i < lime_sanity, timings))
             entry.update(n_images=len(rows), of=len(chosen), summary=summarise(rows),
                          seconds={k: {"mean": float(np.mean(v)), "n": len(v)} for k, v in timings.items()})
-            if on_progress:
-                on_progress(result)
             print(f"[explanations] {name} {part} {len(rows)}/{len(chosen)} image {image_id}: "
                   + ", ".join(f"{k} {v['combined']:+.3f}" for k, v in rows[-1]["methods"].items()), flush=True)
+        if on_progress:
+            on_progress(result)
     result["n_images"] = min((e["n_images"] for e in result["models"].values()), default=0)
     result["machine"]["loadavg_after"] = list(os.getloadavg())
     return result
