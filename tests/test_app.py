@@ -269,7 +269,11 @@ def test_explain_methods(artifacts_root, use):
     at.select_slider(key="lime_samples").set_value(50).run()
     at.button(key="lime_run").click().run()
     assert_clean(at)
-    assert any("superpixels" in c.value for c in at.caption)
+    assert any("patches of similar colour" in c.value for c in at.caption)
+    # every heatmap has its check beside it: the sentence with the random map's figure, and a verdict
+    assert any("Hiding the 20% of the photo this map marks most" in m.value and "hiding a random 20%" in m.value
+               for m in at.markdown)
+    assert any(v in m.value for m in at.markdown for v in ("explains this answer", "misleads here"))
 
 
 def test_confusions_controls(artifacts_root, use):
