@@ -42,10 +42,10 @@ def cards_table(data: dict) -> pd.DataFrame:
                 "model": catalog.label(name), "method": method, "images": s["n_images"],
                 "ROAD score (points)": _pct(s["combined"]["mean"]) + (f" ± {100 * s['combined']['sd']:.1f}"
                                                                      if s["combined"]["sd"] is not None else ""),
-                "better than a random map by (points, 95%)": "—" if gain["mean"] is None or method == "random map"
+                "vs a random map (points, 95%)": "—" if gain["mean"] is None or method == "random map"
                 else f"{_pct(gain['mean'])} ({_pct(gain['low'])} to {_pct(gain['high'])})",
-                "same map with the learning erased (rank corr.)": "—" if sanity["mean"] is None else
-                f"{sanity['mean']:.2f} ({sanity['low']:.2f} to {sanity['high']:.2f}, {sanity['n']} photos)",
+                "learning erased: same map? (rank corr.)": "—" if sanity["mean"] is None else
+                f"{sanity['mean']:.2f} ({sanity['low']:.2f} to {sanity['high']:.2f}, n = {sanity['n']})",
                 "faithful": CARD_WORDS[s["card"]["faithful"]], "sanity check": CARD_WORDS[s["card"]["sanity"]],
                 "verdict": CARD_WORDS[s["card"]["overall"]]})
     return pd.DataFrame(rows)

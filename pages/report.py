@@ -5,10 +5,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from flowers_core import artifacts as art
-from flowers_core import catalog, reports, tables
+from flowers_core import catalog, plain, reports, tables
 from flowers_core.app import ui
 
 st.title("📊 Report")
+with st.expander("Words on this page"):
+    st.markdown(plain.glossary())
 
 # --- levels --------------------------------------------------------------------------------------
 st.header("The five levels")
@@ -18,8 +20,11 @@ if levels.empty:
 else:
     pct = {c: st.column_config.NumberColumn(format="percent") for c in levels.columns
            if c.startswith(("top-", "macro", "ECE"))}
+    # each term explained where it appears too: a column's help is its glossary line
+    helps = {c: st.column_config.NumberColumn(format="percent", help=plain.GLOSSARY[t]) for c in pct
+             for t in ("top-1", "macro-F1", "ECE") if c.startswith(t)}
     st.dataframe(levels.drop(columns=["key"]), hide_index=True, column_config={
-        **pct, "params (M)": st.column_config.NumberColumn(format="%.2f"),
+        **pct, **helps, "params (M)": st.column_config.NumberColumn(format="%.2f"),
         "size (MB)": st.column_config.NumberColumn(format="%.2f"),
         "CPU p50 (ms)": st.column_config.NumberColumn(format="%.1f")})
     missing = [m for m in catalog.NAMES if m not in set(levels["key"])]
@@ -119,7 +124,8 @@ except art.ArtifactMissing as e:
 try:
     novelty = tables.novelty_table()
     st.write("**Novelty checks.** A flower whose features lie far from every species seen in training is "
-             "answered *not sure*, however confident the model's softmax: below each model's threshold, set so "
+             "answered *not sure*, however confident the model's probabilities (its *softmax*, see *Words on this "
+             "page*): below each model's threshold, set so "
              "that the share of the validation flowers *aimed at* pass (a share chosen on species held out of "
              "training, below).")
     st.dataframe(novelty, hide_index=True,
@@ -149,6 +155,42 @@ try:
 except art.ArtifactMissing as e:
     ui.missing(str(e), "The held-out species table")
 
+# --- explanation methods -------------------------------------------------------------------------
+def explanations_section() -> None:
+    """Can the heatmaps be trusted: a card per model and method, from the test images' report."""
+    from flowers_core import explanation_report
+
+    st.header("Can the heatmaps be trusted?")
+    try:
+        data = reports.EXPLANATIONS.read_or_none()
+    except ValueError:  # being rewritten by an older writer
+        data = None
+    if data is None:
+        ui.missing(f"Not measured yet: run `{reports.EXPLANATIONS.command}`.", "The explanation methods' report")
+        return
+    st.write("Each heatmap method was checked on test photos in two ways. **Faithful**: hiding the parts a map marks "
+             "most should lower the model's confidence in its answer much more than hiding the parts a *random* map "
+             "marks (the *ROAD score*, in points of confidence: higher = more faithful). **Sanity check**: erasing "
+             "what the model learnt (its trained layers reset to random numbers) should change the map; a map that "
+             "stays the same shows the photo, not the model. The three *reference* maps know nothing of the model "
+             "(random, a blob in the centre, the photo's edges): they show what a map scores without explaining "
+             "anything, and fail the sanity check by design.")
+    table = explanation_report.cards_table(data)
+    st.dataframe(table, hide_index=True, column_config={
+        "vs a random map (points, 95%)": st.column_config.TextColumn(
+            help="The mean gain over a random map of the same photo, and the range it lies in with 95% confidence: "
+                 "wholly above 0 = pass, wholly below = fail, across 0 = inconclusive."),
+        "learning erased: same map? (rank corr.)": st.column_config.TextColumn(
+            help="1 = the same ranking of the pixels, 0 = unrelated. Wholly below "
+                 f"{data.get('sanity_line')} = pass, wholly above = fail.")})
+    st.caption(explanation_report.sample_line(data) + " " + explanation_report.cost_line(data)
+               + f" Command: `{reports.EXPLANATIONS.command}`.")
+    model, method, why = explanation_report.first_choice(reports.EXPLANATIONS_VAL.read_or_none())
+    st.caption(f"Explain opens on {tables.pretty(model)} with {method}: {why} (`{reports.EXPLANATIONS_VAL.command}`).")
+
+
+explanations_section()
+
 # --- calibration ---------------------------------------------------------------------------------
 st.header("Calibration and selective prediction")
 if not names:
@@ -174,11 +216,15 @@ else:
         entry = art.model_entry(cal_model, protocol)
         unc = entry.uncertainty
         ece = entry.metrics.get("test", {}).get("ece")
-        c1.caption(f"ECE (test): {ece:.3f}" if ece is not None else "ECE not recorded")
-        if unc.get("ece_before") and unc.get("ece_after"):
-            c1.caption(f"Temperature scaling (T = {unc.get('temperature', 1):.2f}, fitted on validation) "
-                       f"brings the test ECE from {unc['ece_before']['test']:.3f} to {unc['ece_after']['test']:.3f}; "
-                       "the app uses the scaled probabilities.")
+        c1.caption(f"ECE (test): {ece:.3f} ({plain.GLOSSARY['ECE']})." if ece is not None else "ECE not recorded")
+        before, after = unc.get("ece_before") or {}, unc.get("ece_after") or {}
+        if "test" in before and "test" in after:
+            # the direction is read from the numbers: scaling can raise the error on a split it was not fitted on
+            on_val = (f"on the validation photos it was fitted on, the ECE {plain.change_words(before['val'], after['val'])}; "
+                      if "val" in before and "val" in after else "")
+            c1.caption(f"Temperature scaling (T = {unc.get('temperature', 1):.2f}; {plain.GLOSSARY['temperature scaling']}): "
+                       f"{on_val}on the test photos it {plain.change_words(before['test'], after['test'])}. "
+                       "The app uses the scaled probabilities.")
         fig = px.line(curve, x="coverage", y="accuracy", markers=True, title="Coverage – accuracy (test)",
                       hover_data=[c for c in ("threshold",) if c in curve.columns])
         if threshold is not None and "threshold" in curve.columns:
@@ -187,7 +233,8 @@ else:
                 fig.add_vline(x=float(kept["coverage"].max()), line_dash="dash",
                               annotation_text=f"entropy ≤ {threshold:.2f}")
         c2.plotly_chart(fig.update_layout(height=340), key="rep_cov")
-        c2.caption(f"Answers are kept only when entropy is below a threshold; fewer answers, higher accuracy. "
+        c2.caption(f"Answers are kept only when the entropy ({plain.GLOSSARY['entropy']}) is below a threshold; "
+                   "fewer answers, higher accuracy. "
                    f"Source: `{source}`." + ("" if threshold is not None else " No threshold stored for this model."))
 
 # --- data ----------------------------------------------------------------------------------------
