@@ -87,6 +87,8 @@ def verdict_words(verdict: str) -> str:
                       "hiding random parts of the photo.",
             "chance": "⚠️ This map explains this answer no better than chance: hiding what it marks changes the "
                       "answer about as much as hiding random parts of the photo.",
+            "unmoved": "ℹ️ Hiding parts of this photo hardly moves the answer, whichever parts are hidden: the model "
+                       "is too sure here for this check to tell whether the map explains it.",
             "worse": "❌ This map misleads here: hiding what it marks changes the answer less than hiding random "
                      "parts of the photo; the model relies on other parts."}[verdict]
 

@@ -165,7 +165,13 @@ class Faithfulness:
 
     @property
     def verdict(self) -> str:
-        """'better' | 'chance' | 'worse' than random maps of the same photo."""
+        """'better' | 'chance' | 'worse' than random maps of the same photo, or 'unmoved': hiding any of the shares
+        moves the confidence by less than the margin, whichever map chose the pixels (a very sure answer): the photo
+        cannot tell."""
+        moved = max(abs(self.confidence - v) for c in (self.curve, self.random)
+                    for v in (*c.most_first, *c.least_first))
+        if moved < self.margin:
+            return "unmoved"
         if self.advantage >= self.margin:
             return "better"
         return "worse" if self.advantage <= -self.margin else "chance"

@@ -273,7 +273,7 @@ def test_explain_methods(artifacts_root, use):
     # every heatmap has its check beside it: the sentence with the random map's figure, and a verdict
     assert any("Hiding the 20% of the photo this map marks most" in m.value and "hiding a random 20%" in m.value
                for m in at.markdown)
-    assert any(v in m.value for m in at.markdown for v in ("explains this answer", "misleads here"))
+    assert any(v in m.value for m in at.markdown for v in ("explains this answer", "misleads here", "too sure here"))
 
 
 def test_confusions_controls(artifacts_root, use):

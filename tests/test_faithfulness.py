@@ -131,3 +131,13 @@ def test_a_model_free_map_survives_randomisation(model):
     assert faithfulness.rank_correlation(edges, faithfulness.edge_map(view)) == pytest.approx(1.0)
     # an empty map shares no ranking with any other: it changed completely
     assert faithfulness.rank_correlation(np.zeros((8, 8)), edges) == 0.0
+
+
+def test_a_very_sure_answer_that_nothing_moves_is_said_so():
+    shares = (0.1, 0.2)
+    flat = faithfulness.RoadCurve(shares, np.array([0.99, 0.98]), np.array([1.0, 1.0]))
+    found = faithfulness.Faithfulness(1, 1.0, flat, faithfulness.RoadCurve(shares, np.array([1.0, 1.0]),
+                                                                           np.array([1.0, 1.0])))
+    assert found.verdict == "unmoved"
+    moved = faithfulness.RoadCurve(shares, np.array([0.9, 0.6]), np.array([1.0, 1.0]))
+    assert faithfulness.Faithfulness(1, 1.0, moved, flat).verdict == "better"
