@@ -78,8 +78,10 @@ def test_contrast_equals_the_library_on_a_score_difference(models, img):
         reference = cam(input_tensor=model.preprocess.from_pil(img), targets=[lambda out: out[3] - out[7]])[0]
     contrast = explain.gradcam(model, img, "Grad-CAM", target=3, versus=7).heatmap
     np.testing.assert_allclose(contrast, reference, atol=1e-4)
-    # the other way round marks the other places: a contrast is not the class's own map
-    assert not np.allclose(contrast, explain.gradcam(model, img, "Grad-CAM", target=7, versus=3).heatmap, atol=1e-3)
+    # the other way round marks the other places (the synthetic models' 1 × 1 feature maps give flat maps: nothing to
+    # compare; the real artifacts, FLOWERS_APP_TEST_ARTIFACTS, have 9 × 9)
+    if np.ptp(contrast) > 0:
+        assert not np.allclose(contrast, explain.gradcam(model, img, "Grad-CAM", target=7, versus=3).heatmap, atol=1e-3)
 
 
 def test_default_target_is_the_prediction(models, img):
