@@ -7,7 +7,7 @@ import streamlit as st
 
 from flowers_core.app import widgets
 from flowers_core.app.handover import hand_over_to_app
-from flowers_core.results import common, explore, levels, localisation, realworld, robustness
+from flowers_core.results import common, explanations, explore, levels, localisation, realworld, robustness, wording
 from flowers_core.shipped import catalog
 from flowers_core.shipped import manifest as art
 from flowers_core.shipped.splits import PROTOCOLS
@@ -18,9 +18,11 @@ hand_over_to_app()
 # RESULTS.md and the Latency page)
 REPORT_SECTIONS = (levels.accuracy_section, levels.ablation_section, levels.ensemble_section, levels.student_section,
                    robustness.robustness_section, realworld.realworld_section, localisation.localisation_section,
-                   localisation.recipe_ablation_section)
+                   localisation.recipe_ablation_section, explanations.explanations_section)
 
 st.title("📊 Report")
+with st.expander("Words on this page"):
+    st.markdown(wording.glossary())
 
 # --- the results, as RESULTS.md has them (each section declared once in flowers_core.results) ---------
 st.write("The same sections as RESULTS.md, from the committed reports; open one to read it.")
@@ -81,11 +83,15 @@ else:
         entry = art.model_entry(cal_model, protocol)
         unc = entry.uncertainty
         ece = entry.metrics.get("test", {}).get("ece")
-        c1.caption(f"ECE (test): {ece:.3f}" if ece is not None else "ECE not recorded")
-        if unc.get("ece_before") and unc.get("ece_after"):
-            c1.caption(f"Temperature scaling (T = {unc.get('temperature', 1):.2f}, fitted on validation) "
-                       f"brings the test ECE from {unc['ece_before']['test']:.3f} to {unc['ece_after']['test']:.3f}; "
-                       "the app uses the scaled probabilities.")
+        c1.caption(f"ECE (test): {ece:.3f} ({wording.GLOSSARY['ECE']})." if ece is not None else "ECE not recorded")
+        before, after = unc.get("ece_before") or {}, unc.get("ece_after") or {}
+        if "test" in before and "test" in after:
+            # the direction is read from the numbers: scaling can raise the error on a split it was not fitted on
+            on_val = (f"on the validation photos it was fitted on, the ECE {wording.change_words(before['val'], after['val'])}; "
+                      if "val" in before and "val" in after else "")
+            c1.caption(f"Temperature scaling (T = {unc.get('temperature', 1):.2f}; {wording.GLOSSARY['temperature scaling']}): "
+                       f"{on_val}on the test photos it {wording.change_words(before['test'], after['test'])}. "
+                       "The app uses the scaled probabilities.")
         fig = px.line(curve, x="coverage", y="accuracy", markers=True, title="Coverage – accuracy (test)",
                       hover_data=[c for c in ("threshold",) if c in curve.columns])
         if threshold is not None and "threshold" in curve.columns:
@@ -94,7 +100,8 @@ else:
                 fig.add_vline(x=float(kept["coverage"].max()), line_dash="dash",
                               annotation_text=f"entropy ≤ {threshold:.2f}")
         c2.plotly_chart(fig.update_layout(height=340), key="rep_cov")
-        c2.caption(f"Answers are kept only when entropy is below a threshold; fewer answers, higher accuracy. "
+        c2.caption(f"Answers are kept only when the entropy ({wording.GLOSSARY['entropy']}) is below a threshold; "
+                   "fewer answers, higher accuracy. "
                    f"Source: `{source}`." + ("" if threshold is not None else " No threshold stored for this model."))
 
 # --- data ----------------------------------------------------------------------------------------

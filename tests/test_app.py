@@ -18,7 +18,7 @@ from PIL import Image
 from flowers_core.results import common
 from flowers_core.serve import decode, words
 from flowers_core.serve.gallery import examples
-from flowers_core.serve.words import CRASH_MARKER
+from flowers_core.serve.words import CRASH_MARKER, LIME_NOTE_MARK
 from flowers_core.shipped import manifest as art
 from flowers_core.shipped.splits import PROTOCOLS
 
@@ -272,8 +272,12 @@ def test_explain_methods(artifacts_root, use):
     at.select_slider(key="lime_samples").set_value(50).run()
     at.button(key="lime_run").click().run()
     assert_clean(at)
-    assert any("superpixels" in c.value for c in at.caption)
+    assert any(LIME_NOTE_MARK in c.value for c in at.caption)
     assert at.session_state["lime_open"], "the request opens the expander, wherever a rerun draws it"
+    # every heatmap has its check beside it: the sentence with the random map's figure, and a verdict
+    assert any("Hiding the 20% of the photo this map marks most" in m.value and "hiding a random 20%" in m.value
+               for m in at.markdown)
+    assert any(v in m.value for m in at.markdown for v in ("explains this answer", "misleads here", "too sure here"))
 
 
 def test_confusions_controls(artifacts_root, use):

@@ -64,6 +64,27 @@ def test_cam_equals_the_full_backward_pass(models, img, method):
     np.testing.assert_allclose(explain.gradcam(model, img, method, target=3).heatmap, reference, atol=1e-4)
 
 
+def test_contrast_equals_the_library_on_a_score_difference(models, img):
+    """``versus``: the map of class 3's score minus class 7's, as pytorch-grad-cam computes it for that target (its
+    FinerWeightedTarget with one comparison class and alpha 1, less its softmax weighting, which cancels)."""
+    import copy
+
+    from pytorch_grad_cam import GradCAM
+
+    model = models["level1"]
+    private = copy.deepcopy(model).eval()
+    for p in private.parameters():
+        p.requires_grad_(True)
+    with torch.enable_grad(), GradCAM(model=private, target_layers=[private.stages[-1]]) as cam:
+        reference = cam(input_tensor=model.preprocess.from_pil(img), targets=[lambda out: out[3] - out[7]])[0]
+    contrast = explain.gradcam(model, img, "Grad-CAM", target=3, versus=7).heatmap
+    np.testing.assert_allclose(contrast, reference, atol=1e-4)
+    # the other way round marks the other places (the synthetic models' 1 × 1 feature maps give flat maps: nothing to
+    # compare; the real artifacts, FLOWERS_APP_TEST_ARTIFACTS, have 9 × 9)
+    if np.ptp(contrast) > 0:
+        assert not np.allclose(contrast, explain.gradcam(model, img, "Grad-CAM", target=7, versus=3).heatmap, atol=1e-3)
+
+
 def test_default_target_is_the_prediction(models, img):
     model = models["level1"]
     with torch.no_grad():

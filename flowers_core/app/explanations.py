@@ -19,7 +19,7 @@ from ..results import common
 from ..serve.decode import load_image
 from ..shipped import catalog
 from ..shipped.splits import SHIPPED_PROTOCOL
-from .resources import _HEAVY, _LOADED, _key, _loaded_predictor, _predictor
+from .resources import _HEAVY, _LOADED, _key, _loaded_predictor, _predictor, one_heavy_job
 
 
 def remember(**values) -> None:
@@ -114,11 +114,46 @@ def explain_cached(photo: bytes, name: str, method: str, target: int | None, num
                 note.info("Your explanation starts in a moment: another visitor's is being computed.", icon="⏳")
             elif method == "LIME":
                 note.progress(job.done / max(job.total, 1),
-                              text=f"LIME: classified {job.done} of {job.total} perturbed photos")
+                              text=f"LIME: tried {job.done} of {job.total} photos")
             else:
                 note.info("Computing the explanation…", icon="⏳")
     finally:
         note.empty()
+
+
+# A heatmap's faithfulness score (``explain.faithfulness``) kept per (photo, model, map, class); the random maps'
+# curve, which depends on the photo, the model and the class but not on the map, is kept apart and shared by every
+# map of the photo (it is most of the cost of the first score). A few hundred bytes each.
+_FAITHFULNESS: OrderedDict = OrderedDict()
+_RANDOM_CURVES: OrderedDict = OrderedDict()
+
+
+def faithfulness_cached(photo: bytes, name: str, exp, target: int, samples: int = 0):
+    """How much hiding what ``exp`` marks changes ``name``'s confidence in ``target``, against random maps of the
+    same photo (``faithfulness.score``), computed as a heavy job under a spinner the first time."""
+    from ..explain import faithfulness  # torch: the Explain page only
+
+    root, mtime = _key()
+    digest = hashlib.sha256(photo).hexdigest()
+    key = (digest, name, exp.method, int(target), samples, root, mtime)
+    random_key = (digest, name, int(target), root, mtime)
+    with _EXPLANATIONS_LOCK:
+        if key in _FAITHFULNESS:
+            _FAITHFULNESS.move_to_end(key)
+            return _FAITHFULNESS[key]
+        random = _RANDOM_CURVES.get(random_key)
+    clf = _predictor(name, SHIPPED_PROTOCOL, root, mtime)
+    with one_heavy_job("The check starts in a moment: another visitor's request is running."), \
+            st.spinner("Checking this map: hiding the parts it marks and asking the model again (a few seconds)…"):
+        found = faithfulness.score(clf.model, exp.view, exp.heatmap, int(target), float(clf.temperature or 1.0),
+                                   random=random)
+    with _EXPLANATIONS_LOCK:
+        _FAITHFULNESS[key] = found
+        _RANDOM_CURVES[random_key] = found.random
+        for kept in (_FAITHFULNESS, _RANDOM_CURVES):
+            while len(kept) > EXPLANATIONS_KEPT:
+                kept.popitem(last=False)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

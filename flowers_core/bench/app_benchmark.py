@@ -40,6 +40,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..serve.words import LIME_NOTE_MARK
 from ..shipped import manifest as art
 from ..shipped import paths
 from ..shipped.paths import REPO_ROOT
@@ -266,7 +267,7 @@ def _visit(base_url: str, photo: Path, class_names: list[str], start: threading.
             # LIME's own note, not a count of images taken while the page was still drawing (a count taken
             # mid-run could be too high and never be reached)
             page.locator('[data-testid="stMain"] [data-testid="stCaptionContainer"]').filter(
-                has_text="superpixels").first.wait_for(timeout=600_000)
+                has_text=LIME_NOTE_MARK).first.wait_for(timeout=600_000)
 
         step("explain_lime", lime)
         step("compare", lambda: app.goto_page(links["Compare models"]))

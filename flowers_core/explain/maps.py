@@ -20,6 +20,7 @@ from PIL import Image
 
 from ..build.transforms import normalize, tensor_from_pil
 from ..serve.preprocess import Preprocess
+from ..serve.words import LIME_NOTE_MARK
 
 CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "EigenCAM")
 # LIME's images per forward pass: its peak memory grows with it (activations of the whole batch), its speed
@@ -70,8 +71,11 @@ def _unit(cam: np.ndarray) -> np.ndarray:
     return cam / (1e-7 + cam.max())
 
 
-def gradcam(model, img: Image.Image, method: str = "Grad-CAM", target: int | None = None) -> Explanation:
-    """CAM of ``target`` (default: the predicted class) at the model's last backbone stage.
+def gradcam(model, img: Image.Image, method: str = "Grad-CAM", target: int | None = None,
+            versus: int | None = None) -> Explanation:
+    """CAM of ``target`` (default: the predicted class) at the model's last backbone stage; with ``versus``, of
+    ``target``'s score minus ``versus``'s: what makes the model prefer one species to the other (pytorch-grad-cam's
+    ``FinerWeightedTarget`` with one comparison class and alpha 1, less its softmax weighting, which cancels).
 
     Computed here rather than through pytorch-grad-cam's classes (same formulas and scaling; the tests compare
     the two): the library hooks the model, and importing it takes ~3 s of a cold Explain (scikit-learn, scipy).
@@ -90,7 +94,8 @@ def gradcam(model, img: Image.Image, method: str = "Grad-CAM", target: int | Non
         logits = torch.func.functional_call(model.head, weights, (fmap,))
         if target is None:
             target = int(logits[0].argmax())
-        grads = None if method == "EigenCAM" else torch.autograd.grad(logits[0, int(target)], fmap)[0][0].numpy()
+        score = logits[0, int(target)] - (logits[0, int(versus)] if versus is not None else 0)
+        grads = None if method == "EigenCAM" else torch.autograd.grad(score, fmap)[0][0].numpy()
     activations = fmap.detach()[0].numpy()
     if method == "EigenCAM":
         cam = _eigen_projection(activations)
@@ -98,7 +103,8 @@ def gradcam(model, img: Image.Image, method: str = "Grad-CAM", target: int | Non
         cam = (_cam_weights(method, activations, grads)[:, None, None] * activations).sum(axis=0)
     size = pre.input_size
     heat = _unit(cv2.resize(np.float32(_unit(np.maximum(cam, 0))), (size, size)))
-    note = "EigenCAM is class-agnostic: it shows the dominant pattern of the feature map." if method == "EigenCAM" else ""
+    note = ("EigenCAM does not depend on the species: it shows the strongest pattern the network sees."
+            if method == "EigenCAM" else "")
     return Explanation(method, model_view(img, pre), heat, None if method == "EigenCAM" else int(target), note)
 
 
@@ -112,8 +118,9 @@ def attention_map(model, img: Image.Image) -> Explanation:
     up = torch.nn.functional.interpolate(a, size=(pre.input_size, pre.input_size), mode="bilinear",
                                          align_corners=False)[0, 0].numpy()
     return Explanation("Attention", model_view(img, pre), _normalise(up), None,
-                       f"Raw attention ranges {float(a.min()):.2f}–{float(a.max()):.2f} on a "
-                       f"{a.shape[-2]}×{a.shape[-1]} grid, shown stretched to 0–1.")
+                       f"The model's attention ranges from {float(a.min()):.2f} to {float(a.max()):.2f} over a "
+                       f"{a.shape[-2]} × {a.shape[-1]} grid of the photo; the colours stretch that range from blue "
+                       "to red.")
 
 
 def lime(model, img: Image.Image, target: int | None = None, num_samples: int = 150,
@@ -161,8 +168,8 @@ def lime(model, img: Image.Image, target: int | None = None, num_samples: int = 
         if w > 0:
             heat[result.segments == segment] = w
     return Explanation("LIME", view, _normalise(heat), int(target),
-                       f"{len(np.unique(result.segments))} superpixels, {num_samples} perturbed samples; "
-                       f"highlighted: the up to {num_features} superpixels that most support the class.")
+                       f"The photo cut into {len(np.unique(result.segments))} {LIME_NOTE_MARK}, {num_samples} "
+                       f"photos tried; coloured: the up to {num_features} patches that most kept the answer up.")
 
 
 def _no_bar(iterable, *args, **kwargs):

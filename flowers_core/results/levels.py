@@ -12,6 +12,7 @@ from ..shipped.catalog import PRODUCTION, TEACHER
 from ..shipped.splits import PROTOCOLS, SHIPPED_PROTOCOL
 from .common import L1, L2, OTHER_PROTOCOL, Block, Table, _get, pct
 from .latency import latency_p50, latency_p50_per_cpu
+from .wording import change_words
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +265,7 @@ def student_section(root=None) -> list[Block]:
     if u:
         sel = u.get("selective", {}).get("test", {})
         lines += [f"Uncertainty: temperature {u['temperature']:.3f} fitted on validation; test ECE "
-                  f"{u['ece_before']['test']:.4f} before → {u['ece_after']['test']:.4f} after. Predictions with "
+                  f"{change_words(u['ece_before']['test'], u['ece_after']['test'], '{:.4f}')}. Predictions with "
                   f"entropy above {u['entropy_threshold']:.3f} nats are flagged 'not sure' (threshold chosen on "
                   f"validation for {pct(u['target_selective_accuracy'])} selective accuracy); on test this keeps "
                   f"{pct(sel.get('coverage'))} of the images at {pct(sel.get('selective_accuracy'))} accuracy.", ""]

@@ -28,6 +28,7 @@ UNUSUAL_PHOTO_TAIL = "but your photo looks unlike my training photos"
 NOT_A_FLOWER_SEVERAL_HEADLINE = "These photos don't look like a flower"
 NOT_SURE_START = "I'm not sure"  # every "not sure" headline that names no species starts so
 NAMELESS_HEADLINES = (NOT_A_FLOWER_HEADLINE, NOT_A_FLOWER_SEVERAL_HEADLINE, NOT_SURE_START, DIFFERENT_FLOWERS_HEADLINE)
+LIME_NOTE_MARK = "patches of similar colour"  # in LIME's note under its map: the browser driver waits for it
 ADD_PHOTO_LABEL = "Same plant? Add another photo of it"  # the start of ``picker.add_photo_box``'s label
 # proper nouns in species names (people, places and what they give their names to), capitalised mid-sentence too
 NAME_WORDS = {w.lower(): w for w in ("Wales", "Llandaff", "William", "Susan", "English", "Peruvian", "Mexican",

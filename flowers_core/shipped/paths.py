@@ -103,7 +103,11 @@ class Report:
         """Write ``result`` as JSON to ``file(root, output)``; returns where it went."""
         out = self.file(root, output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1) + "\n")
+        # written aside then renamed: a report rewritten while it runs (explanations, after every image) is never
+        # read half-written by a page or tools.summary
+        part = out.with_name(out.name + ".part")
+        part.write_text(json.dumps(result, indent=1) + "\n")
+        part.replace(out)
         return out
 
 
@@ -130,6 +134,11 @@ LATENCY_STAGES = Report("reports/latency_stages.json", "python -m flowers_core.b
                         "the app's path stage by stage (decode, flower gate, find the flower, classify, novelty check)")
 LOCALISE = Report("reports/localise.json", "python -m train.localise",
                   "the localisation rules tried on validation images, plain and framed, and the one chosen")
+EXPLANATIONS = Report("reports/explanations.json", "python -m flowers_core.bench.explanations",
+                      "each explanation method's faithfulness (ROAD) and sanity check on test images")
+EXPLANATIONS_VAL = Report("reports/explanations_val.json",
+                          "python -m flowers_core.bench.explanations --part val --limit 10 --lime-sanity 3",
+                          "the same measures on validation images: how Explain's first method was chosen")
 
 
 def app_crowd(visitors: int) -> Report:

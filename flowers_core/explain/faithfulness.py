@@ -1,0 +1,255 @@
+"""How far a heatmap can be trusted: does hiding what it marks change the model's answer?
+
+A heatmap claims "these pixels drove the answer". ROAD (RemOve And Debias, Rong et al. 2022, as shipped in
+pytorch-grad-cam's ``metrics.road``) tests the claim on the photo itself: the pixels a map marks most are
+hidden (filled in from their neighbours by the library's noisy linear imputer, so the hole itself does not look
+like a clue) and the model's confidence in the explained class is measured again.
+
+- *most-relevant first*: hide the top share of the map; a faithful map makes the confidence fall a lot;
+- *least-relevant first*: hide the bottom share; a faithful map leaves the confidence about where it was;
+- *combined* (the library's ``ROADCombined``): the mean over shares of (least-first − most-first) / 2,
+  in probability points: higher is more faithful, 0 is a map that ranks the pixels no better than chance.
+
+The same is measured for random maps of the same photo (coarse noise on the model's own feature-map grid,
+upsampled the same way as a class map, so both hide blobs of similar size; per-pixel noise would hide scattered
+pixels that the imputer restores almost perfectly, an unfairly weak baseline). A map is judged against them.
+
+The sanity check (Adebayo et al. 2018, "Sanity checks for saliency maps"): the rank correlation between a
+method's map on the trained model and on the same model with its trained layers re-initialised, from the head
+down. A map that barely changes does not depend on what the model learnt.
+
+The library's perturbations (``RemoveMostRelevantFirst`` / ``RemoveLeastRelevantFirst`` with
+``NoisyLinearImputer``) build the hidden photos; the model is then run here on all of them in one batch rather
+than through ``PerturbationConfidenceMetric``, which classifies the untouched photo again for every share and
+every map (the same numbers at several times the cost). Ties in a map (LIME leaves most superpixels at 0) are
+broken by a tiny seeded jitter: the library thresholds at a percentile with ``<``, which with ties hides
+everything or nothing instead of the share asked for.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from ..build.transforms import normalize
+
+# Shares of the photo hidden (the library's percentiles are 100 × (1 − share)). Three small ones, not the library's nine
+# up to 90%: the imputer's sparse solve grows with the hidden share (0.4 s at 20% of 260 px, 1.6 s at 50%),
+# each share is two imputations and two forward passes per map, and the page must stay responsive.
+SHARES = (0.05, 0.1, 0.2)
+SENTENCE_SHARE = 0.2  # the share the page's sentence quotes
+RANDOM_DRAWS = 3  # random maps averaged into the baseline: one draw is too noisy to judge a map against
+# A map "explains the answer" when its combined score beats the random maps' by at least this many probability
+# points on the photo; within it either way, "no better than chance". About the spread of the random maps'
+# own scores between draws on the validation images (see the explanations report).
+MARGIN = 0.05
+
+
+def _road_classes():
+    # pytorch-grad-cam's package import pulls scikit-learn and scipy (~3-5 s cold): only when a score is asked for
+    from pytorch_grad_cam.metrics.perturbation_confidence import RemoveLeastRelevantFirst, RemoveMostRelevantFirst
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    return RemoveMostRelevantFirst, RemoveLeastRelevantFirst, NoisyLinearImputer
+
+
+def unique_ranks(heatmap: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``heatmap`` with its ties broken by a seeded jitter far below its own resolution (the order of distinct
+    values is kept)."""
+    heat = np.nan_to_num(np.asarray(heatmap, dtype=np.float64))
+    span = float(heat.max() - heat.min()) or 1.0
+    jitter = np.random.default_rng(seed).random(heat.shape) * span * 1e-9
+    return (heat + jitter).astype(np.float64)
+
+
+def hidden_views(x: torch.Tensor, heatmap: np.ndarray, shares=SHARES, seed: int = 0) -> torch.Tensor:
+    """[2 × len(shares), C, H, W]: ``x`` (one normalised image [1, C, H, W] or [C, H, W]) with the most-marked
+    share hidden, for each share, then the least-marked share hidden, for each share (ROAD's imputation)."""
+    most_first, least_first, imputer = _road_classes()
+    image = (x[0] if x.dim() == 4 else x).detach().cpu().float()
+    ranks = unique_ranks(heatmap, seed)
+    ranks = (ranks - ranks.min()) / (ranks.max() - ranks.min() or 1.0)  # the library inverts with 1 - map
+    mask = torch.from_numpy(ranks)
+    out = []
+    with torch.random.fork_rng(devices=[]):  # the imputer's noise, seeded, without touching the caller's stream
+        torch.manual_seed(seed)
+        for order in (most_first, least_first):
+            for share in shares:
+                out.append(order(100.0 * (1.0 - share), imputer())(image, mask).float())
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def confidences(model, batch: torch.Tensor, target: int, temperature: float = 1.0, chunk: int = 8) -> np.ndarray:
+    """The model's probability of ``target`` for each image of ``batch`` (softmax of logits / temperature)."""
+    out = []
+    for i in range(0, len(batch), chunk):
+        logits = torch.as_tensor(model(batch[i:i + chunk])).float()
+        out.append(torch.softmax(logits / float(temperature), -1)[:, int(target)].numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def random_map(size: int, grid: int, seed: int) -> np.ndarray:
+    """A random heatmap at the model's feature-map resolution (``grid`` × ``grid``), upsampled to ``size``."""
+    coarse = np.random.default_rng(seed).random((grid, grid)).astype(np.float32)
+    return cv2.resize(coarse, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def centre_blob(size: int, sigma: float = 0.25) -> np.ndarray:
+    """A Gaussian centred in the view (``sigma`` a share of the side): "the flower is in the middle"."""
+    axis = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
+    return np.exp(-(axis[:, None] ** 2 + axis[None, :] ** 2) / (2 * sigma ** 2)).astype(np.float32)
+
+
+def edge_map(view: np.ndarray, blur: int = 9) -> np.ndarray:
+    """The photo's edges (Sobel magnitude of its grey image, blurred): marks texture, knows no model."""
+    grey = cv2.cvtColor(np.ascontiguousarray(view, dtype=np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    mag = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    mag = cv2.GaussianBlur(mag, (blur, blur), 0)
+    return mag / (mag.max() or 1.0)
+
+
+@dataclass
+class RoadCurve:
+    """The confidence in one class after hiding each share of a photo, most- and least-marked first."""
+
+    shares: tuple[float, ...]
+    most_first: np.ndarray  # [len(shares)]
+    least_first: np.ndarray  # [len(shares)]
+
+    @property
+    def combined(self) -> float:
+        """ROADCombined: mean over shares of (least-first − most-first) / 2; higher = more faithful."""
+        return float(np.mean((self.least_first - self.most_first) / 2))
+
+    def at(self, share: float) -> tuple[float, float]:
+        i = self.shares.index(share)
+        return float(self.most_first[i]), float(self.least_first[i])
+
+    @staticmethod
+    def mean(curves: list[RoadCurve]) -> RoadCurve:
+        return RoadCurve(curves[0].shares, np.mean([c.most_first for c in curves], axis=0),
+                         np.mean([c.least_first for c in curves], axis=0))
+
+
+def road_curve(model, x: torch.Tensor, heatmap: np.ndarray, target: int, shares=SHARES, temperature: float = 1.0,
+               seed: int = 0) -> RoadCurve:
+    conf = confidences(model, hidden_views(x, heatmap, shares, seed), target, temperature)
+    k = len(shares)
+    return RoadCurve(tuple(shares), conf[:k], conf[k:])
+
+
+def random_curve(model, x: torch.Tensor, target: int, grid: int, shares=SHARES, temperature: float = 1.0,
+                 draws: int = RANDOM_DRAWS, seed: int = 0) -> RoadCurve:
+    """The mean ROAD curve of ``draws`` random maps of the same photo (the baseline a map is judged against)."""
+    size = x.shape[-1]
+    return RoadCurve.mean([road_curve(model, x, random_map(size, grid, seed + 1000 + d), target, shares, temperature,
+                                      seed + d) for d in range(draws)])
+
+
+@dataclass
+class Faithfulness:
+    """One heatmap on one photo, beside random maps of the same photo."""
+
+    target: int
+    confidence: float  # the probability of ``target`` on the untouched view
+    curve: RoadCurve
+    random: RoadCurve
+    margin: float = MARGIN
+
+    @property
+    def advantage(self) -> float:
+        """The map's combined score minus the random maps': probability points it ranks pixels better by."""
+        return self.curve.combined - self.random.combined
+
+    @property
+    def verdict(self) -> str:
+        """'better' | 'chance' | 'worse' than random maps of the same photo, or 'unmoved': hiding any of the shares
+        moves the confidence by less than the margin, whichever map chose the pixels (a very sure answer): the photo
+        cannot tell."""
+        moved = max(abs(self.confidence - v) for c in (self.curve, self.random)
+                    for v in (*c.most_first, *c.least_first))
+        if moved < self.margin:
+            return "unmoved"
+        if self.advantage >= self.margin:
+            return "better"
+        return "worse" if self.advantage <= -self.margin else "chance"
+
+    def as_dict(self) -> dict:
+        return {"target": self.target, "confidence": self.confidence, "shares": list(self.curve.shares),
+                "most_first": self.curve.most_first.tolist(), "least_first": self.curve.least_first.tolist(),
+                "random_most_first": self.random.most_first.tolist(),
+                "random_least_first": self.random.least_first.tolist(),
+                "combined": self.curve.combined, "random_combined": self.random.combined, "verdict": self.verdict}
+
+
+def view_tensor(model, view: np.ndarray) -> torch.Tensor:
+    """The normalised [1, 3, H, W] input of the uint8 crop ``view`` (``explain.Explanation.view``)."""
+    return normalize(model.preprocess, torch.from_numpy(np.ascontiguousarray(view)).permute(2, 0, 1)[None])
+
+
+def feature_grid(model, x: torch.Tensor) -> int:
+    """The side of the model's last feature map (the resolution of its class maps)."""
+    with torch.no_grad():
+        return int(model.feature_map(x).shape[-1])
+
+
+def score(model, view: np.ndarray, heatmap: np.ndarray, target: int, temperature: float = 1.0,
+          shares=SHARES, seed: int = 0, random: RoadCurve | None = None) -> Faithfulness:
+    """The faithfulness of ``heatmap`` (for class ``target``) on the crop ``view`` the model saw.
+
+    ``random``: the photo's random-map curve when already measured (it depends on the photo, model and class,
+    not on the map: the report shares it between methods)."""
+    x = view_tensor(model, view)
+    conf = float(confidences(model, x, target, temperature)[0])
+    if random is None:
+        random = random_curve(model, x, target, feature_grid(model, x), shares, temperature, seed=seed)
+    return Faithfulness(int(target), conf, road_curve(model, x, heatmap, target, shares, temperature, seed), random)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model-randomisation sanity check
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Randomised:
+    """A private copy of a FlowerNet with its trained layers re-initialised from the head down."""
+
+    model: torch.nn.Module
+    layers: list[str] = field(default_factory=list)  # what was re-initialised, head first
+
+
+def trained_layers_head_down(model) -> list[tuple[str, torch.nn.Module]]:
+    """The head, then the stages after the frozen trunk, last first (Adebayo's cascading order)."""
+    layers = [("head", model.head)]
+    first = int(getattr(model, "frozen_stages", 0))
+    layers += [(f"stages.{i}", model.stages[i]) for i in range(len(model.stages) - 1, first - 1, -1)]
+    return layers
+
+
+def randomised_copy(model, seed: int = 0, depth: int | None = None) -> Randomised:
+    """A deep copy of ``model`` (the shared one is never touched) with its ``depth`` top trained layers (all
+    when None) re-initialised by their own ``reset_parameters`` (PyTorch's default initialisation)."""
+    twin = copy.deepcopy(model).eval()
+    chosen = trained_layers_head_down(twin)[:depth]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for _, layer in chosen:
+            for module in layer.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+    return Randomised(twin, [name for name, _ in chosen])
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray, side: int = 56) -> float:
+    """Spearman's rank correlation of two heatmaps, compared at ``side`` × ``side`` (they are smooth: more
+    pixels add no information, only cost). A constant map ranks nothing: 0 against any other map (Grad-CAM of a
+    randomised model is often all 0 after its ReLU: it changed completely), 1 against an equal one."""
+    from scipy.stats import spearmanr
+
+    small = [cv2.resize(np.asarray(m, np.float32), (side, side), interpolation=cv2.INTER_AREA).ravel() for m in (a, b)]
+    if min(float(np.ptp(s)) for s in small) == 0:
+        return 1.0 if np.array_equal(small[0], small[1]) else 0.0
+    return float(spearmanr(small[0], small[1]).statistic)

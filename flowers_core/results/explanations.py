@@ -1,0 +1,156 @@
+"""The explanation methods' report read for people, and its section of RESULTS.md and the Report page (torch-free).
+
+``flowers_core.bench.explanations`` writes ``paths.EXPLANATIONS`` (test images) and ``paths.EXPLANATIONS_VAL``
+(validation images); this module turns them into a table of cards, chooses the map Explain shows first (from the
+validation report only) and words a heatmap's faithfulness for the Explain page.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..shipped import catalog, paths
+from .common import Block, Table
+
+# The methods a page can open on: LIME runs only when a visitor asks (seconds to a minute).
+FIRST_CANDIDATES = ("Grad-CAM", "Grad-CAM++", "EigenCAM", "Attention")
+FALLBACK_FIRST = ("student", "Grad-CAM")  # when no validation report is there
+CARD_WORDS = {"pass": "✅ pass", "fail": "❌ fail", "inconclusive": "❔ inconclusive", "reference": "— (reference)",
+              "not measured": "— not measured"}
+PLAIN_METHOD = {
+    "Grad-CAM": "Grad-CAM: where the features that raise the score of the explained species lie",
+    "Grad-CAM++": "Grad-CAM++: Grad-CAM weighted to pick out several flowers at once",
+    "EigenCAM": "EigenCAM: the strongest pattern the network sees in the photo, whatever the species",
+    "Attention": "the L3 model's own attention: where its built-in pooling looks",
+    "LIME": "LIME: hides patches of the photo at random and watches the answer",
+    "random map": "a random map (reference: knows nothing)",
+    "centred blob": "a blob in the centre (reference: 'the flower is in the middle')",
+    "edge map": "the photo's edges (reference: marks texture, knows no model)",
+}
+
+
+def _pct(x) -> str:
+    return "—" if x is None else f"{100 * x:+.1f}"
+
+
+def cards_table(data: dict) -> pd.DataFrame:
+    """One row per model and method: images, ROAD (combined, points), gain over a random map (95% interval),
+    similarity to the randomised model's map, and the three verdicts."""
+    rows = []
+    for name, entry in data.get("models", {}).items():
+        for method, s in entry.get("summary", {}).items():
+            gain, sanity = s["vs_random"], s["sanity"]
+            rows.append({
+                "model": catalog.title(name), "method": method, "images": s["n_images"],
+                "ROAD score (points)": _pct(s["combined"]["mean"]) + (f" ± {100 * s['combined']['sd']:.1f}"
+                                                                     if s["combined"]["sd"] is not None else ""),
+                "vs a random map (points, 95%)": "—" if gain["mean"] is None or method == "random map"
+                else f"{_pct(gain['mean'])} ({_pct(gain['low'])} to {_pct(gain['high'])})",
+                "learning erased: same map? (rank corr.)": "—" if sanity["mean"] is None else
+                f"{sanity['mean']:.2f} ({sanity['low']:.2f} to {sanity['high']:.2f}, n = {sanity['n']})",
+                "faithful": CARD_WORDS[s["card"]["faithful"]], "sanity check": CARD_WORDS[s["card"]["sanity"]],
+                "verdict": CARD_WORDS[s["card"]["overall"]]})
+    return pd.DataFrame(rows)
+
+
+# Gains over a random map closer than this (probability points) are a tie: the same margin a single photo's map
+# must clear on Explain (``faithfulness.MARGIN``, not imported: this module stays torch-free).
+TIE = 0.05
+CARD_ORDER = {"pass": 0, "inconclusive": 1}
+
+
+def first_choice(val: dict | None) -> tuple[str, str, str]:
+    """(model, method, why): the map Explain opens on, chosen on validation images only. Among the maps a person
+    could be shown first (``FIRST_CANDIDATES``) whose card does not fail: the best card (pass, then inconclusive),
+    then the largest mean gain over a random map; a tie (within ``TIE``) goes to the model the app answers with
+    (its fp32 twin), whose answer is the one a visitor asks about."""
+    if not val or not val.get("models"):
+        return (*FALLBACK_FIRST, "no validation report of the explanation methods yet")
+    app_model = catalog.fp32_twin(catalog.PRODUCTION)
+    found = [(CARD_ORDER[s["card"]["overall"]], s["vs_random"]["mean"], name, method, s["n_images"])
+             for name, entry in val["models"].items() for method, s in entry.get("summary", {}).items()
+             if method in FIRST_CANDIDATES and s["card"]["overall"] in CARD_ORDER and s["vs_random"]["mean"] is not None]
+    if not found:
+        return (*FALLBACK_FIRST, "every candidate failed a check on validation images")
+    card = min(f[0] for f in found)
+    best_gain = max(f[1] for f in found if f[0] == card)
+    tied = [f for f in found if f[0] == card and f[1] >= best_gain - TIE]
+    chosen = max(tied, key=lambda f: (f[2] == app_model, f[1]))
+    words = {0: "passes both checks", 1: "fails no check"}[card]
+    others = [f"{catalog.title(f[2])} {f[3]} {100 * f[1]:+.1f}" for f in tied if f is not chosen]
+    return chosen[2], chosen[3], (f"on {chosen[4]} validation images it {words} and beats a random map by "
+                                  f"{100 * chosen[1]:+.1f} points of confidence"
+                                  + (f" (tied within {100 * TIE:.0f} points with {', '.join(others)}: the tie goes to "
+                                     "the model the app answers with)" if others else ""))
+
+
+def verdict_words(verdict: str) -> str:
+    return {"better": "✅ This map explains this answer: hiding what it marks changes the answer far more than "
+                      "hiding random parts of the photo.",
+            "chance": "⚠️ This map explains this answer no better than chance: hiding what it marks changes the "
+                      "answer about as much as hiding random parts of the photo.",
+            "unmoved": "ℹ️ Hiding parts of this photo hardly moves the answer, whichever parts are hidden: the model "
+                       "is too sure here for this check to tell whether the map explains it.",
+            "worse": "❌ This map misleads here: hiding what it marks changes the answer less than hiding random "
+                     "parts of the photo; the model relies on other parts."}[verdict]
+
+
+def faithfulness_sentence(species: str, confidence: float, share: float, after_map: float, after_random: float,
+                          after_least: float) -> str:
+    """The measured change, in words, with its direction read from the numbers (never assumed)."""
+    def change(after: float) -> str:
+        if round(100 * after) < round(100 * confidence):
+            return f"lowers it to {after:.0%}"
+        if round(100 * after) > round(100 * confidence):
+            return f"raises it to {after:.0%}"
+        return f"leaves it at {after:.0%}"
+
+    return (f"The model's confidence in **{species}** on this view is {confidence:.0%}. Hiding the {share:.0%} of the "
+            f"photo this map marks most {change(after_map)}; hiding a random {share:.0%} {change(after_random)}; "
+            f"hiding the {share:.0%} it marks least {change(after_least)}.")
+
+
+def cost_line(data: dict) -> str:
+    """The measured cost of one faithfulness score (and of computing the maps), with the machine's load."""
+    parts = []
+    for name, entry in data.get("models", {}).items():
+        sec = entry.get("seconds", {})
+        if "score_s" in sec:
+            parts.append(f"{catalog.title(name)}: {sec['score_s']['mean']:.2f} s per map scored "
+                         f"({sec['score_s']['n']} scores), every map of a photo {sec.get('maps_s', {}).get('mean', 0):.1f} s")
+    machine = data.get("machine", {})
+    load = ", ".join(f"{x:.1f}" for x in machine.get("loadavg_before", []))
+    return ("Cost of one faithfulness score (hiding 3 shares most- and least-marked first, and classifying the "
+            f"6 photos) on {machine.get('cpu', '?')}, {machine.get('torch_threads', '?')} thread(s), load average "
+            f"before {load}: " + "; ".join(parts) + ". The random maps' score is one more such score per draw.")
+
+
+def sample_line(data: dict) -> str:
+    n = {catalog.title(m): (e.get("n_images", 0), e.get("of", 0)) for m, e in data.get("models", {}).items()}
+    return (f"{data.get('part', '?')} images, seeded sample (seed {data.get('seed')}, {data.get('per_species')} per "
+            "species, in a seeded order): " + ", ".join(f"{m} {k} of {of}" for m, (k, of) in n.items())
+            + f"; LIME at {data.get('lime_samples')} photos tried, its sanity check on the first "
+            f"{data.get('lime_sanity_images')} images; measured {data.get('date', '?')}.")
+
+
+def explanations_section(root=None) -> list[Block]:
+    """Can the heatmaps be trusted: each method's ROAD score against a random map and its sanity check
+    (``flowers_core.bench.explanations``), with the map Explain opens on (chosen on validation images)."""
+    try:
+        data = paths.EXPLANATIONS.read_or_none(root)
+    except ValueError:  # a report being rewritten by an older writer
+        data = None
+    if data is None:
+        return [f"Explanation methods not measured yet: run `{paths.EXPLANATIONS.command}`.", ""]
+    model, method, why = first_choice(paths.EXPLANATIONS_VAL.read_or_none(root))
+    return [f"## Can the heatmaps be trusted? (`{paths.EXPLANATIONS.command}`)", "",
+            "ROAD score: the mean, over the shares hidden, of (confidence after hiding the least-marked share − after "
+            "hiding the most-marked share) / 2, in points of the model's confidence in its answer; a faithful map "
+            "scores high, a map no better than chance near a random map's score. Sanity check: rank correlation "
+            "between the map on the model and on a copy with its trained layers re-initialised "
+            f"({', '.join(next(iter(data['models'].values()))['randomised_layers'])}); above "
+            f"{data.get('sanity_line')} with 95% confidence = fail. The reference maps know no model: they fail it "
+            "by design.", "",
+            Table(cards_table(data), as_written=True), "",
+            sample_line(data), "", cost_line(data), "",
+            f"Explain opens on {catalog.title(model)} with {method}: {why} "
+            f"(`{paths.EXPLANATIONS_VAL.command}`).", ""]
