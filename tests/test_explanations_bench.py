@@ -63,3 +63,20 @@ def test_results_section_reads_the_report(tmp_path):
     assert "| L5 student (fp32) | Grad-CAM" in text and "✅ pass" in text
     assert "L5 student (fp32) 5 of 102" in text and "1.25 s per map scored" in text
     assert "Explain opens on L5 student (fp32) with Grad-CAM" in text
+
+
+def test_shards_merge_into_the_report_of_the_whole_sample():
+    """Two processes measure every other image (``--shard``); ``merge`` gives the report one process would."""
+    rows = [_row(i, {"random map": 0.0, "Grad-CAM": 0.1 + 0.01 * (i % 3)}, {"random map": 1.0, "Grad-CAM": 0.1})
+            for i in range(6)]
+
+    def report(part_rows):
+        return {"part": "test", "models": {"student": {"label": "L5 student (fp32)", "images": part_rows,
+                                                       "n_images": len(part_rows), "summary": bench.summarise(part_rows),
+                                                       "seconds": {"score_s": {"mean": 1.0 + len(part_rows), "n": len(part_rows)}}}}}
+
+    merged = bench.merge([report(rows[0::2]), report(rows[1::2])])
+    entry = merged["models"]["student"]
+    assert merged["n_images"] == entry["n_images"] == 6 and merged["shards"] == 2
+    assert entry["summary"] == bench.summarise(rows[0::2] + rows[1::2])
+    assert entry["seconds"]["score_s"] == {"mean": 4.0, "n": 6}

@@ -19,8 +19,10 @@ leaves what it measured (``n_images`` says how many).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -159,13 +161,16 @@ def summarise(rows: list[dict]) -> dict:
 
 def run(models=DEFAULT_MODELS, part: str = "test", per_species: int = 1, limit: int | None = None, seed: int = 0,
         lime_samples: int = LIME_SAMPLES, lime_sanity: int = 10, data_root=None, artifacts_root=None,
-        on_progress=None, keep: dict | None = None) -> dict:
-    """``keep``: an earlier report of the same sample whose other models' entries are kept (one model at a time
-    fits a session; the report holds all of them)."""
+        on_progress=None, keep: dict | None = None, shard: tuple[int, int] = (0, 1)) -> dict:
+    """``keep``: an earlier report of the same sample: its other models' entries are kept (one model at a time
+    fits a session; the report holds all of them) and the images its entries for ``models`` already measured are
+    not measured again (a stopped run goes on where it stopped). ``shard`` (k, n): only the k-th of every n images
+    of the sample, for n processes on n cores (``merge`` joins their reports)."""
     index = load_index(data_root)
     split = art.read_split(SHIPPED_PROTOCOL, artifacts_root)
     ids = np.asarray(split[part])
-    chosen = sample(ids, index.label_of(ids), per_species, limit, seed)
+    sampled = sample(ids, index.label_of(ids), per_species, limit, seed)
+    chosen = sampled[shard[0]::shard[1]]
     result = {"protocol": SHIPPED_PROTOCOL, "part": part, "seed": seed, "per_species": per_species,
               "lime_samples": lime_samples, "lime_sanity_images": lime_sanity, "shares": list(faithfulness.SHARES),
               "methods": list(METHODS), "baselines": list(BASELINES), "sanity_line": SANITY_LINE,
@@ -173,32 +178,55 @@ def run(models=DEFAULT_MODELS, part: str = "test", per_species: int = 1, limit: 
               "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                           "torch_threads": torch.get_num_threads(), "loadavg_before": list(os.getloadavg())}}
     same = ("part", "seed", "per_species", "lime_samples", "shares")
-    if keep and all(keep.get(k) == result[k] for k in same):
-        result["models"] = {m: e for m, e in keep.get("models", {}).items() if m not in models}
+    kept = keep.get("models", {}) if keep and all(keep.get(k) == result[k] for k in same) else {}
+    result["models"] = {m: e for m, e in kept.items() if m not in models}
     loaded = {}
     for name in models:
         model = load_model(name, root=artifacts_root)
         twin = faithfulness.randomised_copy(model, seed=seed)
         temperature = float(art.model_entry(name, root=artifacts_root).temperature or 1.0)
+        done = [r for r in kept.get(name, {}).get("images", []) if r["image_id"] in set(chosen)]
         result["models"][name] = {"label": catalog.title(name), "temperature": temperature,
-                                  "randomised_layers": twin.layers, "images": []}
+                                  "randomised_layers": twin.layers, "images": done}
         loaded[name] = (model, twin.model, temperature, {})
     # images outside, models inside: a run stopped early has measured every model on the same images
     for i, image_id in enumerate(chosen):
+        todo = {n: v for n, v in loaded.items()
+                if image_id not in {r["image_id"] for r in result["models"][n]["images"]}}
+        if not todo:
+            continue
         img = Image.open(index.path(image_id)).convert("RGB")
-        for name, (model, twin, temperature, timings) in loaded.items():
+        with_lime_sanity = sampled.index(image_id) < lime_sanity  # the sample's first images, whatever the shard
+        for name, (model, twin, temperature, timings) in todo.items():
             entry = result["models"][name]
             rows = entry["images"]
-            rows.append(measure_image(model, twin, img, image_id, temperature, lime_samples, i < lime_sanity, timings))
-            entry.update(n_images=len(rows), of=len(chosen), summary=summarise(rows),
+            rows.append(measure_image(model, twin, img, image_id, temperature, lime_samples, with_lime_sanity, timings))
+            entry.update(n_images=len(rows), of=len(sampled), summary=summarise(rows),
                          seconds={k: {"mean": float(np.mean(v)), "n": len(v)} for k, v in timings.items()})
             print(f"[explanations] {name} {part} {len(rows)}/{len(chosen)} image {image_id}: "
                   + ", ".join(f"{k} {v['combined']:+.3f}" for k, v in rows[-1]["methods"].items()), flush=True)
         if on_progress:
             on_progress(result)
-    result["n_images"] = min((e["n_images"] for e in result["models"].values()), default=0)
+    result["n_images"] = min((e.get("n_images", 0) for e in result["models"].values()), default=0)
     result["machine"]["loadavg_after"] = list(os.getloadavg())
     return result
+
+
+def merge(reports: list[dict]) -> dict:
+    """One report from the reports of the shards of one sample (``run(..., shard=...)``): each model's images
+    together, summarised again; the machine and timing of the first shard, the count of shards said."""
+    out = {**reports[0], "models": {}, "shards": len(reports)}
+    for name in reports[0]["models"]:
+        entries = [r["models"][name] for r in reports if name in r["models"]]
+        rows = [row for e in entries for row in e["images"]]
+        seconds = {k: {"mean": float(np.average([e["seconds"][k]["mean"] for e in entries if k in e.get("seconds", {})],
+                                                weights=[e["seconds"][k]["n"] for e in entries if k in e.get("seconds", {})])),
+                       "n": sum(e["seconds"][k]["n"] for e in entries if k in e.get("seconds", {}))}
+                   for k in entries[0].get("seconds", {})}
+        out["models"][name] = {**entries[0], "images": rows, "n_images": len(rows), "summary": summarise(rows),
+                               "seconds": seconds}
+    out["n_images"] = min((e["n_images"] for e in out["models"].values()), default=0)
+    return out
 
 
 def main(argv=None) -> None:
@@ -215,16 +243,24 @@ def main(argv=None) -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--artifacts", default=None)
     p.add_argument("--output", default=None)
+    p.add_argument("--shard", default="0/1", metavar="K/N", help="only the K-th of every N sampled images (N processes, "
+                   "one a core; --output a file each, then --merge them)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="REPORT", help="join the shards' reports into the report")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     report = paths.EXPLANATIONS if args.part == "test" else paths.EXPLANATIONS_VAL
+    if args.merge:
+        merged = merge([json.loads(Path(f).read_text()) for f in args.merge])
+        print(f"{merged['n_images']} images; written to {report.write(merged, args.output, args.artifacts)}")
+        return
+    shard = tuple(int(x) for x in args.shard.split("/"))
 
     def save(result):
         report.write(result, args.output, args.artifacts)
 
     result = run(args.models, args.part, args.per_species, args.limit, args.seed, args.lime_samples,
                  args.lime_sanity, args.data_root, args.artifacts, on_progress=save,
-                 keep=report.read_or_none(args.artifacts, args.output))
+                 keep=report.read_or_none(args.artifacts, args.output), shard=shard)
     print(f"written to {report.write(result, args.output, args.artifacts)}")
 
 
