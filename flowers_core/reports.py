@@ -49,6 +49,8 @@ REALWORLD = Report("reports/realworld.json", "python -m flowers_core.bench.realw
 REALWORLD_BEFORE_NOVELTY = Report("reports/realworld_before_novelty.json",
                                   "python -m flowers_core.bench.realworld --without-novelty",
                                   "the same models and photos with the novelty checks off")
+ANSWER_RULES = Report("reports/answer_rules.json", "python -m flowers_core.bench.answer_rules --record",
+                      "the flower gate's threshold and when photos of one plant agree, chosen from data")
 APP_PERFORMANCE = Report("reports/app_performance.json", "python -m flowers_core.bench.app_benchmark",
                          "the app's cold start, round trip and memory")
 UNSEEN_SPECIES = Report("reports/unseen_species.json", "python -m flowers_core.bench.unseen_species",

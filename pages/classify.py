@@ -4,7 +4,7 @@ import streamlit as st
 
 from flowers_core import tables
 from flowers_core.app import ui
-from flowers_core.inference import photos_disagree
+from flowers_core.inference import agreeing_photos
 
 st.title("🌼 Which flower is this?")
 st.write("Upload or take a photo of one flower and I'll tell you which of the 102 species I know it is.")
@@ -22,30 +22,30 @@ photos = ui.current_photos()
 if not photos:  # before a question: the examples here; after one, below the answer (a phone shows it first)
     with left:
         st.caption("…or try one of these example photos:")
-        ui.example_gallery("classify", "grid")
+        ui.example_gallery("classify", "compact")  # small and side by side: a phone's landing page stays short
     with right:
         st.info("Your answer will appear here.")
     st.stop()
 
 with right:
     loaded = ui.photo_images(photos, None, remove_key="classify")
-    preds = clf.predict_many([img for _, img, _ in loaded])
+    preds = ui.answers_once(clf, loaded)  # the same photos are answered (and timed) once
     several = len(loaded) > 1
-    disagree = photos_disagree(preds)
+    # photos are combined only when all their answers agree; a different flower is named, never outvoted
+    agreement = agreeing_photos(preds)
+    disagree = bool(agreement.apart)
     pred = preds[0] if disagree else clf.combine(preds)
     latency_ms = sum(p.latency_ms for p in preds)
     refs = ui.reference_photos()
 
     if disagree:
-        ui.show_disagreement(preds)
+        ui.show_disagreement(preds, agreement, loaded)
     else:
         ui.show_verdict(pred, several)
     ui.scroll_to_answer()
     st.page_link("pages/species.py", label=f"I know {len(clf.classes)} species: see them all", icon="🌸")
     if several:
-        st.caption(f"Your {len(loaded)} photos of one plant: "
-                   + ("each photo's own answer is below." if disagree else "one answer from all of them; each "
-                      "photo's own answer is below."))
+        st.caption(ui.several_caption(agreement, len(loaded)))
     else:
         first, img, notes = loaded[0]
         name = ui.plain(first.name) if first.source != "example" else None
@@ -72,7 +72,8 @@ with right:
                 st.image(img, width="stretch")
                 st.caption(ui.plain(one.name))
                 st.markdown(f"**{ui.verdict_text(own)[0]}**")
-                st.caption(f"Best guess: {ui.display_name(own.label)} · {own.prob:.0%}")
+                if line := ui.own_answer_line(own):
+                    st.caption(line)
                 ui.show_notes(notes)
                 ui.remove_button(photos.index(one), "classify")  # its place among all the photos
     ui.add_photo_box("classify")
@@ -84,10 +85,11 @@ with right:
         img = loaded[0][1]
         rows = [("Model", f"{tables.pretty(clf.name)} ({clf.entry.description})")]
         if several:
-            rows.append(("Photos", f"{len(loaded)}, " + ("not combined: their own answers name different species"
-                                                         if disagree else "combined: the mean of their "
-                                                         "log-probabilities, renormalised; the mean flower score "
-                                                         "and typicality; the verdict recomputed from those")))
+            rows.append(("Photos", f"{len(loaded)}, " + ("not combined: their answers do not all overlap enough "
+                                                         "(inference.agreeing_photos)" if disagree else "combined: "
+                                                         "the mean of their log-probabilities, renormalised; the mean "
+                                                         "flower score and typicality; the verdict recomputed from "
+                                                         "those")))
         rows += [
             ("Verdict", pred.verdict + (" (first photo)" if disagree else "")),
             ("Prediction entropy", f"{pred.entropy:.3f} nats (0 = certain, 4.62 = uniform over 102 classes)"),

@@ -29,6 +29,8 @@ ADD_PHOTO_LABEL = "Same plant? Add another photo of it"  # the start of ``ui.add
 # proper nouns in species names (people, places and what they give their names to), capitalised mid-sentence too
 NAME_WORDS = {w.lower(): w for w in ("Wales", "Llandaff", "William", "Susan", "English", "Peruvian", "Mexican",
                                      "Japanese", "Canterbury", "Californian", "Siam", "Barbeton", "Cape", "Lenten")}
+# plural and mass names, which take no article ("This is watercress", not "a watercress")
+NO_ARTICLE_LABELS = frozenset({"prince of wales feathers", "canterbury bells", "watercress", "love in the mist"})
 # whole labels written as names: garden varieties, and a genus name used as the common name
 NAME_LABELS = {"bishop of llandaff": "Bishop of Llandaff", "bolero deep blue": "Bolero Deep Blue",
                "cautleya spicata": "Cautleya spicata", "prince of wales feathers": "Prince of Wales feathers"}

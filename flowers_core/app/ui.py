@@ -48,12 +48,12 @@ from .texts import (
     ADD_PHOTO_LABEL,
     CRASH_MARKER,
     DIFFERENT_FLOWERS_HEADLINE,
+    NO_ARTICLE_LABELS,
     NOT_A_FLOWER_HEADLINE,
     NOT_A_FLOWER_SEVERAL_HEADLINE,
     NOT_SURE_HEADLINE,
     NOT_SURE_NONE_HEADLINE,
     NOT_SURE_UNFAMILIAR_HEADLINE,
-    UNUSUAL_PHOTO_TAIL,
     UPLOAD_LABEL,
     display_name,
     taxonomy,
@@ -355,6 +355,9 @@ def _on_upload(widget_key: str, source: str, page: str) -> None:
     file = st.session_state.get(widget_key)
     if file is not None:
         _set_photos([_photo_from(file, source, page)])
+        if source == "camera":  # one photo source shown: the uploader forgets an earlier file; the answer in view
+            _new_question(page)
+            st.session_state["scroll_to_answer"] = True
         return
     photo = current_photo()
     if photo is not None and photo.page == page and photo.source == source:
@@ -441,11 +444,25 @@ def photo_picker(key: str, gallery: str | None = "grid", camera: bool = True) ->
     return photo
 
 
+EXAMPLE_PX = 96  # an example photo's width in the compact gallery (three or four to a phone's row)
+
+
 def example_gallery(key: str, layout: str = "grid", columns: int = 4) -> None:
-    """The shipped example photos: a grid of photos with "Try it" buttons, or a drop-down ("select")."""
+    """The shipped example photos: a grid of photos with "Try it" buttons, a drop-down ("select"), or "compact":
+    small photos side by side, each with its name as the button, that wrap on a phone instead of stacking (a
+    short landing page, the answer's place in view)."""
     items = examples()
     if not items:
         st.caption("Example photos are not shipped in this copy (`python -m train.gallery --build`).")
+        return
+    if layout == "compact":
+        with st.container(horizontal=True, gap="small"):
+            for i, item in enumerate(items):
+                with st.container(width=EXAMPLE_PX, gap=None):
+                    st.image(item["file"], width=EXAMPLE_PX)
+                    st.button(display_name(item["label"]), key=f"{key}_ex_{i}", width="stretch",
+                              on_click=_on_example, args=(item["file"], key),
+                              help=f"Classify this photo of {with_article(item['label'])}")
         return
     if layout == "select":
         select_key = f"{key}_example"
@@ -462,10 +479,21 @@ def example_gallery(key: str, layout: str = "grid", columns: int = 4) -> None:
 
 
 def _on_add(widget_key: str, page: str) -> None:
+    """A photo added as the same plant joins the question only when it can be read: an unreadable file gets its
+    message under the box and is not counted among the plant's photos."""
     file = st.session_state.get(widget_key)
     photos = current_photos()
     if file is not None and photos and len(photos) < MAX_PHOTOS:
-        _set_photos(photos + [_photo_from(file, "upload", page)])
+        photo = _photo_from(file, "upload", page)
+        try:
+            if photo.size > MAX_BYTES:
+                raise ImageError(too_large_message(photo.size))
+            load_image(photo.data)
+        except ImageError as e:
+            st.session_state[f"{page}_add_refused"] = (photo.name, str(e))
+            st.session_state[f"{page}_add_gen"] = st.session_state.get(f"{page}_add_gen", 0) + 1  # an empty box
+            return
+        _set_photos(photos + [photo])
 
 
 def _on_remove(index: int, page: str) -> None:
@@ -485,7 +513,10 @@ def add_photo_box(key: str) -> None:
             st.caption(f"That's {MAX_PHOTOS} photos of this plant, the most I combine; remove one to add another.")
         return
     gen = st.session_state.get(f"{key}_gen", 0)
-    widget_key = f"{key}_more_{gen}_{len(photos)}"  # a fresh, empty box after each photo added
+    refused = st.session_state.get(f"{key}_add_gen", 0)
+    widget_key = f"{key}_more_{gen}_{len(photos)}_{refused}"  # a fresh, empty box after each photo added or refused
+    if bad := st.session_state.pop(f"{key}_add_refused", None):
+        st.error(f"**We couldn't use this file ({plain(bad[0])}), so it was not added.** {plain(bad[1])}")
     st.file_uploader(f"{ADD_PHOTO_LABEL} (a side view, the leaves) for a surer answer — {len(photos)} of "
                      f"{MAX_PHOTOS} so far", key=widget_key, help=size_help(),
                      on_change=_on_add, args=(widget_key, key))
@@ -554,6 +585,8 @@ def missing(message: str, what: str = "This part of the page") -> None:
 
 def run_guarded(page) -> None:
     """Run a page; an unexpected error becomes a short message, never a traceback."""
+    # on a touch screen Plotly's toolbar (shown on a tap) covers the charts' titles: hidden there, kept for a mouse
+    st.html("<style>@media (hover: none) { .modebar-container { display: none !important; } }</style>")
     try:
         page.run()
     except Exception as e:  # st.stop / st.rerun are BaseException and pass through
@@ -585,8 +618,9 @@ def top5_chart(top5: list[tuple[str, float]], title: str | None = None, height: 
 # ---------------------------------------------------------------------------------------------
 # The verdict in plain words (Classify, and wherever a visitor sees a prediction)
 # ---------------------------------------------------------------------------------------------
-NOT_A_FLOWER_HINT = ("Try a photo of one flower, close up, filling most of the frame, in focus and in daylight; "
-                     "the app knows 102 common garden and wild flowers.")
+NOT_A_FLOWER_HINT = ("I need to see a flower in bloom: a seed head (like a dandelion clock), a bud or leaves alone "
+                     "are not enough. Try a photo of one open flower, close up, filling most of the frame, in focus "
+                     "and in daylight; the app knows 102 common garden and wild flowers.")
 
 
 def confidence_words(prob: float) -> str:
@@ -594,14 +628,17 @@ def confidence_words(prob: float) -> str:
 
 
 def with_article(name: str, start: bool = False) -> str:
-    """"a sunflower", "an English marigold" (mid-sentence; ``start``: "A sunflower")."""
+    """"a sunflower", "an English marigold" (mid-sentence; ``start``: "A sunflower"); a plural or mass name takes
+    none ("Prince of Wales feathers", "watercress")."""
+    if name in NO_ARTICLE_LABELS:
+        return display_name(name, start=start)
     article = "an" if name[:1].lower() in "aeiou" else "a"
     return f"{article.capitalize() if start else article} {display_name(name, start=False)}"
 
 
-def _names(labelled: list[tuple[str, float]]) -> str:
-    """"X (40%)", "X (40%) or Y (30%)", "X (40%), Y (30%) or Z (10%)"."""
-    parts = [f"{with_article(label)} ({p:.0%})" for label, p in labelled]
+def _names(labelled: list[tuple[str, float]], scores: bool = True) -> str:
+    """"X (40%)", "X (40%) or Y (30%)", "X (40%), Y (30%) or Z (10%)"; without ``scores``, the names alone."""
+    parts = [with_article(label) + (f" ({p:.0%})" if scores else "") for label, p in labelled]
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
 
 
@@ -613,11 +650,12 @@ def verdict_text(pred, several: bool = False) -> tuple[str, str]:
     if pred.verdict == "not_a_flower":
         return (NOT_A_FLOWER_SEVERAL_HEADLINE if several else NOT_A_FLOWER_HEADLINE), NOT_A_FLOWER_HINT
     if pred.verdict == "not_sure":
-        if pred.unfamiliar and pred.leading:  # one species leads, but the photo is unlike every species' photos
-            return (f"Most likely {with_article(pred.label)} — {UNUSUAL_PHOTO_TAIL.replace('your photo looks', your)}",
-                    f"Of the 102 species I know, {with_article(pred.label)} fits {this} best ({pred.prob:.0%}), but "
-                    f"{your} unlike the photos I learned from, so that score cannot vouch for it: it may be a "
-                    "flower I don't know, or an unusual view of one I do. Compare with the photos below.")
+        if pred.unfamiliar and pred.leading:  # one species leads, but the photo is unlike every species' photos:
+            # its score cannot vouch for it, so the headline hedges and names no species, and no score is given
+            return NOT_SURE_UNFAMILIAR_HEADLINE.replace("this photo", this), (
+                f"The closest of the 102 species I know is {with_article(pred.label)}, but {your} unlike the photos "
+                "I learned from, so I can't vouch for it: it may be a flower I don't know, or an unusual view of one "
+                "I do. Compare with the photos below.")
         candidates = pred.candidates()
         if not candidates:  # every species under CANDIDATE_MIN_PROB: nothing worth naming as a candidate
             return NOT_SURE_NONE_HEADLINE, (
@@ -625,9 +663,10 @@ def verdict_text(pred, several: bool = False) -> tuple[str, str]:
                 f"{with_article(pred.label)}, gets {pred.prob:.0%}): it may be a flower I don't know, or the flower "
                 "is hard to see. A closer, sharper photo of a single flower helps.")
         names = _names(candidates)
-        if pred.unfamiliar:  # the novelty check: unlike every species, whatever the softmax says
+        if pred.unfamiliar:  # the novelty check: unlike every species, whatever the softmax says (no scores)
             return NOT_SURE_UNFAMILIAR_HEADLINE.replace("this photo", this), (
-                f"My best guess is {names}, but {your} unlike the photos I learned from: it may be a flower I "
+                f"The closest species I know: {_names(candidates, scores=False)}, but {your} unlike the photos I "
+                "learned from: it may be a flower I "
                 "don't know, or an unusual view of one I do. A closer, sharper photo of a single flower helps.")
         return NOT_SURE_HEADLINE, (
             f"It could be {names}: {this} {'fit' if several else 'fits'} several species, or the flower is hard "
@@ -638,13 +677,11 @@ def verdict_text(pred, several: bool = False) -> tuple[str, str]:
 
 def confidence_metric(pred) -> tuple[str, str, str] | None:
     """(label, value, help) of the number beside the verdict, saying what the verdict says: a species answer's
-    confidence; a "not sure"'s best-guess score, named as such; nothing for "not a flower"."""
+    confidence; nothing for a hedged answer ("not sure": a large score would contradict its words) or "not a
+    flower"."""
     if pred.verdict == "species":
         return "Confidence", f"{pred.prob:.0%}", "How sure the model is among the 102 species it knows."
-    if pred.verdict == "not_sure":
-        return ("Best guess's score", f"{pred.prob:.0%}", "The best guess's share among the 102 species I know. "
-                "It cannot say whether the photo shows one of them at all, which is why the answer is hedged.")
-    return None
+    return None  # a hedged answer shows no large score: its words say why it is hedged
 
 
 def agreement(student, teacher) -> tuple[str, str]:
@@ -664,17 +701,70 @@ def show_verdict(pred, several: bool = False) -> None:
     headline, detail = verdict_text(pred, several)
     st.subheader(headline, anchor="answer")
     {"species": st.success, "not_sure": st.info, "not_a_flower": st.warning}[pred.verdict](detail)
-    if pred.verdict != "not_a_flower":
+    if pred.verdict == "species":  # a hedged answer's best guess is no answer: no scientific name as if it were
         taxonomy_line(pred.label)
 
 
-def show_disagreement(preds) -> None:
-    """Photos sent as one plant whose own answers name different species: say so, combine nothing."""
+def own_answer_short(pred) -> str:
+    """A photo's own answer in a few words, for the lists of photos that disagree."""
+    if pred.verdict == "not_a_flower":
+        return "not a flower"
+    if pred.verdict == "species":
+        return with_article(pred.label)
+    return f"not sure, closest {with_article(pred.label)}"
+
+
+def own_answer_line(pred) -> str | None:
+    """The line under a photo's own headline in the multi-photo view: a species answer's confidence; a hedged
+    answer's closest species without a score (its headline hedges); nothing for "not a flower"."""
+    if pred.verdict == "species":
+        return f"{pred.prob:.0%} confident"
+    if pred.verdict == "not_sure":
+        return f"Closest: {display_name(pred.label)} (not sure)"
+    return None
+
+
+def _photo_numbers(indices) -> str:
+    numbers = [str(i + 1) for i in indices]
+    return ("photo " if len(numbers) == 1 else "photos ") + (", ".join(numbers[:-1]) + " and " + numbers[-1]
+                                                           if len(numbers) > 1 else numbers[0])
+
+
+def show_disagreement(preds, agreement, loaded) -> None:
+    """Photos sent as one plant that do not all agree (``inference.agreeing_photos``): say so, name the photos that
+    disagree and what each says, say what to do, and combine nothing (a different flower is never outvoted)."""
     st.subheader(DIFFERENT_FLOWERS_HEADLINE, anchor="answer")
-    named = sorted({display_name(p.label) for p in preds if p.verdict == "species"})
-    st.warning(f"On their own they say {' and '.join(f'**{n}**' for n in named)}, so I won't combine them into one "
-               "answer. Each photo's answer is below; remove the ones that show another plant, or start again "
-               "with one photo.")
+    if agreement.joined:  # some agree: the others are the odd ones out
+        group = _photo_numbers(agreement.joined)
+        odd = "; ".join(f"{_photo_numbers([i])} ({plain(loaded[i][0].name)}) says {own_answer_short(preds[i])}"
+                        for i in agreement.apart)
+        which = _photo_numbers(agreement.apart)
+        st.warning(f"{group.capitalize()} agree (on their own: {own_answer_short(preds[agreement.joined[0]])}), but "
+                   f"{odd}, so I won't give one answer from all of them. If {which} shows another plant, remove it "
+                   "and I'll answer from the others; if it is the same plant, try a clearer photo of its flower.")
+        return
+    said = "; ".join(f"photo {i} says {own_answer_short(p)}" for i, p in enumerate(preds, start=1))
+    st.warning(f"On their own, {said}: their answers do not agree, so I won't combine them into one answer. If "
+               "they show one plant, try clearer photos of its flower; if not, remove the ones that show another "
+               "plant, or start again with one photo.")
+
+
+def several_caption(agreement, n: int) -> str:
+    """The caption under a multi-photo answer, saying what the answer is made of (never contradicting it)."""
+    if agreement.apart:
+        return f"Your {n} photos: each photo's own answer is below."
+    return f"Your {n} photos of one plant: one answer from all of them; each photo's own answer is below."
+
+
+def answers_once(clf, loaded) -> list:
+    """The predictions of the loaded photos, each set of photos answered (and timed) once per session: a rerun
+    of the page (a click elsewhere) shows the same answer and the same time."""
+    key = (clf.name, id(clf), tuple(photo.digest for photo, _, _ in loaded))
+    kept = st.session_state.setdefault("answers_kept", {})
+    if key not in kept:
+        kept.clear()  # one question at a time: the previous answers are not needed again
+        kept[key] = clf.predict_many([img for _, img, _ in loaded])
+    return kept[key]
 
 
 def taxonomy_line(label: str) -> None:
@@ -736,10 +826,12 @@ def show_candidates(pred, classes: list[str], refs) -> None:
     ids = pred.candidate_ids()
     if not ids:
         return
-    st.markdown(f"**Compare your photo with {'this species' if len(ids) == 1 else 'these candidates'}** "
-                "(photos from the training set):")
+    st.markdown(f"**Compare your photo with {'this species' if len(ids) == 1 else 'these'}**: it may be "
+                f"{'it' if len(ids) == 1 else 'one of them'}, or none (photos from the training set):")
     for rank, class_id in enumerate(ids, start=1):
-        st.markdown(f"{rank}. **{display_name(classes[class_id])}** — {pred.probs[class_id]:.0%}")
+        # an unfamiliar photo's scores cannot vouch for a candidate (the novelty check), so they are not shown
+        score = "" if pred.unfamiliar else f" — {pred.probs[class_id]:.0%}"
+        st.markdown(f"{rank}. **{display_name(classes[class_id])}**{score}")
         show_reference(class_id, refs)
     if len(ids) < min(CANDIDATES_SHOWN, len(pred.top5)):
         st.caption(f"Every other species scores under {CANDIDATE_MIN_PROB:.0%}, too little to be worth comparing.")
