@@ -46,6 +46,10 @@ ROBUSTNESS = Report("reports/robustness.json", "python -m flowers_core.bench.rob
                     "the test split under photo-like shifts")
 REALWORLD = Report("reports/realworld.json", "python -m flowers_core.bench.realworld",
                    "the shipped models on real-photos/ and not-flowers/")
+REALWORLD_APP = Report("reports/realworld_app.json",
+                       "python -m flowers_core.bench.realworld --models student_int8 "
+                       "--output artifacts/reports/realworld_app.json",
+                       "the app's model on real-photos/ and not-flowers/ with the flower gate's current threshold")
 REALWORLD_BEFORE_NOVELTY = Report("reports/realworld_before_novelty.json",
                                   "python -m flowers_core.bench.realworld --without-novelty",
                                   "the same models and photos with the novelty checks off")
