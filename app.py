@@ -1,7 +1,7 @@
 """Flowers-102 demo: `streamlit run app.py`. Navigation only; each page lives in pages/."""
 import streamlit as st
 
-from flowers_core.app import ui
+from flowers_core.app.deep_link import warm_up
 
 st.set_page_config(page_title="Flower identifier", page_icon="🌼", layout="wide")
 
@@ -19,4 +19,8 @@ PAGES = {  # two audiences: a visitor identifying a flower, and whoever wants to
     ],
 }
 
-ui.run_guarded(st.navigation(PAGES))
+page = st.navigation(PAGES)  # first: a cold server shows the app's navigation at once
+warm_up(page)  # a cold server: the page's heading and a spinner while the app's modules load
+from flowers_core.app import ui  # noqa: E402  (loaded by warm_up, under its spinner)
+
+ui.run_guarded(page)

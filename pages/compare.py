@@ -57,7 +57,8 @@ if s and r:
     {"agree": st.success, "disagree": st.warning, "unnamed": st.info}[kind](text)
 shares = [c for c in table.columns if c.startswith("P(") or c == "confidence"]
 table[shares] = table[shares] * 100  # whole percents, like the rest of the page
-st.dataframe(table, hide_index=True, column_config={
+ui.scroll_sideways_on_phone("compare_table", 720)  # every column readable, the strip scrolled sideways
+st.dataframe(table, hide_index=True, key="compare_table", column_config={
     **{c: st.column_config.NumberColumn(format="%.0f%%") for c in shares},
     "entropy": st.column_config.NumberColumn(format="%.2f"),
     "time (ms)": st.column_config.NumberColumn(format="%.0f")})

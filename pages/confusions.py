@@ -51,6 +51,7 @@ else:
                     labels=dict(x="predicted", y="true", color="share" if normalise else "images"))
     fig.update_layout(height=max(420, 16 * len(view)), margin=dict(l=10, r=10, t=10, b=10))
     fig.update_xaxes(tickangle=60)
+    ui.scroll_sideways_on_phone("cm", 640)  # the species names alone would fill a phone's width
     st.plotly_chart(fig, key="cm")
 
 st.subheader("Per-class accuracy")

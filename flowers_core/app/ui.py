@@ -44,6 +44,7 @@ from ..inference import (
 )
 from ..localise import draw_looked
 from ..runtime import OnnxSession
+from . import deep_link
 from .texts import (
     ADD_PHOTO_LABEL,
     CRASH_MARKER,
@@ -615,6 +616,16 @@ def top5_chart(top5: list[tuple[str, float]], title: str | None = None, height: 
     return fig
 
 
+PHONE_MAX_PX = 640  # Streamlit stacks columns below this width: a phone
+
+
+def scroll_sideways_on_phone(key: str, min_px: int) -> None:
+    """On a phone, draw the element with ``key`` at least ``min_px`` wide in a strip that scrolls sideways: a
+    heatmap or table squeezed into a phone's width would leave its data a few pixels wide behind its labels."""
+    st.html(f"<style>@media (max-width: {PHONE_MAX_PX}px) {{ .st-key-{key} {{ overflow-x: auto; }} "
+            f".st-key-{key} > div {{ min-width: {min_px}px; }} }}</style>")
+
+
 # ---------------------------------------------------------------------------------------------
 # The verdict in plain words (Classify, and wherever a visitor sees a prediction)
 # ---------------------------------------------------------------------------------------------
@@ -711,7 +722,7 @@ def own_answer_short(pred) -> str:
         return "not a flower"
     if pred.verdict == "species":
         return with_article(pred.label)
-    return f"not sure, closest {with_article(pred.label)}"
+    return f"maybe {with_article(pred.label)} (not sure)"
 
 
 def own_answer_line(pred) -> str | None:
@@ -909,45 +920,6 @@ def live_latency(names: list[str], threads: int, batch: int, iters: int, warmup:
 
 
 # ---------------------------------------------------------------------------------------------
-# Deep links on a cold server
+# Deep links on a cold server (``deep_link``; the library's package hands them over before its first import)
 # ---------------------------------------------------------------------------------------------
-def _ran_without_app() -> bool:
-    """True when this script run is a page file run on its own, not through ``app.py``'s navigation.
-
-    Streamlit keeps its older multipage mode (every file in ``pages/`` is a page, ``app.py`` one of them) until
-    some run calls ``st.navigation``: it decides per process from ``PagesManager.uses_pages_directory``, set
-    when ``pages/`` exists beside the main script. So when a fresh server's first request is a deep link
-    (``/explain``), Streamlit runs ``pages/explain.py`` alone: file names in the sidebar, no wide layout, no
-    ``run_guarded``, and for every later visitor until someone opens ``/``. That mode lists ``app.py`` itself
-    as a page, which ``app.py``'s own navigation never does. (Two first visitors within the same instant: the
-    second may see the older mode once; its next click runs through ``app.py``.)
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx(suppress_warning=True)
-    if ctx is None or not PagesManager.uses_pages_directory:  # outside a script run (tests, tools), or app.py's
-        return False
-    main = str(Path(ctx.main_script_path).resolve())
-    pages = ctx.pages_manager.get_pages()
-    scripts = {str(Path(p["script_path"]).resolve()) for p in pages.values() if p.get("script_path")}
-    current = pages.get(ctx.page_script_hash, {}).get("script_path")
-    return main in scripts and current is not None and str(Path(current).resolve()) != main
-
-
-def _hand_over_to_app() -> None:
-    """Leave Streamlit's older multipage mode for good and run the requested page again through ``app.py``.
-
-    Called once, when the pages import this module (before they draw anything): the rerun keeps the page's
-    URL, and ``app.py``'s ``st.navigation`` resolves it to the same page (both derive it from the file name).
-    """
-    if not _ran_without_app():
-        return
-    from streamlit.runtime.pages_manager import PagesManager
-
-    PagesManager.uses_pages_directory = False  # what st.navigation sets; read by Streamlit at every run
-    log.info("a page was requested before app.py ran: handing it to app.py's navigation")
-    st.rerun()  # raises: this import fails, the module is imported afresh by the rerun through app.py
-
-
-_hand_over_to_app()
+deep_link.hand_over_to_app()
