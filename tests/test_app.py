@@ -525,6 +525,17 @@ def own_answers(at: AppTest) -> list[str]:
             if m.value.strip("*").startswith(("This is", texts.NOT_SURE_START, "This doesn't", "Most likely"))]
 
 
+def test_the_same_photo_is_answered_and_timed_once(artifacts_root, tmp_path, use):
+    """A rerun of the page (any click) shows the same answer and the same time: the photo is not classified again."""
+    use(answers_copy(artifacts_root, tmp_path / "t", gate_threshold=0.0))
+    at = classify(open_page(), ("plant.png", png(_rgb(200, 200))))
+    timed = [m.value for m in at.metric if m.label == "Time taken"]
+    for _ in range(2):
+        at.run()
+        assert_clean(at)
+        assert [m.value for m in at.metric if m.label == "Time taken"] == timed
+
+
 def test_a_new_photo_is_a_new_question(artifacts_root, tmp_path, use):
     """Photos chosen one after another are never combined: each upload is answered on its own."""
     use(answers_copy(artifacts_root, tmp_path / "e", gate_threshold=0.0))
