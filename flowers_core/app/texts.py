@@ -20,8 +20,6 @@ NOT_SURE_HEADLINE = "I'm not sure — it may be one of these"
 NOT_SURE_NONE_HEADLINE = "I'm not sure — no species I know fits it well"  # no candidate reaches CANDIDATE_MIN_PROB
 # several photos sent as one plant whose own answers name different species (``inference.photos_disagree``)
 DIFFERENT_FLOWERS_HEADLINE = "These photos look like different flowers"
-# a "not sure" whose best guess leads (``Prediction.leading``) but whose photo is unlike the training photos
-UNUSUAL_PHOTO_TAIL = "but your photo looks unlike my training photos"
 NOT_A_FLOWER_SEVERAL_HEADLINE = "These photos don't look like a flower"
 NOT_SURE_START = "I'm not sure"  # every "not sure" headline that names no species starts so
 NAMELESS_HEADLINES = (NOT_A_FLOWER_HEADLINE, NOT_A_FLOWER_SEVERAL_HEADLINE, NOT_SURE_START, DIFFERENT_FLOWERS_HEADLINE)
