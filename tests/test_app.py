@@ -748,3 +748,17 @@ def test_species_taxonomy_covers_every_class_once():
         assert r["rank"] in TAXONOMY_RANKS and r["scientific_name"] and r["family"].endswith("aceae"), r
         assert r["checked_against"], r
     assert sum(r["rank"] == "genus" for r in rows) > 20, "many Flowers-102 classes are genera"
+
+
+def test_the_library_hands_deep_links_over_only_inside_streamlit():
+    """``flowers_core`` imports the deep-link hand-over only when Streamlit is loaded (a page importing it): the
+    CLI, training and the benchmarks never load Streamlit through it; a page run through app.py is not handed over."""
+    import subprocess
+    import sys
+
+    code = ("import sys, flowers_core; print('streamlit' in sys.modules, 'flowers_core.app.deep_link' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert out.stdout.split() == ["False", "False"], out.stderr
+    code = ("import sys, streamlit, flowers_core; print('flowers_core.app.deep_link' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert out.stdout.split() == ["True"], out.stderr  # loaded, and outside a script run it hands nothing over
