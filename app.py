@@ -1,7 +1,7 @@
 """Flowers-102 demo: `streamlit run app.py`. Navigation only; each page lives in pages/."""
 import streamlit as st
 
-from flowers_core.app import explanations, widgets
+from flowers_core.app.handover import warm_up
 
 st.set_page_config(page_title="Flower identifier", page_icon="🌼", layout="wide")
 
@@ -19,7 +19,11 @@ PAGES = {  # two audiences: a visitor identifying a flower, and whoever wants to
     ],
 }
 
+page = st.navigation(PAGES)  # first: a cold server shows the app's navigation at once
+warm_up(page)  # a cold server: the page's heading and a spinner while the app's modules load
+from flowers_core.app import explanations, widgets  # noqa: E402  (loaded by warm_up, under its spinner)
+
 try:
-    widgets.run_guarded(st.navigation(PAGES))
+    widgets.run_guarded(page)
 finally:  # after the page (st.stop included): the first visitor's page is never slowed by it
     explanations.warm_in_background()

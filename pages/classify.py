@@ -1,13 +1,14 @@
 """Classify (home): one photo of a flower in, the species out, in plain words. One question at a time: a new
 photo is a new question; up to three photos are combined only when the visitor adds them as the same plant."""
+from flowers_core.app.handover import hand_over_to_app
+
+hand_over_to_app()  # a deep link opened first on a cold server: to app.py before this page's imports
+
 import streamlit as st
 
 from flowers_core.app import picker, resources, widgets
-from flowers_core.app.handover import hand_over_to_app
 from flowers_core.serve import words
 from flowers_core.shipped import catalog
-
-hand_over_to_app()
 
 st.title("🌼 Which flower is this?")
 st.write("Upload or take a photo of one flower and I'll tell you which of the 102 species I know it is.")
@@ -25,29 +26,29 @@ photos = picker.current_photos()
 if not photos:  # before a question: the examples here; after one, below the answer (a phone shows it first)
     with left:
         st.caption("…or try one of these example photos:")
-        picker.example_gallery("classify", "grid")
+        picker.example_gallery("classify", "compact")  # small and side by side: a phone's landing page stays short
     with right:
         st.info("Your answer will appear here.")
     st.stop()
 
 with right:
     loaded = picker.photo_images(photos, None, remove_key="classify")
-    preds = clf.predict_many([img for _, img, _ in loaded])
+    preds = picker.answers_once(clf, loaded)  # the same photos are answered (and timed) once
     several = len(loaded) > 1
-    pred, disagree = clf.answer(preds)
+    # photos are combined only when all their answers agree; a different flower is named, never outvoted
+    pred, agreement = clf.answer(preds)
+    disagree = bool(agreement.apart)
     latency_ms = sum(p.latency_ms for p in preds)
     refs = resources.reference_photos()
 
     if disagree:
-        widgets.show_disagreement(preds)
+        widgets.show_disagreement(preds, agreement, loaded)
     else:
         widgets.show_verdict(pred, several)
     picker.scroll_to_answer()
     st.page_link("pages/species.py", label=f"I know {len(clf.classes)} species: see them all", icon="🌸")
     if several:
-        st.caption(f"Your {len(loaded)} photos of one plant: "
-                   + ("each photo's own answer is below." if disagree else "one answer from all of them; each "
-                      "photo's own answer is below."))
+        st.caption(words.several_caption(agreement, len(loaded)))
     else:
         first, img, notes = loaded[0]
         name = words.plain(first.name) if first.source != "example" else None
@@ -74,7 +75,8 @@ with right:
                 st.image(img, width="stretch")
                 st.caption(words.plain(one.name))
                 st.markdown(f"**{words.verdict_text(own)[0]}**")
-                st.caption(f"Best guess: {words.display_name(own.label)} · {own.prob:.0%}")
+                if line := words.own_answer_line(own):
+                    st.caption(line)
                 picker.show_notes(notes)
                 picker.remove_button(photos.index(one), "classify")  # its place among all the photos
     picker.add_photo_box("classify")
@@ -86,10 +88,11 @@ with right:
         img = loaded[0][1]
         rows = [("Model", f"{catalog.title(clf.name)} ({clf.entry.description})")]
         if several:
-            rows.append(("Photos", f"{len(loaded)}, " + ("not combined: their own answers name different species"
-                                                         if disagree else "combined: the mean of their "
-                                                         "log-probabilities, renormalised; the mean flower score "
-                                                         "and typicality; the verdict recomputed from those")))
+            rows.append(("Photos", f"{len(loaded)}, " + ("not combined: their answers do not all overlap enough "
+                                                         "(serve.answer.agreeing_photos)" if disagree else "combined: "
+                                                         "the mean of their log-probabilities, renormalised; the mean "
+                                                         "flower score and typicality; the verdict recomputed from "
+                                                         "those")))
         rows += [
             ("Verdict", pred.verdict + (" (first photo)" if disagree else "")),
             ("Prediction entropy", f"{pred.entropy:.3f} nats (0 = certain, 4.62 = uniform over 102 classes)"),

@@ -1,12 +1,14 @@
+"""Compare: the same photo through the student, the ensemble and each ensemble member."""
+from flowers_core.app.handover import hand_over_to_app
+
+hand_over_to_app()  # a deep link opened first on a cold server: to app.py before this page's imports
+
 import streamlit as st
 
 from flowers_core.app import picker, resources, widgets
-from flowers_core.app.handover import hand_over_to_app
 from flowers_core.results import common, explore
 from flowers_core.serve import words
 from flowers_core.shipped import catalog
-
-hand_over_to_app()
 
 st.title("⚖️ Compare models")
 st.write("The same photo through the small, fast **student** model and the large **ensemble** "
@@ -65,14 +67,13 @@ if s and r:
 shares = [c for c in table.columns if c.startswith("P(") or c == "confidence"]
 table[shares] = table[shares] * 100  # whole percents, like the rest of the page
 
-
 def share_label(column: str) -> str:
     """"P(student's answer: Rose)" -> "how sure of Rose (the student's answer)"."""
     whose, _, species = column[2:-1].partition(": ")
     return f"how sure of {species} (the {whose})"
 
-
-st.dataframe(table, hide_index=True, column_config={
+widgets.scroll_sideways_on_phone("compare_table", 720)  # every column readable, the strip scrolled sideways
+st.dataframe(table, hide_index=True, key="compare_table", column_config={
     **{c: st.column_config.NumberColumn(share_label(c), format="%.0f%%",
                                         help="The share of the model's belief that goes to this species.")
        for c in shares if c.startswith("P(")},

@@ -1,8 +1,12 @@
+"""Confusions: which species each model mixes up, from the saved test results (no dataset needed)."""
+from flowers_core.app.handover import hand_over_to_app
+
+hand_over_to_app()  # a deep link opened first on a cold server: to app.py before this page's imports
+
 import plotly.express as px
 import streamlit as st
 
 from flowers_core.app import resources, widgets
-from flowers_core.app.handover import hand_over_to_app
 from flowers_core.results import common, explore
 from flowers_core.serve import words
 from flowers_core.serve.mistakes import Mistake, map_overlay
@@ -10,8 +14,6 @@ from flowers_core.shipped import catalog
 from flowers_core.shipped import manifest as art
 from flowers_core.shipped.paths import MISTAKE_MAPS_COMMAND
 from flowers_core.shipped.splits import PROTOCOLS, SHIPPED_PROTOCOL
-
-hand_over_to_app()
 
 st.title("🔀 Confusions")
 st.write("Which flowers does a model mix up? Everything here comes from the saved test-set results.")
@@ -64,6 +66,7 @@ else:
                     labels=dict(x="named by the model", y="shown in the photo", color="share" if normalise else "photos"))
     fig.update_layout(height=max(420, 16 * len(view)), margin=dict(l=10, r=10, t=10, b=10))
     fig.update_xaxes(tickangle=60)
+    widgets.scroll_sideways_on_phone("cm", 640)  # the species names alone would fill a phone's width
     st.plotly_chart(fig, key="cm")
 
 st.subheader("Per-class accuracy")
@@ -100,7 +103,6 @@ else:
                     col.caption(label)
                     col.image(imgs, width=72)
 
-
 def show_mistake(m: Mistake, classes: list[str], refs) -> None:
     """One wrong test photo: where the model looked for the species it shows and for the one it chose, side by
     side, each with both probabilities' words and reference photos of that species (from the training set)."""
@@ -117,7 +119,6 @@ def show_mistake(m: Mistake, classes: list[str], refs) -> None:
         if refs.available and (photos := refs.of_class(class_id)):
             col.caption(f"What {name} looks like (training photos):")
             col.image(photos, width=64)
-
 
 st.subheader("Why this species and not that one?")
 mistakes = resources.mistake_maps()

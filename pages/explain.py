@@ -1,8 +1,11 @@
 """Explain: where each model looks (Grad-CAM family, Level-3 attention, LIME), and how far each map can be trusted."""
+from flowers_core.app.handover import hand_over_to_app
+
+hand_over_to_app()  # a deep link opened first on a cold server: to app.py before this page's imports
+
 import streamlit as st
 
 from flowers_core.app import explanations, picker, resources, widgets
-from flowers_core.app.handover import hand_over_to_app
 from flowers_core.explain import faithfulness
 from flowers_core.explain import maps as explain
 from flowers_core.results import common
@@ -10,8 +13,6 @@ from flowers_core.results import explanations as explanation_report
 from flowers_core.serve import words
 from flowers_core.shipped import catalog, paths
 from flowers_core.shipped import manifest as art
-
-hand_over_to_app()
 
 st.title("🔍 Where does the model look?")
 st.write("A heatmap colours the parts of the photo the model relied on for its answer: red = most, blue = least. "
@@ -77,7 +78,6 @@ if widgets.show_where_looked(img, pred) and pred.localisation.used and pred.whol
                "photo's view.")
 opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="explain_opacity")
 
-
 def test_card_note(method: str) -> None:
     """What the test photos' report says of this method on this model, when it is not a plain pass."""
     summary = TEST_CARDS.get(name, {}).get("summary", {}).get(method)
@@ -92,7 +92,6 @@ def test_card_note(method: str) -> None:
                  "part by its attention (the map below), so Grad-CAM also marks parts the model barely reads, "
                  "such as sky or corners. Its attention map shows where it looks.")
     st.warning(text, icon="⚠️")
-
 
 def show_trust(exp, key, samples: int = 0, explained: int | None = None) -> None:
     """The map's faithfulness on this photo for the class it explains, in a sentence and a verdict."""
@@ -115,7 +114,6 @@ def show_trust(exp, key, samples: int = 0, explained: int | None = None) -> None
                    f"{100 * found.random.combined:+.1f} for {faithfulness.RANDOM_DRAWS} random maps; a map must beat "
                    f"them by {100 * faithfulness.MARGIN:.0f} points to count as explaining the answer.")
 
-
 def show(exp, key, samples: int = 0, explained: int | None = None):
     over = exp.overlay(opacity)
     c1, c2, c3 = st.columns(3)
@@ -128,13 +126,11 @@ def show(exp, key, samples: int = 0, explained: int | None = None):
     st.download_button("Download overlay (PNG)", explain.to_png(over, scale=2), file_name=f"{key}.png",
                        mime="image/png", key=f"dl_{key}", on_click="ignore")
 
-
 def show_method() -> None:
     st.subheader(method)
     st.caption(explanation_report.PLAIN_METHOD[method] + ".")
     test_card_note(method)
     show(explanations.explain_cached(photo.data, name, method, target), f"{name}_{method}_{target}")
-
 
 def show_attention() -> None:
     st.subheader("Level-3 attention map")
@@ -142,7 +138,6 @@ def show_attention() -> None:
                "species. Unlike the other maps it is part of how the model answers, not computed afterwards.")
     test_card_note("Attention")
     show(explanations.explain_cached(photo.data, name, "Attention", None), f"{name}_attention")
-
 
 has_attention = clf.model is not None and getattr(clf.model, "attention_available", False)
 # the map chosen to come first on validation images (explanation_report.first_choice) comes first

@@ -1,3 +1,8 @@
+"""Latency: measure the models on this server's CPU, next to the stored benchmark."""
+from flowers_core.app.handover import hand_over_to_app
+
+hand_over_to_app()  # a deep link opened first on a cold server: to app.py before this page's imports
+
 import os
 
 import numpy as np
@@ -6,14 +11,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from flowers_core.app import live_latency, widgets
-from flowers_core.app.handover import hand_over_to_app
 from flowers_core.results import common
 from flowers_core.results import latency as stored_latency
 from flowers_core.serve import stages
 from flowers_core.shipped import catalog, paths
 from flowers_core.shipped import manifest as art
-
-hand_over_to_app()
 
 
 def machine_line(env: dict) -> str:
@@ -24,7 +26,6 @@ def machine_line(env: dict) -> str:
         parts.append(f"torch {env['torch']}")
     return " · ".join(parts)
 
-
 def load_words(env: dict) -> str:
     """", while the machine's load was 6.4 on 2 cores (…)" from a record's load average ("" when unknown)."""
     load = env.get("load_average")
@@ -33,7 +34,6 @@ def load_words(env: dict) -> str:
     cores = env.get("cores") or 1
     busy = ("other work was waiting for the processor too" if load[0] > cores else "the processor had room to spare")
     return f", while the machine's load was {load[0]:.1f} on {cores} cores ({busy})"
-
 
 def numbers_table(rows: list[dict], index: str) -> pd.DataFrame:
     """Rows of figures as text with one decimal (ratios as "2.5×", absent ones as "–"), indexed by ``index``."""
@@ -47,13 +47,11 @@ def numbers_table(rows: list[dict], index: str) -> pd.DataFrame:
     frame = pd.DataFrame(rows).set_index(index)
     return frame.apply(lambda col: col.map(lambda v, c=col.name: text(c, v)))
 
-
 def raw_csv(series: dict[str, list[float]], label: str) -> bytes:
     """Every timed run as CSV (one row per run): what a reader needs to check the figures."""
     frame = pd.DataFrame([{label: name, "run": i + 1, "ms": round(ms, 4)}
                           for name, values in series.items() for i, ms in enumerate(values)])
     return frame.to_csv(index=False).encode()
-
 
 def show_live_rows(rows: list[dict]) -> None:
     """The live run: what was counted and left out, the machine, median and p90 per model, each model's spread,
@@ -103,7 +101,6 @@ def show_live_rows(rows: list[dict]) -> None:
     st.download_button("Download every run (CSV)", raw_csv({r["model"]: r["times_ms"] for r in ok}, "model"),
                        file_name="latency_runs.csv", mime="text/csv", key="lat_csv", on_click="ignore")
 
-
 def show_stages(measured) -> None:
     """The stages' median and p90, live (when run) beside the stored benchmark's."""
     stored = paths.LATENCY_STAGES.read_or_none()
@@ -144,7 +141,6 @@ def show_stages(measured) -> None:
     if measured is not None:
         st.download_button("Download every run of every stage (CSV)", raw_csv(measured[0], "stage"),
                            file_name="app_path_runs.csv", mime="text/csv", key="stage_csv", on_click="ignore")
-
 
 st.title("⏱️ Latency")
 st.write("How fast is each model on this server's processor (CPU)? Run a live measurement and compare it with "

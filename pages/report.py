@@ -1,23 +1,35 @@
 """Report: the results sections of RESULTS.md (declared once in ``flowers_core.results``), then what only a page
 can show: training curves, calibration plots, the dataset and the model cards."""
+from flowers_core.app.handover import hand_over_to_app
+
+hand_over_to_app()  # a deep link opened first on a cold server: to app.py before this page's imports
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
 from flowers_core.app import widgets
-from flowers_core.app.handover import hand_over_to_app
-from flowers_core.results import common, explanations, explore, levels, localisation, realworld, robustness, wording
+from flowers_core.results import (
+    answer_rules,
+    common,
+    explanations,
+    explore,
+    levels,
+    localisation,
+    realworld,
+    robustness,
+    wording,
+)
 from flowers_core.shipped import catalog
 from flowers_core.shipped import manifest as art
 from flowers_core.shipped.splits import PROTOCOLS
 
-hand_over_to_app()
-
 # RESULTS.md's sections that a stakeholder reads here too (training time and the app's own benchmarks are on
 # RESULTS.md and the Latency page)
 REPORT_SECTIONS = (levels.accuracy_section, levels.ablation_section, levels.ensemble_section, levels.student_section,
-                   robustness.robustness_section, realworld.realworld_section, localisation.localisation_section,
+                   robustness.robustness_section, realworld.realworld_section, answer_rules.answer_rules_section,
+                   localisation.localisation_section,
                    localisation.recipe_ablation_section, explanations.explanations_section)
 
 st.title("📊 Report")

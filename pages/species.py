@@ -1,11 +1,12 @@
 """Species: browse and search the 102 species the app knows, with reference photos and test accuracy."""
+from flowers_core.app.handover import hand_over_to_app
+
+hand_over_to_app()  # a deep link opened first on a cold server: to app.py before this page's imports
+
 import streamlit as st
 
 from flowers_core.app import resources, widgets
-from flowers_core.app.handover import hand_over_to_app
 from flowers_core.results import explore
-
-hand_over_to_app()
 
 st.title("🌸 The 102 species")
 st.write("Every flower the app can name, with its scientific name and family, photos from its training set "

@@ -298,10 +298,10 @@ def test_candidates_leave_out_the_improbable():
     assert len(nothing.candidate_ids(min_prob=0.0)) == answer.CANDIDATES_SHOWN, "the benchmark's plain top 3"
 
 
-def test_photos_disagree_only_when_two_name_different_species():
+def test_photos_disagree_when_one_names_another_species():
     p = _predictor(threshold=0.9, gate=False)
-    sure_a = p.describe(np.array([0.9, 0.05, 0.03, 0.02]))
-    sure_b = p.describe(np.array([0.05, 0.9, 0.03, 0.02]))
+    sure_a = p.describe(np.array([0.9997, 0.0001, 0.0001, 0.0001]))
+    sure_b = p.describe(np.array([0.0001, 0.9997, 0.0001, 0.0001]))
     unsure_b = p.describe(np.array([0.3, 0.4, 0.2, 0.1]))
     assert sure_a.verdict == sure_b.verdict == "species" and unsure_b.verdict == "not_sure"
     assert answer.photos_disagree([sure_a, sure_b])
@@ -309,6 +309,24 @@ def test_photos_disagree_only_when_two_name_different_species():
     assert not answer.photos_disagree([sure_a, sure_a])
     assert not answer.photos_disagree([sure_a, unsure_b]), "a doubtful photo is combined, not a disagreement"
     assert not answer.photos_disagree([sure_a])
+
+
+def test_a_different_flower_is_apart_never_outvoted():
+    """Sunflower + sunflower + a poppy sent as one plant: the poppy is shown apart, the two sunflowers combined;
+    a photo the gate rejects never joins a flower; no two agreeing photos: nothing combined."""
+    p = _predictor(threshold=0.9)
+    sun = p.describe(np.array([0.9997, 0.0001, 0.0001, 0.0001]), 1.0, 0.9)
+    poppy = p.describe(np.array([0.0001, 0.95, 0.0498, 0.0001]), 1.0, 0.9)  # overlap with sun ~0.02
+    cat = p.describe(np.array([0.9997, 0.0001, 0.0001, 0.0001]), 1.0, 0.1)
+    assert cat.verdict == "not_a_flower"
+    assert answer.answer_overlap(sun, poppy) < answer.AGREEMENT_MIN_OVERLAP <= answer.answer_overlap(sun, sun)
+    assert answer.agreeing_photos([sun, sun, poppy]) == answer.Agreement([0, 1], [2])
+    assert answer.agreeing_photos([poppy, sun, sun]) == answer.Agreement([1, 2], [0]), "the larger group wins"
+    assert answer.agreeing_photos([sun, cat]) == answer.Agreement([], [0, 1]), "'not a flower' never joins"
+    assert answer.agreeing_photos([cat, cat]).joined == [0, 1]
+    assert answer.agreeing_photos([sun, poppy]) == answer.Agreement([], [0, 1])
+    assert answer.agreeing_photos([sun]) == answer.Agreement([0], [])
+    assert answer.agreeing_photos([sun, poppy], min_overlap=0.0).joined == [0, 1]
 
 
 @pytest.mark.slow

@@ -42,11 +42,12 @@ def test_the_flowering_photos_are_measured_apart_from_the_seed_heads():
     photos = [Photo(None, "known", 1, "a"), Photo(None, "known", 1, "a", "seed head"), Photo(None, "known", 2, "b"),
               Photo(None, "unknown", -1, "x")]
     predicted = np.array([1, 3, 4, 5])
-    verdicts = np.array(["species", "not_sure", "not_sure", "species"])
+    verdicts = np.array(["species", "not_sure", "not_a_flower", "species"])
     candidates = np.array([[1, 0, 2], [3, 0, 2], [4, 2, 0], [5, 0, 1]])
     m = realworld_metrics(photos, predicted, verdicts, candidates=candidates)
     assert m["n"] == 3 and m["top1"] == pytest.approx(1 / 3)
-    assert m["flowering"] == {"n": 2, "top1": 0.5, "answered": 0.5, "accuracy_when_answered": 1.0, "top_candidates": 1.0}
+    assert m["flowering"] == {"n": 2, "top1": 0.5, "answered": 0.5, "accuracy_when_answered": 1.0, "top_candidates": 1.0,
+                              "not_a_flower": 0.5}, "the seed head's answer is not counted"
 
 
 def test_confusions_count_each_mistake_and_its_answers():

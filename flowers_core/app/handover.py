@@ -1,8 +1,12 @@
-"""Deep links on a cold server: a page run on its own (Streamlit's older multipage mode) is handed back to
-``app.py``'s navigation. Every page calls ``hand_over_to_app()`` before it draws anything."""
+"""Deep links (``/explain``) opened first on a cold server: a page run on its own (Streamlit's older multipage mode)
+is handed to ``app.py``'s navigation at once, and ``app.py`` shows the page's heading with a spinner while the app's
+modules load. Imports only Streamlit and the standard library, so that it runs before anything heavy: every page
+calls ``hand_over_to_app()`` before its own imports, ``app.py`` calls ``warm_up`` right after its navigation."""
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
 from pathlib import Path
 
 import streamlit as st
@@ -58,3 +62,26 @@ def hand_over_to_app() -> None:
     PagesManager.uses_pages_directory = False  # what st.navigation sets; read by Streamlit at every run
     log.info("a page was requested before app.py ran: handing it to app.py's navigation")
     st.rerun()  # raises: the page stops here and runs again through app.py
+
+
+# What each page needs loaded before it can draw (by its URL path; "" is Classify): the Streamlit glue for every
+# page, and torch with the explanation code for the pages that run torch models. Loaded under ``warm_up``'s spinner.
+APP_MODULES = ("flowers_core.app.widgets", "flowers_core.app.explanations", "flowers_core.app.picker")
+PAGE_MODULES = {"explain": ("torch", "flowers_core.explain.maps", "flowers_core.explain.faithfulness"),
+                "compare": ("torch",), "latency": ("torch",)}
+
+
+def warm_up(page) -> None:
+    """On a cold server (the modules ``page`` needs not yet loaded), show the page's heading and a spinner while
+    they load, then clear them before the page draws its own: a shared link shows where it leads within a
+    moment, not a blank page."""
+    needed = [m for m in (*APP_MODULES, *PAGE_MODULES.get(page.url_path, ())) if m not in sys.modules]
+    if not needed:
+        return
+    placeholder = st.empty()
+    with placeholder.container():
+        st.title(f"{page.icon} {page.title}")
+        with st.spinner("Opening the page: the first visit after the app wakes up takes a few seconds…"):
+            for name in needed:
+                importlib.import_module(name)
+    placeholder.empty()

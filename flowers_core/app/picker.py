@@ -77,6 +77,9 @@ def _on_upload(widget_key: str, source: str, page: str) -> None:
     file = st.session_state.get(widget_key)
     if file is not None:
         _set_photos([_photo_from(file, source, page)])
+        if source == "camera":  # one photo source shown: the uploader forgets an earlier file; the answer in view
+            _new_question(page)
+            st.session_state["scroll_to_answer"] = True
         return
     photo = current_photo()
     if photo is not None and photo.page == page and photo.source == source:
@@ -164,10 +167,21 @@ def photo_picker(key: str, gallery: str | None = "grid", camera: bool = True) ->
 
 
 def example_gallery(key: str, layout: str = "grid", columns: int = 4) -> None:
-    """The shipped example photos: a grid of photos with "Try it" buttons, or a drop-down ("select")."""
+    """The shipped example photos: a grid of photos with "Try it" buttons, a drop-down ("select"), or "compact":
+    small photos side by side, each with its name as the button, that wrap on a phone instead of stacking (a
+    short landing page, the answer's place in view)."""
     items = examples()
     if not items:
         st.caption("Example photos are not shipped in this copy (`python -m train.gallery --build`).")
+        return
+    if layout == "compact":
+        with st.container(horizontal=True, gap="small"):
+            for i, item in enumerate(items):
+                with st.container(width=EXAMPLE_PX, gap=None):
+                    st.image(item["file"], width=EXAMPLE_PX)
+                    st.button(display_name(item["label"]), key=f"{key}_ex_{i}", width="stretch",
+                              on_click=_on_example, args=(item["file"], key),
+                              help=f"Classify this photo of {with_article(item['label'])}")
         return
     if layout == "select":
         select_key = f"{key}_example"
@@ -184,10 +198,21 @@ def example_gallery(key: str, layout: str = "grid", columns: int = 4) -> None:
 
 
 def _on_add(widget_key: str, page: str) -> None:
+    """A photo added as the same plant joins the question only when it can be read: an unreadable file gets its
+    message under the box and is not counted among the plant's photos."""
     file = st.session_state.get(widget_key)
     photos = current_photos()
     if file is not None and photos and len(photos) < MAX_PHOTOS:
-        _set_photos(photos + [_photo_from(file, "upload", page)])
+        photo = _photo_from(file, "upload", page)
+        try:
+            if photo.size > MAX_BYTES:
+                raise ImageError(too_large_message(photo.size))
+            load_image(photo.data)
+        except ImageError as e:
+            st.session_state[f"{page}_add_refused"] = (photo.name, str(e))
+            st.session_state[f"{page}_add_gen"] = st.session_state.get(f"{page}_add_gen", 0) + 1  # an empty box
+            return
+        _set_photos(photos + [photo])
 
 
 def _on_remove(index: int, page: str) -> None:
@@ -207,7 +232,10 @@ def add_photo_box(key: str) -> None:
             st.caption(f"That's {MAX_PHOTOS} photos of this plant, the most I combine; remove one to add another.")
         return
     gen = st.session_state.get(f"{key}_gen", 0)
-    widget_key = f"{key}_more_{gen}_{len(photos)}"  # a fresh, empty box after each photo added
+    refused = st.session_state.get(f"{key}_add_gen", 0)
+    widget_key = f"{key}_more_{gen}_{len(photos)}_{refused}"  # a fresh, empty box after each photo added or refused
+    if bad := st.session_state.pop(f"{key}_add_refused", None):
+        st.error(f"**We couldn't use this file ({plain(bad[0])}), so it was not added.** {plain(bad[1])}")
     st.file_uploader(f"{ADD_PHOTO_LABEL} (a side view, the leaves) for a surer answer — {len(photos)} of "
                      f"{MAX_PHOTOS} so far", key=widget_key, help=size_help(),
                      on_change=_on_add, args=(widget_key, key))
@@ -265,3 +293,17 @@ def show_notes(notes: list[str]) -> None:
     """What was done to the photo (alpha filled, CMYK, first frame, small…), the same on every page."""
     for note in notes:
         st.caption(f"ℹ️ {note}")
+
+
+EXAMPLE_PX = 96  # an example photo's width in the compact gallery (three or four to a phone's row)
+
+
+def answers_once(clf, loaded) -> list:
+    """The predictions of the loaded photos, each set of photos answered (and timed) once per session: a rerun
+    of the page (a click elsewhere) shows the same answer and the same time."""
+    key = (clf.name, id(clf), tuple(photo.digest for photo, _, _ in loaded))
+    kept = st.session_state.setdefault("answers_kept", {})
+    if key not in kept:
+        kept.clear()  # one question at a time: the previous answers are not needed again
+        kept[key] = clf.predict_many([img for _, img, _ in loaded])
+    return kept[key]

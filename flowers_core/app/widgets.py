@@ -14,7 +14,10 @@ from ..serve.localise import draw_looked
 from ..serve.words import (
     CRASH_MARKER,
     DIFFERENT_FLOWERS_HEADLINE,
+    _photo_numbers,
     display_name,
+    own_answer_short,
+    plain,
     taxonomy,
     taxonomy_text,
     verdict_text,
@@ -33,6 +36,8 @@ def missing(message: str, what: str = "This part of the page") -> None:
 
 def run_guarded(page) -> None:
     """Run a page; an unexpected error becomes a short message, never a traceback."""
+    # on a touch screen Plotly's toolbar (shown on a tap) covers the charts' titles: hidden there, kept for a mouse
+    st.html("<style>@media (hover: none) { .modebar-container { display: none !important; } }</style>")
     try:
         page.run()
     except Exception as e:  # st.stop / st.rerun are BaseException and pass through
@@ -67,17 +72,27 @@ def show_verdict(pred, several: bool = False) -> None:
     headline, detail = verdict_text(pred, several)
     st.subheader(headline, anchor="answer")
     {"species": st.success, "not_sure": st.info, "not_a_flower": st.warning}[pred.verdict](detail)
-    if pred.verdict != "not_a_flower":
+    if pred.verdict == "species":  # a hedged answer's best guess is no answer: no scientific name as if it were
         taxonomy_line(pred.label)
 
 
-def show_disagreement(preds) -> None:
-    """Photos sent as one plant whose own answers name different species: say so, combine nothing."""
+def show_disagreement(preds, agreement, loaded) -> None:
+    """Photos sent as one plant that do not all agree (``inference.agreeing_photos``): say so, name the photos that
+    disagree and what each says, say what to do, and combine nothing (a different flower is never outvoted)."""
     st.subheader(DIFFERENT_FLOWERS_HEADLINE, anchor="answer")
-    named = sorted({display_name(p.label) for p in preds if p.verdict == "species"})
-    st.warning(f"On their own they say {' and '.join(f'**{n}**' for n in named)}, so I won't combine them into one "
-               "answer. Each photo's answer is below; remove the ones that show another plant, or start again "
-               "with one photo.")
+    if agreement.joined:  # some agree: the others are the odd ones out
+        group = _photo_numbers(agreement.joined)
+        odd = "; ".join(f"{_photo_numbers([i])} ({plain(loaded[i][0].name)}) says {own_answer_short(preds[i])}"
+                        for i in agreement.apart)
+        which = _photo_numbers(agreement.apart)
+        st.warning(f"{group.capitalize()} agree (on their own: {own_answer_short(preds[agreement.joined[0]])}), but "
+                   f"{odd}, so I won't give one answer from all of them. If {which} shows another plant, remove it "
+                   "and I'll answer from the others; if it is the same plant, try a clearer photo of its flower.")
+        return
+    said = "; ".join(f"photo {i} says {own_answer_short(p)}" for i, p in enumerate(preds, start=1))
+    st.warning(f"On their own, {said}: their answers do not agree, so I won't combine them into one answer. If "
+               "they show one plant, try clearer photos of its flower; if not, remove the ones that show another "
+               "plant, or start again with one photo.")
 
 
 def taxonomy_line(label: str) -> None:
@@ -125,10 +140,12 @@ def show_candidates(pred, classes: list[str], refs) -> None:
     ids = pred.candidate_ids()
     if not ids:
         return
-    st.markdown(f"**Compare your photo with {'this species' if len(ids) == 1 else 'these candidates'}** "
-                "(photos from the training set):")
+    st.markdown(f"**Compare your photo with {'this species' if len(ids) == 1 else 'these'}**: it may be "
+                f"{'it' if len(ids) == 1 else 'one of them'}, or none (photos from the training set):")
     for rank, class_id in enumerate(ids, start=1):
-        st.markdown(f"{rank}. **{display_name(classes[class_id])}** — {pred.probs[class_id]:.0%}")
+        # an unfamiliar photo's scores cannot vouch for a candidate (the novelty check), so they are not shown
+        score = "" if pred.unfamiliar else f" — {pred.probs[class_id]:.0%}"
+        st.markdown(f"{rank}. **{display_name(classes[class_id])}**{score}")
         show_reference(class_id, refs)
     if len(ids) < min(CANDIDATES_SHOWN, len(pred.top5)):
         st.caption(f"Every other species scores under {CANDIDATE_MIN_PROB:.0%}, too little to be worth comparing.")
@@ -167,3 +184,13 @@ def show_section(section, root=None, expanded: bool = False) -> None:
     title = blocks[0][3:] if blocks and isinstance(blocks[0], str) and blocks[0].startswith("## ") else None
     with st.expander(title or section.__name__.replace("_", " "), expanded=expanded):
         show_blocks(blocks[1:] if title else blocks)
+
+
+PHONE_MAX_PX = 640  # Streamlit stacks columns below this width: a phone
+
+
+def scroll_sideways_on_phone(key: str, min_px: int) -> None:
+    """On a phone, draw the element with ``key`` at least ``min_px`` wide in a strip that scrolls sideways: a
+    heatmap or table squeezed into a phone's width would leave its data a few pixels wide behind its labels."""
+    st.html(f"<style>@media (max-width: {PHONE_MAX_PX}px) {{ .st-key-{key} {{ overflow-x: auto; }} "
+            f".st-key-{key} > div {{ min-width: {min_px}px; }} }}</style>")

@@ -100,7 +100,9 @@ def realworld_metrics(photos: list[Photo], predicted: np.ndarray, verdicts: np.n
         "top_candidates": None if among is None else _share(among[known]),
         "not_sure_with_right_candidate": None if among is None else _share(among[not_sure]),
         # the known species' photos of the flower itself (not a dandelion's seed head): what Flowers-102 shows
-        "flowering": {**known_part(flowering), "top_candidates": None if among is None else _share(among[flowering])},
+        "flowering": {**known_part(flowering), "top_candidates": None if among is None else _share(among[flowering]),
+                      # a real flower in bloom called "not a flower": the flower gate's cost (DECISIONS A9)
+                      "not_a_flower": _share(verdicts[flowering] == "not_a_flower")},
         "unknown_given_species": _share(answered[group == "unknown"]),
         "not_flower_given_species": _share(answered[group == "not_flower"]),
         "per_species": {str(s): known_part(known & (labels == s)) for s in dict.fromkeys(labels[known])},

@@ -9,6 +9,7 @@ from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.catalog import PRODUCTION, TEACHER
 from ..shipped.paths import REPO_ROOT
+from .answer_rules import answer_rules_section
 from .common import md, pct, to_markdown
 from .explanations import explanations_section
 from .latency import app_section, crowd_section, latency_p50, latency_section, latency_stages_section
@@ -32,7 +33,7 @@ HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->
 # RESULTS.md, in order: every section is a function of the artifacts folder returning its blocks, declared once in
 # its results module (its table and its words together) and drawn by the Report page too.
 SECTIONS = (accuracy_section, training_time_section, ablation_section, ensemble_section, student_section,
-            robustness_section, realworld_section, localisation_section, recipe_ablation_section, latency_section,
+            robustness_section, realworld_section, answer_rules_section, localisation_section, recipe_ablation_section, latency_section,
             latency_stages_section, app_section, crowd_section, explanations_section)
 
 

@@ -20,7 +20,7 @@ from ..metrics import softmax
 from ..shipped import catalog
 from ..shipped import manifest as art
 from ..shipped.splits import SHIPPED_PROTOCOL
-from .answer import TOP_LISTED, Prediction, combine_probs, photos_disagree, unfamiliar, verdict
+from .answer import TOP_LISTED, Agreement, Prediction, agreeing_photos, combine_probs, unfamiliar, verdict
 from .gate import FlowerGate, has_gate
 from .localise import CLASS_MAPS_OUTPUT, LOCALISE_CMD, LocaliseRule, combine_stage, localise
 from .novelty import FEATURES_OUTPUT, NOVELTY_CMD, EnsembleTypicality, Typicality
@@ -294,11 +294,12 @@ class Predictor:
         return self.describe(combine_probs([p.probs for p in preds]), sum(p.latency_ms for p in preds),
                              mean_of(p.flower_score for p in preds), mean_of(p.typicality for p in preds))
 
-    def answer(self, preds: list[Prediction]) -> tuple[Prediction, bool]:
-        """The answer to photos of one plant, and whether they disagree (``photos_disagree``): their combined answer
-        (``combine``) when they agree, else the first photo's own (the page then shows each photo's answer)."""
-        disagree = photos_disagree(preds)
-        return (preds[0] if disagree else self.combine(preds)), disagree
+    def answer(self, preds: list[Prediction]) -> tuple[Prediction, Agreement]:
+        """The answer to photos of one plant and which of them agree (``agreeing_photos``): their combined answer
+        (``combine``) when every photo agrees, else the first photo's own (the page then shows each photo's answer
+        and says which disagree: a different flower is never outvoted)."""
+        agreement = agreeing_photos(preds)
+        return (preds[0] if agreement.apart else self.combine(preds)), agreement
 
     def doubts(self, entropy: float, typicality: float | None) -> bool | None:
         """The model's own doubt (the ``uncertain`` of the CLI): its entropy or its novelty check says "not

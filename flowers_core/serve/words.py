@@ -23,8 +23,6 @@ NOT_SURE_HEADLINE = "I'm not sure — it may be one of these"
 NOT_SURE_NONE_HEADLINE = "I'm not sure — no species I know fits it well"  # no candidate reaches CANDIDATE_MIN_PROB
 # several photos sent as one plant whose own answers name different species (``answer.photos_disagree``)
 DIFFERENT_FLOWERS_HEADLINE = "These photos look like different flowers"
-# a "not sure" whose best guess leads (``Prediction.leading``) but whose photo is unlike the training photos
-UNUSUAL_PHOTO_TAIL = "but your photo looks unlike my training photos"
 NOT_A_FLOWER_SEVERAL_HEADLINE = "These photos don't look like a flower"
 NOT_SURE_START = "I'm not sure"  # every "not sure" headline that names no species starts so
 NAMELESS_HEADLINES = (NOT_A_FLOWER_HEADLINE, NOT_A_FLOWER_SEVERAL_HEADLINE, NOT_SURE_START, DIFFERENT_FLOWERS_HEADLINE)
@@ -33,6 +31,8 @@ ADD_PHOTO_LABEL = "Same plant? Add another photo of it"  # the start of ``picker
 # proper nouns in species names (people, places and what they give their names to), capitalised mid-sentence too
 NAME_WORDS = {w.lower(): w for w in ("Wales", "Llandaff", "William", "Susan", "English", "Peruvian", "Mexican",
                                      "Japanese", "Canterbury", "Californian", "Siam", "Barbeton", "Cape", "Lenten")}
+# plural and mass names, which take no article ("This is watercress", not "a watercress")
+NO_ARTICLE_LABELS = frozenset({"prince of wales feathers", "canterbury bells", "watercress", "love in the mist"})
 # whole labels written as names: garden varieties, and a genus name used as the common name
 NAME_LABELS = {"bishop of llandaff": "Bishop of Llandaff", "bolero deep blue": "Bolero Deep Blue",
                "cautleya spicata": "Cautleya spicata", "prince of wales feathers": "Prince of Wales feathers"}
@@ -93,8 +93,9 @@ def load_error(name: str, e: Exception) -> str:
 # ---------------------------------------------------------------------------------------------
 # The verdict in plain words (Classify, and wherever a visitor sees a prediction)
 # ---------------------------------------------------------------------------------------------
-NOT_A_FLOWER_HINT = ("Try a photo of one flower, close up, filling most of the frame, in focus and in daylight; "
-                     "the app knows 102 common garden and wild flowers.")
+NOT_A_FLOWER_HINT = ("I need to see a flower in bloom: a seed head (like a dandelion clock), a bud or leaves alone "
+                     "are not enough. Try a photo of one open flower, close up, filling most of the frame, in focus "
+                     "and in daylight; the app knows 102 common garden and wild flowers.")
 
 
 def confidence_words(prob: float) -> str:
@@ -102,14 +103,17 @@ def confidence_words(prob: float) -> str:
 
 
 def with_article(name: str, start: bool = False) -> str:
-    """"a sunflower", "an English marigold" (mid-sentence; ``start``: "A sunflower")."""
+    """"a sunflower", "an English marigold" (mid-sentence; ``start``: "A sunflower"); a plural or mass name takes
+    none ("Prince of Wales feathers", "watercress")."""
+    if name in NO_ARTICLE_LABELS:
+        return display_name(name, start=start)
     article = "an" if name[:1].lower() in "aeiou" else "a"
     return f"{article.capitalize() if start else article} {display_name(name, start=False)}"
 
 
-def _names(labelled: list[tuple[str, float]]) -> str:
-    """"X (40%)", "X (40%) or Y (30%)", "X (40%), Y (30%) or Z (10%)"."""
-    parts = [f"{with_article(label)} ({p:.0%})" for label, p in labelled]
+def _names(labelled: list[tuple[str, float]], scores: bool = True) -> str:
+    """"X (40%)", "X (40%) or Y (30%)", "X (40%), Y (30%) or Z (10%)"; without ``scores``, the names alone."""
+    parts = [with_article(label) + (f" ({p:.0%})" if scores else "") for label, p in labelled]
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
 
 
@@ -121,11 +125,12 @@ def verdict_text(pred, several: bool = False) -> tuple[str, str]:
     if pred.verdict == "not_a_flower":
         return (NOT_A_FLOWER_SEVERAL_HEADLINE if several else NOT_A_FLOWER_HEADLINE), NOT_A_FLOWER_HINT
     if pred.verdict == "not_sure":
-        if pred.unfamiliar and pred.leading:  # one species leads, but the photo is unlike every species' photos
-            return (f"Most likely {with_article(pred.label)} — {UNUSUAL_PHOTO_TAIL.replace('your photo looks', your)}",
-                    f"Of the 102 species I know, {with_article(pred.label)} fits {this} best ({pred.prob:.0%}), but "
-                    f"{your} unlike the photos I learned from, so that score cannot vouch for it: it may be a "
-                    "flower I don't know, or an unusual view of one I do. Compare with the photos below.")
+        if pred.unfamiliar and pred.leading:  # one species leads, but the photo is unlike every species' photos:
+            # its score cannot vouch for it, so the headline hedges and names no species, and no score is given
+            return NOT_SURE_UNFAMILIAR_HEADLINE.replace("this photo", this), (
+                f"The closest of the 102 species I know is {with_article(pred.label)}, but {your} unlike the photos "
+                "I learned from, so I can't vouch for it: it may be a flower I don't know, or an unusual view of one "
+                "I do. Compare with the photos below.")
         candidates = pred.candidates()
         if not candidates:  # every species under CANDIDATE_MIN_PROB: nothing worth naming as a candidate
             return NOT_SURE_NONE_HEADLINE, (
@@ -133,9 +138,10 @@ def verdict_text(pred, several: bool = False) -> tuple[str, str]:
                 f"{with_article(pred.label)}, gets {pred.prob:.0%}): it may be a flower I don't know, or the flower "
                 "is hard to see. A closer, sharper photo of a single flower helps.")
         names = _names(candidates)
-        if pred.unfamiliar:  # the novelty check: unlike every species, whatever the softmax says
+        if pred.unfamiliar:  # the novelty check: unlike every species, whatever the softmax says (no scores)
             return NOT_SURE_UNFAMILIAR_HEADLINE.replace("this photo", this), (
-                f"My best guess is {names}, but {your} unlike the photos I learned from: it may be a flower I "
+                f"The closest species I know: {_names(candidates, scores=False)}, but {your} unlike the photos I "
+                "learned from: it may be a flower I "
                 "don't know, or an unusual view of one I do. A closer, sharper photo of a single flower helps.")
         return NOT_SURE_HEADLINE, (
             f"It could be {names}: {this} {'fit' if several else 'fits'} several species, or the flower is hard "
@@ -146,13 +152,11 @@ def verdict_text(pred, several: bool = False) -> tuple[str, str]:
 
 def confidence_metric(pred) -> tuple[str, str, str] | None:
     """(label, value, help) of the number beside the verdict, saying what the verdict says: a species answer's
-    confidence; a "not sure"'s best-guess score, named as such; nothing for "not a flower"."""
+    confidence; nothing for a hedged answer ("not sure": a large score would contradict its words) or "not a
+    flower"."""
     if pred.verdict == "species":
         return "Confidence", f"{pred.prob:.0%}", "How sure the model is among the 102 species it knows."
-    if pred.verdict == "not_sure":
-        return ("Best guess's score", f"{pred.prob:.0%}", "The best guess's share among the 102 species I know. "
-                "It cannot say whether the photo shows one of them at all, which is why the answer is hedged.")
-    return None
+    return None  # a hedged answer shows no large score: its words say why it is hedged
 
 
 def agreement(student, teacher) -> tuple[str, str]:
@@ -186,3 +190,33 @@ def taxonomy_text(row: dict) -> str:
     return f"{text} · family {row['family']}"
 
 
+def own_answer_short(pred) -> str:
+    """A photo's own answer in a few words, for the lists of photos that disagree."""
+    if pred.verdict == "not_a_flower":
+        return "not a flower"
+    if pred.verdict == "species":
+        return with_article(pred.label)
+    return f"maybe {with_article(pred.label)} (not sure)"
+
+
+def own_answer_line(pred) -> str | None:
+    """The line under a photo's own headline in the multi-photo view: a species answer's confidence; a hedged
+    answer's closest species without a score (its headline hedges); nothing for "not a flower"."""
+    if pred.verdict == "species":
+        return f"{pred.prob:.0%} confident"
+    if pred.verdict == "not_sure":
+        return f"Closest: {display_name(pred.label)} (not sure)"
+    return None
+
+
+def _photo_numbers(indices) -> str:
+    numbers = [str(i + 1) for i in indices]
+    return ("photo " if len(numbers) == 1 else "photos ") + (", ".join(numbers[:-1]) + " and " + numbers[-1]
+                                                           if len(numbers) > 1 else numbers[0])
+
+
+def several_caption(agreement, n: int) -> str:
+    """The caption under a multi-photo answer, saying what the answer is made of (never contradicting it)."""
+    if agreement.apart:
+        return f"Your {n} photos: each photo's own answer is below."
+    return f"Your {n} photos of one plant: one answer from all of them; each photo's own answer is below."

@@ -117,9 +117,15 @@ ROBUSTNESS = Report("reports/robustness.json", "python -m flowers_core.bench.rob
                     "the test split under photo-like shifts")
 REALWORLD = Report("reports/realworld.json", "python -m flowers_core.bench.realworld",
                    "the shipped models on real-photos/ and not-flowers/")
+REALWORLD_APP = Report("reports/realworld_app.json",
+                       "python -m flowers_core.bench.realworld --models student_int8 "
+                       "--output artifacts/reports/realworld_app.json",
+                       "the app's model on real-photos/ and not-flowers/ with the flower gate's current threshold")
 REALWORLD_BEFORE_NOVELTY = Report("reports/realworld_before_novelty.json",
                                   "python -m flowers_core.bench.realworld --without-novelty",
                                   "the same models and photos with the novelty checks off")
+ANSWER_RULES = Report("reports/answer_rules.json", "python -m flowers_core.bench.answer_rules --record",
+                      "the flower gate's threshold and when photos of one plant agree, chosen from data")
 APP_PERFORMANCE = Report("reports/app_performance.json", "python -m flowers_core.bench.app_benchmark",
                          "the app's cold start, round trip and memory")
 UNSEEN_SPECIES = Report("reports/unseen_species.json", "python -m flowers_core.bench.unseen_species",
