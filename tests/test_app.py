@@ -681,7 +681,7 @@ def test_species_page_search_and_accuracy(artifacts_root, tmp_path, use):
 def test_an_unreadable_photo_among_several_is_left_out(artifacts_root, tmp_path, use):
     """A file added as the same plant that cannot be read gets a plain message naming it literally, and is neither
     kept nor counted among the plant's photos."""
-    from flowers_core.app.texts import ADD_PHOTO_LABEL
+    from flowers_core.serve.words import ADD_PHOTO_LABEL
 
     use(answers_copy(artifacts_root, tmp_path / "g", gate_threshold=0.0))
     at = classify(open_page(), ("good.png", png(_rgb(200, 200))))

@@ -76,7 +76,7 @@ def test_contrast_equals_the_library_on_a_score_difference(models, img):
     for p in private.parameters():
         p.requires_grad_(True)
     with torch.enable_grad(), GradCAM(model=private, target_layers=[private.stages[-1]]) as cam:
-        reference = cam(input_tensor=model.preprocess.from_pil(img), targets=[lambda out: out[3] - out[7]])[0]
+        reference = cam(input_tensor=tensor_from_pil(model.preprocess, img), targets=[lambda out: out[3] - out[7]])[0]
     contrast = explain.gradcam(model, img, "Grad-CAM", target=3, versus=7).heatmap
     np.testing.assert_allclose(contrast, reference, atol=1e-4)
     # the other way round marks the other places (the synthetic models' 1 × 1 feature maps give flat maps: nothing to

@@ -104,4 +104,4 @@ def test_visitors_asking_at_once_share_one_job(counted, shown):
     for t in threads:
         t.join()
     assert counted == [(b"p", "LIME")] and results == ["explanation 1"] * 3
-    assert any(str(text).startswith("LIME: classified") for text in shown)  # the progress the visitors saw
+    assert any(str(text).startswith("LIME: tried") for text in shown)  # the progress the visitors saw

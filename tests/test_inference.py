@@ -299,16 +299,19 @@ def test_candidates_leave_out_the_improbable():
 
 
 def test_photos_disagree_when_one_names_another_species():
+    def disagree(preds):
+        return bool(answer.agreeing_photos(preds).apart)
+
     p = _predictor(threshold=0.9, gate=False)
     sure_a = p.describe(np.array([0.9997, 0.0001, 0.0001, 0.0001]))
     sure_b = p.describe(np.array([0.0001, 0.9997, 0.0001, 0.0001]))
     unsure_b = p.describe(np.array([0.3, 0.4, 0.2, 0.1]))
     assert sure_a.verdict == sure_b.verdict == "species" and unsure_b.verdict == "not_sure"
-    assert answer.photos_disagree([sure_a, sure_b])
-    assert answer.photos_disagree([sure_a, sure_a, sure_b])
-    assert not answer.photos_disagree([sure_a, sure_a])
-    assert not answer.photos_disagree([sure_a, unsure_b]), "a doubtful photo is combined, not a disagreement"
-    assert not answer.photos_disagree([sure_a])
+    assert disagree([sure_a, sure_b])
+    assert disagree([sure_a, sure_a, sure_b])
+    assert not disagree([sure_a, sure_a])
+    assert not disagree([sure_a, unsure_b]), "a doubtful photo is combined, not a disagreement"
+    assert not disagree([sure_a])
 
 
 def test_a_different_flower_is_apart_never_outvoted():

@@ -77,7 +77,7 @@ def show_verdict(pred, several: bool = False) -> None:
 
 
 def show_disagreement(preds, agreement, loaded) -> None:
-    """Photos sent as one plant that do not all agree (``inference.agreeing_photos``): say so, name the photos that
+    """Photos sent as one plant that do not all agree (``answer.agreeing_photos``): say so, name the photos that
     disagree and what each says, say what to do, and combine nothing (a different flower is never outvoted)."""
     st.subheader(DIFFERENT_FLOWERS_HEADLINE, anchor="answer")
     if agreement.joined:  # some agree: the others are the odd ones out

@@ -7,8 +7,8 @@
    one shipped is the highest such threshold (the most non-flowers refused) whose answers on ``real-photos/`` and
    ``not-flowers/`` meet the targets below. People's photos select among validation's candidates, as DECISIONS.md
    says; nothing is fitted to them.
-2. **When photos of one plant agree** (``inference.agreeing_photos``): two photos agree when the overlap of their
-   answers (``inference.answer_overlap``) reaches ``AGREEMENT_MIN_OVERLAP``. Photos of one plant are in no set, so
+2. **When photos of one plant agree** (``serve.answer.agreeing_photos``): two photos agree when the overlap of their
+   answers (``serve.answer.answer_overlap``) reaches ``AGREEMENT_MIN_OVERLAP``. Photos of one plant are in no set, so
    pairs of photos of the same species stand for "same plant" and of different species for "different": the
    threshold is the largest that splits at most ``SAME_SPLIT_MAX`` of the same-species validation pairs; the report
    says what it does on every pair of people's photos.
@@ -46,7 +46,7 @@ OVERLAPS = (0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)  # candida
 
 
 def overlap_matrix(probs: np.ndarray) -> np.ndarray:
-    """Every pair's ``inference.answer_overlap`` at once: sqrt(P) @ sqrt(P).T."""
+    """Every pair's ``serve.answer.answer_overlap`` at once: sqrt(P) @ sqrt(P).T."""
     root = np.sqrt(np.clip(np.asarray(probs, dtype=np.float64), 0, None))
     return root @ root.T
 
@@ -196,7 +196,7 @@ def run(data_root=None, artifacts_root=None, threads: int | None = 2, limit: int
                           "targets on real-photos/ and not-flowers/ (the model's own answers, the gate at each "
                           "candidate)"},
         "agreement": {
-            "measure": "Bhattacharyya overlap of two photos' probabilities (inference.answer_overlap)",
+            "measure": "Bhattacharyya overlap of two photos' probabilities (serve.answer.answer_overlap)",
             "validation": val_rates, "real_photos_flowering": real_rates,
             "chosen": chosen_overlap(val_rates), "shipped": AGREEMENT_MIN_OVERLAP,
             "how_chosen": f"the largest candidate splitting at most {SAME_SPLIT_MAX:.0%} of the same-species pairs of "

@@ -66,6 +66,14 @@ def headline(root=None) -> str:
             "non-flowers given a species": pct(photos.get("not_flower_given_species")),
             "CPU batch-1 p50": f"{p50[name]:.1f} ms" if name in p50 else "—"})
     lines = [md(pd.DataFrame(rows), as_written=True), ""]
+    try:
+        stale = realworld_table(root)[2]["stale"]
+    except art.ArtifactMissing:
+        stale = []
+    if stale:  # the people's-photo columns were measured before something they depend on changed: said here too
+        lines += [f"The people's-photo columns are **stale**: {', '.join(stale)} changed since that run "
+                  f"(`{paths.REALWORLD.command}` measures them again; RESULTS.md has the app's model with today's "
+                  "gate).", ""]
     crowd = paths.app_crowd(max(paths.APP_CROWD_VISITORS)).read_or_none(root)
     alone = paths.app_crowd(min(paths.APP_CROWD_VISITORS)).read_or_none(root)
     if crowd and alone:

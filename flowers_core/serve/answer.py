@@ -100,12 +100,6 @@ class Prediction:
         return self.prob > 0.5
 
 
-def photos_disagree(preds: list[Prediction]) -> bool:
-    """Whether photos sent as one plant do not all agree (``agreeing_photos``): at least one of them is left out
-    of the combined answer, or none is combined."""
-    return bool(agreeing_photos(preds).apart)
-
-
 # Two photos of one plant agree when the overlap of their answers reaches this. Chosen by
 # `python -m flowers_core.bench.answer_rules` (reports/answer_rules.json): the largest candidate that splits at most
 # 1% of the pairs of validation photos of the same species; measured on people's photos there too.

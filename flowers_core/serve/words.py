@@ -21,7 +21,7 @@ NOT_A_FLOWER_HEADLINE = "This doesn't look like a flower"
 NOT_SURE_UNFAMILIAR_HEADLINE = "I'm not sure — this photo looks unlike the ones I learned from"
 NOT_SURE_HEADLINE = "I'm not sure — it may be one of these"
 NOT_SURE_NONE_HEADLINE = "I'm not sure — no species I know fits it well"  # no candidate reaches CANDIDATE_MIN_PROB
-# several photos sent as one plant whose own answers name different species (``answer.photos_disagree``)
+# several photos sent as one plant whose answers do not all agree (``answer.agreeing_photos``)
 DIFFERENT_FLOWERS_HEADLINE = "These photos look like different flowers"
 NOT_A_FLOWER_SEVERAL_HEADLINE = "These photos don't look like a flower"
 NOT_SURE_START = "I'm not sure"  # every "not sure" headline that names no species starts so

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from flowers_core.app.texts import DIFFERENT_FLOWERS_HEADLINE, NOT_A_FLOWER_HEADLINE, NOT_SURE_START
 from flowers_core.bench.browser import CHROMIUM, AppDriver, StreamlitServer, chromium_available, chromium_page
+from flowers_core.serve.words import DIFFERENT_FLOWERS_HEADLINE, NOT_A_FLOWER_HEADLINE, NOT_SURE_START
 from flowers_core.shipped import manifest as art
 from flowers_core.shipped.paths import REPO_ROOT, default_data_root
 
@@ -162,7 +162,7 @@ def test_the_phone_landing_page_is_short(sized, server):
 
 def test_a_deep_link_on_a_cold_server_shows_the_app_at_once(shipped, browser_page):
     """/explain opened first on a fresh server: app.py's navigation and the page's heading soon. Streamlit draws its
-    raw file list before any of the app's code runs; the hand-over (``deep_link``) replaces it within a moment."""
+    raw file list before any of the app's code runs; the hand-over (``app.handover``) replaces it within a moment."""
     raw = {p.stem for p in (REPO_ROOT / "pages").glob("*.py")} | {"app"}
     with StreamlitServer(artifacts=shipped) as server:
         page = browser_page.context.new_page()  # one Playwright per process: a new tab of the module's browser
