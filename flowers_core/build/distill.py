@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..shipped import catalog
+from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.manifest import ModelEntry
 from . import weights
@@ -142,7 +142,7 @@ def train_student(spec: StudentSpec, protocol: str, ws: Workspace, device: str =
     prep_seconds = time.time() - t0
     train = CachedViews(views, ws.labels("train"), cfg.batch_size, soft=soft, seed=cfg.seed)
     root = art.artifacts_dir(artifacts_root)
-    log_rel = f"logs/{spec.name}_{protocol}.jsonl"
+    log_rel = paths.log_file(spec.name, protocol)
     result = fit(model.trainable(), model.forward_from_trunk, train, val_features, ws.labels("val"),
                  cfg, root / log_rel, desc=f"{spec.name}/{protocol}")
     info = {"best_epoch": result["best"]["epoch"], "log": log_rel, "train_config": cfg.to_dict(),
@@ -198,7 +198,7 @@ def train_student_full(spec: StudentSpec, protocol: str, ws: Workspace, members:
     teacher_logits = predict_logits(image_forward(teacher, pre), ws.squares(pre.resize_size, "train"), 64, device)
     teacher_agree = float((teacher_logits.argmax(-1) == ws.labels("train")).float().mean())
     prep_seconds = time.time() - t0
-    log_rel = f"logs/{spec.name}_{protocol}.jsonl"
+    log_rel = paths.log_file(spec.name, protocol)
     result = fit(model, model.forward, train, eval_view(pre, ws.squares(pre.resize_size, "val")), ws.labels("val"),
                  cfg, art.artifacts_dir(artifacts_root) / log_rel, desc=f"{spec.name}/{protocol}")
     teacher.cpu()

@@ -37,7 +37,7 @@ from ..serve.novelty import (
 )
 from ..serve.predictor import Predictor, member_packs
 from ..serve.preprocess import Preprocess
-from ..shipped import catalog
+from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.paths import GATE_FILE
 from ..shipped.splits import SHIPPED_PROTOCOL
@@ -98,7 +98,7 @@ def update_uncertainty(protocol: str, artifacts_root=None, names=(catalog.fp32_t
     """Fit and record each model's uncertainty fields; its coverage curves go to ``reports/``."""
     for name in names:
         fields, curves = saved_uncertainty(name, protocol, artifacts_root)
-        fields["coverage_accuracy"] = f"reports/coverage_{name}_{protocol}.json"
+        fields["coverage_accuracy"] = paths.coverage_file(name, protocol)
         path = art.artifacts_dir(artifacts_root) / fields["coverage_accuracy"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(curves))
@@ -181,7 +181,7 @@ def model_novelty(predictor: Predictor, squares: dict, ws: Workspace, artifacts_
                              f"again ({NOVELTY_CMD} --models {name})") from e
         kept = ("file", "bytes", "fitted_on", "distance", "method")
         return {k: recorded[k] for k in kept if k in recorded}, val, test
-    rel = f"models/{name}_novelty.npz"
+    rel = paths.novelty_file(name)
     nbytes = Typicality.fit(features["train"], ws.labels("train").numpy(), len(ws.index.classes)).save(
         art.artifacts_dir(artifacts_root) / rel)
     typicality = Typicality.load(art.artifacts_dir(artifacts_root) / rel)  # the threshold of the stored pack

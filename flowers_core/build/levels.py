@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..metrics import classification_metrics, error_correlation, logits_from_saved, softmax, summary
-from ..shipped import catalog
+from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.manifest import ModelEntry
 from ..shipped.paths import split_file
@@ -187,7 +187,7 @@ def flowernet_entry(model: FlowerNet, name: str, level: int, description: str, p
 
 def save_shipped_weights(entry: ModelEntry, model: FlowerNet, artifacts_root=None) -> None:
     """Write ``model``'s weights to ``models/<name>.safetensors`` and point ``entry`` at them."""
-    entry.weights = f"models/{entry.name}.safetensors"
+    entry.weights = paths.weights_file(entry.name)
     entry.details["weights_bytes"] = weights.save_weights(model, entry.weights, artifacts_root)
 
 
@@ -196,7 +196,7 @@ def run_level(spec: LevelSpec, protocol: str, ws: Workspace, device: str = "cpu"
     """Train one level on one protocol (or take ``trained``, a run from elsewhere) and record
     everything it produced."""
     root = art.artifacts_dir(artifacts_root)
-    log_rel = f"logs/{spec.name}_{protocol}.jsonl"
+    log_rel = paths.log_file(spec.name, protocol)
     if trained is None:
         trained = train_level(spec, ws, device, epochs, frozen_stages, root / log_rel)
     model = trained.model
@@ -242,11 +242,11 @@ def save_scores(entry: ModelEntry, scored: dict[str, tuple[np.ndarray, np.ndarra
     """Save each part's probabilities and full metrics (``scored``: part -> probs, image ids, labels)
     and set ``entry``'s metric summaries and the files written."""
     stem = f"{entry.name}_{entry.protocol}"
-    entry.metrics, entry.probs, entry.metrics_file = {}, {}, f"metrics/{stem}.json"
+    entry.metrics, entry.probs, entry.metrics_file = {}, {}, paths.metrics_file(stem)
     full = {}
     for part, (probs, ids, labels) in scored.items():
         full[part] = classification_metrics(probs, labels)
-        entry.probs[part] = f"probs/{stem}_{part}.npz"
+        entry.probs[part] = paths.probs_file(stem, part)
         art.save_probs(entry.probs[part], probs, ids, labels, artifacts_root)
         entry.metrics[part] = summary(full[part])
     path = art.artifacts_dir(artifacts_root) / entry.metrics_file

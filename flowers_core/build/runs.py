@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..serve.novelty import NOVELTY_CMD
-from ..shipped import catalog
+from ..shipped import catalog, paths
 from ..shipped.paths import artifacts_dir
 from ..shipped.splits import PROTOCOLS, SHIPPED_PROTOCOL
 from .fits import fit_novelty
@@ -37,7 +37,7 @@ class RunOptions:
 
 def take_log(name: str, protocol: str, opts: RunOptions) -> None:
     """Copy a --train-only run's training log into this artifacts folder (the report plots it)."""
-    rel = Path("logs") / f"{name}_{protocol}.jsonl"
+    rel = Path(paths.log_file(name, protocol))
     if (opts.from_trained / rel).is_file():
         (artifacts_dir(opts.artifacts) / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(opts.from_trained / rel, artifacts_dir(opts.artifacts) / rel)

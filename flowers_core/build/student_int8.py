@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..shipped import catalog
+from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.splits import SHIPPED_PROTOCOL
 from . import weights
@@ -48,8 +48,8 @@ def int8_name(student: str) -> str:
 def int8_path(spec: StudentSpec, protocol: str, artifacts_root=None) -> Path:
     """Where the INT8 file is written: ``models/`` on the shipped protocol, a scratch folder otherwise."""
     root = art.artifacts_dir(artifacts_root)
-    folder = root / "models" if protocol == SHIPPED_PROTOCOL else root / "_work" / protocol
-    return folder / f"{int8_name(spec.name)}.onnx"
+    rel = paths.onnx_file(int8_name(spec.name))
+    return root / rel if protocol == SHIPPED_PROTOCOL else root / "_work" / protocol / Path(rel).name
 
 
 def quantise_student(model: FlowerNet, spec: StudentSpec, protocol: str, ws: Workspace, fp32_val_top1: float,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..shipped import manifest as art
+from ..shipped import paths
 from ..shipped.manifest import ModelEntry
 from ..shipped.splits import SHIPPED_PROTOCOL
 from .fits import update_uncertainty
@@ -78,7 +79,7 @@ def record_students(student: ModelEntry, model: FlowerNet, int8: ModelEntry, qua
     and fit their uncertainty from the saved probabilities. Returns the entries as recorded."""
     int8.details["file_bytes"] = quantised.path.stat().st_size
     if student.protocol == SHIPPED_PROTOCOL:
-        int8.file = f"models/{quantised.path.name}"
+        int8.file = paths.onnx_file(quantised.path.stem)
         save_shipped_weights(student, model, artifacts_root)
     else:
         quantised.path.unlink(missing_ok=True)
