@@ -122,12 +122,12 @@ def test_exported_student_reloads_in_a_fresh_process_without_training_code(stude
     # only onnxruntime + the shared preprocessing: the file is self-contained
     script = (
         "import json, sys, numpy as np, onnxruntime as ort\n"
-        "from flowers_core.serve.predictor import load_image\n"
+        "from flowers_core.serve.decode import load_image\n"
         "from flowers_core.serve.preprocess import Preprocess\n"
         "p = json.loads(sys.argv[3])\n"
         "pre = Preprocess(input_size=p['input_size'], mean=tuple(p['mean']), std=tuple(p['std']))\n"
         "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
-        "x = tensor_from_pil(pre, load_image(sys.argv[2])).numpy()\n"
+        "x = pre.array_from_pil(load_image(sys.argv[2]))\n"
         "out = s.run(None, {s.get_inputs()[0].name: x})[0]\n"
         "assert 'timm' not in sys.modules  # no network-building code was needed\n"
         "print(json.dumps({'shape': list(out.shape), 'argmax': int(out.argmax())}))\n"
