@@ -33,8 +33,9 @@ HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->
 # RESULTS.md, in order: every section is a function of the artifacts folder returning its blocks, declared once in
 # its results module (its table and its words together) and drawn by the Report page too.
 SECTIONS = (accuracy_section, training_time_section, ablation_section, ensemble_section, student_section,
-            robustness_section, realworld_section, answer_rules_section, localisation_section, recipe_ablation_section, latency_section,
-            latency_stages_section, app_section, crowd_section, explanations_section)
+            robustness_section, realworld_section, answer_rules_section, localisation_section,
+            recipe_ablation_section, latency_section, latency_stages_section, app_section, crowd_section,
+            explanations_section)
 
 
 def render(root=None) -> str:
