@@ -29,6 +29,8 @@ CHROMIUM_ARGS = (
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 )
 VIEWPORT = {"width": 1400, "height": 1000}
+# the two screens a visitor's pages are checked at: a phone's and a desktop's (the browser tests, each at both)
+SCREENS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
 
 
 def chromium_available() -> bool:
@@ -333,3 +335,19 @@ class AppDriver:
             }
             return null;
         }""", self._answers_arg(class_names))
+
+
+@contextlib.contextmanager
+def session_at(context, base_url: str, screen: str):
+    """A fresh visitor's session (a new tab of ``context``) at one of ``SCREENS``, on Classify with its uploader
+    drawn; ``driver.name`` is the screen's name. The tab is closed afterwards."""
+    page = context.new_page()
+    page.set_viewport_size(SCREENS[screen])
+    driver = AppDriver(page, base_url)
+    driver.name = screen
+    driver.open()
+    driver.wait_uploader()
+    try:
+        yield driver
+    finally:
+        page.close()

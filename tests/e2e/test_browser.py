@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from flowers_core.bench.browser import CHROMIUM, AppDriver, StreamlitServer, chromium_available, chromium_page
+from flowers_core.bench.browser import (
+    CHROMIUM,
+    SCREENS,
+    AppDriver,
+    StreamlitServer,
+    chromium_available,
+    chromium_page,
+    session_at,
+)
 from flowers_core.serve.words import NOT_A_FLOWER_HEADLINE, UPLOAD_LABEL
 from flowers_core.shipped import manifest as art
 from flowers_core.shipped.paths import REPO_ROOT
@@ -212,24 +220,15 @@ def test_any_file_type_reaches_the_app(app, server, class_names, example, tmp_pa
 # Issue 26: one question at a time, the answer on a phone's first screen, words that match the numbers,
 # limits a visitor can see, file names as plain text. At a phone's and a desktop's size, shipped artifacts.
 # ---------------------------------------------------------------------------------------------
-VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
 LINK_NAME = "**b** [x](https://evil.example).png"
 SUNFLOWER, WATER_LILY = EXAMPLES / "sunflower_05401.jpg", EXAMPLES / "water_lily_00258.jpg"
 
 
-@pytest.fixture(params=list(VIEWPORTS))
+@pytest.fixture(params=list(SCREENS))
 def sized(request, app, server):
     """A fresh session (a new tab) at a phone's or a desktop's size, on Classify."""
-    page = app.page.context.new_page()
-    page.set_viewport_size(VIEWPORTS[request.param])
-    driver = AppDriver(page, server.url)
-    driver.name = request.param
-    driver.open()
-    driver.wait_uploader()
-    try:
+    with session_at(app.page.context, server.url, request.param) as driver:
         yield driver
-    finally:
-        page.close()
 
 
 @pytest.fixture(scope="module")
@@ -389,7 +388,7 @@ def test_navigation_for_two_audiences_gets_out_of_the_way_on_a_phone(app, server
     closes again after a page is chosen."""
     page = app.page.context.new_page()
     try:
-        page.set_viewport_size(VIEWPORTS["phone"])
+        page.set_viewport_size(SCREENS["phone"])
         cdp = page.context.new_cdp_session(page)
         cdp.send("Emulation.setUserAgentOverride", {"userAgent": PHONE_UA})
         phone = AppDriver(page, server.url)

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from flowers_core.bench.browser import CHROMIUM, AppDriver, StreamlitServer, chromium_available, chromium_page
+from flowers_core.bench.browser import (
+    CHROMIUM,
+    SCREENS,
+    AppDriver,
+    StreamlitServer,
+    chromium_available,
+    chromium_page,
+    session_at,
+)
 from flowers_core.serve.words import DIFFERENT_FLOWERS_HEADLINE, NOT_A_FLOWER_HEADLINE, NOT_SURE_START
 from flowers_core.shipped import manifest as art
 from flowers_core.shipped.paths import REPO_ROOT, default_data_root
@@ -30,7 +38,6 @@ REAL = default_data_root() / "real-photos"
 SUNFLOWERS = [REAL / "sunflower" / "10210025666_5d84aeb685_c.jpg", REAL / "sunflower" / "102972561_dbab2a876b_c.jpg"]
 POPPY = REAL / "california_poppy" / "1144128996_b7e567cd09_c.jpg"
 ASTILBE = REAL / "astilbe" / "1052212431_4963309d03_c.jpg"
-VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
 SHOTS = REPO_ROOT / "screenshots"
 
 
@@ -69,19 +76,11 @@ def browser_page():
         yield page
 
 
-@pytest.fixture(params=list(VIEWPORTS))
+@pytest.fixture(params=list(SCREENS))
 def sized(request, browser_page, server):
     """A fresh session (a new tab) at a phone's or a desktop's size, on Classify."""
-    page = browser_page.context.new_page()
-    page.set_viewport_size(VIEWPORTS[request.param])
-    driver = AppDriver(page, server.url)
-    driver.name = request.param
-    driver.open()
-    driver.wait_uploader()
-    try:
+    with session_at(browser_page.context, server.url, request.param) as driver:
         yield driver
-    finally:
-        page.close()
 
 
 def _main_text(driver: AppDriver) -> str:
@@ -156,7 +155,7 @@ def test_the_phone_landing_page_is_short(sized, server):
     top = place.evaluate("el => el.getBoundingClientRect().top")
     height = sized.page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     _shot(sized, "landing")
-    assert top < 1.6 * VIEWPORTS[sized.name]["height"], f"'Your answer will appear here' at y={top:.0f}"
+    assert top < 1.6 * SCREENS[sized.name]["height"], f"'Your answer will appear here' at y={top:.0f}"
     assert height < 2500, f"the landing page is {height} px tall"
 
 
@@ -166,7 +165,7 @@ def test_a_deep_link_on_a_cold_server_shows_the_app_at_once(shipped, browser_pag
     raw = {p.stem for p in (REPO_ROOT / "pages").glob("*.py")} | {"app"}
     with StreamlitServer(artifacts=shipped) as server:
         page = browser_page.context.new_page()  # one Playwright per process: a new tab of the module's browser
-        page.set_viewport_size(VIEWPORTS["desktop"])
+        page.set_viewport_size(SCREENS["desktop"])
         t0 = time.perf_counter()
         page.goto(f"{server.url}/explain", wait_until="commit")
         raw_seen, heading_at = [], None
