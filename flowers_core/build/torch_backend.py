@@ -13,6 +13,7 @@ from .weights import load_model
 
 
 class TorchBackend:
+    runtime = "torch"
     session = None  # no ONNX outputs: a torch model's features come from its own pooling
 
     def __init__(self, model: torch.nn.Module, ensemble: bool = False):

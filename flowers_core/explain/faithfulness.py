@@ -35,17 +35,17 @@ import numpy as np
 import torch
 
 from ..build.transforms import normalize
-
-# Shares of the photo hidden (the library's percentiles are 100 × (1 − share)). Three small ones, not the library's nine
-# up to 90%: the imputer's sparse solve grows with the hidden share (0.4 s at 20% of 260 px, 1.6 s at 50%),
-# each share is two imputations and two forward passes per map, and the page must stay responsive.
-SHARES = (0.05, 0.1, 0.2)
-SENTENCE_SHARE = 0.2  # the share the page's sentence quotes
-RANDOM_DRAWS = 3  # random maps averaged into the baseline: one draw is too noisy to judge a map against
-# A map "explains the answer" when its combined score beats the random maps' by at least this many probability
-# points on the photo; within it either way, "no better than chance". About the spread of the random maps'
-# own scores between draws on the validation images (see the explanations report).
-MARGIN = 0.05
+from ..serve.road import (  # noqa: F401  (the report's names: one definition, torch-free, in serve.road)
+    MARGIN,
+    RANDOM_DRAWS,
+    SENTENCE_SHARE,
+    SHARES,
+    Faithfulness,
+    RoadCurve,
+    centre_blob,
+    random_map,
+    unique_ranks,
+)
 
 
 def _road_classes():
@@ -54,15 +54,6 @@ def _road_classes():
     from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 
     return RemoveMostRelevantFirst, RemoveLeastRelevantFirst, NoisyLinearImputer
-
-
-def unique_ranks(heatmap: np.ndarray, seed: int = 0) -> np.ndarray:
-    """``heatmap`` with its ties broken by a seeded jitter far below its own resolution (the order of distinct
-    values is kept)."""
-    heat = np.nan_to_num(np.asarray(heatmap, dtype=np.float64))
-    span = float(heat.max() - heat.min()) or 1.0
-    jitter = np.random.default_rng(seed).random(heat.shape) * span * 1e-9
-    return (heat + jitter).astype(np.float64)
 
 
 def hidden_views(x: torch.Tensor, heatmap: np.ndarray, shares=SHARES, seed: int = 0) -> torch.Tensor:
@@ -92,47 +83,12 @@ def confidences(model, batch: torch.Tensor, target: int, temperature: float = 1.
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def random_map(size: int, grid: int, seed: int) -> np.ndarray:
-    """A random heatmap at the model's feature-map resolution (``grid`` × ``grid``), upsampled to ``size``."""
-    coarse = np.random.default_rng(seed).random((grid, grid)).astype(np.float32)
-    return cv2.resize(coarse, (size, size), interpolation=cv2.INTER_LINEAR)
-
-
-def centre_blob(size: int, sigma: float = 0.25) -> np.ndarray:
-    """A Gaussian centred in the view (``sigma`` a share of the side): "the flower is in the middle"."""
-    axis = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
-    return np.exp(-(axis[:, None] ** 2 + axis[None, :] ** 2) / (2 * sigma ** 2)).astype(np.float32)
-
-
 def edge_map(view: np.ndarray, blur: int = 9) -> np.ndarray:
     """The photo's edges (Sobel magnitude of its grey image, blurred): marks texture, knows no model."""
     grey = cv2.cvtColor(np.ascontiguousarray(view, dtype=np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
     mag = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
     mag = cv2.GaussianBlur(mag, (blur, blur), 0)
     return mag / (mag.max() or 1.0)
-
-
-@dataclass
-class RoadCurve:
-    """The confidence in one class after hiding each share of a photo, most- and least-marked first."""
-
-    shares: tuple[float, ...]
-    most_first: np.ndarray  # [len(shares)]
-    least_first: np.ndarray  # [len(shares)]
-
-    @property
-    def combined(self) -> float:
-        """ROADCombined: mean over shares of (least-first − most-first) / 2; higher = more faithful."""
-        return float(np.mean((self.least_first - self.most_first) / 2))
-
-    def at(self, share: float) -> tuple[float, float]:
-        i = self.shares.index(share)
-        return float(self.most_first[i]), float(self.least_first[i])
-
-    @staticmethod
-    def mean(curves: list[RoadCurve]) -> RoadCurve:
-        return RoadCurve(curves[0].shares, np.mean([c.most_first for c in curves], axis=0),
-                         np.mean([c.least_first for c in curves], axis=0))
 
 
 def road_curve(model, x: torch.Tensor, heatmap: np.ndarray, target: int, shares=SHARES, temperature: float = 1.0,
@@ -148,42 +104,6 @@ def random_curve(model, x: torch.Tensor, target: int, grid: int, shares=SHARES, 
     size = x.shape[-1]
     return RoadCurve.mean([road_curve(model, x, random_map(size, grid, seed + 1000 + d), target, shares, temperature,
                                       seed + d) for d in range(draws)])
-
-
-@dataclass
-class Faithfulness:
-    """One heatmap on one photo, beside random maps of the same photo."""
-
-    target: int
-    confidence: float  # the probability of ``target`` on the untouched view
-    curve: RoadCurve
-    random: RoadCurve
-    margin: float = MARGIN
-
-    @property
-    def advantage(self) -> float:
-        """The map's combined score minus the random maps': probability points it ranks pixels better by."""
-        return self.curve.combined - self.random.combined
-
-    @property
-    def verdict(self) -> str:
-        """'better' | 'chance' | 'worse' than random maps of the same photo, or 'unmoved': hiding any of the shares
-        moves the confidence by less than the margin, whichever map chose the pixels (a very sure answer): the photo
-        cannot tell."""
-        moved = max(abs(self.confidence - v) for c in (self.curve, self.random)
-                    for v in (*c.most_first, *c.least_first))
-        if moved < self.margin:
-            return "unmoved"
-        if self.advantage >= self.margin:
-            return "better"
-        return "worse" if self.advantage <= -self.margin else "chance"
-
-    def as_dict(self) -> dict:
-        return {"target": self.target, "confidence": self.confidence, "shares": list(self.curve.shares),
-                "most_first": self.curve.most_first.tolist(), "least_first": self.curve.least_first.tolist(),
-                "random_most_first": self.random.most_first.tolist(),
-                "random_least_first": self.random.least_first.tolist(),
-                "combined": self.curve.combined, "random_combined": self.random.combined, "verdict": self.verdict}
 
 
 def view_tensor(model, view: np.ndarray) -> torch.Tensor:

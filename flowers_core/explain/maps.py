@@ -9,9 +9,7 @@ small batches (``LIME_BATCH``) and reports its progress.
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -19,6 +17,9 @@ import torch
 from PIL import Image
 
 from ..build.transforms import normalize, tensor_from_pil
+from ..serve.heatmap import Explanation, colorize, overlay, to_png  # noqa: F401  (drawn torch-free, in serve)
+from ..serve.heatmap import normalise as _normalise
+from ..serve.heatmap import unit as _unit
 from ..serve.preprocess import Preprocess
 from ..serve.words import LIME_NOTE_MARK
 
@@ -26,21 +27,6 @@ CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "EigenCAM")
 # LIME's images per forward pass: its peak memory grows with it (activations of the whole batch), its speed
 # hardly does on a CPU. 8 keeps one LIME run near 100 MB above the model.
 LIME_BATCH = 8
-
-
-@dataclass
-class Explanation:
-    method: str
-    view: np.ndarray  # uint8 [H, W, 3]: the crop the model saw
-    heatmap: np.ndarray  # float32 [H, W] in [0, 1]
-    target: int | None  # class explained (None: class-agnostic, e.g. EigenCAM / attention)
-    note: str = ""
-
-    def overlay(self, opacity: float = 0.5) -> np.ndarray:
-        return overlay(self.view, self.heatmap, opacity)
-
-    def colored(self) -> np.ndarray:
-        return colorize(self.heatmap)
 
 
 def model_view(img: Image.Image, preprocess: Preprocess) -> np.ndarray:
@@ -64,11 +50,6 @@ def _eigen_projection(fmap: np.ndarray) -> np.ndarray:
     flat = flat - flat.mean(axis=0)
     vt = np.linalg.svd(flat, full_matrices=True)[2]
     return (flat @ vt[0]).reshape(fmap.shape[1:])
-
-
-def _unit(cam: np.ndarray) -> np.ndarray:
-    cam = cam - cam.min()
-    return cam / (1e-7 + cam.max())
 
 
 def gradcam(model, img: Image.Image, method: str = "Grad-CAM", target: int | None = None,
@@ -174,34 +155,3 @@ def lime(model, img: Image.Image, target: int | None = None, num_samples: int = 
 
 def _no_bar(iterable, *args, **kwargs):
     return iterable
-
-
-# ---------------------------------------------------------------------------------------------
-# Images
-# ---------------------------------------------------------------------------------------------
-def _normalise(heat: np.ndarray) -> np.ndarray:
-    heat = np.nan_to_num(np.asarray(heat, dtype=np.float32))
-    lo, hi = float(heat.min()), float(heat.max())
-    return (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
-
-
-def colorize(heat: np.ndarray) -> np.ndarray:
-    """[H, W] in [0, 1] -> uint8 RGB with the JET colormap (blue = low, red = high)."""
-    bgr = cv2.applyColorMap(np.uint8(255 * np.clip(heat, 0, 1)), cv2.COLORMAP_JET)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def overlay(view: np.ndarray, heat: np.ndarray, opacity: float = 0.5) -> np.ndarray:
-    """Blend the coloured heatmap over the image; ``opacity`` 0 = image only, 1 = heatmap only."""
-    opacity = float(np.clip(opacity, 0.0, 1.0))
-    blend = (1 - opacity) * view.astype(np.float32) + opacity * colorize(heat).astype(np.float32)
-    return np.clip(blend, 0, 255).astype(np.uint8)
-
-
-def to_png(arr: np.ndarray, scale: int = 1) -> bytes:
-    im = Image.fromarray(arr)
-    if scale > 1:
-        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return buf.getvalue()

@@ -52,6 +52,7 @@ class Backend(Protocol):
     """What a ``Predictor`` runs a model on: normalised batches (numpy) in, logits and pooled features out."""
 
     session: OnnxSession | None  # the ONNX session when the model is an ONNX file (its extra outputs), else None
+    runtime: str  # "onnxruntime" or "torch": what the Latency page says each row runs on
 
     def logits(self, batch) -> np.ndarray: ...
 
@@ -62,7 +63,10 @@ class Backend(Protocol):
 
 
 class OnnxBackend:
-    """An ONNX file on onnxruntime and numpy: the INT8 student, whose features are its second output."""
+    """An ONNX file on onnxruntime and numpy: the INT8 student, or a torch model's ONNX twin (``onnx`` in its
+    manifest entry, ``train.onnx_twins``); the features are an output of the file."""
+
+    runtime = "onnxruntime"
 
     def __init__(self, session: OnnxSession):
         self.session = session
@@ -78,6 +82,52 @@ class OnnxBackend:
         first = self.session.output_names[0]
         out = self.session.outputs(np.asarray(batch), [first, FEATURES_OUTPUT])
         return out[first], out[FEATURES_OUTPUT]
+
+
+class EnsembleBackend:
+    """The ensemble on its members' ONNX twins: the soft vote of ``build.models.Ensemble`` (the weighted mean of each
+    member's ``softmax(logits / T_member)``) in numpy, its log returned as logits, as the torch module does."""
+
+    runtime = "onnxruntime"
+    session = None  # no single file: the members' features come from their own twins
+
+    def __init__(self, members: list[OnnxBackend], temperatures: list[float], weights: list[float] | None = None):
+        self.members = members
+        self.temperatures = [float(t) for t in temperatures]
+        w = np.asarray(weights if weights is not None else [1.0] * len(members), dtype=np.float64)
+        self.weights = w / w.sum()
+
+    @property
+    def model(self):
+        return None  # nothing to take gradients of: Explain opens the torch model itself
+
+    def vote(self, member_logits: list[np.ndarray]) -> np.ndarray:
+        probs = sum(w * softmax(m, t) for w, m, t in zip(self.weights, member_logits, self.temperatures))
+        return np.log(np.maximum(probs, 1e-12)).astype(np.float32)
+
+    def logits(self, batch) -> np.ndarray:
+        return self.vote([m.logits(batch) for m in self.members])
+
+    def logits_and_features(self, batch) -> tuple[np.ndarray, list[np.ndarray]]:
+        outputs = [m.logits_and_features(batch) for m in self.members]
+        return self.vote([logits for logits, _ in outputs]), [features for _, features in outputs]
+
+
+def onnx_twin_backend(entry: art.ModelEntry, protocol: str = SHIPPED_PROTOCOL, root=None,
+                      threads: int | None = None) -> OnnxBackend | EnsembleBackend | None:
+    """A torch model on its recorded ONNX twin(s), or None when it has none (or a member of an ensemble has none):
+    the model then needs torch."""
+    if entry.format == "safetensors":
+        path = art.artifacts_dir(root) / entry.onnx["file"] if entry.onnx else None
+        return OnnxBackend(OnnxSession(path, threads)) if path is not None and path.is_file() else None
+    if entry.format == "ensemble":
+        entries = art.model_entries(protocol, root)
+        members = [onnx_twin_backend(entries[m], protocol, root, threads) if m in entries else None
+                   for m in entry.members]
+        if any(m is None for m in members):
+            return None
+        return EnsembleBackend(members, entry.member_temperatures or [1.0] * len(members), entry.weights_per_member)
+    return None
 
 
 def member_packs(entry: art.ModelEntry, protocol: str, root=None) -> dict[str, tuple[Path, float] | None]:
@@ -187,6 +237,11 @@ class Predictor:
     def model(self):
         """What the backend runs: the torch module (Explain's maps need it) or the ONNX session."""
         return self.backend.model
+
+    @property
+    def runtime(self) -> str:
+        """What the model runs on: "onnxruntime" (the INT8 student, an ONNX twin) or "torch"."""
+        return getattr(self.backend, "runtime", "torch")
 
     @property
     def flower_threshold(self) -> float | None:

@@ -76,6 +76,7 @@ class ModelEntry(_Entry):
     fp32_twin: str | None = None
     quantization: dict | None = None
     novelty: dict | None = None  # the typicality check (file, threshold, ...; train.novelty)
+    onnx: dict | None = None  # a torch model's ONNX twin (file, check against torch; train.onnx_twins)
     details: dict = field(default_factory=dict)
 
     def top1(self, part: str = "test") -> float | None:

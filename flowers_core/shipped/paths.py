@@ -58,6 +58,11 @@ def onnx_file(name: str) -> str:
     return f"models/{name}.onnx"
 
 
+def fp32_onnx_file(name: str) -> str:
+    """A torch model's ONNX twin (``python -m train.onnx_twins``): what the app runs it on without torch."""
+    return f"models/{name}_fp32.onnx"
+
+
 def novelty_file(name: str) -> str:
     return f"models/{name}_novelty.npz"
 
