@@ -1,4 +1,5 @@
-"""Explain: where each model looks (Grad-CAM family, Level-3 attention, LIME), and how far each map can be trusted."""
+"""Explain: where the model that answered looked (its own map, at once, without torch), how far each map can be
+trusted on this photo, and on demand the other methods and models (Grad-CAM family, L3 attention: torch)."""
 from flowers_core.app.handover import hand_over_to_app
 
 hand_over_to_app()  # a deep link opened first on a cold server: to app.py before this page's imports
@@ -6,11 +7,9 @@ hand_over_to_app()  # a deep link opened first on a cold server: to app.py befor
 import streamlit as st
 
 from flowers_core.app import explanations, picker, resources, widgets
-from flowers_core.explain import faithfulness
-from flowers_core.explain import maps as explain
 from flowers_core.results import common
 from flowers_core.results import explanations as explanation_report
-from flowers_core.serve import words
+from flowers_core.serve import heatmap, road, words
 from flowers_core.shipped import catalog, paths
 from flowers_core.shipped import manifest as art
 
@@ -19,10 +18,6 @@ st.write("A heatmap colours the parts of the photo the model relied on for its a
          "Each map is then checked on your photo: we hide the part it marks and ask the model again. If its "
          "confidence falls much more than when a random part is hidden, the map explains the answer; if not, "
          "it does not, however convincing it looks.")
-st.caption(f"The app answers with **{catalog.title(catalog.PRODUCTION)}**, a compressed copy of "
-           f"{catalog.title(catalog.fp32_twin(catalog.PRODUCTION))} that runs without the heavy maths library; "
-           "heatmaps need the full model, so this page explains the full one (same training, nearly always the "
-           "same answer).")
 try:
     FIRST_MODEL, FIRST_METHOD, FIRST_WHY = explanation_report.first_choice(paths.EXPLANATIONS_VAL.read_or_none())
     TEST_CARDS = (paths.EXPLANATIONS.read_or_none() or {}).get("models", {})
@@ -30,55 +25,107 @@ except ValueError:  # a report being rewritten by an older writer: the page open
     FIRST_MODEL, FIRST_METHOD, FIRST_WHY = (*explanation_report.FALLBACK_FIRST, "its report could not be read")
     TEST_CARDS = {}
 
-CANDIDATES = catalog.names(runtimes=("torch",), highest_first=True)  # one network each: the student and L3-L1
-available = [m for m in CANDIDATES if common.has_weights(m)]
-for m in CANDIDATES:
-    if m not in available:
-        st.caption(f"ℹ️ {catalog.title(m)} is not available (`{catalog.produced_by(m)}`).")
-if not available:
-    widgets.missing("Explanations need the fp32 student or a Level 1–3 model.", "This page")
-    st.stop()
-
-# the controls are in the page, not the sidebar (a phone keeps the sidebar closed)
-c_model, c_method = st.columns(2)
-name = c_model.selectbox("Model", available, format_func=catalog.title, key="explain_model",
-                         index=available.index(FIRST_MODEL) if FIRST_MODEL in available else 0)
-method = c_method.selectbox("Method", explain.CAM_METHODS, key="explain_method",
-                            index=explain.CAM_METHODS.index(FIRST_METHOD) if FIRST_METHOD in explain.CAM_METHODS else 0,
-                            help=" ".join(explanation_report.PLAIN_METHOD[m] + "." for m in explain.CAM_METHODS))
-st.caption(f"Opens on {catalog.title(FIRST_MODEL)} with {FIRST_METHOD}: {FIRST_WHY} (the test photos were not "
-           "used to choose; their report is on the Report page).")
-
-clf, err = resources.try_predictor(name)
-if clf is None:
-    widgets.missing(err, catalog.title(name))
+answering, skipped = resources.default_classifier()
+if answering is None:
+    widgets.missing(" ".join(skipped) or "No model can be loaded.", "This page")
     st.stop()
 
 photo = picker.photo_picker("explain", gallery="select", camera=False)
 img, notes = picker.photo_image(photo, "Choose a photo to explain.")
 picker.show_notes(notes)
 
-pred = clf.predict(img)
-target_choice = st.radio("Explain which class?", ["The predicted class", "Another class"], horizontal=True,
+pred = answering.predict(img)  # the answer the visitor gets on Classify: the same model, photo and views
+classes = answering.classes
+target_choice = st.radio("Explain which class?", ["The app's answer", "Another class"], horizontal=True,
                          key="explain_target_mode")
 target = pred.class_id
 if target_choice == "Another class":
-    target = st.selectbox("Class", range(len(clf.classes)), index=pred.class_id,
-                          format_func=lambda i: f"{words.display_name(clf.classes[i])} ({pred.probs[i]:.1%})",
-                          key="explain_target")
-st.markdown(f"**{catalog.title(name)}** predicts **{words.display_name(pred.label)}** ({pred.prob:.0%}); "
-            f"explaining **{words.display_name(clf.classes[target])}**.")
-if pred.verdict != "species":
-    st.info(f"With this model the app would answer *{words.verdict_text(pred)[0]}* for your photo, not name a "
-            "species; the heatmaps explain the model's best guess all the same.")
-if widgets.show_where_looked(img, pred) and pred.localisation.used and pred.whole_photo is not None:
-    whole = pred.whole_photo
-    st.caption(f"The answer weighs the whole photo and a closer look at the yellow square; on the whole photo alone "
-               f"it says **{words.display_name(whole.label)}** ({whole.prob:.0%}). The heatmaps below explain the whole "
-               "photo's view.")
+    target = st.selectbox("Class", range(len(classes)), index=pred.class_id,
+                          format_func=lambda i: words.display_name(classes[i]), key="explain_target")
+title = catalog.title(answering.name)
+if pred.verdict == "species":
+    st.markdown(f"The app answers **{words.display_name(pred.label)}** ({pred.prob:.0%}) with **{title}**; "
+                f"explaining **{words.display_name(classes[target])}**.")
+else:  # a hedged answer shows no species' score (Classify shows none either)
+    st.info(f"For this photo the app answers *{words.verdict_text(pred)[0]}* and names no species; the maps below "
+            f"explain its best guess, **{words.display_name(pred.label)}**, all the same.")
 opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="explain_opacity")
 
-def test_card_note(method: str) -> None:
+
+def show_check(clf, exp, explained: int, view: str) -> None:
+    """The map's check on this view, run on the model that gave it: a sentence of the measured numbers and the
+    verdict decided on exactly those numbers."""
+    try:
+        found = explanations.check_cached(photo.data, clf, exp, explained, view)
+    except Exception as e:  # a check that fails must not take the heatmap with it
+        st.caption(f"The check of this map could not run ({type(e).__name__}).")
+        return
+    st.markdown(explanation_report.check_sentence(words.display_name(clf.classes[explained]), found))
+    st.markdown(explanation_report.check_verdict_words(found))
+    with st.expander("How this check works"):
+        st.caption(f"Hidden parts are filled in from their surroundings, so the hole itself gives no clue (the ROAD "
+                   f"test). The same {found.share:.0%} is hidden where this map marks most and at "
+                   f"{len(found.after_random)} random places (blobs the size of the model's own grid cells); their "
+                   f"results vary by ±{100 * found.random_spread:.0f} points (standard deviation). A map counts as "
+                   f"explaining the answer when hiding what it marks lowers the confidence, and lowers it at least "
+                   f"{100 * found.needed:.0f} points more than the random places do on average. The centre-only "
+                   "figure shows how much a map gets for free when the flower is in the middle of the photo.")
+
+
+def show(exp, key: str, clf, explained: int, view: str = "", caption: str = "What the model sees") -> None:
+    over = exp.overlay(opacity)
+    c1, c2, c3 = st.columns(3)
+    c1.image(exp.view, caption=caption, width="stretch")
+    c2.image(exp.colored(), caption=f"{exp.method}: the heatmap alone", width="stretch")
+    c3.image(over, caption=f"Heatmap over the photo (opacity {opacity:.2f})", width="stretch")
+    if exp.note:
+        st.caption(exp.note)
+    show_check(clf, exp, explained, view)
+    st.download_button("Download overlay (PNG)", heatmap.to_png(over, scale=2), file_name=f"{key}.png",
+                       mime="image/png", key=f"dl_{key}", on_click="ignore")
+
+
+# ---------------------------------------------------------------------------------------------
+# The answer's own map: the INT8 student's class activation map on the views it answered from (no torch)
+# ---------------------------------------------------------------------------------------------
+st.subheader(f"Where {title} looked")
+st.caption(f"{heatmap.FIRST_MAP}: where the features that raise the score of "
+           f"{words.display_name(classes[target])} lie, read from the model that answered. For this model it is the "
+           "same map as Grad-CAM (a test checks the two agree), computed without the heavy maths library."
+           + (f" Grad-CAM of the student was chosen to come first on validation photos ({FIRST_WHY})."
+              if (FIRST_MODEL, FIRST_METHOD) == (catalog.fp32_twin(answering.name), "Grad-CAM") else ""))
+maps = explanations.answer_maps(photo.data, answering, img, pred, target)
+VIEW_CAPTIONS = {"whole": "The whole photo, as the model sees it", "closer": "The closer look it also took"}
+if len(maps) > 1:
+    st.caption("The answer weighs two views: the whole photo and a closer look around the flower. Each has its map "
+               "and its check.")
+for label, exp in maps:
+    show(exp, f"{answering.name}_{label}_{target}", answering, target, label, VIEW_CAPTIONS.get(label, label))
+
+# ---------------------------------------------------------------------------------------------
+# LIME on the model that answered (no torch)
+# ---------------------------------------------------------------------------------------------
+# The expander's open state is the visitor's (a key and on_change): when a spinner shows in one run and not the next
+# (another visitor's job holding the lock), the elements above it shift and Streamlit draws a new expander, closed
+# unless it has a state; LIME's result then arrived hidden inside it and the click looked lost (crowd run, DECISIONS P8).
+with st.expander("LIME (slower, optional)", key="lime_open", on_change="rerun"):
+    st.write(f"LIME hides random patches of similar colour and watches how {title}'s answer changes, then marks the "
+             "patches that kept the answer up. It takes a few seconds to a minute.")
+    samples = st.select_slider("Photos LIME tries (more: steadier map, slower)", [50, 100, 150, 300, 500], value=100,
+                               key="lime_samples")
+    # recorded by a callback, which Streamlit runs before the page script of the run the click starts: nothing the
+    # page does in that run can drop the request, as it could a True that st.button returns to that run only
+    st.button("Run LIME", key="lime_run", on_click=explanations.remember,
+              kwargs={"lime_for": (photo.digest, answering.name, target, samples), "lime_open": True})
+    if st.session_state.get("lime_for") == (photo.digest, answering.name, target, samples):
+        lime = explanations.explain_cached(photo.data, answering.name, "LIME", target, samples, runtime="onnx")
+        show(lime, f"{answering.name}_lime", answering, target, "whole")
+
+
+# ---------------------------------------------------------------------------------------------
+# Other methods and models: torch, loaded when the visitor asks
+# ---------------------------------------------------------------------------------------------
+def test_card_note(name: str, clf, method: str) -> None:
     """What the test photos' report says of this method on this model, when it is not a plain pass."""
     summary = TEST_CARDS.get(name, {}).get("summary", {}).get(method)
     if not summary or summary["card"]["overall"] == "pass":
@@ -93,91 +140,64 @@ def test_card_note(method: str) -> None:
                  "such as sky or corners. Its attention map shows where it looks.")
     st.warning(text, icon="⚠️")
 
-def show_trust(exp, key, samples: int = 0, explained: int | None = None) -> None:
-    """The map's faithfulness on this photo for the class it explains, in a sentence and a verdict."""
-    explained = target if explained is None else explained
-    try:
-        found = explanations.faithfulness_cached(photo.data, name, exp, explained, samples)
-    except Exception as e:  # a check that fails must not take the heatmap with it
-        st.caption(f"The check of this map could not run ({type(e).__name__}).")
-        return
-    share = faithfulness.SENTENCE_SHARE
-    most, least = found.curve.at(share)
-    random_most, _ = found.random.at(share)
-    st.markdown(explanation_report.faithfulness_sentence(words.display_name(clf.classes[explained]), found.confidence,
-                                                         share, most, random_most, least))
-    st.markdown(explanation_report.verdict_words(found.verdict))
-    with st.expander("How this check works"):
-        st.caption(f"Hidden parts are filled in from their surroundings, so the hole itself gives no clue (the ROAD "
-                   f"test). Measured at {', '.join(f'{s:.0%}' for s in found.curve.shares)} of the photo; the score "
-                   f"(higher = the map explains more) is {100 * found.curve.combined:+.1f} points for this map and "
-                   f"{100 * found.random.combined:+.1f} for {faithfulness.RANDOM_DRAWS} random maps; a map must beat "
-                   f"them by {100 * faithfulness.MARGIN:.0f} points to count as explaining the answer.")
 
-def show(exp, key, samples: int = 0, explained: int | None = None):
-    over = exp.overlay(opacity)
-    c1, c2, c3 = st.columns(3)
-    c1.image(exp.view, caption="What the model sees", width="stretch")
-    c2.image(exp.colored(), caption=f"{exp.method}: the heatmap alone", width="stretch")
-    c3.image(over, caption=f"Heatmap over the photo (opacity {opacity:.2f})", width="stretch")
-    if exp.note:
-        st.caption(exp.note)
-    show_trust(exp, key, samples, explained)
-    st.download_button("Download overlay (PNG)", explain.to_png(over, scale=2), file_name=f"{key}.png",
-                       mime="image/png", key=f"dl_{key}", on_click="ignore")
-
-def show_method() -> None:
-    st.subheader(method)
+CANDIDATES = catalog.names(runtimes=("torch",), highest_first=True)  # one network each: the student and L3-L1
+available = [m for m in CANDIDATES if common.has_weights(m)]
+st.subheader("Other methods and models")
+st.caption("Grad-CAM++, EigenCAM, the full-precision student's and the L1–L3 models' maps, and L3's attention need "
+           "the full models and their maths library (torch): they load when you ask, about 5–10 s the first time. "
+           "Their checks run on the model they explain, on the whole photo's view.")
+if not available:
+    st.caption("ℹ️ No full model is available in this copy of the artifacts.")
+elif st.toggle("Show other methods and models", key="explain_more"):
+    c_model, c_method = st.columns(2)
+    name = c_model.selectbox("Model", available, format_func=catalog.title, key="explain_model",
+                             index=available.index(FIRST_MODEL) if FIRST_MODEL in available else 0)
+    CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "EigenCAM")
+    method = c_method.selectbox("Method", CAM_METHODS, key="explain_method",
+                                help=" ".join(explanation_report.PLAIN_METHOD[m] + "." for m in CAM_METHODS))
+    clf, err = resources.try_predictor(name, runtime="torch")
+    if clf is None:
+        widgets.missing(err, catalog.title(name))
+        st.stop()
+    own = clf.predict(img)
+    st.markdown(f"**{catalog.title(name)}** on its own, on the whole photo, says **{words.display_name(own.label)}**"
+                + (f" ({own.prob:.0%})" if own.verdict == "species" else f" (it would answer *{words.verdict_text(own)[0]}*)")
+                + f"; explaining **{words.display_name(classes[target])}**.")
     st.caption(explanation_report.PLAIN_METHOD[method] + ".")
-    test_card_note(method)
-    show(explanations.explain_cached(photo.data, name, method, target), f"{name}_{method}_{target}")
+    test_card_note(name, clf, method)
+    explained = None if method == "EigenCAM" else target
+    exp = explanations.explain_cached(photo.data, name, method, explained)
+    show(exp, f"{name}_{method}_{target}", clf, target, "whole")
+    if getattr(clf.model, "attention_available", False):
+        st.markdown("**Level-3 attention map**")
+        st.caption("This model's own attention: it reads the photo mostly where this map is high, whatever the "
+                   "species. Unlike the other maps it is part of how the model answers, not computed afterwards.")
+        test_card_note(name, clf, "Attention")
+        show(explanations.explain_cached(photo.data, name, "Attention", None), f"{name}_attention", clf, target,
+             "whole")
+    else:
+        with_attention = [m for m in available if art.model_entry(m).head == "attention"]
+        if with_attention:
+            st.caption(f"Pick **{catalog.title(with_attention[0])}** as the model to see its built-in attention map.")
+    if st.toggle("Why this species and not another?", key="contrast_on"):
+        st.write("Grad-CAM of the difference between two species' scores: red where the photo makes the model prefer "
+                 "the first species to the second.")
+        ranked = [int(i) for i in own.probs.argsort()[::-1]]
+        c_a, c_b = st.columns(2)
+        species_a = c_a.selectbox("Species it prefers", ranked, index=0, key="contrast_a",
+                                  format_func=lambda i: words.display_name(classes[i]))
+        species_b = c_b.selectbox("…to this one", ranked, index=1, key="contrast_b",
+                                  format_func=lambda i: words.display_name(classes[i]))
+        if species_a == species_b:
+            st.info("Choose two different species.")
+        else:
+            from flowers_core.explain import maps as explain  # torch: loaded with the model above
 
-def show_attention() -> None:
-    st.subheader("Level-3 attention map")
-    st.caption("This model's own attention: it reads the photo mostly where this map is high, whatever the "
-               "species. Unlike the other maps it is part of how the model answers, not computed afterwards.")
-    test_card_note("Attention")
-    show(explanations.explain_cached(photo.data, name, "Attention", None), f"{name}_attention")
-
-has_attention = clf.model is not None and getattr(clf.model, "attention_available", False)
-# the map chosen to come first on validation images (explanation_report.first_choice) comes first
-for part in ((show_attention, show_method) if has_attention and FIRST_METHOD == "Attention" else
-             (show_method, show_attention) if has_attention else (show_method,)):
-    part()
-if not has_attention:
-    with_attention = [m for m in available if art.model_entry(m).head == "attention"]
-    if with_attention:
-        st.caption(f"Pick **{catalog.title(with_attention[0])}** as the model to see its built-in attention map too.")
-
-with st.expander("Why this species and not another?"):
-    st.write("Grad-CAM of the difference between two species' scores: red where the photo makes the model prefer "
-             "the first species to the second.")
-    ranked = [int(i) for i in pred.probs.argsort()[::-1]]
-    c_a, c_b = st.columns(2)
-    species_a = c_a.selectbox("Species it prefers", ranked, index=0, key="contrast_a",
-                              format_func=lambda i: f"{words.display_name(clf.classes[i])} ({pred.probs[i]:.1%})")
-    species_b = c_b.selectbox("…to this one", ranked, index=1, key="contrast_b",
-                              format_func=lambda i: f"{words.display_name(clf.classes[i])} ({pred.probs[i]:.1%})")
-    if species_a == species_b:
-        st.info("Choose two different species.")
-    elif st.toggle("Show the comparison", key="contrast_on"):  # an expander's contents run even when it is closed
-        with resources.one_heavy_job():
-            contrast = explain.gradcam(clf.model, img, "Grad-CAM", species_a, versus=species_b)
-        contrast.method = f"{words.display_name(clf.classes[species_a])} rather than {words.display_name(clf.classes[species_b])}"
-        show(contrast, f"{name}_contrast_{species_a}_{species_b}", explained=species_a)
-
-# The expander's open state is the visitor's (a key and on_change): when a spinner shows in one run and not the next
-# (another visitor's job holding the lock), the elements above it shift and Streamlit draws a new expander, closed
-# unless it has a state; LIME's result then arrived hidden inside it and the click looked lost (crowd run, DECISIONS P8).
-with st.expander("LIME (slower, optional)", key="lime_open", on_change="rerun"):
-    st.write("LIME hides random patches of similar colour and watches how the answer changes, then marks the "
-             "patches that kept the answer up. It takes a few seconds to a minute.")
-    samples = st.select_slider("Photos LIME tries (more: steadier map, slower)", [50, 100, 150, 300, 500], value=100,
-                               key="lime_samples")
-    # recorded by a callback, which Streamlit runs before the page script of the run the click starts: nothing the
-    # page does in that run can drop the request, as it could a True that st.button returns to that run only
-    st.button("Run LIME", key="lime_run", on_click=explanations.remember,
-              kwargs={"lime_for": (photo.digest, name, target, samples), "lime_open": True})
-    if st.session_state.get("lime_for") == (photo.digest, name, target, samples):
-        test_card_note("LIME")
-        show(explanations.explain_cached(photo.data, name, "LIME", target, samples), f"{name}_lime", samples)
+            with resources.one_heavy_job():
+                contrast = explain.gradcam(clf.model, img, "Grad-CAM", species_a, versus=species_b)
+            contrast.method = (f"{words.display_name(classes[species_a])} rather than "
+                               f"{words.display_name(classes[species_b])}")
+            show(contrast, f"{name}_contrast_{species_a}_{species_b}", clf, species_a, "whole")
+st.caption(f"Maps checked on {road.CHECK_DRAWS} random places per view; the explanations report on the Report page "
+           "measures every method over many test photos.")

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from ..serve.gallery import examples
-from ..serve.predictor import Predictor
+from ..serve.predictor import Predictor, onnx_twin_backend
 from ..serve.runtime import OnnxSession
 from ..serve.stages import machine, time_stages
+from ..serve.timing import time_calls
 from ..serve.words import (
     load_error,
 )
@@ -21,44 +23,52 @@ from .resources import _key, _predictor, one_heavy_job
 # ---------------------------------------------------------------------------------------------
 # Live latency (the visitor's own measurement)
 # ---------------------------------------------------------------------------------------------
-@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def _onnx_session(name: str, threads: int, root: str, mtime: float) -> OnnxSession:
-    """An ONNX model's session with its own intra-op thread count (a session fixes it when it is made): what the
-    app runs, and what the latency benchmark times."""
-    return OnnxSession(art.model_file(art.model_entry(name, SHIPPED_PROTOCOL, root), root), threads)
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def _onnx_model(name: str, threads: int, root: str, mtime: float):
+    """A model on onnxruntime with its own intra-op thread count (a session fixes it when it is made): the INT8
+    file, or a torch model's ONNX twin(s) (``train.onnx_twins``); None when it has none."""
+    entry = art.model_entry(name, SHIPPED_PROTOCOL, root)
+    if entry.format == "onnx":
+        return OnnxSession(art.model_file(entry, root), threads)
+    twin = onnx_twin_backend(entry, SHIPPED_PROTOCOL, root, threads)
+    return None if twin is None else twin.logits
 
 
-def _timed_model(name: str, threads: int, root: str, mtime: float):
-    """What the live measurement times: torch models are the shared predictor's (``measure`` sets torch's
-    thread count per call); ONNX models get a session with ``threads``."""
-    if art.model_entry(name, SHIPPED_PROTOCOL, root).format == "onnx":
-        return _onnx_session(name, threads, root, mtime)
-    return _predictor(name, SHIPPED_PROTOCOL, root, mtime).model
+def _timed_model(name: str, threads: int, root: str, mtime: float) -> tuple[object, str]:
+    """What the live measurement times and on what: onnxruntime when the model has an ONNX file or twin, else the
+    shared torch predictor's network (``measure`` sets torch's thread count per call)."""
+    found = _onnx_model(name, threads, root, mtime)
+    if found is not None:
+        return found, "onnxruntime"
+    return _predictor(name, SHIPPED_PROTOCOL, root, mtime, runtime="torch").model, "torch"
 
 
 def live_latency(names: list[str], threads: int, batch: int, iters: int, warmup: int = 3,
                  progress=None) -> list[dict]:
     """Time each model on a random batch here and now; ``progress(done, total)`` over all models."""
-    # torch (and timing, which uses it): imported by the Latency page only, so Classify starts without them
-    import torch
-
-    from ..build.timing import measure
-
     root, mtime = _key()
     rows, total = [], len(names) * iters
     with one_heavy_job("Your measurement starts in a moment: another visitor's request is running."):
         for k, name in enumerate(names):
             try:
                 entry = art.model_entry(name, SHIPPED_PROTOCOL, root)
-                fn = _timed_model(name, threads, root, mtime)
+                fn, runtime = _timed_model(name, threads, root, mtime)
             except Exception as e:
                 rows.append({"model": catalog.title(name), "error": load_error(name, e)})
                 continue
             size = entry.preprocess["input_size"]
-            x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+            x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
             cb = (lambda i, n, k=k: progress(k * iters + i, total)) if progress else None
-            r = measure(fn, x, iters=iters, warmup=warmup, threads=threads, progress=cb)
-            rows.append({"model": catalog.title(name), "precision": "INT8" if catalog.get(name).runtime == "onnx" else "fp32",
+            if runtime == "torch":  # a model without an ONNX twin: torch, imported only now
+                import torch
+
+                from ..build.timing import measure
+
+                r = measure(fn, torch.from_numpy(x), iters=iters, warmup=warmup, threads=threads, progress=cb)
+            else:
+                r = time_calls(fn, x, iters=iters, warmup=warmup, progress=cb)
+            rows.append({"model": catalog.title(name), "runtime": runtime,
+                         "precision": "INT8" if catalog.get(name).runtime == "onnx" else "fp32",
                          "threads": threads, "batch": batch, "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"],
                          "p95_ms": r["p95_ms"], "mean_ms": r["mean_ms"], "per_image_ms": r["p50_ms"] / batch,
                          "iters": iters, "warmup": warmup, "name": name, "times_ms": r["times_ms"]})

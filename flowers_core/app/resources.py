@@ -1,14 +1,18 @@
 """What the app loads once and shares: cached models (``st.cache_resource``), gallery packs and tables, and the
 bound of one heavy job at a time in the whole server.
 
-Torch is imported only when a torch model is asked for (Explain, Latency, Compare): Classify runs the INT8 student
-on onnxruntime and starts without it. Models are shared by every visitor, read-only. Heavy work (an explanation, a
-latency run, loading a torch model) runs one job at a time (``one_heavy_job``): a free host's memory fits one such
-peak, not three; a visitor whose job waits is told so. Cache keys include the artifacts folder and the manifest's
+Every model runs on onnxruntime unless a visitor asks for a method that needs gradients: the INT8 student, and the
+torch models on their ONNX twins (``train.onnx_twins``; Compare, Latency, the ensemble). Torch is imported only
+when a torch network is asked for with ``runtime="torch"`` (Explain's Grad-CAM++, EigenCAM, the fp32 and level-3
+maps), under the heavy-job bound and a spinner that says so. Models are shared by every visitor, read-only. Heavy
+work (an explanation, a check, a comparison, a latency run, loading torch) runs one job at a time
+(``one_heavy_job``): a free host's memory fits one such peak, not five; a visitor whose job waits is told so, and
+each job ends by giving the allocator's free memory back to the system (``memory.give_back``). Cache keys include the artifacts folder and the manifest's
 mtime, so retraining or pointing ``FLOWERS_ARTIFACTS`` elsewhere loads fresh models."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from pathlib import Path
@@ -28,6 +32,7 @@ from ..shipped import catalog
 from ..shipped import manifest as art
 from ..shipped.paths import MISTAKE_MAPS
 from ..shipped.splits import SHIPPED_PROTOCOL
+from . import memory
 
 log = logging.getLogger("flowers_app")
 
@@ -45,6 +50,21 @@ def _key() -> tuple[str, float]:
 # ---------------------------------------------------------------------------------------------
 # Reentrant: a latency run loads its models under the same bound (each visitor's script runs in its own thread).
 _HEAVY = threading.RLock()
+_DEPTH = threading.local()  # how deep this thread is in nested heavy jobs
+
+
+@contextlib.contextmanager
+def held_heavy_job():
+    """Hold the heavy-job bound for the block, waiting for it silently (a worker thread has no page to write on);
+    the outermost job of a thread gives the allocator's free memory back to the system when it ends."""
+    with _HEAVY:
+        _DEPTH.value = getattr(_DEPTH, "value", 0) + 1
+        try:
+            yield
+        finally:
+            _DEPTH.value -= 1
+            if _DEPTH.value == 0:
+                memory.give_back()
 
 
 @contextlib.contextmanager
@@ -59,7 +79,8 @@ def one_heavy_job(waiting: str = "Your request starts in a moment: another visit
         with st.spinner(waiting):
             _HEAVY.acquire()
     try:
-        yield
+        with held_heavy_job():  # reentrant: this thread holds it already
+            yield
     finally:
         _HEAVY.release()
 
@@ -67,37 +88,57 @@ def one_heavy_job(waiting: str = "Your request starts in a moment: another visit
 # ---------------------------------------------------------------------------------------------
 # Cached resources
 # ---------------------------------------------------------------------------------------------
-@st.cache_resource(show_spinner="Loading the model…", max_entries=16)
-def _loaded_predictor(name: str, protocol: str, root: str, mtime: float) -> Predictor:
-    return open_predictor(name, protocol, root)
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _loaded_predictor(name: str, protocol: str, root: str, mtime: float, runtime: str = "onnx") -> Predictor:
+    return open_predictor(name, protocol, root, runtime=runtime)
 
 
-def _predictor(name: str, protocol: str, root: str, mtime: float) -> Predictor:
-    """A cached Predictor; a torch model not yet loaded is loaded as a heavy job (importing torch and building
-    a network is the biggest step of a cold Explain or Compare)."""
-    shipped = catalog.get(name)  # the catalogue, not the manifest: no file read on every page run
-    if (shipped is not None and shipped.runtime == "onnx") or (name, protocol, root, mtime) in _LOADED:
-        return _loaded_predictor(name, protocol, root, mtime)  # loaded: never waits for another visitor's job
-    with one_heavy_job("The model loads in a moment: another visitor's request is running."):
-        found = _loaded_predictor(name, protocol, root, mtime)
-    _LOADED.add((name, protocol, root, mtime))
+@functools.lru_cache(maxsize=64)
+def needs_torch(name: str, protocol: str, root: str, mtime: float, runtime: str = "onnx") -> bool:
+    """Whether opening ``name`` this way imports torch: a torch network asked for itself (gradients), or a torch
+    model without a recorded ONNX twin (for every member, for the ensemble)."""
+    shipped = catalog.get(name)
+    if shipped is not None and shipped.runtime == "onnx":
+        return False
+    if runtime == "torch":
+        return True
+    entries = art.model_entries(protocol, root)
+    entry = entries.get(name)
+    members = [entries.get(m) for m in entry.members] if entry is not None and entry.members else [entry]
+    return any(m is None or not m.onnx for m in members)
+
+
+TORCH_LOADING = ("Loading the full model and its maths library (torch) for this method: about 5–10 s the first "
+                 "time, then instant for everyone.")
+
+
+def _predictor(name: str, protocol: str, root: str, mtime: float, runtime: str = "onnx") -> Predictor:
+    """A cached Predictor; one that needs torch is loaded as a heavy job under a spinner that says so (importing
+    torch and building a network is the biggest step a visitor can wait for)."""
+    key = (name, protocol, root, mtime, runtime)
+    if key in _LOADED or not needs_torch(*key):
+        return _loaded_predictor(*key)  # loaded, or onnxruntime only: never waits for another visitor's job
+    with one_heavy_job("The model loads in a moment: another visitor's request is running."), \
+            st.spinner(TORCH_LOADING):
+        found = _loaded_predictor(*key)
+    _LOADED.add(key)
     return found
 
 
 _LOADED: set[tuple] = set()  # torch predictors loaded once (st.cache_resource holds them)
 
 
-def predictor(name: str, protocol: str = SHIPPED_PROTOCOL) -> Predictor:
-    """A cached, shared Predictor; raises ArtifactMissing / other errors (see ``try_predictor``)."""
+def predictor(name: str, protocol: str = SHIPPED_PROTOCOL, runtime: str = "onnx") -> Predictor:
+    """A cached, shared Predictor (``runtime``: "onnx" unless gradients are needed, see ``open_predictor``); raises
+    ArtifactMissing / other errors (see ``try_predictor``)."""
     root, mtime = _key()
-    return _predictor(name, protocol, root, mtime)
+    return _predictor(name, protocol, root, mtime, runtime)
 
 
-
-
-def try_predictor(name: str, protocol: str = SHIPPED_PROTOCOL) -> tuple[Predictor | None, str | None]:
+def try_predictor(name: str, protocol: str = SHIPPED_PROTOCOL,
+                  runtime: str = "onnx") -> tuple[Predictor | None, str | None]:
     try:
-        return predictor(name, protocol), None
+        return predictor(name, protocol, runtime), None
     except Exception as e:  # missing or mismatched artifacts: a message, never a traceback
         log.warning("cannot load %s: %s", name, e)
         return None, load_error(name, e)

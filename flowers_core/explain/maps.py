@@ -20,13 +20,10 @@ from ..build.transforms import normalize, tensor_from_pil
 from ..serve.heatmap import Explanation, colorize, overlay, to_png  # noqa: F401  (drawn torch-free, in serve)
 from ..serve.heatmap import normalise as _normalise
 from ..serve.heatmap import unit as _unit
+from ..serve.lime_map import LIME_BATCH, lime_map  # noqa: F401  (LIME's batch: one definition)
 from ..serve.preprocess import Preprocess
-from ..serve.words import LIME_NOTE_MARK
 
 CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "EigenCAM")
-# LIME's images per forward pass: its peak memory grows with it (activations of the whole batch), its speed
-# hardly does on a CPU. 8 keeps one LIME run near 100 MB above the model.
-LIME_BATCH = 8
 
 
 def model_view(img: Image.Image, preprocess: Preprocess) -> np.ndarray:
@@ -106,52 +103,12 @@ def attention_map(model, img: Image.Image) -> Explanation:
 
 def lime(model, img: Image.Image, target: int | None = None, num_samples: int = 150,
          num_features: int = 8, seed: int = 0, progress: Callable[[int, int], None] | None = None) -> Explanation:
-    """LIME: perturb superpixels, fit a local linear model; heat = positive superpixel weights.
-
-    ``progress(done, total)`` after each batch of perturbed images (``num_samples`` in all)."""
-    from lime import lime_image  # slow to import (scikit-image): only when a visitor opens LIME
-
-    # lime 0.2 draws a tqdm bar in the server's log on every run (it has no switch): the visitor sees
-    # ``progress`` on the page instead, and the log stays readable
-    lime_image.tqdm = _no_bar
-
+    """LIME (``serve.lime_map``) of a torch network on its view of ``img``: the report's LIME."""
     pre = model.preprocess
-    view = model_view(img, pre)
-
-    done = 0
 
     @torch.no_grad()
     def classify(batch: np.ndarray) -> np.ndarray:
-        out = []
-        for i in range(0, len(batch), LIME_BATCH):
-            x = torch.from_numpy(np.ascontiguousarray(batch[i:i + LIME_BATCH], dtype=np.float32)).permute(0, 3, 1, 2)
-            out.append(torch.softmax(torch.as_tensor(model(normalize(pre, x.clamp(0, 255)))).float(), -1).numpy())
-        return np.concatenate(out)
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).permute(0, 3, 1, 2)
+        return torch.softmax(torch.as_tensor(model(normalize(pre, x.clamp(0, 255)))).float(), -1).numpy()
 
-    def classify_samples(batch: np.ndarray) -> np.ndarray:
-        nonlocal done
-        probs = classify(batch)
-        done = min(num_samples, done + len(batch))
-        if progress is not None:
-            progress(done, num_samples)
-        return probs
-
-    if target is None:
-        target = int(classify(view[None].astype(np.float32)).argmax())
-    explainer = lime_image.LimeImageExplainer(random_state=seed)
-    # lime builds each batch of perturbed images (float64) before classifying it: its batch_size bounds that too
-    result = explainer.explain_instance(view.astype(np.float64), classify_samples, labels=(int(target),),
-                                        top_labels=None, hide_color=0, num_samples=num_samples,
-                                        batch_size=LIME_BATCH, random_seed=seed)
-    weights = sorted(result.local_exp[int(target)], key=lambda t: -t[1])[:num_features]
-    heat = np.zeros(result.segments.shape, dtype=np.float32)
-    for segment, w in weights:
-        if w > 0:
-            heat[result.segments == segment] = w
-    return Explanation("LIME", view, _normalise(heat), int(target),
-                       f"The photo cut into {len(np.unique(result.segments))} {LIME_NOTE_MARK}, {num_samples} "
-                       f"photos tried; coloured: the up to {num_features} patches that most kept the answer up.")
-
-
-def _no_bar(iterable, *args, **kwargs):
-    return iterable
+    return lime_map(classify, model_view(img, pre), target, num_samples, num_features, seed, progress)

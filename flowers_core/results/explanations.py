@@ -109,6 +109,53 @@ def faithfulness_sentence(species: str, confidence: float, share: float, after_m
             f"hiding the {share:.0%} it marks least {change(after_least)}.")
 
 
+def _change(after: float, confidence: float) -> str:
+    """"lowers it to 38%" / "raises it to 72%" / "leaves it at 90%": the direction read from the rounded numbers."""
+    if round(100 * after) < round(100 * confidence):
+        return f"lowers it to {after:.0%}"
+    if round(100 * after) > round(100 * confidence):
+        return f"raises it to {after:.0%}"
+    return f"leaves it at {after:.0%}"
+
+
+def check_sentence(species: str, check) -> str:
+    """What the page's check (``serve.road.HidingCheck``) measured, every number the verdict decides on: the map's
+    share hidden, the random shares' mean and range over their draws, and a centre-only map's share."""
+    low, high = float(min(check.after_random)), float(max(check.after_random))
+    text = (f"The model's confidence in **{species}** on this view is {check.confidence:.0%}. Hiding the "
+            f"{check.share:.0%} of the photo this map marks most {_change(check.after_map, check.confidence)}; hiding "
+            f"a random {check.share:.0%} {_change(check.random_mean, check.confidence)} on average over "
+            f"{len(check.after_random)} random draws (each between {low:.0%} and {high:.0%})")
+    if check.after_centre is not None:
+        text += (f"; hiding the central {check.share:.0%}, as a map that marks only the middle of any photo would, "
+                 f"{_change(check.after_centre, check.confidence)}")
+    return text + "."
+
+
+def check_verdict_words(check) -> str:
+    """The verdict of ``check`` in words that state the numbers it was decided on (``HidingCheck.verdict``)."""
+    gap, needed = 100 * check.gap, 100 * check.needed
+    verdict = check.verdict
+    if verdict == "unmoved":
+        return ("ℹ️ Hiding parts of this view hardly moves the answer (by less than "
+                f"{100 * check.margin:.0f} points), whichever parts are hidden: the model is too sure here for this "
+                "check to tell whether the map explains it.")
+    if verdict == "better":
+        return (f"✅ This map explains this answer here: hiding what it marks lowers the confidence {gap:.0f} points "
+                f"more than hiding a random part does on average (a map must beat random parts by {needed:.0f} "
+                "points to count).")
+    if verdict == "worse":
+        return (f"❌ This map misleads here: hiding what it marks lowers the confidence {-gap:.0f} points less than "
+                "hiding a random part does on average; the model relies on other parts.")
+    if check.after_map >= check.confidence:
+        return ("⚠️ This map does not explain this answer here: hiding what it marks does not lower the "
+                "confidence.")
+    more = "more" if gap >= 0 else "less"
+    return (f"⚠️ This map explains this answer no better than chance here: hiding what it marks lowers the "
+            f"confidence {abs(gap):.0f} points {more} than hiding a random part does on average, within the "
+            f"{needed:.0f} points a map must beat random parts by.")
+
+
 def cost_line(data: dict) -> str:
     """The measured cost of one faithfulness score (and of computing the maps), with the machine's load."""
     parts = []

@@ -125,6 +125,7 @@ class HidingCheck:
     confidence: float  # the probability of ``target`` on the untouched view
     after_map: float  # ... with the share the map marks most hidden
     after_random: np.ndarray  # ... with a random share hidden, one per draw
+    after_centre: float | None = None  # ... with the central share hidden (a map that ignores the photo)
     margin: float = MARGIN
 
     @property
@@ -163,7 +164,7 @@ class HidingCheck:
         return {"target": self.target, "share": self.share, "confidence": self.confidence,
                 "after_map": self.after_map, "after_random": [float(v) for v in self.after_random],
                 "random_mean": self.random_mean, "random_spread": self.random_spread, "needed": self.needed,
-                "verdict": self.verdict}
+                "after_centre": self.after_centre, "verdict": self.verdict}
 
 
 Confidences = Callable[[np.ndarray], np.ndarray]  # normalised batch [B, C, H, W] -> P(target) per image [B]
@@ -180,16 +181,21 @@ def random_hidden(x: np.ndarray, grid: int, share: float = SENTENCE_SHARE, draws
 
 def hiding_check(confidences: Confidences, x: np.ndarray, heatmap: np.ndarray, target: int, grid: int,
                  share: float = SENTENCE_SHARE, draws: int = CHECK_DRAWS, seed: int = 0,
-                 random_confidences: np.ndarray | None = None) -> HidingCheck:
+                 random_confidences: np.ndarray | None = None, centre: bool = True) -> HidingCheck:
     """The page's check of ``heatmap`` on the normalised view ``x`` [C, H, W]: ``confidences`` runs the model that
-    answered; ``random_confidences`` (the random draws' confidences of this view and class) when already measured."""
-    hidden = impute(x, keep_mask(heatmap, share, seed=seed), rng=np.random.default_rng(seed))
-    batch = [x[None], hidden[None]]
+    gave the map; ``random_confidences`` (the random draws' confidences of this view and class) when already
+    measured; ``centre``: also hide the central share (what a map that only says "the middle" would score)."""
+    hidden = [impute(x, keep_mask(heatmap, share, seed=seed), rng=np.random.default_rng(seed))]
+    if centre:
+        hidden.append(impute(x, keep_mask(centre_blob(x.shape[-1]), share, seed=seed), rng=np.random.default_rng(seed)))
+    batch = [x[None], np.stack(hidden)]
     if random_confidences is None:
         batch.append(random_hidden(x, grid, share, draws, seed))
     conf = np.asarray(confidences(np.concatenate(batch)), dtype=np.float64)
-    after_random = conf[2:] if random_confidences is None else np.asarray(random_confidences, dtype=np.float64)
-    return HidingCheck(int(target), share, float(conf[0]), float(conf[1]), after_random)
+    k = 1 + len(hidden)
+    after_random = conf[k:] if random_confidences is None else np.asarray(random_confidences, dtype=np.float64)
+    return HidingCheck(int(target), share, float(conf[0]), float(conf[1]), after_random,
+                       float(conf[2]) if centre else None)
 
 
 # ---------------------------------------------------------------------------------------------
