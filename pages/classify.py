@@ -45,6 +45,8 @@ with right:
         widgets.show_disagreement(preds, agreement, loaded)
     else:
         widgets.show_verdict(pred, several)
+        if several and (why := words.combined_doubt(preds, pred)):  # less sure than its surest photo: why
+            st.info(why, icon="ℹ️")
     picker.scroll_to_answer()
     st.page_link("pages/species.py", label=f"I know {len(clf.classes)} species: see them all", icon="🌸")
     if several:
@@ -80,9 +82,8 @@ with right:
                 picker.show_notes(notes)
                 picker.remove_button(photos.index(one), "classify")  # its place among all the photos
     picker.add_photo_box("classify")
-    if pred.verdict != "not_a_flower" and not disagree:
-        st.plotly_chart(widgets.top5_chart(pred.top5, "Top 5 guesses" + (" (all photos together)" if several else "")),
-                        key="top5")
+    if not disagree:  # a chart for a species answer; a hedged one's species ranked without scores
+        widgets.show_top_guesses(pred, several)
 
     with st.expander("Technical details"):
         img = loaded[0][1]

@@ -11,8 +11,8 @@ import streamlit as st
 from ..serve.decode import MAX_BYTES, ImageError, load_image, size_limit_text, too_large_message
 from ..serve.gallery import examples
 from ..serve.words import (
-    ADD_PHOTO_LABEL,
     UPLOAD_LABEL,
+    add_photo_label,
     display_name,
     plain,
     with_article,
@@ -236,8 +236,7 @@ def add_photo_box(key: str) -> None:
     widget_key = f"{key}_more_{gen}_{len(photos)}_{refused}"  # a fresh, empty box after each photo added or refused
     if bad := st.session_state.pop(f"{key}_add_refused", None):
         st.error(f"**We couldn't use this file ({plain(bad[0])}), so it was not added.** {plain(bad[1])}")
-    st.file_uploader(f"{ADD_PHOTO_LABEL} (a side view, the leaves) for a surer answer — {len(photos)} of "
-                     f"{MAX_PHOTOS} so far", key=widget_key, help=size_help(),
+    st.file_uploader(add_photo_label(len(photos), MAX_PHOTOS), key=widget_key, help=size_help(),
                      on_change=_on_add, args=(widget_key, key))
 
 

@@ -2,6 +2,10 @@
 with the direction its numbers show (never a fixed "improves" or "brings … to …"). Torch- and Streamlit-free."""
 from __future__ import annotations
 
+import math
+
+from ..metrics import wilson_interval
+
 GLOSSARY = {
     "top-1": "the share of photos whose first answer is the right species",
     "macro-F1": "accuracy averaged over the species, each counting the same however many photos it has "
@@ -33,3 +37,33 @@ def change_words(before: float, after: float, fmt: str = "{:.3f}", lower_is_bett
     rose = after > before
     better = rose != lower_is_better
     return f"{'rose' if rose else 'fell'} from {b} to {a} ({'better' if better else 'worse'})"
+
+
+def share_with_interval(right: int, n: int) -> str:
+    """"28 of 150 (19%; 95% interval 13–26%)", "9 of 9 (95% interval 70–100%)": a share never bare, always with
+    its count and its Wilson 95% interval (the percentage itself left out when it is all or none: "100%" of 9
+    photos would claim more than 9 photos show)."""
+    lo, hi = wilson_interval(right, n)
+    interval = f"95% interval {lo * 100:.0f}–{hi * 100:.0f}%"
+    if right in (0, n):
+        return f"{right} of {n} ({interval})"
+    return f"{right} of {n} ({right / n:.0%}; {interval})"
+
+
+def _count(value) -> int | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
+
+
+def species_accuracy_lines(row) -> list[str]:
+    """A species card's accuracy, in plain words: on the test photos (count and interval) and on people's photos
+    where the real-world report measured it ("not measured" otherwise). ``row``: a ``explore.species_table`` row."""
+    lines = []
+    tested, right = _count(row.get("test images")), _count(row.get("correct"))
+    if tested:
+        lines.append(f"Test photos: my first guess was right on {share_with_interval(right, tested)}.")
+    people, people_right = _count(row.get("people's photos")), _count(row.get("people's photos right"))
+    if people:
+        lines.append(f"People's own photos: my first guess was right on {share_with_interval(people_right, people)}.")
+    else:
+        lines.append("Not measured on people's own photos.")
+    return lines
