@@ -27,8 +27,9 @@ if not photos:  # before a question: the examples here; after one, below the ans
     with left:
         st.caption("…or try one of these example photos:")
         picker.example_gallery("classify", "compact")  # small and side by side: a phone's landing page stays short
-    with right:
-        st.info("Your answer will appear here.")
+    with right:  # a photo being replaced: the last answer, greyed, till the new one's arrives
+        if not picker.show_previous_answer("classify"):
+            st.info("Your answer will appear here.")
     st.stop()
 
 with right:
@@ -41,6 +42,8 @@ with right:
     latency_ms = sum(p.latency_ms for p in preds)
     refs = resources.reference_photos()
 
+    headline, detail = (words.DIFFERENT_FLOWERS_HEADLINE, "") if disagree else words.verdict_text(pred, several)
+    picker.remember_answer("classify", headline, detail, loaded[0][1])  # kept, greyed, while a new photo uploads
     if disagree:
         widgets.show_disagreement(preds, agreement, loaded)
     else:

@@ -15,6 +15,9 @@ TAXONOMY_CSV = ASSETS / "species_taxonomy.csv"
 TAXONOMY_COLUMNS = ("label", "scientific_name", "rank", "family", "note", "checked_against")
 TAXONOMY_RANKS = ("species", "genus", "cultivar", "family")  # several Flowers-102 classes are a genus or more
 UPLOAD_LABEL = "Upload a flower photo"
+# above the last answer, greyed, once the upload box is emptied (the visitor removed the photo, or is replacing it)
+UPLOADING_NOTE = ("Uploading your new photo… its answer will appear here in place of the greyed one below. If you "
+                  "removed your photo instead, the greyed answer was for it.")
 CRASH_MARKER = "Sorry, something went wrong on this page."
 # the headlines of the answers that name no species (``verdict_text``); a species answer names it
 NOT_A_FLOWER_HEADLINE = "This doesn't look like a flower"
