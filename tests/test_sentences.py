@@ -333,3 +333,32 @@ def test_the_last_answer_stays_greyed_while_a_new_photo_uploads():
     at.file_uploader[0].set_value(None).run()
     at.button(key="classify_forget_answer").click().run()
     assert any(i.value == "Your answer will appear here." for i in at.info)
+
+
+def test_the_latency_page_sets_a_1_thread_run_against_no_2_thread_record():
+    """The reported case: a 1-thread live run beside a 2-thread record. No stored record has 1 thread, so the page
+    says that plainly and shows no stored column or ratio."""
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    from flowers_core.results import common
+    from flowers_core.shipped import paths
+
+    if not common.has_weights("student_int8", REPO / "artifacts"):
+        pytest.skip("no shipped INT8 student")
+    report = paths.LATENCY.read_or_none(REPO / "artifacts")
+    if report is None or any(r.get("environment", {}).get("threads") == 1 for r in stages.stored_runs(report)):
+        pytest.skip("a stored 1-thread record exists")
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
+    at.switch_page("pages/latency.py").run()
+    at.multiselect(key="lat_models").set_value(["student"]).run()
+    at.multiselect(key="lat_prec").set_value(["INT8"]).run()
+    at.slider(key="lat_threads").set_value(1).run()
+    at.slider(key="lat_iters").set_value(5).run()
+    at.button(key="lat_run").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(c.value.startswith("No stored figure was measured on a machine like this one") and "1 thread)" in c.value
+               for c in at.caption), [c.value for c in at.caption]
+    live = at.table[0].value
+    assert "stored median (ms)" not in live.columns and "live ÷ stored" not in live.columns
+    assert not any("quieter" in m.value for m in at.markdown)
