@@ -31,8 +31,8 @@ def load_words(env: dict) -> str:
     if not load:
         return ""
     cores = env.get("cores") or 1
-    busy = ("other work was waiting for the processor too" if load[0] > cores else "the processor had room to spare")
-    return f", while the machine's load was {load[0]:.1f} on {cores} cores ({busy})"
+    busy = " (more work than cores: some of it waited for the processor)" if load[0] > cores else ""
+    return f", while the machine's load was {load[0]:.1f} on {cores} cores{busy}"
 
 def numbers_table(rows: list[dict], index: str) -> pd.DataFrame:
     """Rows of figures as text with one decimal (ratios as "2.5×", absent ones as "–"), indexed by ``index``."""
