@@ -106,3 +106,17 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 def logits_from_saved(probs: np.ndarray) -> np.ndarray:
     """Saved (fp16) probabilities back to logits, up to a per-row constant that softmax ignores."""
     return np.log(np.clip(probs, 1e-8, None))
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval (95% by default) of a proportion ``successes`` of ``n``: unlike the plain
+    normal interval it stays within 0..1 and is not empty at 0 or n of n (9 of 9 is 70% to 100%)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    lo = 0.0 if successes <= 0 else max(0.0, centre - half)
+    hi = 1.0 if successes >= n else min(1.0, centre + half)
+    return float(lo), float(hi)

@@ -27,8 +27,9 @@ if not photos:  # before a question: the examples here; after one, below the ans
     with left:
         st.caption("…or try one of these example photos:")
         picker.example_gallery("classify", "compact")  # small and side by side: a phone's landing page stays short
-    with right:
-        st.info("Your answer will appear here.")
+    with right:  # a photo being replaced: the last answer, greyed, till the new one's arrives
+        if not picker.show_previous_answer("classify"):
+            st.info("Your answer will appear here.")
     st.stop()
 
 with right:
@@ -41,10 +42,14 @@ with right:
     latency_ms = sum(p.latency_ms for p in preds)
     refs = resources.reference_photos()
 
+    headline, detail = (words.DIFFERENT_FLOWERS_HEADLINE, "") if disagree else words.verdict_text(pred, several)
+    picker.remember_answer("classify", headline, detail, loaded[0][1])  # kept, greyed, while a new photo uploads
     if disagree:
         widgets.show_disagreement(preds, agreement, loaded)
     else:
         widgets.show_verdict(pred, several)
+        if several and (why := words.combined_doubt(preds, pred)):  # less sure than its surest photo: why
+            st.info(why, icon="ℹ️")
     picker.scroll_to_answer()
     st.page_link("pages/species.py", label=f"I know {len(clf.classes)} species: see them all", icon="🌸")
     if several:
@@ -80,9 +85,8 @@ with right:
                 picker.show_notes(notes)
                 picker.remove_button(photos.index(one), "classify")  # its place among all the photos
     picker.add_photo_box("classify")
-    if pred.verdict != "not_a_flower" and not disagree:
-        st.plotly_chart(widgets.top5_chart(pred.top5, "Top 5 guesses" + (" (all photos together)" if several else "")),
-                        key="top5")
+    if not disagree:  # a chart for a species answer; a hedged one's species ranked without scores
+        widgets.show_top_guesses(pred, several)
 
     with st.expander("Technical details"):
         img = loaded[0][1]

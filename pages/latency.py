@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from flowers_core.app import live_latency, widgets
-from flowers_core.results import common
+from flowers_core.results import common, wording
 from flowers_core.results import latency as stored_latency
 from flowers_core.serve import stages
 from flowers_core.shipped import catalog, paths
@@ -19,9 +19,8 @@ from flowers_core.shipped import manifest as art
 
 
 def machine_line(env: dict) -> str:
-    """"CPU · 2 threads · onnxruntime 1.32.0 · torch 2.14.1" of a measurement's environment."""
-    parts = [env.get("cpu") or "unknown processor", f"{env.get('threads', '?')} threads",
-             f"onnxruntime {env.get('onnxruntime', '?')}"]
+    """"CPU, INT8 instructions AVX2, 2 threads · onnxruntime 1.32.0 · torch 2.14.1" of a measurement's environment."""
+    parts = [wording.machine_words(env), f"onnxruntime {env.get('onnxruntime', '?')}"]
     if env.get("torch"):
         parts.append(f"torch {env['torch']}")
     return " · ".join(parts)
@@ -32,8 +31,8 @@ def load_words(env: dict) -> str:
     if not load:
         return ""
     cores = env.get("cores") or 1
-    busy = ("other work was waiting for the processor too" if load[0] > cores else "the processor had room to spare")
-    return f", while the machine's load was {load[0]:.1f} on {cores} cores ({busy})"
+    busy = " (more work than cores: some of it waited for the processor)" if load[0] > cores else ""
+    return f", while the machine's load was {load[0]:.1f} on {cores} cores{busy}"
 
 def numbers_table(rows: list[dict], index: str) -> pd.DataFrame:
     """Rows of figures as text with one decimal (ratios as "2.5×", absent ones as "–"), indexed by ``index``."""
@@ -68,16 +67,17 @@ def show_live_rows(rows: list[dict]) -> None:
                 f"and prepare the model, and are slower). Measured on {machine_line(env)}{load_words(env)}.")
     with_p99 = n >= stages.P99_MIN_RUNS
     stored_report = paths.LATENCY.read_or_none()
-    table_rows, words = [], []
+    table_rows, words, stored_env = [], [], {}
     for r in ok:
         row = {"model": r["model"], "median (ms)": r["p50_ms"], "slowest 1 in 10 (ms)": r["p90_ms"]}
         if with_p99:
             row["slowest 1 in 100 (ms)"] = float(np.percentile(r["times_ms"], 99))
         if r["batch"] > 1:
             row["per photo (ms)"] = r["per_image_ms"]
-        stored_ms, stored_env = stages.stored_median(stored_report, r.get("name", ""), env["cpu"])
+        stored_ms, matched_env = stages.stored_median(stored_report, r.get("name", ""), env)  # a like machine only
         if stored_ms and r["batch"] == 1:
-            ratio, sentence = stages.ratio_words(r["p50_ms"], stored_ms, stored_env.get("cpu") == env["cpu"])
+            stored_env = matched_env
+            ratio, sentence = wording.latency_gap_words(r["p50_ms"], stored_ms, env, stored_env)
             row["stored median (ms)"], row["live ÷ stored"] = stored_ms, ratio
             words.append(f"**{r['model']}**: {r['p50_ms']:.1f} ms here against {stored_ms:.1f} ms stored, "
                          f"{sentence}.")
@@ -90,8 +90,11 @@ def show_live_rows(rows: list[dict]) -> None:
         st.markdown("\n".join(f"- {w}" for w in words))
         st.caption(f"The stored figures: `{paths.LATENCY.command}` on {machine_line(stored_env)}, "
                    f"{stored_env.get('date', '?')}{load_words(stored_env)}, one model at a time, on random pixels.")
-    elif ok[0]["batch"] > 1:
+    if ok[0]["batch"] > 1:
         st.caption("The stored figures are for one photo at a time: set the batch size to 1 to compare with them.")
+    elif len(words) < len(ok) and stored_report:  # a model (or all) with no stored run on a like machine
+        st.caption(wording.no_stored_match_words(env, [run.get("environment", {})
+                                                       for run in stages.stored_runs(stored_report)]))
     fig = go.Figure()
     for r in ok:
         fig.add_histogram(x=r["times_ms"], name=r["model"], opacity=0.65, nbinsx=30)
@@ -107,29 +110,41 @@ def show_stages(measured) -> None:
     if measured is None and stored is None:
         st.caption(f"No stored timing of the stages yet (`{paths.LATENCY_STAGES.command}`).")
         return
-    rows = []
     live = None
+    beside = stored is not None  # the stored timing in the live one's table: only when measured on a like machine
     if measured is not None:
         times, env = measured
         live = {stage: stages.summarise(times[stage]) for stage in (*stages.STAGES, "total")}
         n = live["total"]["runs"]
         st.markdown(f"**Live: {n} runs**, after 3 warm-up runs that are left out, on {machine_line(env)}"
                     f"{load_words(env)}.")
-    for stage in (*stages.STAGES, "total"):
-        row = {"stage": stage}
-        if live is not None:
-            row |= {"median here (ms)": live[stage]["p50_ms"], "slowest 1 in 10 here (ms)": live[stage]["p90_ms"]}
-        if stored is not None:
-            row |= {"median stored (ms)": stored["stages"][stage]["p50_ms"],
-                    "slowest 1 in 10 stored (ms)": stored["stages"][stage]["p90_ms"]}
-        rows.append(row)
-    st.table(numbers_table(rows, "stage"))
+        beside = stored is not None and not stages.unmatched(env, stored["environment"])
+
+    def stage_table(with_live: bool, with_stored: bool) -> None:
+        rows = []
+        for stage in (*stages.STAGES, "total"):
+            row = {"stage": stage}
+            if with_live:
+                row |= {"median here (ms)": live[stage]["p50_ms"], "slowest 1 in 10 here (ms)": live[stage]["p90_ms"]}
+            if with_stored:
+                row |= {"median stored (ms)": stored["stages"][stage]["p50_ms"],
+                        "slowest 1 in 10 stored (ms)": stored["stages"][stage]["p90_ms"]}
+            rows.append(row)
+        st.table(numbers_table(rows, "stage"))
+
+    if live is not None:
+        stage_table(True, beside)
+        if stored is not None and not beside:
+            st.caption(wording.no_stored_match_words(env, [stored["environment"]]) + " The stored timing follows "
+                       "on its own.")
+    if stored is not None and (live is None or not beside):
+        stage_table(False, True)
     if stored is not None:
         env = stored["environment"]
         st.caption(f"Stored: `{paths.LATENCY_STAGES.command}`, {stored['runs']} runs after {stored['warmup']} "
                    f"warm-up runs, on {machine_line(env)}, {env.get('date', '?')}{load_words(env)}. Classify is two passes of the model when a closer view is cut: the stored benchmark's "
                      "single pass on random pixels is faster.")
-    if live is not None and stored is not None:
+    if live is not None and beside:
         fig = go.Figure()
         fig.add_bar(name="here", y=list(stages.STAGES), x=[live[s]["p50_ms"] for s in stages.STAGES],
                     orientation="h", marker_color="#b5338a")
@@ -224,7 +239,7 @@ with stored:
     else:
         env = stored_latency.latency_environment()
         if env:
-            st.caption(f"{env.get('cpu', '?')} · {env.get('threads', '?')} threads · measured {env.get('date', '?')}")
+            st.caption(f"{wording.machine_words(env)} · measured {env.get('date', '?')}")
         cols = [c for c in ("model", "p50_ms", "p95_ms", "p50_with_check_ms", "throughput_img_s", "size_bytes",
                             "model_peak_mb", "speedup_vs_ensemble", "error") if c in table.columns]
         shown = table[cols].assign(model=table["model"].map(catalog.title))

@@ -10,8 +10,10 @@ from flowers_core.results import explore
 
 st.title("🌸 The 102 species")
 st.write("Every flower the app can name, with its scientific name and family, photos from its training set "
-         "and how often the app's model named it correctly on test photos it never saw. Some of the 102 are a "
-         "whole genus (all roses, all water lilies): the app names the genus, not the species within it.")
+         "and how often the app's model named it correctly on test photos it never saw, and, for the few species "
+         "measured, on people's own photos. Some of the 102 are a whole genus (all roses, all water lilies): the "
+         "app names the genus, not the species within it.")
+st.caption(explore.people_photos_note())
 st.caption("The scientific names and families were compiled for this app from botanical knowledge and the "
            "training photos; they have not yet been checked against a published flora "
            "(`assets/species_taxonomy.csv` says so for each row).")
@@ -46,6 +48,4 @@ for start in range(0, len(shown), 3):
 
 if "accuracy" in table.columns:
     with st.expander("All species as a table"):
-        st.dataframe(rows[["class", "test images", "accuracy", "most often mistaken for"]], hide_index=True,
-                     column_config={"accuracy": st.column_config.ProgressColumn(min_value=0, max_value=1,
-                                                                                format="percent")})
+        st.dataframe(explore.species_accuracy_table(rows), hide_index=True)

@@ -667,7 +667,7 @@ def test_species_page_search_and_accuracy(artifacts_root, tmp_path, use):
     cards = [m.value for m in at.markdown if m.value.startswith("**") and "no." in m.value]
     assert cards and any(name.capitalize() in c for c in cards)
     if common.has_weights("student_int8", artifacts_root):
-        assert any(c.value.startswith("Test accuracy") for c in at.caption)
+        assert any(c.value.startswith("Test photos: my first guess was right on") for c in at.caption)
     from flowers_core.serve.words import taxonomy
 
     if name in taxonomy():  # the scientific name finds it too
@@ -760,7 +760,7 @@ def test_each_verdict_reads_true():
     assert head == NOT_SURE_UNFAMILIAR_HEADLINE, "a hedged answer leads with its doubt, not a species"
     assert "closest of the 102 species I know is a black-eyed Susan" in line and "%" not in line
     assert words.confidence_metric(unusual) is None, "no large score beside a hedged answer"
-    assert words.verdict_text(unusual, several=True)[0] == NOT_SURE_UNFAMILIAR_HEADLINE.replace("this photo", "these photos")
+    assert words.verdict_text(unusual, several=True)[0] == words.NOT_SURE_UNFAMILIAR_SEVERAL_HEADLINE
 
     head, line = words.verdict_text(_prediction({"english marigold": 0.4, "rose": 0.3, "daisy": 0.02}, "not_sure"))
     assert head == NOT_SURE_HEADLINE
@@ -770,7 +770,7 @@ def test_each_verdict_reads_true():
     head, line = words.verdict_text(_prediction({"rose": 0.3, "tiger lily": 0.2}, "not_sure", unfamiliar=True))
     assert head == NOT_SURE_UNFAMILIAR_HEADLINE and "a rose or a tiger lily" in line and "%" not in line
     assert words.verdict_text(_prediction({"rose": 0.3}, "not_sure", unfamiliar=True), several=True)[0] == \
-        NOT_SURE_UNFAMILIAR_HEADLINE.replace("this photo", "these photos")
+        words.NOT_SURE_UNFAMILIAR_SEVERAL_HEADLINE == "I'm not sure — these photos look unlike the ones I learned from"
 
     head, line = words.verdict_text(_prediction({"rose": 0.04}, "not_sure"))
     assert head == NOT_SURE_NONE_HEADLINE and "a rose, gets 4%" in line

@@ -22,16 +22,6 @@ def test_summary_states_its_run_count_and_keeps_p99_for_enough_runs():
     assert stages.summarise([])["runs"] == 0 and stages.summarise([])["p50_ms"] is None
 
 
-def test_ratio_words_say_the_direction_and_the_reason():
-    ratio, words = stages.ratio_words(20.0, 8.0, same_cpu=True)
-    assert ratio == 2.5 and words.startswith("2.5× slower") and "shared" in words
-    ratio, words = stages.ratio_words(4.0, 8.0, same_cpu=False)
-    assert ratio == 0.5 and words.startswith("2.0× faster") and "different processor" not in words
-    assert "faster than the one" in words
-    assert stages.ratio_words(9.0, 8.0, same_cpu=True)[1] == "about the same as the stored figure"
-    assert "different processor" in stages.ratio_words(30.0, 8.0, same_cpu=False)[1]
-
-
 @pytest.fixture(scope="module")
 def app_model():
     from flowers_core.serve.predictor import Predictor
@@ -73,9 +63,15 @@ def test_a_torch_model_is_refused_with_a_reason():
         stages.staged_predict(Torchy(), b"")
 
 
-def test_stored_median_prefers_the_same_cpu():
-    report = {"environment": {"cpu": "A"}, "models": [{"model": "m", "p50_ms": 6.0}],
-              "other_cpus": [{"environment": {"cpu": "B"}, "models": [{"model": "m", "p50_ms": 2.0}]}]}
-    assert stages.stored_median(report, "m", "B") == (2.0, {"cpu": "B"})
-    assert stages.stored_median(report, "m", "C") == (6.0, {"cpu": "A"}), "another CPU: the latest record"
-    assert stages.stored_median(report, "x", "A") == (None, {}) and stages.stored_median(None, "m", "A") == (None, {})
+def test_stored_median_only_from_a_like_machine():
+    """A stored run is used only when it matches the live one on CPU model, INT8 instructions and threads (the
+    wider property test is in tests/test_sentences.py)."""
+    a2 = {"cpu": "A", "int8_isa": "avx2", "threads": 2}
+    a512 = {"cpu": "A", "int8_isa": "avx512_vnni", "threads": 2}
+    report = {"environment": a2, "models": [{"model": "m", "p50_ms": 6.0}],
+              "other_cpus": [{"environment": a512, "models": [{"model": "m", "p50_ms": 2.0}]}]}
+    assert stages.stored_median(report, "m", dict(a512)) == (2.0, a512), "same name, other instructions: not AVX2's"
+    assert stages.stored_median(report, "m", a512 | {"threads": 1}) == (None, {}), "1 thread is not 2"
+    assert stages.stored_median(report, "m", {"cpu": "C", "int8_isa": "avx2", "threads": 2}) == (None, {})
+    assert stages.stored_median(report, "x", a2) == (None, {}) and stages.stored_median(None, "m", a2) == (None, {})
+    assert stages.machine(1)["int8_isa"] in (*stages.INT8_ISAS, "other")

@@ -11,8 +11,9 @@ import streamlit as st
 from ..serve.decode import MAX_BYTES, ImageError, load_image, size_limit_text, too_large_message
 from ..serve.gallery import examples
 from ..serve.words import (
-    ADD_PHOTO_LABEL,
     UPLOAD_LABEL,
+    UPLOADING_NOTE,
+    add_photo_label,
     display_name,
     plain,
     with_article,
@@ -61,6 +62,8 @@ def _set_photos(photos: list[Photo]) -> None:
     st.session_state["photo"] = photos[0] if photos else None
     st.session_state["photos"] = list(photos)
     st.session_state.pop("photo_bad", None)
+    if photos:  # a new question: the greyed last answer (``show_previous_answer``) is not kept for it
+        _forget_answer(photos[0].page)
 
 
 def _set_photo(data: bytes, name: str, source: str, page: str = "") -> None:
@@ -83,6 +86,9 @@ def _on_upload(widget_key: str, source: str, page: str) -> None:
         return
     photo = current_photo()
     if photo is not None and photo.page == page and photo.source == source:
+        # the box emptied: the visitor removed the photo, or is replacing it (the uploader sends "no file" before
+        # the new file's upload ends, which takes seconds on a phone): the last answer stays, greyed, till then
+        st.session_state[f"{page}_previous_shown"] = True
         _set_photos([])
 
 
@@ -236,8 +242,7 @@ def add_photo_box(key: str) -> None:
     widget_key = f"{key}_more_{gen}_{len(photos)}_{refused}"  # a fresh, empty box after each photo added or refused
     if bad := st.session_state.pop(f"{key}_add_refused", None):
         st.error(f"**We couldn't use this file ({plain(bad[0])}), so it was not added.** {plain(bad[1])}")
-    st.file_uploader(f"{ADD_PHOTO_LABEL} (a side view, the leaves) for a surer answer — {len(photos)} of "
-                     f"{MAX_PHOTOS} so far", key=widget_key, help=size_help(),
+    st.file_uploader(add_photo_label(len(photos), MAX_PHOTOS), key=widget_key, help=size_help(),
                      on_change=_on_add, args=(widget_key, key))
 
 
@@ -307,3 +312,47 @@ def answers_once(clf, loaded) -> list:
         kept.clear()  # one question at a time: the previous answers are not needed again
         kept[key] = clf.predict_many([img for _, img, _ in loaded])
     return kept[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# The last answer, kept greyed while a replacing photo uploads
+# ---------------------------------------------------------------------------------------------
+PREVIOUS_PX = 200  # the greyed previous answer's photo
+
+
+def remember_answer(page: str, headline: str, detail: str, img) -> None:
+    """Keep the answer now shown on ``page`` (its words and a small copy of the photo) for ``previous_answer``."""
+    small = img.copy()
+    small.thumbnail((PREVIOUS_PX, PREVIOUS_PX))
+    st.session_state[f"{page}_previous"] = {"headline": headline, "detail": detail, "image": small}
+    st.session_state.pop(f"{page}_previous_shown", None)
+
+
+def previous_answer(page: str) -> dict | None:
+    """The answer shown before the visitor emptied the upload box (removed or is replacing the photo), else None."""
+    if not st.session_state.get(f"{page}_previous_shown"):
+        return None
+    return st.session_state.get(f"{page}_previous")
+
+
+def _forget_answer(page: str) -> None:
+    st.session_state.pop(f"{page}_previous", None)
+    st.session_state.pop(f"{page}_previous_shown", None)
+
+
+def show_previous_answer(page: str) -> bool:
+    """The last answer, greyed, under a note that a new photo's answer will replace it (Streamlit cannot tell the
+    server that an upload has started, only that the old file left the box, so the note says both cases), with a
+    button to clear it. False when there is none to show."""
+    last = previous_answer(page)
+    if last is None:
+        return False
+    st.info(UPLOADING_NOTE, icon="⏳")
+    key = f"{page}_previous_answer"
+    st.html(f"<style>.st-key-{key} {{ opacity: 0.45; filter: grayscale(1); }}</style>")
+    with st.container(key=key):
+        st.markdown(f"**{plain(last['headline'])}**")
+        st.caption(last["detail"])
+        st.image(last["image"], width=PREVIOUS_PX)
+    st.button("Clear this answer", key=f"{page}_forget_answer", on_click=_forget_answer, args=(page,))
+    return True

@@ -9,17 +9,22 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ..results.common import Table
+from ..results.wording import species_accuracy_lines
 from ..serve.answer import CANDIDATE_MIN_PROB, CANDIDATES_SHOWN
 from ..serve.localise import draw_looked
 from ..serve.words import (
     CRASH_MARKER,
     DIFFERENT_FLOWERS_HEADLINE,
     _photo_numbers,
+    box_share,
     display_name,
     own_answer_short,
     plain,
+    ranking_text,
+    scores_shown,
     taxonomy,
     taxonomy_text,
+    top_guesses_title,
     verdict_text,
     where_looked_caption,
     with_article,
@@ -68,6 +73,24 @@ def top5_chart(top5: list[tuple[str, float]], title: str | None = None, height: 
 
 
 
+def top_guesses_figure(pred, several: bool = False):
+    """The top-5 chart of an answer whose scores may be shown (``words.scores_shown``), else None: a hedged
+    answer's species are a ranking without scores (``words.ranking_text``)."""
+    return top5_chart(pred.top5, top_guesses_title(several)) if scores_shown(pred) else None
+
+
+def show_top_guesses(pred, several: bool = False) -> None:
+    """Under the answer: the top-5 chart, or, for a hedged answer, the ranking without scores; nothing for "not a
+    flower"."""
+    if pred.verdict == "not_a_flower":
+        return
+    fig = top_guesses_figure(pred, several)
+    if fig is None:
+        st.markdown(ranking_text(pred, several))
+    else:
+        st.plotly_chart(fig, key="top5")
+
+
 def show_verdict(pred, several: bool = False) -> None:
     headline, detail = verdict_text(pred, several)
     st.subheader(headline, anchor="answer")
@@ -114,7 +137,7 @@ def show_where_looked(img, pred, width: int = WHERE_LOOKED_PX, caption: str | No
     place = getattr(pred, "localisation", None)
     if place is None or pred.verdict == "not_a_flower":
         return False
-    text = where_looked_caption(len(place.blooms), place.used)
+    text = where_looked_caption(len(place.blooms), place.used, box_share(place.box, img.size))
     st.image(draw_looked(img, place), caption=f"{caption} · {text}" if caption else text, width=width)
     return True
 
@@ -143,8 +166,9 @@ def show_candidates(pred, classes: list[str], refs) -> None:
     st.markdown(f"**Compare your photo with {'this species' if len(ids) == 1 else 'these'}**: it may be "
                 f"{'it' if len(ids) == 1 else 'one of them'}, or none (photos from the training set):")
     for rank, class_id in enumerate(ids, start=1):
-        # an unfamiliar photo's scores cannot vouch for a candidate (the novelty check), so they are not shown
-        score = "" if pred.unfamiliar else f" — {pred.probs[class_id]:.0%}"
+        # an unfamiliar photo's scores cannot vouch for a candidate (the novelty check), and a hedge beside a
+        # score of 90% or more contradicts itself: then they are not shown (``words.scores_shown``)
+        score = f" — {pred.probs[class_id]:.0%}" if scores_shown(pred) else ""
         st.markdown(f"{rank}. **{display_name(classes[class_id])}**{score}")
         show_reference(class_id, refs)
     if len(ids) < min(CANDIDATES_SHOWN, len(pred.top5)):
@@ -158,9 +182,9 @@ def species_card(row, refs) -> None:
         st.caption(taxonomy_text(taxon) + (f" — {taxon['note']}" if taxon["note"] else ""))
     show_reference(int(row["class id"]), refs, width=80)
     if "accuracy" in row and row.get("test images", 0):
-        st.caption(f"Test accuracy {row['accuracy']:.0%} ({int(row['correct'])} of {int(row['test images'])} "
-                   "test photos)" + (f"; most often mistaken for {display_name(row['most often mistaken for'])}"
-                                     if row.get("most often mistaken for") else ""))
+        mistaken = row.get("most often mistaken for")
+        st.caption(" ".join(species_accuracy_lines(row)) + (f" On test photos most often mistaken for "
+                                                             f"{display_name(mistaken)}." if mistaken else ""))
 
 
 def show_blocks(blocks) -> None:

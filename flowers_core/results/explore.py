@@ -9,10 +9,11 @@ import pandas as pd
 from ..metrics import classification_metrics, coverage_accuracy, entropy, reliability_bins
 from ..serve.gallery import dataset_labels
 from ..serve.words import taxonomy
-from ..shipped import catalog
+from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.splits import SHIPPED_PROTOCOL
 from .common import _read_json
+from .wording import share_with_interval
 
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> pd.DataFrame:
@@ -171,12 +172,63 @@ def comparison_table(predictions: dict, classes: list[str], student: str | None,
     return pd.DataFrame(rows)
 
 
+PEOPLE_PHOTOS, PEOPLE_RIGHT = "people's photos", "people's photos right"  # species_table's columns (NaN: not measured)
+
+
+def people_photos_run(name: str = catalog.PRODUCTION, root=None) -> tuple[dict | None, str | None]:
+    """(``name``'s row of the committed real-world report, that report's file) for the species cards: the app's
+    model with today's gate (``paths.REALWORLD_APP``) when it has the model, else the shipped models' run
+    (``paths.REALWORLD``); (None, None) when neither measured it."""
+    for report in (paths.REALWORLD_APP, paths.REALWORLD):
+        data = report.read_or_none(root)
+        row = next((r for r in (data or {}).get("models", []) if r.get("model") == name), None)
+        if row is not None and row.get("per_species"):
+            return row | {"date": data.get("date")}, report.path
+    return None, None
+
+
 def species_table(name: str = catalog.PRODUCTION, protocol: str = SHIPPED_PROTOCOL, root=None) -> pd.DataFrame:
     """One row per species: the model's test accuracy on it, recomputed from its saved test probabilities
-    (``per_class_table`` columns). Raises ArtifactMissing when the model or its probabilities are absent."""
+    (``per_class_table`` columns), and where the real-world report measured it, the people's photos of it and how
+    many its first guess named right (``PEOPLE_PHOTOS``, ``PEOPLE_RIGHT``; NaN for the species it did not
+    measure). Raises ArtifactMissing when the model or its probabilities are absent."""
     classes = art.class_names(root)
     probs, _, labels = test_probs(name, protocol, root)
-    return per_class_table(classification_metrics(probs, labels, len(classes)), classes)
+    table = per_class_table(classification_metrics(probs, labels, len(classes)), classes)
+    run, _ = people_photos_run(name, root)
+    measured = (run or {}).get("per_species", {})
+    n = table["class"].map(lambda c: measured[c]["n"] if c in measured and measured[c].get("n") else np.nan)
+    right = table["class"].map(lambda c: round(measured[c]["top1"] * measured[c]["n"]) if c in measured
+                               and measured[c].get("n") else np.nan)
+    return table.assign(**{PEOPLE_PHOTOS: n, PEOPLE_RIGHT: right})
+
+
+def species_accuracy_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The Species page's table: each share with its count and 95% interval (``wording.share_with_interval``),
+    never a bare percentage; "not measured" where the people's photos did not include the species."""
+    def share(right, n) -> str:
+        return "not measured" if pd.isna(n) or not n else share_with_interval(int(right), int(n))
+
+    out = pd.DataFrame({"species": rows["class"].to_numpy()})
+    out["test photos: first guess right"] = [share(r, n) for r, n in zip(rows["correct"], rows["test images"])]
+    if PEOPLE_PHOTOS in rows:
+        out["people's photos: first guess right"] = [share(r, n) for r, n in zip(rows[PEOPLE_RIGHT],
+                                                                                 rows[PEOPLE_PHOTOS])]
+    out["most often mistaken for (test)"] = rows["most often mistaken for"].to_numpy()
+    return out
+
+
+def people_photos_note(name: str = catalog.PRODUCTION, root=None) -> str:
+    """Where the species cards' people's-photo figures come from, in a sentence (what was measured, when)."""
+    run, path = people_photos_run(name, root)
+    if run is None:
+        return (f"Not measured on people's own photos yet (`{paths.REALWORLD.command}`): the cards give the test "
+                "photos only.")
+    species = len(run["per_species"])
+    return (f"People's photos: {sum(v['n'] for v in run['per_species'].values()):,} photos from the web of "
+            f"{species} of the species, never used for training (`{path}`, {run.get('date') or 'undated'}); the "
+            f"other {len(art.class_names(root)) - species} species were not measured on people's photos. The test "
+            "photos are from the same collection as the training photos, so they are easier.")
 
 
 def search_species(table: pd.DataFrame, query: str, also: dict[str, str] | None = None) -> pd.DataFrame:

@@ -126,48 +126,67 @@ def summarise(times_ms, warmup: int = 0) -> dict:
             "min_ms": round(float(t.min()), 3), "max_ms": round(float(t.max()), 3)}
 
 
-def ratio_words(live_ms: float, stored_ms: float, same_cpu: bool, tolerance: float = 1.3) -> tuple[float, str]:
-    """(live / stored, a plain sentence saying which way they differ and the likely reason)."""
-    ratio = live_ms / stored_ms
-    if 1 / tolerance <= ratio <= tolerance:
-        return ratio, "about the same as the stored figure"
-    if ratio > 1:
-        why = ("this server's processor is shared with other visitors and jobs, so it often waits its turn"
-               if same_cpu else "this server has a different processor from the one the stored figure was measured "
-                                "on, and it may be shared with other work")
-        return ratio, f"{ratio:.1f}× slower than the stored figure: {why}"
-    why = "the server was quieter than when the stored figure was measured" if same_cpu else \
-        "this server's processor is faster than the one the stored figure was measured on"
-    return ratio, f"{1 / ratio:.1f}× faster than the stored figure: {why}"
+def _cpuinfo(field: str) -> str | None:
+    """The first value of ``field`` in ``/proc/cpuinfo`` (None where there is none)."""
+    try:
+        return next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith(field)), None)
+    except OSError:
+        return None
+
+
+INT8_ISAS = ("avx512_vnni", "avx_vnni", "avx2")  # widest first; "other" when a CPU lists none
+
+
+def cpu_model() -> str:
+    """The processor's model name ("AMD EPYC"): the one probe of it (the Latency page's live runs; the
+    benchmarks' records hold the same field)."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def int8_isa() -> str:
+    """The CPU's widest 8-bit dot-product instructions as ``/proc/cpuinfo`` lists them: ONNX Runtime's INT8
+    kernels differ by them (VNNI accumulates in int32; AVX2 alone pairs products in int16), so two CPUs of one
+    model name ("AMD EPYC") can time INT8 differently; timings compare only between CPUs with the same."""
+    flags = (_cpuinfo("flags") or "").split()
+    return next((isa for isa in INT8_ISAS if isa in flags), "other")
 
 
 def machine(threads: int) -> dict:
-    """What a timing depends on besides the model: the CPU, its cores, the threads used, the runtimes' versions
-    (torch's only when this process has loaded it: the app's path runs without it). The benchmarks' fuller
-    record is ``bench.latency.environment``; the app layer cannot import the benchmarks."""
-    cpu = None
-    try:
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), None)
-    except OSError:
-        pass
+    """What a timing depends on besides the model: the CPU, its INT8 instructions, its cores, the threads used,
+    the runtimes' versions (torch's only when this process has loaded it: the app's path runs without it) and the
+    load. The benchmarks' fuller record is ``bench.latency.environment``, with the same fields."""
     import onnxruntime
 
     torch = sys.modules.get("torch")
-    return {"cpu": cpu or platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": threads,
+    return {"cpu": cpu_model(), "int8_isa": int8_isa(), "cores": os.cpu_count(), "threads": threads,
             "onnxruntime": onnxruntime.__version__, "torch": getattr(torch, "__version__", None),
             "python": platform.python_version(),
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
 
 
-def stored_median(latency_report: dict | None, model: str, cpu: str | None) -> tuple[float | None, dict]:
+MATCHED_ON = ("cpu", "int8_isa", "threads")  # a stored timing is set against a live one only when these agree
+
+
+def unmatched(live_env: dict, stored_env: dict) -> list[str]:
+    """The fields of ``MATCHED_ON`` on which a stored run's environment differs from the live one's (a field
+    either did not record counts as differing: nothing says they agree)."""
+    return [key for key in MATCHED_ON
+            if live_env.get(key) is None or stored_env.get(key) is None or live_env[key] != stored_env[key]]
+
+
+def stored_runs(latency_report: dict | None) -> list[dict]:
+    """The latency benchmark's runs (``paths.LATENCY``): its latest, then each other kind of CPU's."""
+    return [latency_report, *latency_report.get("other_cpus", [])] if latency_report else []
+
+
+def stored_median(latency_report: dict | None, model: str, live_env: dict) -> tuple[float | None, dict]:
     """(the stored batch-1 median of ``model``, the environment it was measured in) from the latency benchmark's
-    record (``paths.LATENCY``): the run on the same CPU model as ``cpu`` when one was kept, else the latest."""
-    if not latency_report:
-        return None, {}
-    runs = [latency_report, *latency_report.get("other_cpus", [])]
-    same = [r for r in runs if r.get("environment", {}).get("cpu") == cpu]
-    for run in same + [latency_report]:
+    run whose CPU model, INT8 instructions and threads are the live run's (``unmatched`` empty); (None, {}) when
+    no run matches: then the live figure is set against none."""
+    for run in stored_runs(latency_report):
+        if unmatched(live_env, run.get("environment", {})):
+            continue
         row = next((r for r in run.get("models", []) if r.get("model") == model and r.get("p50_ms")), None)
         if row is not None:
             return float(row["p50_ms"]), run.get("environment", {})
