@@ -18,6 +18,7 @@ from PIL import Image
 from flowers_core.results import common
 from flowers_core.serve import decode, words
 from flowers_core.serve.gallery import examples
+from flowers_core.serve.heatmap import FIRST_MAP
 from flowers_core.serve.words import CRASH_MARKER, LIME_NOTE_MARK
 from flowers_core.shipped import manifest as art
 from flowers_core.shipped.splits import PROTOCOLS
@@ -29,8 +30,8 @@ from flowers_core.app import explanations, resources
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
-PAGES = ["pages/classify.py", "pages/species.py", "pages/compare.py", "pages/explain.py", "pages/confusions.py",
-         "pages/latency.py", "pages/report.py"]
+PAGES = ["app_pages/classify.py", "app_pages/species.py", "app_pages/compare.py", "app_pages/explain.py", "app_pages/confusions.py",
+         "app_pages/latency.py", "app_pages/report.py"]
 TIMEOUT = 300  # 2 shared cores: the first run imports torch and loads models
 
 
@@ -122,7 +123,7 @@ def test_pages_without_student_and_ensemble(page, artifacts_root, tmp_path, use)
     assert_clean(at)
 
 
-@pytest.mark.parametrize("page", ["pages/classify.py", "pages/compare.py", "pages/explain.py", "pages/latency.py"])
+@pytest.mark.parametrize("page", ["app_pages/classify.py", "app_pages/compare.py", "app_pages/explain.py", "app_pages/latency.py"])
 def test_pages_with_weight_files_missing(page, artifacts_root, tmp_path, use):
     use(partial_copy(artifacts_root, tmp_path / "b", missing_dirs=("models",)))
     at = open_page(page)
@@ -134,8 +135,9 @@ def test_mismatched_weights_give_a_message(artifacts_root, tmp_path, use):
     def swap(manifest):  # level1's entry (linear head) pointing at level3's weights (attention head)
         strat = manifest["models"]["stratified"]
         strat["level1"]["weights"] = strat["level3"]["weights"]
+        strat["level1"]["onnx"] = {**strat["level1"]["onnx"], "file": strat["level3"]["onnx"]["file"]}  # its twin too
     use(partial_copy(artifacts_root, tmp_path / "c", edit=swap))
-    at = open_page("pages/compare.py")
+    at = open_page("app_pages/compare.py")
     assert_clean(at)
     assert any("level1" in i.value.lower() or "L1" in i.value for i in at.info)
 
@@ -247,7 +249,7 @@ def pick_example(at: AppTest) -> AppTest:
 
 def test_compare_on_an_example(artifacts_root, use):
     use(artifacts_root)
-    at = pick_example(open_page("pages/compare.py"))
+    at = pick_example(open_page("app_pages/compare.py"))
     assert_clean(at)
     assert at.dataframe, "the comparison table is shown"
     table = at.dataframe[0].value
@@ -256,16 +258,24 @@ def test_compare_on_an_example(artifacts_root, use):
 
 def test_explain_methods(artifacts_root, use):
     use(artifacts_root)
-    at = pick_example(open_page("pages/explain.py"))
+    at = pick_example(open_page("app_pages/explain.py"))
+    assert_clean(at)
+    # first, the answering model's own map on each view its answer used, each with its check
+    assert any(FIRST_MAP in c.value for c in at.caption)
+    assert any("Hiding the 20% of the photo this map marks most" in m.value and "hiding a random 20%" in m.value
+               and "random draws" in m.value and "hiding the central 20%" in m.value for m in at.markdown)
+    assert any(v in m.value for m in at.markdown for v in ("explains this answer", "misleads here", "too sure here",
+                                                            "does not explain"))
+    at.toggle(key="explain_more").set_value(True).run()
     assert_clean(at)
     for method in ("Grad-CAM++", "EigenCAM"):
         at.selectbox(key="explain_method").set_value(method).run()
         assert_clean(at)
-        assert any(s.value == method for s in at.subheader)
+        assert any(c.value.startswith(method) for c in at.caption)
     if common.has_weights("level3", artifacts_root):
         at.selectbox(key="explain_model").set_value("level3").run()
         assert_clean(at)
-        assert any("attention" in s.value.lower() for s in at.subheader)
+        assert any("attention" in m.value.lower() for m in at.markdown)
     at.radio(key="explain_target_mode").set_value("Another class").run()
     at.selectbox(key="explain_target").set_value(3).run()
     assert_clean(at)
@@ -274,15 +284,11 @@ def test_explain_methods(artifacts_root, use):
     assert_clean(at)
     assert any(LIME_NOTE_MARK in c.value for c in at.caption)
     assert at.session_state["lime_open"], "the request opens the expander, wherever a rerun draws it"
-    # every heatmap has its check beside it: the sentence with the random map's figure, and a verdict
-    assert any("Hiding the 20% of the photo this map marks most" in m.value and "hiding a random 20%" in m.value
-               for m in at.markdown)
-    assert any(v in m.value for m in at.markdown for v in ("explains this answer", "misleads here", "too sure here"))
 
 
 def test_confusions_controls(artifacts_root, use):
     use(artifacts_root)
-    at = open_page("pages/confusions.py")
+    at = open_page("app_pages/confusions.py")
     assert_clean(at)
     from flowers_core.app.resources import CLASSIFIER_PREFERENCE
 
@@ -304,7 +310,7 @@ def test_confusions_show_why_a_and_not_b(artifacts_root, use):
     from flowers_core.shipped.paths import MISTAKE_MAPS_COMMAND
 
     use(artifacts_root)
-    at = open_page("pages/confusions.py")
+    at = open_page("app_pages/confusions.py")
     assert_clean(at)
     pack = MistakeMaps(artifacts_root)
     if not pack.available:
@@ -324,7 +330,7 @@ def test_confusions_show_why_a_and_not_b(artifacts_root, use):
 
 def test_live_latency(artifacts_root, use):
     use(artifacts_root)
-    at = open_page("pages/latency.py")
+    at = open_page("app_pages/latency.py")
     name = next(m for m in ("student", "level1", "level2", "level3") if common.has_weights(m, artifacts_root))
     at.multiselect(key="lat_models").set_value([name]).run()
     at.slider(key="lat_iters").set_value(5).run()
@@ -342,7 +348,7 @@ def test_the_apps_path_is_timed_stage_by_stage(artifacts_root, use):
     from flowers_core.serve import stages
 
     use(artifacts_root)
-    at = open_page("pages/latency.py")
+    at = open_page("app_pages/latency.py")
     if not common.has_weights("student_int8", artifacts_root):
         pytest.skip("no INT8 student in these artifacts")
     at.select_slider(key="stage_runs").set_value(16).run()
@@ -356,7 +362,7 @@ def test_the_apps_path_is_timed_stage_by_stage(artifacts_root, use):
 
 def test_report_protocols(artifacts_root, use):
     use(artifacts_root)
-    at = open_page("pages/report.py")
+    at = open_page("app_pages/report.py")
     assert_clean(at)
     assert at.dataframe, "the levels table is shown"
     at.radio(key="rep_protocol").set_value("official").run()
@@ -373,7 +379,7 @@ def test_markup_in_a_file_name_is_shown_literally(artifacts_root, use):
     at = open_page()
     at.file_uploader[0].set_value((name, png(_rgb()), "image/png")).run()
     assert_clean(at)
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     assert_clean(at)
     shown = [c.value for c in at.caption if "Using your photo" in c.value]
     assert shown and "\\*\\*b\\*\\* \\[x\\]\\(https\\:\u2060//evil\\.example\\)\\.png" in shown[0]
@@ -420,7 +426,7 @@ def test_explain_shows_the_image_notes(artifacts_root, use):
     use(artifacts_root)
     at = open_page()
     at.file_uploader[0].set_value(("alpha.png", png(_rgb().convert("RGBA")), "image/png")).run()
-    at.switch_page("pages/explain.py").run()
+    at.switch_page("app_pages/explain.py").run()
     assert_clean(at)
     assert any("Transparent areas were filled" in c.value for c in at.caption), [c.value for c in at.caption]
 
@@ -444,9 +450,10 @@ def test_explain_says_when_the_app_would_not_name_the_species(artifacts_root, tm
     use(answers_copy(artifacts_root, tmp_path / "a", entropy_threshold=-1.0, gate_threshold=0.0))
     at = open_page()
     at.file_uploader[0].set_value(("leaf.png", png(_rgb(200, 200)), "image/png")).run()
-    at.switch_page("pages/explain.py").run()
+    at.switch_page("app_pages/explain.py").run()
     assert_clean(at)
-    assert any("the app would answer *I'm not sure" in i.value for i in at.info), [i.value for i in at.info]
+    assert any("the app answers *I'm not sure" in i.value and "names no species" in i.value for i in at.info), \
+        [i.value for i in at.info]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -557,7 +564,7 @@ def test_answers_without_reference_photos_say_so(artifacts_root, tmp_path, use):
     at = classify(open_page(), ("leaf.png", png(_rgb(200, 200))))
     assert at.subheader[0].value.startswith(words.NOT_SURE_START)
     assert any("Reference photos of the species are not shipped" in c.value for c in at.caption)
-    at.switch_page("pages/species.py").run()
+    at.switch_page("app_pages/species.py").run()
     assert_clean(at)
     assert any("not shipped" in i.value for i in at.info)
     assert sum(m.value.startswith("**") and "· no." in m.value for m in at.markdown) == 24, "a page of species cards"
@@ -658,7 +665,7 @@ def test_photos_whose_answers_do_not_agree_are_not_combined(artifacts_root, tmp_
 
 def test_species_page_search_and_accuracy(artifacts_root, tmp_path, use):
     use(answers_copy(artifacts_root, tmp_path / "f"))
-    at = open_page("pages/species.py")
+    at = open_page("app_pages/species.py")
     assert_clean(at)
     assert any("of 102 species" in c.value for c in at.caption)
     name = art.class_names(artifacts_root)[0]
@@ -713,7 +720,7 @@ def test_classify_page_starts_and_answers_without_torch(artifacts_root):
 
     if not common.has_weights("student_int8", artifacts_root):
         pytest.skip("no INT8 student in these artifacts: Classify falls back to a torch model")
-    env = {**os.environ, "FLOWERS_ARTIFACTS": str(artifacts_root), "FLOWERS_WARM_EXPLAIN": "0"}  # Classify's own path
+    env = {**os.environ, "FLOWERS_ARTIFACTS": str(artifacts_root), }
     proc = subprocess.run([sys.executable, "-c", LEAN_START, APP], env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -801,29 +808,3 @@ def test_species_taxonomy_covers_every_class_once():
         assert r["rank"] in TAXONOMY_RANKS and r["scientific_name"] and r["family"].endswith("aceae"), r
         assert r["checked_against"], r
     assert sum(r["rank"] == "genus" for r in rows) > 20, "many Flowers-102 classes are genera"
-
-
-def test_explanations_are_warmed_in_the_background_once(artifacts_root, use, monkeypatch):
-    """After a first page the server imports torch and loads Explain's first model in a thread; off with the switch."""
-    import threading
-    import time
-
-
-    use(artifacts_root)
-    if not common.has_weights(explanations.WARM_MODEL, artifacts_root):
-        pytest.skip("Explain's first model is not in these artifacts")
-    monkeypatch.setattr(explanations, "_WARM_STARTED", threading.Event())
-    monkeypatch.setattr(explanations, "WARMED", {})
-    monkeypatch.setenv(explanations.WARM_ENV, "0")
-    explanations.warm_in_background()
-    assert not explanations._WARM_STARTED.is_set(), "switched off: nothing starts"
-    monkeypatch.setenv(explanations.WARM_ENV, "1")
-    explanations.warm_in_background()
-    explanations.warm_in_background()  # a second page: still one warm-up
-    assert [t.name for t in threading.enumerate()].count("warm-explain") <= 1
-    deadline = time.monotonic() + TIMEOUT
-    while "total_s" not in explanations.WARMED and "error" not in explanations.WARMED and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert "error" not in explanations.WARMED and "total_s" in explanations.WARMED, explanations.WARMED
-    root, mtime = resources._key()
-    assert (explanations.WARM_MODEL, "stratified", root, mtime) in resources._LOADED, "Explain finds its model loaded"

@@ -350,7 +350,7 @@ def test_the_latency_page_sets_a_1_thread_run_against_no_2_thread_record():
     if report is None or any(r.get("environment", {}).get("threads") == 1 for r in stages.stored_runs(report)):
         pytest.skip("a stored 1-thread record exists")
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
-    at.switch_page("pages/latency.py").run()
+    at.switch_page("app_pages/latency.py").run()
     at.multiselect(key="lat_models").set_value(["student"]).run()
     at.multiselect(key="lat_prec").set_value(["INT8"]).run()
     at.slider(key="lat_threads").set_value(1).run()

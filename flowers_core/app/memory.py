@@ -29,9 +29,10 @@ def _libc():
         return None
 
 
+@functools.lru_cache(maxsize=None)
 def limit_arenas(arenas: int | None = None) -> bool:
     """Cap glibc's malloc arenas at ``arenas`` (default ``ARENAS``, or ``$FLOWERS_MALLOC_ARENAS``; 0: leave the
-    default); True when the cap was set."""
+    default), once per process (``app.py`` runs at every page); True when the cap was set."""
     arenas = int(os.environ.get(ARENAS_ENV, ARENAS)) if arenas is None else arenas
     libc = _libc()
     if not arenas or libc is None:

@@ -119,7 +119,13 @@ def onnx_twin_backend(entry: art.ModelEntry, protocol: str = SHIPPED_PROTOCOL, r
     the model then needs torch."""
     if entry.format == "safetensors":
         path = art.artifacts_dir(root) / entry.onnx["file"] if entry.onnx else None
-        return OnnxBackend(OnnxSession(path, threads)) if path is not None and path.is_file() else None
+        if path is None or not path.is_file():
+            return None
+        if entry.onnx.get("file_bytes") not in (None, path.stat().st_size):  # another model's file, or a stale one
+            raise ValueError(f"{path.name} is not the ONNX twin the manifest records for {entry.name} "
+                             f"({path.stat().st_size} bytes, not {entry.onnx['file_bytes']}); run "
+                             "`python -m train.onnx_twins`")
+        return OnnxBackend(OnnxSession(path, threads))
     if entry.format == "ensemble":
         entries = art.model_entries(protocol, root)
         members = [onnx_twin_backend(entries[m], protocol, root, threads) if m in entries else None

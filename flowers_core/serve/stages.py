@@ -180,14 +180,23 @@ def stored_runs(latency_report: dict | None) -> list[dict]:
     return [latency_report, *latency_report.get("other_cpus", [])] if latency_report else []
 
 
-def stored_median(latency_report: dict | None, model: str, live_env: dict) -> tuple[float | None, dict]:
+def stored_runtime(row: dict) -> str:
+    """What a stored latency row ran on: its recorded ``runtime``, else onnxruntime for an ONNX file, torch for the
+    others (the benchmark timed torch models on torch)."""
+    return row.get("runtime") or ("onnxruntime" if row.get("format") == "onnx" else "torch")
+
+
+def stored_median(latency_report: dict | None, model: str, live_env: dict,
+                  runtime: str | None = None) -> tuple[float | None, dict]:
     """(the stored batch-1 median of ``model``, the environment it was measured in) from the latency benchmark's
-    run whose CPU model, INT8 instructions and threads are the live run's (``unmatched`` empty); (None, {}) when
-    no run matches: then the live figure is set against none."""
+    run whose CPU model, INT8 instructions and threads are the live run's (``unmatched`` empty) and, with
+    ``runtime``, whose row ran on the same runtime; (None, {}) when none matches: then the live figure is set
+    against none."""
     for run in stored_runs(latency_report):
         if unmatched(live_env, run.get("environment", {})):
             continue
-        row = next((r for r in run.get("models", []) if r.get("model") == model and r.get("p50_ms")), None)
+        row = next((r for r in run.get("models", []) if r.get("model") == model and r.get("p50_ms")
+                    and (runtime is None or stored_runtime(r) == runtime)), None)
         if row is not None:
             return float(row["p50_ms"]), run.get("environment", {})
     return None, {}

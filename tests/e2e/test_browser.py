@@ -39,7 +39,7 @@ pytestmark = [
 SCREENSHOTS = REPO_ROOT / "screenshots"
 
 EXAMPLES = REPO_ROOT / "assets" / "examples"
-PAGE_FILES = sorted((REPO_ROOT / "pages").glob("*.py"))
+PAGE_FILES = sorted((REPO_ROOT / "app_pages").glob("*.py"))
 
 
 @pytest.fixture(scope="module")

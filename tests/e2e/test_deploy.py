@@ -1,10 +1,10 @@
 """What a hosted demo meets that a developer's warm server does not: deep links on a cold server.
 
-A shared link to a page (``/explain``) can be the very first request a freshly woken server gets.
-Streamlit then chooses its older multipage mode (it sees ``pages/`` beside ``app.py`` and has not yet
-seen ``st.navigation``) and would run the page file on its own: file names in the sidebar, no wide
-layout, no ``app.py`` error handling. ``flowers_core.app.handover`` hands such a run over to ``app.py``;
-this test starts a fresh server per link and opens the link first. Run:
+A shared link to a page (``/explain``) can be the very first request a freshly woken server gets. With a
+``pages/`` folder beside ``app.py`` Streamlit would choose its older multipage mode until ``st.navigation`` runs
+and show the page file on its own (file names in the sidebar, no wide layout, no ``app.py`` error handling); the
+pages live in ``app_pages/`` so ``app.py`` always runs first (DECISIONS.md H1). This test starts a fresh server per
+link and opens the link first. Run:
 ``python -m pytest -q tests/e2e/test_deploy.py -m e2e``.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ pytestmark = [
 
 def app_titles() -> list[str]:
     """The page titles app.py gives its navigation, read from app.py itself (one place)."""
-    return re.findall(r'st\.Page\("pages/\w+\.py", title="([^"]+)"', (REPO_ROOT / "app.py").read_text())
+    return re.findall(r'st\.Page\("app_pages/\w+\.py", title="([^"]+)"', (REPO_ROOT / "app.py").read_text())
 
 
 @pytest.mark.parametrize("path, heading", [("explain", "Where does the model look"), ("species", "species")])
@@ -37,7 +37,7 @@ def test_deep_link_first_on_a_fresh_server(app_artifacts, path, heading):
     with StreamlitServer(artifacts=app_artifacts) as server, chromium_page() as page:
         app = AppDriver(page, server.url)
         app.open(path)  # the first request this server gets
-        # the hand-over is a rerun: wait (bounded) for app.py's navigation instead of a moment between runs
+        # wait (bounded) for app.py's navigation instead of a moment between runs
         with contextlib.suppress(Exception):
             page.wait_for_function("t => [...document.querySelectorAll('[data-testid=\"stSidebarNav\"] a')]"
                                    ".some(a => a.innerText.includes(t))", arg=titles[-1], timeout=30_000)

@@ -6,7 +6,10 @@ Skipped where the shared photos or the shipped artifacts are absent (CI has neit
 """
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -159,30 +162,31 @@ def test_the_phone_landing_page_is_short(sized, server):
     assert height < 2500, f"the landing page is {height} px tall"
 
 
-def test_a_deep_link_on_a_cold_server_shows_the_app_at_once(shipped, browser_page):
-    """/explain opened first on a fresh server: app.py's navigation and the page's heading soon. Streamlit draws its
-    raw file list before any of the app's code runs; the hand-over (``app.handover``) replaces it within a moment."""
-    raw = {p.stem for p in (REPO_ROOT / "pages").glob("*.py")} | {"app"}
-    with StreamlitServer(artifacts=shipped) as server:
-        page = browser_page.context.new_page()  # one Playwright per process: a new tab of the module's browser
-        page.set_viewport_size(SCREENS["desktop"])
-        t0 = time.perf_counter()
-        page.goto(f"{server.url}/explain", wait_until="commit")
-        raw_seen, heading_at = [], None
-        while time.perf_counter() - t0 < 60 and heading_at is None:
-            state = page.evaluate("""() => ({
-                nav: [...document.querySelectorAll('[data-testid="stSidebarNav"] a')]
-                       .map(a => a.innerText.trim().split('\\n').pop()),
-                h1: [...document.querySelectorAll('[data-testid="stMain"] h1')].map(h => h.innerText)})""")
-            if set(state["nav"]) & raw:
-                raw_seen.append(time.perf_counter() - t0)
-            elif any("Explain" in h or "Where does the model look" in h for h in state["h1"]) and state["nav"]:
-                heading_at = time.perf_counter() - t0
-            time.sleep(0.05)
-        assert heading_at is not None, "no heading within 60 s"
-        # ~2 s on a quiet machine (1.8 s measured with 4 engineers' jobs on 2 cores); room for a busy CPU
-        assert heading_at < 6, f"the heading and the navigation appeared after {heading_at:.1f} s"
-        assert not raw_seen or raw_seen[-1] - raw_seen[0] < 1.5, \
-            f"the raw file list showed from {raw_seen[0]:.1f} s to {raw_seen[-1]:.1f} s"
-        assert not [t for t in raw_seen if t > heading_at]
-        page.close()
+def test_a_deep_link_on_a_cold_server_never_shows_the_raw_file_list(shipped, browser_page):
+    """/explain opened first on a fresh server while both cores are busy: app.py's navigation and the page's heading,
+    and never Streamlit's raw list of page files (the pages live in app_pages/, so app.py always runs first)."""
+    raw = {p.stem for p in (REPO_ROOT / "app_pages").glob("*.py")} | {"app"}
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        with StreamlitServer(artifacts=shipped) as server:
+            page = browser_page.context.new_page()  # one Playwright per process: a new tab of the module's browser
+            page.set_viewport_size(SCREENS["desktop"])
+            t0 = time.perf_counter()
+            page.goto(f"{server.url}/explain", wait_until="commit")
+            raw_seen, heading_at = [], None
+            while time.perf_counter() - t0 < 90 and heading_at is None:
+                state = page.evaluate("""() => ({
+                    nav: [...document.querySelectorAll('[data-testid="stSidebarNav"] a')]
+                           .map(a => a.innerText.trim().split('\\n').pop()),
+                    h1: [...document.querySelectorAll('[data-testid="stMain"] h1')].map(h => h.innerText)})""")
+                if set(state["nav"]) & raw:
+                    raw_seen.append(round(time.perf_counter() - t0, 2))
+                elif any("Explain" in h or "Where does the model look" in h for h in state["h1"]) and state["nav"]:
+                    heading_at = time.perf_counter() - t0
+                time.sleep(0.05)
+            assert heading_at is not None, "no heading within 90 s"
+            assert not raw_seen, f"the raw file list showed at {raw_seen} s"
+            page.close()
+    finally:
+        for b in burners:
+            b.kill()

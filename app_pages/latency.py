@@ -1,8 +1,4 @@
 """Latency: measure the models on this server's CPU, next to the stored benchmark."""
-from flowers_core.app.handover import hand_over_to_app
-
-hand_over_to_app()  # a deep link opened first on a cold server: to app.py before this page's imports
-
 import os
 
 import numpy as np
@@ -69,12 +65,14 @@ def show_live_rows(rows: list[dict]) -> None:
     stored_report = paths.LATENCY.read_or_none()
     table_rows, words, stored_env = [], [], {}
     for r in ok:
-        row = {"model": r["model"], "median (ms)": r["p50_ms"], "slowest 1 in 10 (ms)": r["p90_ms"]}
+        row = {"model": r["model"], "runs on": r.get("runtime", "?"), "median (ms)": r["p50_ms"],
+               "slowest 1 in 10 (ms)": r["p90_ms"]}
         if with_p99:
             row["slowest 1 in 100 (ms)"] = float(np.percentile(r["times_ms"], 99))
         if r["batch"] > 1:
             row["per photo (ms)"] = r["per_image_ms"]
-        stored_ms, matched_env = stages.stored_median(stored_report, r.get("name", ""), env)  # a like machine only
+        stored_ms, matched_env = stages.stored_median(stored_report, r.get("name", ""), env,
+                                                      r.get("runtime"))  # a like machine only
         if stored_ms and r["batch"] == 1:
             stored_env = matched_env
             ratio, sentence = wording.latency_gap_words(r["p50_ms"], stored_ms, env, stored_env)
@@ -92,9 +90,16 @@ def show_live_rows(rows: list[dict]) -> None:
                    f"{stored_env.get('date', '?')}{load_words(stored_env)}, one model at a time, on random pixels.")
     if ok[0]["batch"] > 1:
         st.caption("The stored figures are for one photo at a time: set the batch size to 1 to compare with them.")
-    elif len(words) < len(ok) and stored_report:  # a model (or all) with no stored run on a like machine
-        st.caption(wording.no_stored_match_words(env, [run.get("environment", {})
-                                                       for run in stages.stored_runs(stored_report)]))
+    elif len(words) < len(ok) and stored_report:
+        runs = stages.stored_runs(stored_report)
+        if not any(not stages.unmatched(env, run.get("environment", {})) for run in runs):  # no like machine
+            st.caption(wording.no_stored_match_words(env, [run.get("environment", {}) for run in runs]))
+    twins = [r["model"] for r in ok if r.get("runtime") == "onnxruntime" and catalog.get(r["name"]).runtime != "onnx"]
+    if twins:
+        st.caption(f"{', '.join(twins)} ran on {'its' if len(twins) == 1 else 'their'} ONNX "
+                   f"{'twin' if len(twins) == 1 else 'twins'} (the same network exported for onnxruntime, as "
+                   "Compare and the app run it); the stored benchmark timed the fp32 models on torch, so a stored "
+                   "figure is set beside a live one only when both ran on the same runtime.")
     fig = go.Figure()
     for r in ok:
         fig.add_histogram(x=r["times_ms"], name=r["model"], opacity=0.65, nbinsx=30)

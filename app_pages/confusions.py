@@ -1,8 +1,4 @@
 """Confusions: which species each model mixes up, from the saved test results (no dataset needed)."""
-from flowers_core.app.handover import hand_over_to_app
-
-hand_over_to_app()  # a deep link opened first on a cold server: to app.py before this page's imports
-
 import plotly.express as px
 import streamlit as st
 

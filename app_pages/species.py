@@ -1,8 +1,4 @@
 """Species: browse and search the 102 species the app knows, with reference photos and test accuracy."""
-from flowers_core.app.handover import hand_over_to_app
-
-hand_over_to_app()  # a deep link opened first on a cold server: to app.py before this page's imports
-
 import streamlit as st
 
 from flowers_core.app import resources, widgets

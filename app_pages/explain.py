@@ -1,9 +1,5 @@
 """Explain: where the model that answered looked (its own map, at once, without torch), how far each map can be
 trusted on this photo, and on demand the other methods and models (Grad-CAM family, L3 attention: torch)."""
-from flowers_core.app.handover import hand_over_to_app
-
-hand_over_to_app()  # a deep link opened first on a cold server: to app.py before this page's imports
-
 import streamlit as st
 
 from flowers_core.app import explanations, picker, resources, widgets

@@ -1,8 +1,4 @@
 """Compare: the same photo through the student, the ensemble and each ensemble member."""
-from flowers_core.app.handover import hand_over_to_app
-
-hand_over_to_app()  # a deep link opened first on a cold server: to app.py before this page's imports
-
 import streamlit as st
 
 from flowers_core.app import picker, resources, widgets
@@ -22,7 +18,8 @@ use_int8 = st.toggle("Student in INT8 (the model the app uses)", value=True, key
 student = catalog.PRODUCTION if use_int8 else catalog.fp32_twin(catalog.PRODUCTION)
 names = [student, catalog.TEACHER, *catalog.names(levels=(1, 2, 3))]
 loaded, problems = {}, []
-with st.spinner(f"Loading the {len(names)} models (a few seconds on the first visit)…"):
+with resources.one_heavy_job("The comparison starts in a moment: another visitor's request is running."), \
+        st.spinner(f"Loading the {len(names)} models (a few seconds on the first visit)…"):
     for name in names:
         if not common.has_weights(name):
             problems.append(f"**{catalog.title(name)}**: not available — produce it with "
@@ -43,7 +40,8 @@ photo = picker.photo_picker("compare", gallery="select", camera=False)
 img, notes = picker.photo_image(photo, "Choose a photo to compare the models on it.")
 picker.show_notes(notes)
 
-preds = {name: p.predict(img) for name, p in loaded.items()}
+with resources.one_heavy_job("The comparison starts in a moment: another visitor's request is running."):
+    preds = {name: p.predict(img) for name, p in loaded.items()}  # every model on onnxruntime (their ONNX twins)
 classes = next(iter(loaded.values())).classes
 st.image(img, width=220)
 

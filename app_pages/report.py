@@ -1,9 +1,5 @@
 """Report: the results sections of RESULTS.md (declared once in ``flowers_core.results``), then what only a page
 can show: training curves, calibration plots, the dataset and the model cards."""
-from flowers_core.app.handover import hand_over_to_app
-
-hand_over_to_app()  # a deep link opened first on a cold server: to app.py before this page's imports
-
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go

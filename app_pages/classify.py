@@ -1,9 +1,5 @@
 """Classify (home): one photo of a flower in, the species out, in plain words. One question at a time: a new
 photo is a new question; up to three photos are combined only when the visitor adds them as the same plant."""
-from flowers_core.app.handover import hand_over_to_app
-
-hand_over_to_app()  # a deep link opened first on a cold server: to app.py before this page's imports
-
 import streamlit as st
 
 from flowers_core.app import picker, resources, widgets
@@ -51,7 +47,7 @@ with right:
         if several and (why := words.combined_doubt(preds, pred)):  # less sure than its surest photo: why
             st.info(why, icon="ℹ️")
     picker.scroll_to_answer()
-    st.page_link("pages/species.py", label=f"I know {len(clf.classes)} species: see them all", icon="🌸")
+    st.page_link("app_pages/species.py", label=f"I know {len(clf.classes)} species: see them all", icon="🌸")
     if several:
         st.caption(words.several_caption(agreement, len(loaded)))
     else:
