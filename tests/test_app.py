@@ -26,8 +26,6 @@ from flowers_core.shipped.splits import PROTOCOLS
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from flowers_core.app import explanations, resources
-
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
 PAGES = ["app_pages/classify.py", "app_pages/species.py", "app_pages/compare.py", "app_pages/explain.py", "app_pages/confusions.py",
