@@ -55,7 +55,7 @@ def test_targets_met_missed_or_not_measurable():
                                                       "idle_rss_delta_mb": True}  # the targets are inclusive
 
 
-def test_the_report_counts_visitors_answered_and_records_failed_steps():
+def test_the_report_counts_visitors_answered_and_records_failed_steps(tmp_path):
     visits = [_visit(i, 1000.0 + i) for i in range(10)]
     visits[6] = _visit(6, 1006.0, errors=[{"step": "explain_gradcam", "error": "TimeoutError: 300000 ms"}])
     del visits[6]["steps_s"]["compare"], visits[6]["steps_s"]["latency_run"]  # the visitor ended at its failed step
@@ -72,6 +72,10 @@ def test_the_report_counts_visitors_answered_and_records_failed_steps():
     assert set(s) >= {"server_vmhwm_mb", "idle_rss_mb", "idle_rss_delta_mb", "reference_rss_mb", "targets"}
     assert bench.answered(_visit(0, 1.0)) and not bench.answered({**_visit(4, 1.0), "steps_s": STEPS})  # LIME missing
     json.dumps(s)  # written as JSON
+    paths.APP_SOAK.write(s, root=tmp_path)
+    text = "\n".join(to_markdown(soak_section(tmp_path)))
+    assert "| 8 of 10" in text and "**not met**" in text
+    assert "1 step(s) failed or timed out (each ended its visitor's tour): visitor 7, explain_gradcam: TimeoutError" in text
 
 
 def _report(root, n: int = 12) -> dict:
@@ -95,7 +99,7 @@ def test_the_section_shows_the_table_the_waits_and_the_plot(tmp_path):
     assert "## The app over many visitors (`python -m flowers_core.bench.app_benchmark --soak 200`)" in text
     assert "| visitors who got every answer" in text and "12 of 12" in text
     assert "+0.20 MB" in text and "≤ 0.5 MB" in text and "1450 MB" in text and "+10 MB" in text
-    assert "not met" not in text  # every target met on these numbers
+    assert "not met" not in text and "failed" not in text  # every target met, every step done on these numbers
     assert "| LIME (every 5th)" in text and "MALLOC_ARENA_MAX=2" in text and "Test CPU" in text
     assert f"![The server's RSS after each of the 12 visitors]({os.path.relpath(tmp_path, paths.REPO_ROOT)}" in text
 
@@ -123,5 +127,21 @@ def test_tools_summary_renders_the_soak_and_check_accepts_it(tmp_path):
     assert text.index("## The app under a crowd") < text.index("## The app over many visitors")
     assert "app_soak.png)" in text
     line = next(ln for ln in readme.read_text().splitlines() if ln.startswith("The app:"))
-    assert "Over 20 visitors one after another (20 got every answer) memory grew +0.20 MB per visitor after the 5th" in line
-    assert "peak (VmHWM) was 1450 MB" in line and "1340 MB stayed resident after 120 s idle" in line
+    assert "Over 20 visitors one after another (20 got every answer) memory grew +0.20 MB per visitor after the 5th;" in line
+    assert "peak (VmHWM) was 1450 MB, and 1340 MB stayed resident after 120 s idle." in line
+
+
+def test_the_report_page_draws_the_section_and_its_plot(tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    def page(root):
+        from flowers_core.app.widgets import show_section
+        from flowers_core.results.latency import soak_section
+
+        show_section(soak_section, root, expanded=True)
+
+    _report(tmp_path)
+    at = AppTest.from_function(page, args=(str(tmp_path),), default_timeout=60).run()
+    assert not at.exception
+    assert at.expander[0].label.startswith("The app over many visitors")
+    assert len(at.dataframe) == 2 and len(at.get("image")) == 1  # the measures, the waits; the plot

@@ -499,8 +499,9 @@ def soak_photos(root: Path, data_root: Path | str | None = None) -> tuple[list[P
     photos = [base / f"image_{i:05d}.jpg" for i in ids]
     if photos and all(p.is_file() for p in photos[:5]):
         photos = [p for p in photos if p.is_file()]
-        return photos, f"Flowers-102 test split ({len(photos)} photos under {base})"
-    return example_photos(), f"the shipped example photos (assets/examples/: no Flowers-102 under {base})"
+        return photos, f"Flowers-102 test split ({len(photos)} photos under {os.path.relpath(base, REPO_ROOT)})"
+    return example_photos(), ("the shipped example photos (assets/examples/: no Flowers-102 under "
+                              f"{os.path.relpath(base, REPO_ROOT)})")
 
 
 def torch_mapped(pid: int) -> bool:

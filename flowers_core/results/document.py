@@ -107,8 +107,8 @@ def soak_sentence(soak: dict, first: bool = True) -> str:
     grew = ("its growth per visitor not measured (too few visitors)" if growth is None else
             f"memory grew {growth:+.2f} MB per visitor after the {after}th")
     return (f"{'The app: over' if first else 'Over'} {soak['visitors']} visitors one after another "
-            f"({soak['visitors_answered']} got every answer) {grew}, the server's peak (VmHWM) was "
-            f"{soak['server_vmhwm_mb']:.0f} MB and {soak['idle_rss_mb']:.0f} MB stayed resident after "
+            f"({soak['visitors_answered']} got every answer) {grew}; the server's peak (VmHWM) was "
+            f"{soak['server_vmhwm_mb']:.0f} MB, and {soak['idle_rss_mb']:.0f} MB stayed resident after "
             f"{soak['idle_s']:.0f} s idle.")
 
 

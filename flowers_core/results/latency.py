@@ -205,12 +205,15 @@ def soak_section(root=None) -> list[Block]:
         {"measure": f"server peak (VmHWM) over {n} visitors", "measured": f"{data['server_vmhwm_mb']:.0f} MB",
          "target": f"≤ {t.get('server_vmhwm_mb', float('nan')):.0f} MB", "status": _met(ok.get("server_vmhwm_mb"))},
         {"measure": f"RSS after {data['idle_s']:.0f} s idle (against visitor {data.get('reference_visitor')})",
-         "measured": f"{data['idle_rss_mb']:.0f} MB ({data['idle_rss_delta_mb']:+.0f} MB)"
+         "measured": f"{data['idle_rss_mb']:.0f} MB ({round(data['idle_rss_delta_mb']) or 0:+d} MB)"
          if data.get("idle_rss_delta_mb") is not None else f"{data['idle_rss_mb']:.0f} MB",
          "target": f"within {t.get('idle_rss_delta_mb', float('nan')):.0f} MB", "status": _met(ok.get("idle_rss_delta_mb"))},
         {"measure": "torch mapped in the server: after the first Classify / at the end",
          "measured": f"{yes_no[torch.get('after_first_classify')]} / {yes_no[torch.get('at_end')]}",
-         "target": "— (Classify is torch-free)", "status": "—"},
+         "target": "— (Explain's model is warmed in the background once a page is served)"
+         if data.get("explain_warm_up", True) else "no after Classify (torch-free)",
+         "status": "—" if data.get("explain_warm_up", True) else
+         {False: "met", True: "**not met**"}.get(torch.get("after_first_classify"), "—")},
     ]
     waits = [{"step": label, "visitors": v["visitors"], "median (s)": f"{v['median']:.2f}", "slowest (s)": f"{v['max']:.2f}"}
              for k, label in SOAK_STEPS.items() if (v := data.get("step_s", {}).get(k))]
@@ -224,6 +227,10 @@ def soak_section(root=None) -> list[Block]:
         Table(pd.DataFrame(rows), as_written=True), ""]
     if waits:
         blocks += ["Each step's wait over the visitors:", "", Table(pd.DataFrame(waits), as_written=True), ""]
+    if failed := data.get("failed_steps"):
+        blocks += [f"{len(failed)} step(s) failed or timed out (each ended its visitor's tour): " + "; ".join(
+            f"visitor {f['visitor']}, {f['step']}: {f['error'][:120]}" for f in failed[:5])
+            + ("; …" if len(failed) > 5 else "") + ".", ""]
     if plot.is_file():
         blocks += [Figure(plot, f"The server's RSS after each of the {n} visitors"), ""]
     blocks += [f"Measured {data.get('date', '?')} on {m.get('cpus', '?')} × {m.get('cpu_model', '?')}, Python "
