@@ -355,13 +355,14 @@ def tour(page, base_url: str, photo: Path, class_names: list[str], *, lime: bool
         if name == "explain_lime" and not lime:
             continue
         t0 = time.perf_counter()
-        failed = False
+        failed = None
         try:
             actions[name]()
         except Exception as e:  # a step that fails is reported, and the tour goes on (or ends: stop_on_error)
-            errors.append({"step": name, "error": f"{type(e).__name__}: {str(e)[:300]}", "page": _page_text(page)})
-            failed = True
+            failed = f"{type(e).__name__}: {str(e)[:300]}"
         steps[name] = round(time.perf_counter() - t0, 2)
+        if failed:  # with what the page showed, read after the step's time was taken
+            errors.append({"step": name, "error": failed, "page": _page_text(page)})
         if name == "classify" and not failed:  # untimed: the rest of Classify's run (chart, details) finishes
             with contextlib.suppress(Exception):
                 app.wait_idle(timeout_ms)
