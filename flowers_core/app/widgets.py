@@ -8,7 +8,7 @@ import traceback
 import plotly.graph_objects as go
 import streamlit as st
 
-from ..results.common import Table
+from ..results.common import Figure, Table
 from ..results.wording import species_accuracy_lines
 from ..serve.answer import CANDIDATE_MIN_PROB, CANDIDATES_SHOWN
 from ..serve.localise import draw_looked
@@ -189,15 +189,17 @@ def species_card(row, refs) -> None:
 
 def show_blocks(blocks) -> None:
     """A results section (``flowers_core.results``) as the Report page draws it: its paragraphs as Markdown, its
-    tables as tables (RESULTS.md writes the same blocks as Markdown)."""
+    tables as tables, its figures as images (RESULTS.md writes the same blocks as Markdown)."""
     text: list[str] = []
     for block in [*blocks, None]:
-        if block is None or isinstance(block, Table):
+        if block is None or isinstance(block, Table | Figure):
             if any(line.strip() for line in text):
                 st.markdown("\n".join(text))
             text = []
-            if block is not None:
+            if isinstance(block, Table):
                 st.dataframe(block.frame, hide_index=True)
+            elif isinstance(block, Figure):
+                st.image(str(block.file), caption=block.caption)
         else:
             text.append(block)
 

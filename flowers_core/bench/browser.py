@@ -47,14 +47,17 @@ class StreamlitServer:
     """``streamlit run app.py`` on a free localhost port, in its own process group.
 
     ``start()`` returns at once (``started_at`` is the cold-start origin); ``wait_healthy()``
-    polls ``/_stcore/health``; ``stop()`` always ends the server and anything it spawned.
+    polls ``/_stcore/health``; ``stop()`` always ends the server and anything it spawned. ``env``: variables
+    set in the server's environment on top of this process's (e.g. ``MALLOC_ARENA_MAX``).
     """
 
     def __init__(self, app: str | Path = "app.py", artifacts: str | Path | None = None,
-                 port: int | None = None, log_path: str | Path | None = None, cwd: Path = REPO_ROOT):
+                 port: int | None = None, log_path: str | Path | None = None, cwd: Path = REPO_ROOT,
+                 env: dict[str, str] | None = None):
         self.app, self.cwd = str(app), Path(cwd)
         self.port = port or free_port()
         self.artifacts = artifacts
+        self.env = dict(env or {})
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="streamlit-", suffix=".log")[1])
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
@@ -68,7 +71,7 @@ class StreamlitServer:
         return self.proc.pid
 
     def start(self) -> "StreamlitServer":
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         if self.artifacts is not None:
             env["FLOWERS_ARTIFACTS"] = str(self.artifacts)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.cwd), env.get("PYTHONPATH", "")) if p)
@@ -155,6 +158,34 @@ def chromium_page(timeout_ms: int = 60_000):
                 ctx.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def chromium_browser():
+    """Headless Debian Chromium (Playwright's ``Browser``) for many visitors in turn: each ``visitor_page`` is a
+    new browser context (its own cookies and storage, so a fresh Streamlit session) in the same browser."""
+    from playwright.sync_api import sync_playwright  # as in chromium_page
+
+    if not chromium_available():
+        raise FileNotFoundError(f"{CHROMIUM} not found: apt-get install chromium (see .ci/install_browser.sh)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS))
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
+def visitor_page(browser, timeout_ms: int = 60_000):
+    """A page in a new context of ``browser`` (``chromium_browser``): a visitor no earlier visitor's state reaches;
+    the context is closed afterwards."""
+    ctx = browser.new_context(viewport=VIEWPORT)
+    ctx.set_default_timeout(timeout_ms)
+    try:
+        yield ctx.new_page()
+    finally:
+        ctx.close()
 
 
 # JavaScript run in the page: texts of the up-to-date (not stale, i.e. not left over from the

@@ -1,17 +1,20 @@
 """Shared by every results module: model names as people read them, which models are recorded, the number formats,
 and a section's blocks: a section is a function of the artifacts folder returning its blocks, paragraphs of
-Markdown (``str``) and tables (``Table``), which RESULTS.md writes as Markdown (``to_markdown``) and the Report page
+Markdown (``str``), tables (``Table``) and images (``Figure``), which RESULTS.md writes as Markdown (``to_markdown``) and the Report page
 draws with Streamlit (``app.widgets.show_blocks``)."""
 from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
 from ..shipped import catalog
 from ..shipped import manifest as art
+from ..shipped.paths import REPO_ROOT
 from ..shipped.splits import PROTOCOLS, SHIPPED_PROTOCOL
 
 L1, L2 = (catalog.names(levels=(level,))[0] for level in (1, 2))  # the ablation: regularisation against the baseline
@@ -69,9 +72,20 @@ class Table:
         return md(self.frame, as_written=self.as_written)
 
 
-Block = str | Table
+@dataclass(frozen=True)
+class Figure:
+    """A section's image (a plot a benchmark wrote): RESULTS.md links it, the Report page shows it."""
+
+    file: Path
+    caption: str
+
+    def markdown(self) -> str:
+        return f"![{self.caption}]({Path(os.path.relpath(self.file, REPO_ROOT)).as_posix()})"  # RESULTS.md is at the root
+
+
+Block = str | Table | Figure
 
 
 def to_markdown(blocks: list[Block]) -> list[str]:
     """A section's blocks as the lines of RESULTS.md."""
-    return [b.markdown() if isinstance(b, Table) else b for b in blocks]
+    return [b if isinstance(b, str) else b.markdown() for b in blocks]

@@ -12,7 +12,14 @@ from ..shipped.paths import REPO_ROOT
 from .answer_rules import answer_rules_section
 from .common import md, pct, to_markdown
 from .explanations import explanations_section
-from .latency import app_section, crowd_section, latency_p50, latency_section, latency_stages_section
+from .latency import (
+    app_section,
+    crowd_section,
+    latency_p50,
+    latency_section,
+    latency_stages_section,
+    soak_section,
+)
 from .levels import (
     ablation_section,
     accuracy_section,
@@ -35,7 +42,7 @@ HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->
 SECTIONS = (accuracy_section, training_time_section, ablation_section, ensemble_section, student_section,
             robustness_section, realworld_section, answer_rules_section, localisation_section,
             recipe_ablation_section, latency_section, latency_stages_section, app_section, crowd_section,
-            explanations_section)
+            soak_section, explanations_section)
 
 
 def render(root=None) -> str:
@@ -77,16 +84,32 @@ def headline(root=None) -> str:
                   "gate).", ""]
     crowd = paths.app_crowd(max(paths.APP_CROWD_VISITORS)).read_or_none(root)
     alone = paths.app_crowd(min(paths.APP_CROWD_VISITORS)).read_or_none(root)
+    memory = []
     if crowd and alone:
-        lines += [f"The app: the server's peak memory with {crowd['visitors']} visitors at once pressing every heavy "
-                  f"button {crowd['server_vmhwm_mb']:.0f} MB (a free host allows about "
-                  f"{crowd['targets']['host_limit_mb']:.0f} MB), {alone['server_vmhwm_mb']:.0f} MB with one; the first "
-                  f"Grad-CAM of a cold server {alone['cold_gradcam_s']} s with one visitor, "
-                  f"{crowd['cold_gradcam_s']} s with {crowd['visitors']}.", ""]
+        memory.append(f"The app: the server's peak memory with {crowd['visitors']} visitors at once pressing every heavy "
+                      f"button {crowd['server_vmhwm_mb']:.0f} MB (a free host allows about "
+                      f"{crowd['targets']['host_limit_mb']:.0f} MB), {alone['server_vmhwm_mb']:.0f} MB with one; the "
+                      f"first Grad-CAM of a cold server {alone['cold_gradcam_s']} s with one visitor, "
+                      f"{crowd['cold_gradcam_s']} s with {crowd['visitors']}.")
+    if soak := paths.APP_SOAK.read_or_none(root):
+        memory.append(soak_sentence(soak, first=not memory))
+    if memory:
+        lines += [" ".join(memory), ""]
     unmet = [f"- {target}: **{measured}**" for target, measured, ok in open_targets(root) if not ok]
     if unmet:
         lines += ["Targets not met (measured; what was tried: DECISIONS.md):", "", *unmet, ""]
     return "\n".join(lines)
+
+
+def soak_sentence(soak: dict, first: bool = True) -> str:
+    """The soak's memory figures in one sentence (``app_benchmark --soak N``)."""
+    growth, after = soak.get("growth_mb_per_visitor"), soak.get("growth_after_visitor", 5)
+    grew = ("its growth per visitor not measured (too few visitors)" if growth is None else
+            f"memory grew {growth:+.2f} MB per visitor after the {after}th")
+    return (f"{'The app: over' if first else 'Over'} {soak['visitors']} visitors one after another "
+            f"({soak['visitors_answered']} got every answer) {grew}; the server's peak (VmHWM) was "
+            f"{soak['server_vmhwm_mb']:.0f} MB, and {soak['idle_rss_mb']:.0f} MB stayed resident after "
+            f"{soak['idle_s']:.0f} s idle.")
 
 
 def open_targets(root=None) -> list[tuple[str, str, bool]]:

@@ -5,7 +5,7 @@ import pandas as pd
 
 from ..shipped import catalog, paths
 from ..shipped import manifest as art
-from .common import Block, Table
+from .common import Block, Figure, Table
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,3 +176,66 @@ def crowd_section(root=None) -> list[Block]:
             f"A free Streamlit host allows about {limit:.0f} MB per app. Method: {next(iter(runs.values())).get('method', '?')}. "
             "Dates: " + ", ".join(f"{n} visitor(s) {d.get('date', '?')}" for n, d in runs.items()) + ". The load average "
             "before each run says how busy the 2 cores were with other work: the waits grow with it.", ""]
+
+
+SOAK_STEPS = {"classify": "classify", "explain_gradcam": "Explain: first heatmap and its check",
+              "explain_lime": "LIME (every 5th)", "compare": "Compare", "latency_run": "Latency's Run"}
+
+
+def _met(ok) -> str:
+    return {True: "met", False: "**not met**"}.get(ok, "— (too few visitors)")
+
+
+def soak_section(root=None) -> list[Block]:
+    """The app over many visitors one after another (``app_benchmark --soak N``): memory after each, its growth, the
+    peak, the memory once idle, and the waits."""
+    data = paths.APP_SOAK.read_or_none(root)
+    if data is None:
+        return [f"Soak not measured yet: run `{paths.APP_SOAK.command}`.", ""]
+    t, ok, n = data.get("targets", {}), data.get("meets_target", {}), data["visitors"]
+    growth, after = data.get("growth_mb_per_visitor"), data.get("growth_after_visitor", 5)
+    torch = data.get("torch_mapped", {})
+    yes_no = {True: "yes", False: "no", None: "—"}
+    rows = [
+        {"measure": "visitors who got every answer", "measured": f"{data['visitors_answered']} of {n}",
+         "target": f"all {n}", "status": "met" if data["visitors_answered"] == n else "**not met**"},
+        {"measure": f"memory growth per visitor after the {after}th (least squares)",
+         "measured": "—" if growth is None else f"{growth:+.2f} MB",
+         "target": f"≤ {t.get('growth_mb_per_visitor')} MB", "status": _met(ok.get("growth_mb_per_visitor"))},
+        {"measure": f"server peak (VmHWM) over {n} visitors", "measured": f"{data['server_vmhwm_mb']:.0f} MB",
+         "target": f"≤ {t.get('server_vmhwm_mb', float('nan')):.0f} MB", "status": _met(ok.get("server_vmhwm_mb"))},
+        {"measure": f"RSS after {data['idle_s']:.0f} s idle (against visitor {data.get('reference_visitor')})",
+         "measured": f"{data['idle_rss_mb']:.0f} MB ({round(data['idle_rss_delta_mb']) or 0:+d} MB)"
+         if data.get("idle_rss_delta_mb") is not None else f"{data['idle_rss_mb']:.0f} MB",
+         "target": f"within {t.get('idle_rss_delta_mb', float('nan')):.0f} MB", "status": _met(ok.get("idle_rss_delta_mb"))},
+        {"measure": "torch mapped in the server: after the first Classify / at the end",
+         "measured": f"{yes_no[torch.get('after_first_classify')]} / {yes_no[torch.get('at_end')]}",
+         "target": "— (Explain's model is warmed in the background once a page is served)"
+         if data.get("explain_warm_up", True) else "no after Classify (torch-free)",
+         "status": "—" if data.get("explain_warm_up", True) else
+         {False: "met", True: "**not met**"}.get(torch.get("after_first_classify"), "—")},
+    ]
+    waits = [{"step": label, "visitors": v["visitors"], "median (s)": f"{v['median']:.2f}", "slowest (s)": f"{v['max']:.2f}"}
+             for k, label in SOAK_STEPS.items() if (v := data.get("step_s", {}).get(k))]
+    m = data.get("machine", {})
+    plot = paths.artifacts_dir(root) / paths.APP_SOAK_PLOT
+    arena = data.get("malloc_arena_max")
+    blocks: list[Block] = [
+        f"## The app over many visitors (`{paths.APP_SOAK.command}`)", "",
+        "A public demo that lasts: visitors one after another on one server, each in a fresh session with a "
+        "different photo, the server's memory after each.", "",
+        Table(pd.DataFrame(rows), as_written=True), ""]
+    if waits:
+        blocks += ["Each step's wait over the visitors:", "", Table(pd.DataFrame(waits), as_written=True), ""]
+    if failed := data.get("failed_steps"):
+        blocks += [f"{len(failed)} step(s) failed or timed out (each ended its visitor's tour): " + "; ".join(
+            f"visitor {f['visitor']}, {f['step']}: {f['error'][:120]}" for f in failed[:5])
+            + ("; …" if len(failed) > 5 else "") + ".", ""]
+    if plot.is_file():
+        blocks += [Figure(plot, f"The server's RSS after each of the {n} visitors"), ""]
+    blocks += [f"Measured {data.get('date', '?')} on {m.get('cpus', '?')} × {m.get('cpu_model', '?')}, Python "
+               f"{m.get('python', '?')}, load average {', '.join(f'{x:.1f}' for x in m.get('loadavg_before', []))} "
+               f"before and {', '.join(f'{x:.1f}' for x in m.get('loadavg_after', []))} after; "
+               f"{'MALLOC_ARENA_MAX=' + str(arena) if arena else 'glibc malloc with its default arenas'}; photos: "
+               f"{data.get('photos', '?')}. Method: {data.get('method', '?')}.", ""]
+    return blocks

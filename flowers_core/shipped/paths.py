@@ -159,3 +159,8 @@ def app_crowd(visitors: int) -> Report:
 
 
 APP_CROWD_VISITORS = (1, 3)  # the crowd runs RESULTS.md shows: one visitor, and three at once
+
+
+APP_SOAK = Report("reports/app_soak.json", "python -m flowers_core.bench.app_benchmark --soak 200",
+                  "the app's memory over many visitors one after another (growth per visitor, peak, idle)")
+APP_SOAK_PLOT = "reports/app_soak.png"  # the soak's RSS over visitors, beside its report
