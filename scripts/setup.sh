@@ -9,9 +9,23 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 VENV=${VENV:-.venv}
 say() { echo "[setup $(date +%H:%M:%S)] $*"; }
-if ! "$PY" -c 'import sys' >/dev/null 2>&1; then
+find_python() {
+  # "$1" itself when it runs, else (pyenv) the newest installed version of that name: a pyenv shim answers only for
+  # the versions made active, so python3.12 fails where 3.12 is installed but not global (pyenv's own path works)
+  if "$1" -c 'import sys' >/dev/null 2>&1; then echo "$1"; return 0; fi
+  command -v pyenv >/dev/null 2>&1 || return 1
+  local want=${1#python} v bin
+  for v in $(pyenv versions --bare 2>/dev/null | grep -E "^${want//./\\.}(\\.|$)" | sort -t. -k1,1n -k2,2n -k3,3n -r); do
+    bin="$(pyenv root)/versions/$v/bin/$1"
+    if [ -x "$bin" ] && "$bin" -c 'import sys' >/dev/null 2>&1; then echo "$bin"; return 0; fi
+  done
+  return 1
+}
+if FOUND=$(find_python "$PY"); then
+  PY=$FOUND
+else
   # only the default may fall back: an interpreter asked for by name must be the one used
-  [ -z "${PYTHON:-}" ] || { echo "PYTHON=$PYTHON is not a working interpreter" >&2; exit 1; }
+  [ -z "${PYTHON:-}" ] || { echo "PYTHON=$PYTHON is not a working interpreter (nor an installed pyenv version); set PYTHON to its full path, e.g. PYTHON=\$(pyenv root)/versions/3.12.1/bin/python3.12" >&2; exit 1; }
   PY=python3
 fi
 [ -x "$VENV/bin/python" ] || { say "creating $VENV with $("$PY" --version 2>&1)"; "$PY" -m venv "$VENV"; }

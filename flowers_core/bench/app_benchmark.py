@@ -250,7 +250,7 @@ def measure(uploads: int = 15, artifacts_root: Path | None = None, malloc_arena_
 TOUR_STEPS = ("open", "classify", "explain_gradcam", "explain_lime", "compare", "latency_run")
 # the first heatmap's check on Explain ends in one of these sentences (results.explanations.verdict_words), or in
 # the caption that says the check could not run
-CHECK_VERDICTS = tuple(explanation_report.verdict_words(v) for v in ("better", "chance", "unmoved", "worse"))
+CHECK_VERDICTS = tuple(explanation_report.CHECK_VERDICT_STARTS.values())
 CHECK_FAILED = "The check of this map could not run"
 LATENCY_RESULT = "timed runs per model"  # the Latency page's live result, shown once Run has measured
 
@@ -321,8 +321,7 @@ def tour(page, base_url: str, photo: Path, class_names: list[str], *, lime: bool
         text = _main_text(page, (*CHECK_VERDICTS, CHECK_FAILED), timeout_ms)  # the first map's check, in words
         if text.startswith(CHECK_FAILED):
             raise RuntimeError(text[:300])
-        seen["check"] = next(v for v in ("better", "chance", "unmoved", "worse")
-                             if text.startswith(explanation_report.verdict_words(v)[:60]))
+        seen["check"] = next(v for v, start in explanation_report.CHECK_VERDICT_STARTS.items() if text.startswith(start))
 
     def run_lime() -> None:
         app.wait_idle(timeout_ms)  # the Grad-CAM run over: the button pressed is the finished page's

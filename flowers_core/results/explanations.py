@@ -132,6 +132,12 @@ def check_sentence(species: str, check) -> str:
     return text + "."
 
 
+# How each verdict of the page's check starts (the browser benchmarks wait for one of them)
+CHECK_VERDICT_STARTS = {"better": "✅ This map explains this answer here", "worse": "❌ This map misleads here",
+                        "unmoved": "ℹ️ Hiding parts of this view hardly moves the answer",
+                        "chance": "⚠️ This map"}
+
+
 def check_verdict_words(check) -> str:
     """The verdict of ``check`` in words that state the numbers it was decided on (``HidingCheck.verdict``)."""
     gap, needed = 100 * check.gap, 100 * check.needed

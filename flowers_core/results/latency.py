@@ -157,7 +157,7 @@ def crowd_section(root=None) -> list[Block]:
     runs = {n: data for n in paths.APP_CROWD_VISITORS if (data := paths.app_crowd(n).read_or_none(root))}
     if not runs:
         return [f"Crowd not measured yet: run `{paths.app_crowd(3).command}`.", ""]
-    steps = {"classify": "classify a photo", "explain_gradcam": "Explain (Grad-CAM)", "explain_lime": "LIME",
+    steps = {"classify": "classify a photo", "explain_gradcam": "Explain (first heatmap and its check)", "explain_lime": "LIME",
              "compare": "Compare", "latency_run": "Latency's Run"}
     rows = []
     for n, d in runs.items():
