@@ -17,7 +17,7 @@ from ..serve.words import (
 from ..shipped import catalog
 from ..shipped import manifest as art
 from ..shipped.splits import SHIPPED_PROTOCOL
-from .resources import _key, _predictor, one_heavy_job
+from .resources import APP_THREADS, _key, _predictor, needs_torch, one_heavy_job
 
 
 # ---------------------------------------------------------------------------------------------
@@ -28,6 +28,8 @@ def _onnx_model(name: str, threads: int, root: str, mtime: float):
     """A model on onnxruntime with its own intra-op thread count (a session fixes it when it is made): the INT8
     file, or a torch model's ONNX twin(s) (``train.onnx_twins``); None when it has none."""
     entry = art.model_entry(name, SHIPPED_PROTOCOL, root)
+    if threads == APP_THREADS and not needs_torch(name, SHIPPED_PROTOCOL, root, mtime):
+        return _predictor(name, SHIPPED_PROTOCOL, root, mtime).logits  # the app's own sessions: no second copy
     if entry.format == "onnx":
         return OnnxSession(art.model_file(entry, root), threads)
     twin = onnx_twin_backend(entry, SHIPPED_PROTOCOL, root, threads)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -88,9 +89,12 @@ def one_heavy_job(waiting: str = "Your request starts in a moment: another visit
 # ---------------------------------------------------------------------------------------------
 # Cached resources
 # ---------------------------------------------------------------------------------------------
+APP_THREADS = os.cpu_count() or 1  # every model's intra-op threads, stated (the Latency page reuses them)
+
+
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _loaded_predictor(name: str, protocol: str, root: str, mtime: float, runtime: str = "onnx") -> Predictor:
-    return open_predictor(name, protocol, root, runtime=runtime)
+    return open_predictor(name, protocol, root, threads=APP_THREADS, runtime=runtime)
 
 
 @functools.lru_cache(maxsize=64)

@@ -125,7 +125,8 @@ def check_sentence(species: str, check) -> str:
     text = (f"The model's confidence in **{species}** on this view is {check.confidence:.0%}. Hiding the "
             f"{check.share:.0%} of the photo this map marks most {_change(check.after_map, check.confidence)}; hiding "
             f"a random {check.share:.0%} {_change(check.random_mean, check.confidence)} on average over "
-            f"{len(check.after_random)} random draws (each between {low:.0%} and {high:.0%})")
+            f"{len(check.after_random)} random draws "
+            + (f"(every draw {low:.0%})" if f"{low:.0%}" == f"{high:.0%}" else f"(each between {low:.0%} and {high:.0%})"))
     if check.after_centre is not None:
         text += (f"; hiding the central {check.share:.0%}, as a map that marks only the middle of any photo would, "
                  f"{_change(check.after_centre, check.confidence)}")

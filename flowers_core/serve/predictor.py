@@ -48,6 +48,13 @@ def _locator_session(path: str, mtime_ns: int, threads: int | None) -> OnnxSessi
     return OnnxSession(Path(path), threads)
 
 
+@functools.lru_cache(maxsize=16)
+def _twin_session(path: str, mtime_ns: int, threads: int | None) -> OnnxSession:
+    """One session per ONNX twin file and thread count, shared by the model's own predictor and the ensemble's
+    vote over it (Compare opens both: one copy of each network in memory, not two)."""
+    return OnnxSession(Path(path), threads)
+
+
 class Backend(Protocol):
     """What a ``Predictor`` runs a model on: normalised batches (numpy) in, logits and pooled features out."""
 
@@ -125,7 +132,7 @@ def onnx_twin_backend(entry: art.ModelEntry, protocol: str = SHIPPED_PROTOCOL, r
             raise ValueError(f"{path.name} is not the ONNX twin the manifest records for {entry.name} "
                              f"({path.stat().st_size} bytes, not {entry.onnx['file_bytes']}); run "
                              "`python -m train.onnx_twins`")
-        return OnnxBackend(OnnxSession(path, threads))
+        return OnnxBackend(_twin_session(str(path), path.stat().st_mtime_ns, threads))
     if entry.format == "ensemble":
         entries = art.model_entries(protocol, root)
         members = [onnx_twin_backend(entries[m], protocol, root, threads) if m in entries else None
