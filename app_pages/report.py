@@ -26,7 +26,8 @@ from flowers_core.shipped.splits import PROTOCOLS
 REPORT_SECTIONS = (levels.accuracy_section, levels.ablation_section, levels.ensemble_section, levels.student_section,
                    robustness.robustness_section, realworld.realworld_section, answer_rules.answer_rules_section,
                    localisation.localisation_section,
-                   localisation.recipe_ablation_section, explanations.explanations_section)
+                   localisation.recipe_ablation_section, explanations.explanations_section,
+                   explanations.first_map_section)
 
 st.title("📊 Report")
 with st.expander("Words on this page"):

@@ -102,7 +102,7 @@ def measure_image(model, twin, img: Image.Image, image_id: int, temperature: flo
     return row
 
 
-def _mean_ci(values) -> dict:
+def mean_ci(values) -> dict:
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
     if not len(v):
         return {"n": 0, "mean": None, "sd": None, "low": None, "high": None}
@@ -144,12 +144,12 @@ def summarise(rows: list[dict]) -> dict:
     for name in names:
         got = [r for r in rows if name in r["methods"]]
         m = [r["methods"][name] for r in got]
-        vs_random = _mean_ci([x["combined"] - r["methods"]["random map"]["combined"] for x, r in zip(m, got)])
-        sanity = _mean_ci([x["sanity"] for x in m])
+        vs_random = mean_ci([x["combined"] - r["methods"]["random map"]["combined"] for x, r in zip(m, got)])
+        sanity = mean_ci([x["sanity"] for x in m])
         out[name] = {
             "kind": "baseline" if name in BASELINES else "method",
             "n_images": len(m),
-            "combined": _mean_ci([x["combined"] for x in m]),
+            "combined": mean_ci([x["combined"] for x in m]),
             "most_first": {str(s): float(np.mean([x["most_first"][i] for x in m])) for i, s in enumerate(shares)},
             "least_first": {str(s): float(np.mean([x["least_first"][i] for x in m])) for i, s in enumerate(shares)},
             "vs_random": vs_random,

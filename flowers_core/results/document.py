@@ -11,7 +11,7 @@ from ..shipped.catalog import PRODUCTION, TEACHER
 from ..shipped.paths import REPO_ROOT
 from .answer_rules import answer_rules_section
 from .common import md, pct, to_markdown
-from .explanations import explanations_section
+from .explanations import explanations_section, first_map_section
 from .latency import (
     app_section,
     crowd_section,
@@ -19,6 +19,7 @@ from .latency import (
     latency_section,
     latency_stages_section,
     soak_section,
+    twins_section,
 )
 from .levels import (
     ablation_section,
@@ -41,8 +42,8 @@ HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->
 # its results module (its table and its words together) and drawn by the Report page too.
 SECTIONS = (accuracy_section, training_time_section, ablation_section, ensemble_section, student_section,
             robustness_section, realworld_section, answer_rules_section, localisation_section,
-            recipe_ablation_section, latency_section, latency_stages_section, app_section, crowd_section,
-            soak_section, explanations_section)
+            recipe_ablation_section, twins_section, latency_section, latency_stages_section, app_section, crowd_section,
+            soak_section, explanations_section, first_map_section)
 
 
 def render(root=None) -> str:

@@ -208,3 +208,27 @@ def explanations_section(root=None) -> list[Block]:
             sample_line(data), "", cost_line(data), "",
             f"Explain opens on {catalog.title(model)} with {method}: {why} "
             f"(`{paths.EXPLANATIONS_VAL.command}`).", ""]
+
+
+def first_map_section(root=None) -> list[Block]:
+    """Explain's first map (the INT8 file's class activation map, drawn without torch) against pytorch-grad-cam's
+    Grad-CAM of the fp32 student (``flowers_core.bench.first_map``)."""
+    data = paths.FIRST_MAP.read_or_none(root)
+    if data is None:
+        return [f"Explain's first map not compared with Grad-CAM yet: run `{paths.FIRST_MAP.command}`.", ""]
+
+    def row(what: str, key: str) -> dict:
+        r = data[key]
+        return {"maps compared": what, "images": r["n"], "mean rank correlation": f"{r['mean']:.4f}",
+                "95% interval": f"{r['low']:.4f}–{r['high']:.4f}", "lowest": f"{r['min']:.4f}"}
+
+    table = pd.DataFrame([row("the fp32 student's ONNX class map vs pytorch-grad-cam GradCAM (same network)",
+                              "identity"),
+                          row("the INT8 file's class map (what Explain shows) vs the same GradCAM", "int8")])
+    return [f"## Explain's first map is Grad-CAM (`{paths.FIRST_MAP.command}`)", "",
+            f"Explain opens on {catalog.title(data['model'])}'s own class activation map, read from its ONNX file "
+            "without torch. For a model that averages its last feature map and reads it through one linear layer, "
+            "that map is the last layer's Grad-CAM; Spearman rank correlation of the two heatmaps on "
+            f"{data['n_images']} {data['part']} images (one per species), for the class the fp32 student predicts:", "",
+            Table(table, as_written=True), "",
+            f"Measured {data['date']} on {data['machine']['cpu']} in {data['seconds']} s.", ""]

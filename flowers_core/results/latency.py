@@ -70,6 +70,33 @@ def _isa(env: dict) -> str:
     return f", INT8 instructions: {env['int8_isa']}" if env.get("int8_isa") else ""
 
 
+def twins_section(root=None) -> list[Block]:
+    """The torch models' ONNX twins (``train.onnx_twins``): what the app runs Compare, Latency and the ensemble on,
+    and how close each is to its torch model on the test split."""
+    rows, bounds = [], {}
+    for name in catalog.names(runtimes=("torch",)):
+        try:
+            record = art.model_entry(name, root=root).onnx
+        except art.ArtifactMissing:
+            continue
+        if not record:
+            continue
+        c = record["check"]
+        bounds = c.get("bounds", bounds)
+        rows.append({"model": catalog.title(name), "file": f"{record['file_bytes'] / 1e6:.1f} MB",
+                     f"{c['split']} images": c["n"], "same top-1 as torch": f"{100 * c['top1_agreement']:.2f}%",
+                     "largest difference of a probability": f"{c['max_prob_diff']:.4f}", "checked": c["date"]})
+    if not rows:
+        return ["No ONNX twins of the torch models yet: run `python -m train.onnx_twins`.", ""]
+    return ["## The torch models on onnxruntime (`python -m train.onnx_twins`)", "",
+            "The app runs levels 1-3, the ensemble (a vote over the three) and the fp32 student on their ONNX twins: "
+            "the same networks exported with float16 weights and float32 arithmetic, so a server whose visitors "
+            "never ask for a gradient method never loads torch. Each twin was checked against its torch model "
+            f"(calibrated probabilities; a twin ships only within {bounds.get('max_prob_diff', '?')} and with "
+            f"{100 * bounds.get('min_top1_agreement', float('nan')):.1f}% of answers the same):", "",
+            Table(pd.DataFrame(rows), as_written=True), ""]
+
+
 def latency_section(root=None) -> list[Block]:
     try:
         table = latency_table(root)

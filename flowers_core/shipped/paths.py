@@ -150,6 +150,8 @@ EXPLANATIONS = Report("reports/explanations.json", "python -m flowers_core.bench
 EXPLANATIONS_VAL = Report("reports/explanations_val.json",
                           "python -m flowers_core.bench.explanations --part val --limit 10 --lime-sanity 3",
                           "the same measures on validation images: how Explain's first method was chosen")
+FIRST_MAP = Report("reports/first_map.json", "python -m flowers_core.bench.first_map",
+                   "Explain's first map (the INT8 file's class activation map) against pytorch-grad-cam's Grad-CAM")
 
 
 def app_crowd(visitors: int) -> Report:
