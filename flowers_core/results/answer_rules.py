@@ -33,6 +33,6 @@ def answer_rules_section(root=None) -> list[Block]:
             Table(pd.DataFrame(rows), as_written=True), "",
             f"The INT8 student's own answers on people's photos with the gate at each threshold; {gate['how_chosen']}. "
             f"Photos of one plant are combined when every pair's answers overlap at least {agree['chosen']} "
-            f"({agree['measure']}): {pct(val.get('same'))} of the {agree['validation']['pairs_same']:,} same-species "
+            f"({agree['measure'].split(' (')[0]}): {pct(val.get('same'))} of the {agree['validation']['pairs_same']:,} same-species "
             f"validation pairs are split and {pct(val.get('different'))} of the different-species pairs caught; on "
             f"people's photos {pct(real.get('same'))} and {pct(real.get('different'))}. Measured {data['date']}.", ""]

@@ -155,7 +155,7 @@ def wrong_predictions(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) ->
 # ---------------------------------------------------------------------------------------------
 def comparison_table(predictions: dict, classes: list[str], student: str | None, reference: str | None) -> pd.DataFrame:
     """One row per model: its answer, and the probability it gives to the student's and the
-    reference (ensemble) model's top classes; ``predictions`` maps name -> inference.Prediction."""
+    reference (ensemble) model's top classes; ``predictions`` maps name -> serve.answer.Prediction."""
     s_cls = predictions[student].class_id if student in predictions else None
     r_cls = predictions[reference].class_id if reference in predictions else None
     rows = []
