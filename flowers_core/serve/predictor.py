@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +29,11 @@ from .preprocess import Preprocess
 from .runtime import OnnxSession
 
 log = logging.getLogger(__name__)
+Lap = Callable[[str], None]  # called with a stage's name (``serve.stages.STAGES``) as the stage ends
+
+
+def _no_lap(stage: str) -> None:
+    """No clock: the path as the app runs it."""
 
 
 def localise_rule(root=None, on: bool | None = None, name: str | None = None) -> LocaliseRule | None:
@@ -267,27 +273,35 @@ class Predictor:
     def logits_and_features(self, batch) -> tuple[np.ndarray, np.ndarray | list[np.ndarray]]:
         return self.backend.logits_and_features(batch)
 
-    def logits_and_typicality(self, batch) -> tuple[np.ndarray, np.ndarray | None]:
+    def logits_and_typicality(self, batch, lap: Lap = _no_lap) -> tuple[np.ndarray, np.ndarray | None]:
         """The logits, and each image's typicality when the model's novelty check is on (else None)."""
         if self.typicality is None:
-            return self.logits(batch), None
+            logits = self.logits(batch)
+            lap("classify")
+            return logits, None
         logits, features = self.logits_and_features(batch)
-        return logits, self.typicality.scores(features)
+        lap("classify")
+        typicality = self.typicality.scores(features)
+        lap("novelty check")
+        return logits, typicality
 
     def predict(self, img: Image.Image) -> Prediction:
         return self.predict_many([img])[0]
 
-    def predict_many(self, images: list[Image.Image], flower_scores=None) -> list[Prediction]:
+    def predict_many(self, images: list[Image.Image], flower_scores=None, lap: Lap = _no_lap) -> list[Prediction]:
         """Classify a batch; the gate scores them too unless ``flower_scores`` (computed once, shared by
-        several models) are given. ``latency_ms`` is the batch's time per image."""
+        several models) are given. ``latency_ms`` is the batch's time per image. ``lap(stage)`` is called as each
+        of ``STAGES`` ends (``serve.stages`` times the app's path with it: the same path, with a clock)."""
         start = time.perf_counter()
         batch = np.concatenate([self.preprocess.array_from_pil(img) for img in images])
+        lap("decode")
         if flower_scores is None and self.gate is not None:
             same = self.gate.preprocess == self.preprocess  # one resize for both (the shipped gate's default)
             flower_scores = self.gate.scores(batch) if same else self.gate.score_images(images)
-        return self.predict_batch(batch, flower_scores, start, images)
+        lap("flower gate")
+        return self.predict_batch(batch, flower_scores, start, images, lap)
 
-    def logits_typicality_and_maps(self, batch) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    def logits_typicality_and_maps(self, batch, lap: Lap = _no_lap) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """``logits_and_typicality`` and the locator's class activation map of its best guess per image
         ([B, h, w]); one pass when the locator is this model's own session."""
         batch = np.asarray(batch)
@@ -298,20 +312,24 @@ class Predictor:
         out = self.locator.outputs(batch, names)
         if own:
             logits = out[names[0]]
+            lap("classify")
             typicality = None if self.typicality is None else self.typicality.scores(out[FEATURES_OUTPUT])
+            lap("novelty check")
         else:
-            logits, typicality = self.logits_and_typicality(batch)
+            lap("find the flower")  # the locator's own pass
+            logits, typicality = self.logits_and_typicality(batch, lap)
         best = out[names[0]].argmax(-1)
         return logits, typicality, out[CLASS_MAPS_OUTPUT][np.arange(len(best)), best]
 
-    def localised(self, images: list[Image.Image], batch, flower_scores, start: float) -> list[Prediction]:
+    def localised(self, images: list[Image.Image], batch, flower_scores, start: float,
+                  lap: Lap = _no_lap) -> list[Prediction]:
         """``predict_batch`` with the localisation stage: each photo the gate passes gets the crop around its
         strongest bloom (``localise.localise`` on ``class_maps``) classified too, the two views combined by the
         rule's ``combine``; the verdict is recomputed from the combined probabilities, the whole photo's flower
         score and the views' typicality (``combine_typicality``). A photo the gate rejects, or whose bloom fills the view, is
         answered from the whole photo alone (its ``localisation.used`` False)."""
         rule, pre = self.localise_rule, self.preprocess
-        logits, typicality, maps = self.logits_typicality_and_maps(batch)
+        logits, typicality, maps = self.logits_typicality_and_maps(batch, lap)
         whole = softmax(logits, self.temperature).astype(np.float32)
         places = [localise(m, img.size, pre.input_size, pre.resize_size, rule) for m, img in zip(maps, images)]
         if flower_scores is not None and self.gate is not None:
@@ -321,7 +339,8 @@ class Predictor:
         probs, typical = whole, None if typicality is None else np.asarray(typicality, dtype=np.float64)
         if cropped:
             crops = np.concatenate([pre.array_from_pil(images[i].crop(places[i].box.as_tuple())) for i in cropped])
-            crop_logits, crop_typicality = self.logits_and_typicality(crops)
+            lap("find the flower")
+            crop_logits, crop_typicality = self.logits_and_typicality(crops, lap)
             crop_probs = softmax(crop_logits, self.temperature).astype(np.float32)
             probs, typical = combine_stage(whole, typical, crop_probs, crop_typicality, cropped, rule.combine)
         latency = (time.perf_counter() - start) * 1000 / len(probs)
@@ -331,17 +350,18 @@ class Predictor:
         alone = [None] * len(probs) if typicality is None else [float(t) for t in typicality]
         for pred, place, p, s, t in zip(preds, places, whole, scores, alone):
             pred.localisation, pred.whole_photo = place, self.describe(p, latency, s, t)
+        lap("find the flower")  # locating, cropping and combining the two views
         return preds
 
     def predict_batch(self, batch, flower_scores=None, start: float | None = None,
-                      images: list[Image.Image] | None = None) -> list[Prediction]:
+                      images: list[Image.Image] | None = None, lap: Lap = _no_lap) -> list[Prediction]:
         """Classify a preprocessed batch (array or tensor in this model's view); ``flower_scores`` from the
         gate, if any. ``latency_ms`` is the time per image since ``start`` (default: now). With localisation
         on and the ``images`` the batch was made from, each flower's crop is classified too (``localised``)."""
         start = time.perf_counter() if start is None else start
         if self.localise_rule is not None and images is not None:
-            return self.localised(images, batch, flower_scores, start)
-        logits, typicality = self.logits_and_typicality(batch)
+            return self.localised(images, batch, flower_scores, start, lap)
+        logits, typicality = self.logits_and_typicality(batch, lap)
         probs = softmax(logits, self.temperature).astype(np.float32)
         latency = (time.perf_counter() - start) * 1000 / len(probs)
         scores = [None] * len(probs) if flower_scores is None else [float(s) for s in flower_scores]

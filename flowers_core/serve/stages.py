@@ -1,11 +1,11 @@
 """The app's path from an uploaded file to an answer, timed stage by stage (torch-free).
 
-``staged_predict`` does what ``Predictor.predict_many`` does for one photo with the app's model (the INT8
-student: one onnxruntime pass gives its answer, its class maps and the features its novelty check reads),
-with a clock between the stages a visitor waits for: decode (and resize to the model's view), flower gate,
-find the flower (the hot region of the class map, its crop and that crop's view), classify (the model's
-passes over the whole view and the crop), novelty check (the typicality of both views), and the small
-combining step counted with the stage it finishes. A test checks its answer equals ``predict_many``'s.
+``staged_predict`` runs ``Predictor.predict_many`` for one photo with the app's model (the INT8 student: one
+onnxruntime pass gives its answer, its class maps and the features its novelty check reads) with a clock passed
+in (its ``lap`` hook), read as each stage a visitor waits for ends: decode (and resize to the model's view), flower
+gate, find the flower (the hot region of the class map, its crop and that crop's view), classify (the model's
+passes over the whole view and the crop), novelty check (the typicality of both views), and the small combining
+step counted with the stage it finishes.
 
 ``summarise`` turns repeated timings into the figures a reader can trust: the run count, the warm-up runs
 left out, p50 and p90, and p99 only from ``P99_MIN_RUNS`` runs (with fewer, the 99th percentile is the slowest
@@ -22,10 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import softmax
 from .decode import load_image
-from .localise import CLASS_MAPS_OUTPUT, combine_stage, localise
-from .novelty import FEATURES_OUTPUT
+from .localise import CLASS_MAPS_OUTPUT
 from .predictor import Predictor
 
 STAGES = ("decode", "flower gate", "find the flower", "classify", "novelty check")
@@ -41,61 +39,24 @@ P99_MIN_RUNS = 100  # a 99th percentile needs ~100 runs before one run above it 
 
 def staged_predict(predictor: Predictor, data: bytes, clock: Callable[[], float] = time.perf_counter
                    ) -> tuple[np.ndarray, dict[str, float]]:
-    """(the answer's probabilities, ms per stage of ``STAGES``) for one uploaded file through ``predictor``'s path.
-
-    ``predictor`` must be an ONNX model with class maps and features outputs (the app's model); stages the
-    predictor has not (no gate, no novelty check, no localisation) take 0 ms."""
+    """(the answer's probabilities, ms per stage of ``STAGES``) for one uploaded file through ``predictor``'s own
+    path (``Predictor.predict_many`` with a ``lap`` that reads ``clock`` as each stage ends: no second copy of the
+    path). ``predictor`` must be an ONNX model with class maps (the app's model); stages it has not (no gate, no
+    novelty check, no localisation) take 0 ms."""
     model = predictor.backend.session  # None for a torch model
-    names = model.output_names if model is not None else ()
-    if CLASS_MAPS_OUTPUT not in names:
+    if model is None or CLASS_MAPS_OUTPUT not in model.output_names:
         raise ValueError(f"{predictor.name}: stages are timed for an ONNX model with class maps (the app's model)")
     times = dict.fromkeys(STAGES, 0.0)
-    pre = predictor.preprocess
+    last = [clock()]
 
-    def lap(stage: str, since: float) -> float:
+    def lap(stage: str) -> None:
         now = clock()
-        times[stage] += (now - since) * 1000
-        return now
+        times[stage] += (now - last[0]) * 1000
+        last[0] = now
 
-    t = clock()
     img = load_image(data)
-    batch = pre.array_from_pil(img)
-    t = lap("decode", t)
-    scores = None
-    if predictor.gate is not None:
-        scores = predictor.gate.scores(batch) if predictor.gate.preprocess == pre else predictor.gate.score_images([img])
-    t = lap("flower gate", t)
-    wanted = [names[0], CLASS_MAPS_OUTPUT] + ([FEATURES_OUTPUT] if predictor.typicality is not None else [])
-    out = model.outputs(batch, wanted)
-    logits = out[names[0]]
-    t = lap("classify", t)
-    typicality = None if predictor.typicality is None else np.asarray(predictor.typicality.scores(out[FEATURES_OUTPUT]),
-                                                                      dtype=np.float64)
-    t = lap("novelty check", t)
-    probs = softmax(logits, predictor.temperature).astype(np.float32)
-    rule = predictor.localise_rule
-    if rule is None or predictor.locator is not model:
-        lap("classify", t)
-        return probs[0], times
-    best = int(logits[0].argmax())
-    place = localise(out[CLASS_MAPS_OUTPUT][0, best], img.size, pre.input_size, pre.resize_size, rule)
-    if scores is not None:
-        place.used = place.used and bool(predictor.gate.passes(scores)[0])
-    crop = pre.array_from_pil(img.crop(place.box.as_tuple())) if place.used else None
-    t = lap("find the flower", t)
-    if crop is None:
-        return probs[0], times
-    if predictor.typicality is None:
-        crop_logits, crop_features = predictor.logits(crop), None
-    else:
-        crop_logits, crop_features = predictor.logits_and_features(crop)
-    t = lap("classify", t)
-    crop_typicality = None if crop_features is None else predictor.typicality.scores(crop_features)
-    t = lap("novelty check", t)
-    crop_probs = softmax(crop_logits, predictor.temperature).astype(np.float32)
-    probs, _ = combine_stage(probs, typicality, crop_probs, crop_typicality, [0], rule.combine)
-    lap("find the flower", t)
-    return probs[0], times
+    lap("decode")
+    return predictor.predict_many([img], lap=lap)[0].probs, times
 
 
 def time_stages(predictor: Predictor, photos: list[bytes], runs: int, warmup: int = 3,
