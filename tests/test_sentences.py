@@ -362,3 +362,19 @@ def test_the_latency_page_sets_a_1_thread_run_against_no_2_thread_record():
     live = at.table[0].value
     assert "stored median (ms)" not in live.columns and "live ÷ stored" not in live.columns
     assert not any("quieter" in m.value for m in at.markdown)
+
+
+def test_the_gate_trade_off_is_worded_from_its_numbers():
+    from flowers_core.results.answer_rules import trade_off_words
+
+    def c(t, told, refused):
+        return {"threshold": t, "non_flower_not_a_flower": told, "flowering_not_a_flower": refused,
+                "non_flower_named": 0.0}
+
+    apart = [c(0.04, 0.97, 0.037), c(0.02, 0.91, 0.013), c(0.01, 0.83, 0.007)]
+    words = trade_off_words(apart, apart[2])
+    assert words.startswith("No threshold measured reaches both targets")
+    assert "the most everyday photos told is 83.00% (threshold 0.0100)" in words
+    assert "costs 3.70% of flowering photos (threshold 0.0400)" in words
+    both = [*apart, c(0.03, 0.96, 0.009)]
+    assert trade_off_words(both, both[3]).startswith("Threshold 0.0300 reaches both targets")
