@@ -26,11 +26,13 @@ def test_latency_cli_writes_json(student_artifacts, tmp_path):
     out = tmp_path / "latency.json"
     proc = subprocess.run([sys.executable, "-m", "flowers_core.bench.latency", "--models", "level1", "ensemble", "student",
                            "student_int8", "--iters", "2", "--warmup", "1", "--batch", "2", "--threads", "1", "--rounds", "2",
-                           "--artifacts", str(student_artifacts), "--output", str(out), "--json"],
+                           "--artifacts", str(student_artifacts), "--output", str(out), "--json",
+                           "--quiet-wait-s", "0", "--busy-ok"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["environment"]["threads"] == 1 and result["environment"]["cpu"]
+    assert set(result["environment"]["quiet"]) >= {"quiet", "load_before", "load_after", "waited_s"}, "says which"
     assert result["environment"]["int8_isa"] in ("avx512_vnni", "avx_vnni", "avx2", "other")
     rows = {r["model"]: r for r in result["models"]}
     assert set(rows) == {"level1", "ensemble", "student", "student_int8"}

@@ -38,6 +38,7 @@ from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.paths import REPO_ROOT
 from ..shipped.splits import SHIPPED_PROTOCOL
+from . import quiet
 
 DEFAULT_MODELS = catalog.NAMES
 
@@ -263,14 +264,18 @@ def main(argv=None) -> None:
     p.add_argument("--output", default=None, help=f"result file (default: <artifacts>/{paths.LATENCY.path})")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one model, this process
+    quiet.add_arguments(p)
     args = p.parse_args(argv)
     if args.one:
         row = bench_one(args.one, args.protocol, args.threads, args.batch, args.iters, args.warmup, args.artifacts)
         print(json.dumps(row))
         return
+    state = quiet.wait_until_quiet(wait_s=args.quiet_wait_s)
+    quiet.refuse_if_busy(state, args.busy_ok)
     rows = benchmark_models(args.models, args.protocol, args.threads, args.batch, args.iters, args.warmup,
                             args.artifacts, rounds=args.rounds)
-    result = {"environment": environment(args.threads), "protocol": args.protocol, "batch": args.batch,
+    env = environment(args.threads) | {"quiet": state | {"load_after": round(os.getloadavg()[0], 2)}}
+    result = {"environment": env, "protocol": args.protocol, "batch": args.batch,
               "iters": args.iters, "warmup": args.warmup, "rounds": args.rounds, "models": rows}
     result = keep_other_cpus(paths.LATENCY.read_or_none(args.artifacts, args.output), result)
     out = paths.LATENCY.write(result, args.output, args.artifacts)

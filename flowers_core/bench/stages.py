@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from ..serve.gallery import examples
 from ..serve.predictor import Predictor
 from ..serve.stages import STAGES, summarise, time_stages
 from ..shipped import catalog, paths
 from ..shipped.splits import SHIPPED_PROTOCOL
+from . import quiet
 from .latency import environment
 
 
@@ -38,8 +40,12 @@ def main(argv=None) -> None:
     p.add_argument("--runs", type=int, default=200, help="timed runs, the example photos in turn")
     p.add_argument("--warmup", type=int, default=8, help="runs first, not kept")
     p.add_argument("--artifacts", default=None)
+    quiet.add_arguments(p)
     args = p.parse_args(argv)
+    state = quiet.wait_until_quiet(wait_s=args.quiet_wait_s)
+    quiet.refuse_if_busy(state, args.busy_ok)
     result = measure_stages(args.model, args.threads, args.runs, args.warmup, args.artifacts)
+    result["environment"]["quiet"] = state | {"load_after": round(os.getloadavg()[0], 2)}
     out = paths.LATENCY_STAGES.write(result, root=args.artifacts)
     print(json.dumps({k: v for k, v in result.items() if k != "times_ms"}, indent=1))
     print(f"written to {out}")

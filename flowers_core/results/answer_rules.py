@@ -7,7 +7,6 @@ import pandas as pd
 from ..shipped import paths
 from .common import Block, Table, pct
 
-
 # Issue #39's pair of targets for the gate on the dev sets: everyday photos told "not a flower", flowering photos of
 # known species not so told
 NON_FLOWER_TOLD_MIN, FLOWERING_REFUSED_MAX = 0.95, 0.01
