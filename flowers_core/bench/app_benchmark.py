@@ -336,6 +336,9 @@ def tour(page, base_url: str, photo: Path, class_names: list[str], *, lime: bool
         app.wait_idle(timeout_ms)
         app.goto_page(link("Compare models"))  # its run is over: every model's column is drawn, then the table
         page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').first.wait_for(timeout=timeout_ms)
+        # Plotly charts mount after the script's elements (their JavaScript loads apart): wait for one, not count at once
+        page.locator('[data-testid="stMain"] [data-testid="stColumn"] [data-testid="stPlotlyChart"]').first.wait_for(
+            timeout=60_000)
         seen["compare_models"] = page.locator('[data-testid="stMain"] [data-testid="stColumn"] '
                                               '[data-testid="stPlotlyChart"]').count()
         if not seen["compare_models"]:
@@ -618,9 +621,6 @@ def measure_soak(visitors: int, artifacts_root: Path | None = None, data_root: P
                           torch_after_first_classify=torch_first.get("classify"), torch_at_end=torch_end)
     result |= {"server_own_vmhwm_mb": round(own_hwm, 1), "tree_vmhwm_sum_mb": round(hwm_sum, 1),
                "server_processes": n_procs, "malloc_arena_max": malloc_arena_max, "lime_every": LIME_EVERY,
-               # the app warms Explain's torch model in the background once a first page is served (unless
-               # FLOWERS_WARM_EXPLAIN=0): torch is then mapped in the server before anyone opens Explain
-               "explain_warm_up": os.environ.get("FLOWERS_WARM_EXPLAIN", "1") != "0",
                "step_timeout_s": step_timeout_s, "photos": photo_source, "visitors_detail": visits,
                "server_log_errors": log_errors[:20]}
     result |= run_record(root, load_before)

@@ -180,7 +180,7 @@ def app_section(root=None) -> list[Block]:
 
 
 def crowd_section(root=None) -> list[Block]:
-    """The app with 1 and 3 visitors at once (``app_benchmark --crowd N``): the server's peak and each wait."""
+    """The app with 1, 3 and 5 visitors at once (``app_benchmark --crowd N``): the server's peak and each wait."""
     runs = {n: data for n in paths.APP_CROWD_VISITORS if (data := paths.app_crowd(n).read_or_none(root))}
     if not runs:
         return [f"Crowd not measured yet: run `{paths.app_crowd(3).command}`.", ""]
@@ -237,10 +237,8 @@ def soak_section(root=None) -> list[Block]:
          "target": f"within {t.get('idle_rss_delta_mb', float('nan')):.0f} MB", "status": _met(ok.get("idle_rss_delta_mb"))},
         {"measure": "torch mapped in the server: after the first Classify / at the end",
          "measured": f"{yes_no[torch.get('after_first_classify')]} / {yes_no[torch.get('at_end')]}",
-         "target": "— (Explain's model is warmed in the background once a page is served)"
-         if data.get("explain_warm_up", True) else "no after Classify (torch-free)",
-         "status": "—" if data.get("explain_warm_up", True) else
-         {False: "met", True: "**not met**"}.get(torch.get("after_first_classify"), "—")},
+         "target": "no after Classify (torch-free)",
+         "status": {False: "met", True: "**not met**"}.get(torch.get("after_first_classify"), "—")},
     ]
     waits = [{"step": label, "visitors": v["visitors"], "median (s)": f"{v['median']:.2f}", "slowest (s)": f"{v['max']:.2f}"}
              for k, label in SOAK_STEPS.items() if (v := data.get("step_s", {}).get(k))]

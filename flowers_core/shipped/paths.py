@@ -160,7 +160,7 @@ def app_crowd(visitors: int) -> Report:
                   f"the app's memory and waits with {visitors} visitor(s) at once")
 
 
-APP_CROWD_VISITORS = (1, 3)  # the crowd runs RESULTS.md shows: one visitor, and three at once
+APP_CROWD_VISITORS = (1, 3, 5)  # the crowd runs RESULTS.md shows: one visitor, three and five at once
 
 
 APP_SOAK = Report("reports/app_soak.json", "python -m flowers_core.bench.app_benchmark --soak 200",
