@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from flowers_core.build.recipes import LEVELS
+from flowers_core.training.recipes import LEVELS
 
 N_CLASSES = 102
 PER_CLASS = 10  # 80/10/10 stratification needs >= 1 image per class in each held-out part
@@ -104,7 +104,7 @@ def tiny_spec(name: str, epochs: int = 2):
 @pytest.fixture(scope="session")
 def trained_artifacts(tmp_path_factory, synthetic_root, cache_dir) -> Path:
     """Levels 1-3 and the ensemble trained on the synthetic data (stratified protocol)."""
-    from flowers_core.build.levels import prepare_workspace, run_ensemble, run_level
+    from flowers_core.training.levels import prepare_workspace, run_ensemble, run_level
 
     root = tmp_path_factory.mktemp("artifacts")
     ws = prepare_workspace("stratified", synthetic_root, artifacts_root=root)
@@ -119,7 +119,7 @@ def photo_root(synthetic_root, tmp_path_factory):
     """labels.csv with 3 'known' classes (synthetic Flowers-102 images), 1 unknown flower, and non-flowers."""
     from PIL import Image
 
-    from flowers_core.build.data import load_index
+    from flowers_core.training.data import load_index
 
     root = tmp_path_factory.mktemp("realworld")
     index = load_index(synthetic_root)
@@ -166,9 +166,9 @@ _RESULT: dict = {}
 
 
 def run_tiny_student(root, data_root):
-    from flowers_core.build.level5 import run_student
-    from flowers_core.build.levels import Workspace
-    from flowers_core.build.recipes import STUDENT
+    from flowers_core.training.level5 import run_student
+    from flowers_core.training.levels import Workspace
+    from flowers_core.training.recipes import STUDENT
 
     if "out" not in _RESULT:
         ws = Workspace("stratified", data_root, artifacts_root=root)  # the split conftest's levels were trained on

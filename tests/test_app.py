@@ -463,8 +463,8 @@ def answers_copy(src: Path, dst: Path, entropy_threshold=None, gate_threshold=No
     (3 coloured squares per class) or none at all (``reference=False``). An entropy threshold also sets
     the novelty check's: no photo is too atypical when the entropy lets every answer through, every
     photo is when it lets none through; ``unfamiliar`` (True/False) sets the novelty check apart."""
-    from flowers_core.build.gallery import write_pack
     from flowers_core.shipped.paths import REFERENCE_PHOTOS
+    from flowers_core.training.gallery import write_pack
 
     def edit(manifest):
         for entry in manifest.get("models", {}).get("stratified", {}).values():

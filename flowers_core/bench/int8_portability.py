@@ -22,14 +22,14 @@ import numpy as np
 import onnxruntime
 import torch
 
-from ..build.engine import predict_logits
-from ..build.levels import Workspace, image_forward
 from ..metrics import softmax
 from ..predictors import open_predictor
 from ..serve.gate import FlowerGate, has_gate
 from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.splits import SHIPPED_PROTOCOL
+from ..training.engine import predict_logits
+from ..training.levels import Workspace, image_forward
 from .latency import cpu_model, int8_isa
 
 BATCH = 64

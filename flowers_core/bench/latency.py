@@ -28,7 +28,6 @@ import onnxruntime
 import torch
 from PIL import Image
 
-from ..build.timing import measure
 from ..predictors import open_predictor
 from ..serve.predictor import Predictor, localise_rule
 
@@ -38,6 +37,7 @@ from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.paths import REPO_ROOT
 from ..shipped.splits import SHIPPED_PROTOCOL
+from ..training.timing import measure
 
 DEFAULT_MODELS = catalog.NAMES
 

@@ -1,7 +1,7 @@
 """A shipped model ready to classify photos: ``Predictor`` over a small backend protocol.
 
 The ONNX backend (the INT8 student) runs on onnxruntime and numpy only, so a process that classifies with it
-never loads torch. A torch model's backend is built in ``flowers_core.build.torch_backend`` and handed in by
+never loads torch. A torch model's backend is built in ``flowers_core.training.torch_backend`` and handed in by
 ``flowers_core.predictors.open_predictor``; this package never imports torch (an import-linter contract).
 """
 from __future__ import annotations
@@ -92,7 +92,7 @@ class OnnxBackend:
 
 
 class EnsembleBackend:
-    """The ensemble on its members' ONNX twins: the soft vote of ``build.models.Ensemble`` (the weighted mean of each
+    """The ensemble on its members' ONNX twins: the soft vote of ``training.models.Ensemble`` (the weighted mean of each
     member's ``softmax(logits / T_member)``) in numpy, its log returned as logits, as the torch module does."""
 
     runtime = "onnxruntime"
