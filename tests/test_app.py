@@ -499,7 +499,7 @@ def classify(at: AppTest, file) -> AppTest:
 def shown_prediction(root: Path, data: bytes):
     """What the library answers for ``data`` with the model Classify uses (the first of its preference)."""
     from flowers_core.app.resources import CLASSIFIER_PREFERENCE
-    from flowers_core.predictors import open_predictor
+    from flowers_core.open_model import open_predictor
     from flowers_core.serve.decode import load_image
 
     name = next(n for n in CLASSIFIER_PREFERENCE if common.has_weights(n, root))

@@ -167,7 +167,7 @@ def twinned(trained_artifacts, tmp_path_factory):
 def test_a_twin_and_the_ensemble_on_twins_answer_as_torch(twinned, synthetic_root):
     from PIL import Image
 
-    from flowers_core.predictors import open_predictor
+    from flowers_core.open_model import open_predictor
 
     photos = sorted((synthetic_root / "flowers-102" / "jpg").glob("*.jpg"))[:6]
     images = [Image.open(p).convert("RGB") for p in photos]

@@ -13,7 +13,7 @@ from conftest import TEST_INPUT_SIZE
 from flowers_core import predict
 from flowers_core.bench.int8_portability import rescore_gate
 from flowers_core.metrics import pass_threshold
-from flowers_core.predictors import open_predictor
+from flowers_core.open_model import open_predictor
 from flowers_core.serve.answer import verdict
 from flowers_core.serve.decode import load_image
 from flowers_core.serve.gate import FlowerGate, flower_classes, flower_score, has_gate

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from flowers_core.bench.latency import bench_one
-from flowers_core.predictors import open_predictor
+from flowers_core.open_model import open_predictor
 from flowers_core.serve.answer import verdict
 from flowers_core.serve.localise import CLASS_MAPS_OUTPUT
 from flowers_core.serve.novelty import (

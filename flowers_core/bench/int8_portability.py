@@ -23,7 +23,7 @@ import onnxruntime
 import torch
 
 from ..metrics import softmax
-from ..predictors import open_predictor
+from ..open_model import open_predictor
 from ..serve.gate import FlowerGate, has_gate
 from ..shipped import catalog, paths
 from ..shipped import manifest as art

@@ -28,7 +28,7 @@ import onnxruntime
 import torch
 from PIL import Image
 
-from ..predictors import open_predictor
+from ..open_model import open_predictor
 from ..serve.predictor import Predictor, localise_rule
 
 # ``weights``, the torch models' code (timm, ~200 MB resident), is imported before any baseline is taken, like torch and

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..predictors import open_predictor
+from ..open_model import open_predictor
 from ..serve.answer import CANDIDATES_SHOWN, VERDICTS, Prediction
 from ..serve.decode import ImageError, load_image
 from ..serve.gate import GATE_CMD, FlowerGate, has_gate

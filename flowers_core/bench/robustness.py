@@ -22,7 +22,7 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from ..predictors import open_predictor
+from ..open_model import open_predictor
 from ..serve.predictor import Predictor
 from ..shipped import catalog, paths
 from ..shipped.splits import SHIPPED_PROTOCOL
