@@ -25,12 +25,12 @@ import torch
 from ..metrics import softmax
 from ..open_model import open_predictor
 from ..serve.gate import FlowerGate, has_gate
+from ..serve.stages import cpu_model, int8_isa
 from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.splits import SHIPPED_PROTOCOL
 from ..training.engine import predict_logits
 from ..training.levels import Workspace, image_forward
-from .latency import cpu_model, int8_isa
 
 BATCH = 64
 
