@@ -188,3 +188,45 @@ def student_artifacts(trained_artifacts, synthetic_root):
 @pytest.fixture(scope="session")
 def student_entries(student_artifacts):
     return _RESULT["out"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The page tests (tests/test_page*.py, tests/test_pages_render.py; their helpers are in tests/_app.py)
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def artifacts_root(request) -> Path:
+    """$FLOWERS_APP_TEST_ARTIFACTS (an artifacts folder to test against), else the real artifacts
+    when they hold trained models, else the synthetic fixture."""
+    import os
+
+    from _app import REPO, real_artifacts_ready
+
+    if os.environ.get("FLOWERS_APP_TEST_ARTIFACTS"):
+        return Path(os.environ["FLOWERS_APP_TEST_ARTIFACTS"])
+    if real_artifacts_ready():
+        return REPO / "artifacts"
+    return request.getfixturevalue("trained_artifacts")
+
+
+@pytest.fixture
+def use(monkeypatch):
+    def _use(root: Path):
+        monkeypatch.setenv("FLOWERS_ARTIFACTS", str(root))
+        return root
+    return _use
+
+
+@pytest.fixture(scope="module")
+def classify_app(artifacts_root):
+    """The Classify page opened once for the module's uploads (on ``artifacts_root``)."""
+    import os
+
+    from _app import open_page
+
+    old = os.environ.get("FLOWERS_ARTIFACTS")
+    os.environ["FLOWERS_ARTIFACTS"] = str(artifacts_root)
+    yield open_page()
+    if old is None:
+        os.environ.pop("FLOWERS_ARTIFACTS", None)
+    else:
+        os.environ["FLOWERS_ARTIFACTS"] = old
