@@ -1,6 +1,6 @@
 """Metrics and probabilities written once (numpy only): softmax, entropy, accuracy, top-5, macro-F1, per-class
 accuracy, confusion, calibration, selective prediction (coverage–accuracy) and thresholds set on validation.
-Fitting a temperature needs torch and lives in ``flowers_core.build.calibration``."""
+Fitting a temperature needs torch and lives in ``flowers_core.training.calibration``."""
 from __future__ import annotations
 
 import numpy as np

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from .predictors import open_predictor
+from .open_model import open_predictor
 from .serve.decode import ImageError, load_image
 from .shipped import catalog
 from .shipped.catalog import MODELS

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from flowers_core.build import weights
-from flowers_core.build.data import decoded_images, load_index
-from flowers_core.build.transforms import eval_view
 from flowers_core.shipped import manifest as art
+from flowers_core.training import weights
+from flowers_core.training.data import decoded_images, load_index
+from flowers_core.training.transforms import eval_view
 
 
 def assert_recorded_matches_shipped(root, data_root, name: str) -> None:

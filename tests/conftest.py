@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from flowers_core.build.recipes import LEVELS
+from flowers_core.training.recipes import LEVELS
 
 N_CLASSES = 102
 PER_CLASS = 10  # 80/10/10 stratification needs >= 1 image per class in each held-out part
@@ -104,7 +104,7 @@ def tiny_spec(name: str, epochs: int = 2):
 @pytest.fixture(scope="session")
 def trained_artifacts(tmp_path_factory, synthetic_root, cache_dir) -> Path:
     """Levels 1-3 and the ensemble trained on the synthetic data (stratified protocol)."""
-    from flowers_core.build.levels import prepare_workspace, run_ensemble, run_level
+    from flowers_core.training.levels import prepare_workspace, run_ensemble, run_level
 
     root = tmp_path_factory.mktemp("artifacts")
     ws = prepare_workspace("stratified", synthetic_root, artifacts_root=root)
@@ -119,7 +119,7 @@ def photo_root(synthetic_root, tmp_path_factory):
     """labels.csv with 3 'known' classes (synthetic Flowers-102 images), 1 unknown flower, and non-flowers."""
     from PIL import Image
 
-    from flowers_core.build.data import load_index
+    from flowers_core.training.data import load_index
 
     root = tmp_path_factory.mktemp("realworld")
     index = load_index(synthetic_root)
@@ -166,9 +166,9 @@ _RESULT: dict = {}
 
 
 def run_tiny_student(root, data_root):
-    from flowers_core.build.level5 import run_student
-    from flowers_core.build.levels import Workspace
-    from flowers_core.build.recipes import STUDENT
+    from flowers_core.training.level5 import run_student
+    from flowers_core.training.levels import Workspace
+    from flowers_core.training.recipes import STUDENT
 
     if "out" not in _RESULT:
         ws = Workspace("stratified", data_root, artifacts_root=root)  # the split conftest's levels were trained on
@@ -188,3 +188,45 @@ def student_artifacts(trained_artifacts, synthetic_root):
 @pytest.fixture(scope="session")
 def student_entries(student_artifacts):
     return _RESULT["out"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The page tests (tests/test_page*.py, tests/test_pages_render.py; their helpers are in tests/_app.py)
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def artifacts_root(request) -> Path:
+    """$FLOWERS_APP_TEST_ARTIFACTS (an artifacts folder to test against), else the real artifacts
+    when they hold trained models, else the synthetic fixture."""
+    import os
+
+    from _app import REPO, real_artifacts_ready
+
+    if os.environ.get("FLOWERS_APP_TEST_ARTIFACTS"):
+        return Path(os.environ["FLOWERS_APP_TEST_ARTIFACTS"])
+    if real_artifacts_ready():
+        return REPO / "artifacts"
+    return request.getfixturevalue("trained_artifacts")
+
+
+@pytest.fixture
+def use(monkeypatch):
+    def _use(root: Path):
+        monkeypatch.setenv("FLOWERS_ARTIFACTS", str(root))
+        return root
+    return _use
+
+
+@pytest.fixture(scope="module")
+def classify_app(artifacts_root):
+    """The Classify page opened once for the module's uploads (on ``artifacts_root``)."""
+    import os
+
+    from _app import open_page
+
+    old = os.environ.get("FLOWERS_ARTIFACTS")
+    os.environ["FLOWERS_ARTIFACTS"] = str(artifacts_root)
+    yield open_page()
+    if old is None:
+        os.environ.pop("FLOWERS_ARTIFACTS", None)
+    else:
+        os.environ["FLOWERS_ARTIFACTS"] = old

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from flowers_core.build import data
-from flowers_core.build.transforms import tensor_from_pil, train_augment
 from flowers_core.serve.preprocess import Preprocess
 from flowers_core.shipped import splits
+from flowers_core.training import data
+from flowers_core.training.transforms import tensor_from_pil, train_augment
 
 
 def test_index_reads_labels_and_class_names(synthetic_root):

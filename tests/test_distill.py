@@ -6,15 +6,15 @@ import torch
 
 from _recorded import assert_recorded_matches_shipped
 from flowers_core.bench.realworld import recipe_of
-from flowers_core.build.distill import teacher_soft_targets
-from flowers_core.build.engine import CachedViews, TrainConfig, distillation_loss, fit
-from flowers_core.build.fits import TARGET_SELECTIVE_ACCURACY, saved_uncertainty
-from flowers_core.build.models import create_model
-from flowers_core.build.recipes import STUDENT, StudentSpec
 from flowers_core.serve.localise import CLASS_MAPS_OUTPUT
 from flowers_core.serve.novelty import FEATURES_OUTPUT
 from flowers_core.serve.runtime import OnnxSession
 from flowers_core.shipped import manifest as art
+from flowers_core.training.distill import teacher_soft_targets
+from flowers_core.training.engine import CachedViews, TrainConfig, distillation_loss, fit
+from flowers_core.training.fits import TARGET_SELECTIVE_ACCURACY, saved_uncertainty
+from flowers_core.training.models import create_model
+from flowers_core.training.recipes import STUDENT, StudentSpec
 
 
 def _tiny_problem(n=96, classes=102, seed=0):

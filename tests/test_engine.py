@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from flowers_core.build.engine import CachedViews, TrainConfig, distillation_loss, fit, lr_at
+from flowers_core.training.engine import CachedViews, TrainConfig, distillation_loss, fit, lr_at
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():

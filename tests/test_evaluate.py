@@ -1,7 +1,7 @@
 import numpy as np
 
 from flowers_core import metrics
-from flowers_core.build import calibration
+from flowers_core.training import calibration
 
 
 def test_metrics_on_a_known_case():

@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from flowers_core.build.transforms import normalize, tensor_from_pil
-from flowers_core.build.weights import load_model
 from flowers_core.explain import maps as explain
+from flowers_core.training.transforms import normalize, tensor_from_pil
+from flowers_core.training.weights import load_model
 
 
 @pytest.fixture(scope="module")

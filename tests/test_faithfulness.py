@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from flowers_core.build.models import LinearHead
 from flowers_core.explain import faithfulness
 from flowers_core.explain import maps as explain
 from flowers_core.serve.preprocess import Preprocess
+from flowers_core.training.models import LinearHead
 
 SIZE = 32
 PATCH = (slice(4, 16), slice(18, 30))  # 12 × 12 of 32 × 32: 14% of the photo

@@ -12,14 +12,14 @@ import torch
 
 from flowers_core.app.explanations import BoundedCache
 from flowers_core.app.memory import give_back, limit_arenas
-from flowers_core.build.models import create_model
-from flowers_core.build.onnx_edits import add_class_map_output
-from flowers_core.build.quantise import export_onnx
 from flowers_core.results.explanations import check_sentence, check_verdict_words
 from flowers_core.serve.heatmap import class_activation_map
 from flowers_core.serve.preprocess import Preprocess
 from flowers_core.serve.road import MARGIN, HidingCheck, impute, keep_mask, random_map
 from flowers_core.serve.runtime import OnnxSession
+from flowers_core.training.models import create_model
+from flowers_core.training.onnx_edits import add_class_map_output
+from flowers_core.training.quantise import export_onnx
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,8 +149,8 @@ def test_the_onnx_class_map_is_the_last_layers_grad_cam(small_net, tmp_path):
 @pytest.fixture(scope="module")
 def twinned(trained_artifacts, tmp_path_factory):
     """A copy of the tiny trained artifacts with ONNX twins of levels 1-3 exported and checked."""
-    from flowers_core.build.onnx_twins import check, export_twin
     from flowers_core.shipped import manifest as art
+    from flowers_core.training.onnx_twins import check, export_twin
 
     root = tmp_path_factory.mktemp("twins") / "artifacts"
     shutil.copytree(trained_artifacts, root)
@@ -167,7 +167,7 @@ def twinned(trained_artifacts, tmp_path_factory):
 def test_a_twin_and_the_ensemble_on_twins_answer_as_torch(twinned, synthetic_root):
     from PIL import Image
 
-    from flowers_core.predictors import open_predictor
+    from flowers_core.open_model import open_predictor
 
     photos = sorted((synthetic_root / "flowers-102" / "jpg").glob("*.jpg"))[:6]
     images = [Image.open(p).convert("RGB") for p in photos]

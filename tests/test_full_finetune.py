@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from conftest import TEST_INPUT_SIZE
-from flowers_core.build import weights
-from flowers_core.build.level5 import run_student
-from flowers_core.build.recipes import LEVELS
-from flowers_core.build.transforms import batch_mix, train_augment
 from flowers_core.serve.preprocess import Preprocess
+from flowers_core.training import weights
+from flowers_core.training.level5 import run_student
+from flowers_core.training.recipes import LEVELS
+from flowers_core.training.transforms import batch_mix, train_augment
 
 
 def full_spec(name: str):
@@ -40,9 +40,9 @@ def test_mixed_batches_carry_class_probabilities():
 
 @pytest.mark.slow  # full fine-tuning and distillation of the tiny models: about 3 minutes here
 def test_full_finetuning_then_recording_elsewhere(tmp_path, synthetic_root, cache_dir):
-    from flowers_core.build.distill import load_trained_student, train_student
-    from flowers_core.build.levels import load_trained, prepare_workspace, run_ensemble, run_level
-    from flowers_core.build.recipes import STUDENT
+    from flowers_core.training.distill import load_trained_student, train_student
+    from flowers_core.training.levels import load_trained, prepare_workspace, run_ensemble, run_level
+    from flowers_core.training.recipes import STUDENT
 
     remote, local = tmp_path / "remote", tmp_path / "local"
     ws = prepare_workspace("stratified", synthetic_root, artifacts_root=remote)
@@ -73,7 +73,7 @@ def test_full_finetuning_then_recording_elsewhere(tmp_path, synthetic_root, cach
 def test_train_all_with_the_student_runs_level5_with_the_same_options(monkeypatch):
     """`python -m train.all --with-student --protocol official` must run level 5 on the official protocol: both
     steps take one ``RunOptions``."""
-    from flowers_core.build import level5, runs
+    from flowers_core.training import level5, runs
 
     seen = {}
     monkeypatch.setattr(runs, "run_levels", lambda names, opts, frozen_stages=None: None)
@@ -90,7 +90,7 @@ def test_train_all_with_the_student_runs_level5_with_the_same_options(monkeypatc
 def test_train_all_refits_the_novelty_checks_of_the_levels_it_re_recorded(monkeypatch, device, fitted):
     """Re-recorded entries lose their novelty checks: on the shipped protocol train.all fits them again,
     members before the ensemble (not on a lent GPU, which holds no test images: --from-trained does it here)."""
-    from flowers_core.build import runs
+    from flowers_core.training import runs
 
     fitted_names = []
     monkeypatch.setattr(runs, "run_levels", lambda names, opts, frozen_stages=None: None)
@@ -102,7 +102,7 @@ def test_train_all_refits_the_novelty_checks_of_the_levels_it_re_recorded(monkey
 
 def test_level_runs_pass_the_trunk_depth_to_the_run(monkeypatch):
     """`python -m train.level1 --frozen-stages 6` trains one more block group (the depth ablation)."""
-    from flowers_core.build import runs
+    from flowers_core.training import runs
 
     seen = {}
     opts = runs.RunOptions(protocols=("stratified",))
@@ -120,8 +120,8 @@ def test_level_runs_pass_the_trunk_depth_to_the_run(monkeypatch):
 def test_level5_distils_on_the_views_it_is_given(monkeypatch):
     """`python -m train.level5 --views eval photo0 [--int8-trunk-views ...]`: the student's cached views (the
     photo-view ablation) and which of them it also sees through the INT8 file's trunk."""
-    from flowers_core.build import level5, runs
-    from flowers_core.build.recipes import STUDENT
+    from flowers_core.training import level5, runs
+    from flowers_core.training.recipes import STUDENT
 
     specs = []
     opts = runs.RunOptions(protocols=("official",))
@@ -154,7 +154,7 @@ def test_the_recipe_names_the_students_views():
 
 def test_level_runs_pass_the_photo_views_to_the_run(monkeypatch):
     """`python -m train.level3 --photo-views 2`: the level's recipe plus two cached people's-photo views (a trial)."""
-    from flowers_core.build import runs
+    from flowers_core.training import runs
 
 
     specs = []

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from flowers_core.build.data import load_index, make_split
-from flowers_core.build.gallery import build_reference
 from flowers_core.serve.gallery import ReferencePhotos
 from flowers_core.shipped import manifest as art
 from flowers_core.shipped.paths import REFERENCE_PHOTOS
 from flowers_core.shipped.splits import save_split
+from flowers_core.training.data import load_index, make_split
+from flowers_core.training.gallery import build_reference
 
 
 def test_reference_photos_come_from_the_training_split(synthetic_root, tmp_path):

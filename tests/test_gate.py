@@ -12,17 +12,17 @@ from torch import nn
 from conftest import TEST_INPUT_SIZE
 from flowers_core import predict
 from flowers_core.bench.int8_portability import rescore_gate
-from flowers_core.build.data import load_index
-from flowers_core.build.fits import build_gate, fit_gate
-from flowers_core.build.quantise import u8s8_pair_bound
 from flowers_core.metrics import pass_threshold
-from flowers_core.predictors import open_predictor
+from flowers_core.open_model import open_predictor
 from flowers_core.serve.answer import verdict
 from flowers_core.serve.decode import load_image
 from flowers_core.serve.gate import FlowerGate, flower_classes, flower_score, has_gate
 from flowers_core.serve.preprocess import Preprocess
 from flowers_core.shipped import manifest as art
 from flowers_core.shipped import paths
+from flowers_core.training.data import load_index
+from flowers_core.training.fits import build_gate, fit_gate
+from flowers_core.training.quantise import u8s8_pair_bound
 
 
 def test_verdict_has_three_outcomes_and_the_gate_decides_first():

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from flowers_core.bench.latency import benchmark_models, table
-from flowers_core.build.timing import measure
 from flowers_core.results import latency
+from flowers_core.training.timing import measure
 
 
 def test_measure_reports_percentiles_and_calls_progress():

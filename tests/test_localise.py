@@ -8,9 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from flowers_core.build.localise_fit import choose, record_test
-from flowers_core.build.onnx_edits import add_class_map_output
-from flowers_core.build.quantise import export_onnx, quantise_onnx_static, u8s8_pair_bound
 from flowers_core.serve.localise import (
     CLASS_MAPS_OUTPUT,
     Box,
@@ -22,6 +19,9 @@ from flowers_core.serve.localise import (
     view_region,
 )
 from flowers_core.serve.runtime import OnnxSession
+from flowers_core.training.localise_fit import choose, record_test
+from flowers_core.training.onnx_edits import add_class_map_output
+from flowers_core.training.quantise import export_onnx, quantise_onnx_static, u8s8_pair_bound
 
 SIZE, RESIZE = 260, 297  # the shipped models' view: a 260 px centre crop of a 297 px square
 

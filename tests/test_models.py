@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from flowers_core.build.models import ARCHS, AttentionHead, Ensemble, WeightsUnavailable, create_model, load_by_order
+from flowers_core.training.models import ARCHS, AttentionHead, Ensemble, WeightsUnavailable, create_model, load_by_order
 
 
 def test_lite0_offline_imagenet_weights_load_by_order():

@@ -8,12 +8,7 @@ import pytest
 from PIL import Image
 
 from flowers_core.bench.latency import bench_one
-from flowers_core.build.data import load_index
-from flowers_core.build.fits import fit_novelty, with_their_ensembles
-from flowers_core.build.levels import Workspace
-from flowers_core.build.onnx_edits import add_feature_output
-from flowers_core.build.transforms import eval_view
-from flowers_core.predictors import open_predictor
+from flowers_core.open_model import open_predictor
 from flowers_core.serve.answer import verdict
 from flowers_core.serve.localise import CLASS_MAPS_OUTPUT
 from flowers_core.serve.novelty import (
@@ -29,6 +24,11 @@ from flowers_core.serve.novelty import (
 from flowers_core.serve.runtime import OnnxSession
 from flowers_core.shipped import catalog, paths
 from flowers_core.shipped import manifest as art
+from flowers_core.training.data import load_index
+from flowers_core.training.fits import fit_novelty, with_their_ensembles
+from flowers_core.training.levels import Workspace
+from flowers_core.training.onnx_edits import add_feature_output
+from flowers_core.training.transforms import eval_view
 
 
 def clusters(seed=0, n=60, d=8, classes=3):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from _recorded import assert_recorded_matches_shipped
-from flowers_core.build import weights
-from flowers_core.build.data import load_index, make_split
-from flowers_core.build.levels import Workspace
 from flowers_core.shipped import manifest as art
+from flowers_core.training import weights
+from flowers_core.training.data import load_index, make_split
+from flowers_core.training.levels import Workspace
 
 
 def test_levels_train_and_record_everything(trained_artifacts):
@@ -95,9 +95,9 @@ def test_a_level_can_also_train_on_views_that_look_like_peoples_photos(trained_a
 
     from conftest import tiny_spec
     from flowers_core.bench.realworld import recipe_of
-    from flowers_core.build.levels import training_views
-    from flowers_core.build.models import create_model
     from flowers_core.shipped.manifest import ModelEntry
+    from flowers_core.training.levels import training_views
+    from flowers_core.training.models import create_model
 
     ws = Workspace("stratified", synthetic_root, artifacts_root=trained_artifacts)
     spec = replace(tiny_spec("level3"), photo_views=2)
@@ -123,8 +123,8 @@ def test_features_of_a_replacement_trunk_are_cached_apart_from_the_models_own(tm
     import pytest
     import torch
 
-    from flowers_core.build.features import trunk_features
-    from flowers_core.build.models import create_model
+    from flowers_core.training.features import trunk_features
+    from flowers_core.training.models import create_model
 
     model = create_model("efficientnet_lite0", "linear", 102, pretrained=False, input_size=32).eval()
     squares = torch.randint(0, 256, (5, 3, 37, 37), dtype=torch.uint8)

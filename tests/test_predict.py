@@ -3,8 +3,8 @@ import subprocess
 import sys
 
 from flowers_core import predict
-from flowers_core.build.data import load_index
 from flowers_core.shipped.paths import REPO_ROOT
+from flowers_core.training.data import load_index
 
 
 def test_predict_cli_classifies_and_reports_bad_files(trained_artifacts, synthetic_root, tmp_path, capsys):

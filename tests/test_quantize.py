@@ -10,10 +10,13 @@ import onnx
 import pytest
 import torch
 
-from flowers_core.build.data import load_index
-from flowers_core.build.models import create_model
-from flowers_core.build.onnx_edits import quantised_op_counts
-from flowers_core.build.quantise import (
+from flowers_core.serve.decode import load_image
+from flowers_core.serve.runtime import OnnxSession
+from flowers_core.shipped import manifest as art
+from flowers_core.training.data import load_index
+from flowers_core.training.models import create_model
+from flowers_core.training.onnx_edits import quantised_op_counts
+from flowers_core.training.quantise import (
     OUTPUT_NAME,
     TRUNK_OUTPUT,
     U8S8_PAIR_LIMIT,
@@ -23,12 +26,9 @@ from flowers_core.build.quantise import (
     quantised_trunk,
     u8s8_pair_bound,
 )
-from flowers_core.build.recipes import STUDENT
-from flowers_core.build.transforms import tensor_from_pil
-from flowers_core.build.weights import OnnxClassifier
-from flowers_core.serve.decode import load_image
-from flowers_core.serve.runtime import OnnxSession
-from flowers_core.shipped import manifest as art
+from flowers_core.training.recipes import STUDENT
+from flowers_core.training.transforms import tensor_from_pil
+from flowers_core.training.weights import OnnxClassifier
 
 
 def _synthetic_batch(index, preprocess, ids):
@@ -185,8 +185,8 @@ def test_the_backend_comparison_of_the_recorded_student_rebuilds_its_int8_file(s
     recorded calibration and configuration, so it answers as the shipped file does on the same images."""
     import shutil
 
-    from flowers_core.build.levels import Workspace
-    from flowers_core.build.student_int8 import compare_shipped_int8_backends
+    from flowers_core.training.levels import Workspace
+    from flowers_core.training.student_int8 import compare_shipped_int8_backends
 
     root = tmp_path / "artifacts"
     shutil.copytree(student_artifacts, root)

@@ -7,12 +7,12 @@ import pytest
 
 from flowers_core.bench import realworld
 from flowers_core.bench.realworld import Photo, realworld_metrics
-from flowers_core.build.fits import fit_novelty
 from flowers_core.results import localisation, novelty
 from flowers_core.results import realworld as realworld_results
 from flowers_core.results.common import to_markdown
 from flowers_core.serve.novelty import SWEPT_PASS_RATES
 from flowers_core.shipped import catalog, paths
+from flowers_core.training.fits import fit_novelty
 
 
 def test_metrics_count_answers_per_group():

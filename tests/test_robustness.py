@@ -6,11 +6,11 @@ import numpy as np
 import torch
 
 from flowers_core.bench import robustness
-from flowers_core.build.onnx_edits import add_class_map_output
 from flowers_core.results import robustness as robustness_results
 from flowers_core.serve.localise import LocaliseRule
 from flowers_core.shipped import manifest as art
 from flowers_core.shipped import paths
+from flowers_core.training.onnx_edits import add_class_map_output
 
 
 def test_shifts_keep_shape_and_dtype_and_change_the_pixels():

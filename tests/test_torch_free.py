@@ -58,3 +58,30 @@ def test_the_common_paths_never_load_torch(app_artifacts):
     assert result["checks"] >= 1, "Explain's first map comes with its check"
     assert result["runs_on"] == ["onnxruntime"], result["runs_on"]
     assert "torch" in seen["gradients"], "the methods that need gradients load torch when asked for"
+
+
+PACKAGE_FACE = """
+import json, sys
+import flowers_core
+heavy = sorted(m for m in ("torch", "onnxruntime") if m in sys.modules)
+import flowers_core.shipped.paths
+heavy_paths = sorted(m for m in ("torch", "onnxruntime") if m in sys.modules)
+import flowers_core.open_model
+import flowers_core.serve.predictor
+face = [flowers_core.open_predictor is flowers_core.open_model.open_predictor,
+        flowers_core.Predictor is flowers_core.serve.predictor.Predictor]
+from flowers_core import Predictor, open_predictor
+face.append(open_predictor is flowers_core.open_model.open_predictor and Predictor is flowers_core.Predictor)
+print(json.dumps({"heavy": heavy, "heavy_paths": heavy_paths, "face": face, "torch": "torch" in sys.modules}))
+"""
+
+
+def test_the_package_face_is_lazy():
+    """``import flowers_core`` (and its paths module) loads neither torch nor onnxruntime; ``open_predictor`` and
+    ``Predictor`` are the package's face, the very objects of ``open_model`` and ``serve.predictor``."""
+    proc = subprocess.run([sys.executable, "-c", PACKAGE_FACE], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["heavy"] == [] and result["heavy_paths"] == [], result
+    assert result["face"] == [True, True, True], result
+    assert result["torch"] is False, "opening the face does not import torch"

@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from flowers_core.build.transforms import eval_view, tensor_from_pil
 from flowers_core.serve.preprocess import Preprocess, square_resize
+from flowers_core.training.transforms import eval_view, tensor_from_pil
 
 
 def test_preprocess_round_trips_through_the_manifest_dict():

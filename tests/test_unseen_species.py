@@ -19,13 +19,13 @@ from flowers_core.bench.unseen_species import (
     run,
     train_without,
 )
-from flowers_core.build.levels import Workspace, prepare_workspace
 from flowers_core.results import novelty
 from flowers_core.results.common import to_markdown
 from flowers_core.serve.localise import LocaliseRule
 from flowers_core.serve.novelty import MAX_UNSEEN_ANSWERED, SWEPT_PASS_RATES, operating_point
 from flowers_core.shipped import manifest as art
 from flowers_core.shipped import paths
+from flowers_core.training.levels import Workspace, prepare_workspace
 
 
 def test_the_folds_hold_out_every_species_once():

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from flowers_core.build.data import decoded_cache_path, decoded_images, load_index
 from flowers_core.shipped.manifest import read_split
 from flowers_core.shipped.splits import SHIPPED_PROTOCOL
+from flowers_core.training.data import decoded_cache_path, decoded_images, load_index
 
 LABEL_FILES = ("imagelabels.mat", "setid.mat", "cat_to_name.json")
 

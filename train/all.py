@@ -1,6 +1,6 @@
 """Levels 1-4 in order (`python -m train.all --help`); level 5 follows with `--with-student`."""
-from flowers_core.build.level5 import run_level5
-from flowers_core.build.runs import train_all
+from flowers_core.training.level5 import run_level5
+from flowers_core.training.runs import train_all
 from train.common import options, parser
 
 

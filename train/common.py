@@ -1,4 +1,4 @@
-"""Flags shared by every ``train.levelN`` script, parsed into ``flowers_core.build.runs.RunOptions``."""
+"""Flags shared by every ``train.levelN`` script, parsed into ``flowers_core.training.runs.RunOptions``."""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from flowers_core.build.recipes import LEVELS
-from flowers_core.build.runs import RunOptions, check_level_options, run_levels
 from flowers_core.shipped.splits import PROTOCOLS
+from flowers_core.training.recipes import LEVELS
+from flowers_core.training.runs import RunOptions, check_level_options, run_levels
 
 
 def parser(description: str) -> argparse.ArgumentParser:

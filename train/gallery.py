@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from flowers_core.build.gallery import build_gallery, build_reference
 from flowers_core.explain import mistake_maps
 from flowers_core.serve.gallery import REFERENCE_PER_CLASS, REFERENCE_SIZE
+from flowers_core.training.gallery import build_gallery, build_reference
 
 
 def main(argv=None) -> None:

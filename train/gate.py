@@ -1,18 +1,18 @@
 """The flower gate (`python -m train.gate`): the ImageNet classifier of the EfficientNet-Lite0 wheel, exported to
 INT8 ONNX, its flower classes from the stratified training images and its threshold from the validation images
-(``flowers_core.build.fits.build_gate``). Writes models/flower_gate.onnx and the manifest's ``gate``."""
+(``flowers_core.training.fits.build_gate``). Writes models/flower_gate.onnx and the manifest's ``gate``."""
 from __future__ import annotations
 
 import argparse
 
 import torch
 
-from flowers_core.build.data import decoded_images, load_index
-from flowers_core.build.fits import build_gate, imagenet_class_names, imagenet_lite0
-from flowers_core.build.recipes import GATE_INPUT_SIZE, GATE_MASS, GATE_PASS_RATE
 from flowers_core.serve.preprocess import Preprocess
 from flowers_core.shipped import manifest as art
 from flowers_core.shipped.splits import SHIPPED_PROTOCOL
+from flowers_core.training.data import decoded_images, load_index
+from flowers_core.training.fits import build_gate, imagenet_class_names, imagenet_lite0
+from flowers_core.training.recipes import GATE_INPUT_SIZE, GATE_MASS, GATE_PASS_RATE
 
 
 def main(argv=None) -> None:

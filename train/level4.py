@@ -1,5 +1,5 @@
 """Level 4: soft-voting ensemble of levels 1-3 (`python -m train.level4 --help`)."""
-from flowers_core.build.levels import run_ensemble
+from flowers_core.training.levels import run_ensemble
 from train.common import options, parser
 
 

@@ -1,8 +1,8 @@
 """Level 5: distil the ensemble into a student, INT8 it, calibrate it (`python -m train.level5 --help`)."""
 from dataclasses import replace
 
-from flowers_core.build.level5 import run_level5
-from flowers_core.build.recipes import STUDENT
+from flowers_core.training.level5 import run_level5
+from flowers_core.training.recipes import STUDENT
 from train.common import options, parser
 
 

@@ -1,5 +1,5 @@
 """Choose the localisation stage's rule on validation images, or score the test split once with it
-(``flowers_core.build.localise_fit``, where the method is described).
+(``flowers_core.training.localise_fit``, where the method is described).
 
     python -m train.localise                 # add the class maps to the INT8 file, choose the rule, record it
     python -m train.localise --score-test    # then score the test split once with the recorded rule
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from flowers_core.build.localise_fit import run, score_test
 from flowers_core.shipped import catalog
+from flowers_core.training.localise_fit import run, score_test
 
 
 def main(argv=None) -> None:

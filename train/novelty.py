@@ -1,4 +1,4 @@
-"""Fit every shipped model's novelty check (``flowers_core.build.fits.fit_novelty``) and record it in its manifest entry.
+"""Fit every shipped model's novelty check (``flowers_core.training.fits.fit_novelty``) and record it in its manifest entry.
 
     python -m train.novelty [--models level1 ... student_int8] [--pass-rate 0.95] [--thresholds-only]
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from flowers_core.build.fits import fit_novelty, with_their_ensembles
 from flowers_core.serve.novelty import PASS_RATE
 from flowers_core.shipped import catalog
+from flowers_core.training.fits import fit_novelty, with_their_ensembles
 
 
 def main(argv=None) -> None:

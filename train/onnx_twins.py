@@ -7,13 +7,13 @@ import argparse
 
 import torch
 
-from flowers_core.build.data import decoded_images, load_index
-from flowers_core.build.onnx_twins import check, export_twin
-from flowers_core.build.transforms import eval_view
 from flowers_core.serve.preprocess import Preprocess
 from flowers_core.shipped import catalog
 from flowers_core.shipped import manifest as art
 from flowers_core.shipped.splits import SHIPPED_PROTOCOL
+from flowers_core.training.data import decoded_images, load_index
+from flowers_core.training.onnx_twins import check, export_twin
+from flowers_core.training.transforms import eval_view
 
 TWINNED = tuple(catalog.names(runtimes=("torch",)))  # every single torch network; the ensemble votes over them
 

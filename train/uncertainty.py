@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-from flowers_core.build.fits import update_uncertainty
 from flowers_core.shipped import catalog
 from flowers_core.shipped import manifest as art
 from flowers_core.shipped.splits import PROTOCOLS
+from flowers_core.training.fits import update_uncertainty
 
 
 def main(argv=None) -> None:

@@ -64,7 +64,7 @@ def live_latency(names: list[str], threads: int, batch: int, iters: int, warmup:
             if runtime == "torch":  # a model without an ONNX twin: torch, imported only now
                 import torch
 
-                from ..build.timing import measure
+                from ..training.timing import measure
 
                 r = measure(fn, torch.from_numpy(x), iters=iters, warmup=warmup, threads=threads, progress=cb)
             else:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ..predictors import open_predictor
+from ..open_model import open_predictor
 from ..results import common, explore
 from ..serve.gallery import ReferencePhotos, Thumbnails
 from ..serve.mistakes import MistakeMaps

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..build.transforms import eval_view
 from ..serve.answer import AGREEMENT_MIN_OVERLAP
 from ..serve.decode import load_image
 from ..serve.gate import FlowerGate
@@ -35,6 +34,7 @@ from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.paths import default_data_root
 from ..shipped.splits import SHIPPED_PROTOCOL
+from ..training.transforms import eval_view
 from .realworld import FLOWERING, photo_set
 
 GATE_PASS_RATES = (0.99, 0.995, 0.998, 0.999)  # of the shifted validation images: the candidate thresholds

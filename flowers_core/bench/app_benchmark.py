@@ -62,13 +62,13 @@ from pathlib import Path
 import numpy as np
 
 from ..results import explanations as explanation_report
+from ..serve.stages import cpu_model
 from ..serve.words import LIME_NOTE_MARK
 from ..shipped import manifest as art
 from ..shipped import paths
 from ..shipped.paths import REPO_ROOT
 from ..shipped.splits import SHIPPED_PROTOCOL
 from .browser import AppDriver, StreamlitServer, chromium_browser, chromium_page, visitor_page
-from .latency import cpu_model
 
 TARGETS = {"cold_start_s": 4.0, "round_trip_p50_s": 0.5, "classify_only_rss_mb": 500.0, "peak_rss_mb": 1536.0}
 # crowd mode: the free host's limit is 2.7 GB; the target leaves a margin for what this machine does not

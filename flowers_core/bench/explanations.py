@@ -28,14 +28,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..build.data import load_index
-from ..build.weights import load_model
 from ..explain import faithfulness
 from ..explain import maps as explain
+from ..serve.stages import cpu_model
 from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.splits import SHIPPED_PROTOCOL
-from .latency import cpu_model
+from ..training.data import load_index
+from ..training.weights import load_model
 
 DEFAULT_MODELS = ("student", "level3")  # the model Explain opens with (the app's INT8 one's fp32 twin), the attention one
 METHODS = (*explain.CAM_METHODS, "Attention", "LIME")

@@ -22,19 +22,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..build.data import load_index
-from ..build.onnx_edits import add_class_map_output
-from ..build.weights import load_model
 from ..explain.faithfulness import rank_correlation
 from ..serve.heatmap import class_activation_map
 from ..serve.localise import CLASS_MAPS_OUTPUT
 from ..serve.preprocess import Preprocess
 from ..serve.runtime import OnnxSession
+from ..serve.stages import cpu_model
 from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.splits import SHIPPED_PROTOCOL
+from ..training.data import load_index
+from ..training.onnx_edits import add_class_map_output
+from ..training.weights import load_model
 from .explanations import mean_ci, sample
-from .latency import cpu_model
 
 
 def grad_cam(model, x: torch.Tensor, target: int) -> np.ndarray:

@@ -22,15 +22,15 @@ import numpy as np
 import onnxruntime
 import torch
 
-from ..build.engine import predict_logits
-from ..build.levels import Workspace, image_forward
 from ..metrics import softmax
-from ..predictors import open_predictor
+from ..open_model import open_predictor
 from ..serve.gate import FlowerGate, has_gate
+from ..serve.stages import cpu_model, int8_isa
 from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.splits import SHIPPED_PROTOCOL
-from .latency import cpu_model, int8_isa
+from ..training.engine import predict_logits
+from ..training.levels import Workspace, image_forward
 
 BATCH = 64
 

@@ -28,40 +28,17 @@ import onnxruntime
 import torch
 from PIL import Image
 
-from ..build.timing import measure
-from ..predictors import open_predictor
+from ..open_model import open_predictor
 from ..serve.predictor import Predictor, localise_rule
-
-# ``weights``, the torch models' code (timm, ~200 MB resident), is imported before any baseline is taken, like torch and
-# onnxruntime: the memory column is the model's own share, and the load time that of its files.
+from ..serve.stages import cpu_model, int8_isa  # the one CPU probe (the Latency page's live runs use it too)
 from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.paths import REPO_ROOT
 from ..shipped.splits import SHIPPED_PROTOCOL
+from ..training.timing import measure
 from . import quiet
 
 DEFAULT_MODELS = catalog.NAMES
-
-
-def _cpuinfo(field: str) -> str | None:
-    """The first value of ``field`` in ``/proc/cpuinfo`` (None where there is none)."""
-    try:
-        return next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith(field)), None)
-    except OSError:
-        return None
-
-
-def cpu_model() -> str:
-    return _cpuinfo("model name") or platform.processor() or platform.machine()
-
-
-def int8_isa() -> str:
-    """The CPU's widest 8-bit dot-product instructions as ``/proc/cpuinfo`` lists them: ONNX Runtime's INT8
-    kernels differ by them (VNNI accumulates in int32; AVX2 alone pairs products in int16), so INT8 timings
-    compare only between CPUs with the same."""
-    flags = (_cpuinfo("flags") or "").split()
-    return next((isa for isa in ("avx512_vnni", "avx_vnni", "avx2") if isa in flags), "other")
 
 
 def size_on_disk(name: str, protocol: str = SHIPPED_PROTOCOL, root=None) -> int:

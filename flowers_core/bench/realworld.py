@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..build.features import parse_view
-from ..predictors import open_predictor
+from ..open_model import open_predictor
 from ..serve.answer import CANDIDATES_SHOWN, VERDICTS, Prediction
 from ..serve.decode import ImageError, load_image
 from ..serve.gate import GATE_CMD, FlowerGate, has_gate
@@ -32,6 +31,7 @@ from ..shipped import catalog, paths
 from ..shipped import manifest as art
 from ..shipped.paths import default_data_root
 from ..shipped.splits import SHIPPED_PROTOCOL
+from ..training.features import parse_view
 
 DEFAULT_MODELS = catalog.NAMES
 REAL_PHOTOS, NOT_FLOWERS = "real-photos", "not-flowers"

@@ -22,12 +22,12 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from ..build.levels import Workspace
-from ..build.transforms import eval_view
-from ..predictors import open_predictor
+from ..open_model import open_predictor
 from ..serve.predictor import Predictor
 from ..shipped import catalog, paths
 from ..shipped.splits import SHIPPED_PROTOCOL
+from ..training.levels import Workspace
+from ..training.transforms import eval_view
 
 DEFAULT_MODELS = (catalog.PRODUCTION, catalog.TEACHER, *catalog.names(levels=(1, 2)))  # level 2 vs 1: what the augmentation buys
 

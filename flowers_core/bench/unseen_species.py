@@ -24,13 +24,6 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from ..build.calibration import entropy_rule
-from ..build.engine import CachedViews, fit, seed_everything
-from ..build.fits import TARGET_SELECTIVE_ACCURACY
-from ..build.levels import LevelSpec, Workspace, training_views
-from ..build.models import FlowerNet, create_model
-from ..build.recipes import LEVELS
-from ..build.transforms import eval_view
 from ..metrics import entropy, pass_threshold, softmax
 from ..serve.answer import verdict
 from ..serve.localise import LocaliseRule, combine_stage, localise
@@ -38,6 +31,13 @@ from ..serve.novelty import DISTANCE, MAX_UNSEEN_ANSWERED, PASS_RATE, SWEPT_PASS
 from ..shipped import manifest as art
 from ..shipped import paths
 from ..shipped.splits import SHIPPED_PROTOCOL
+from ..training.calibration import entropy_rule
+from ..training.engine import CachedViews, fit, seed_everything
+from ..training.fits import TARGET_SELECTIVE_ACCURACY
+from ..training.levels import LevelSpec, Workspace, training_views
+from ..training.models import FlowerNet, create_model
+from ..training.recipes import LEVELS
+from ..training.transforms import eval_view
 
 SPEC = replace(LEVELS["level2"], name="unseen_species", arch="efficientnet_lite0", input_size=260)
 FOLDS, SEED = 5, 0

@@ -34,7 +34,6 @@ import cv2
 import numpy as np
 import torch
 
-from ..build.transforms import normalize
 from ..serve.road import (  # noqa: F401  (the report's names: one definition, torch-free, in serve.road)
     MARGIN,
     RANDOM_DRAWS,
@@ -46,6 +45,7 @@ from ..serve.road import (  # noqa: F401  (the report's names: one definition, t
     random_map,
     unique_ranks,
 )
+from ..training.transforms import normalize
 
 
 def _road_classes():

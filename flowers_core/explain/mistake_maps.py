@@ -11,15 +11,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..build.data import load_index
-from ..build.transforms import tensor_from_pil
-from ..build.weights import load_model
 from ..serve.decode import load_image
 from ..serve.mistakes import MAP_SIZE
 from ..shipped import catalog
 from ..shipped import manifest as art
 from ..shipped.paths import MISTAKE_MAPS, MISTAKE_MAPS_COMMAND
 from ..shipped.splits import SHIPPED_PROTOCOL
+from ..training.data import load_index
+from ..training.transforms import tensor_from_pil
+from ..training.weights import load_model
 from . import maps as explain
 
 

@@ -30,7 +30,7 @@ from .levels import (
     training_time_section,
 )
 from .localisation import localisation_checks, localisation_section, localisation_table, recipe_ablation_section
-from .realworld import _realworld_or_empty, realworld_checks, realworld_section, realworld_table
+from .realworld import realworld_checks, realworld_section, realworld_table
 from .robustness import robustness_section
 
 RESULTS = REPO_ROOT / "RESULTS.md"
@@ -60,7 +60,8 @@ def headline(root=None) -> str:
     on this CPU (the whole story is RESULTS.md)."""
     levels = levels_table(root)
     levels = levels.set_index("key") if not levels.empty else levels
-    realworld = {r["model"]: r for r in (paths.REALWORLD.read_or_none(root) or {}).get("models", [])}
+    report = paths.REALWORLD.read_or_none(root)  # read once; the stale note and the targets get it passed down
+    realworld = {r["model"]: r for r in (report or {}).get("models", [])}
     p50 = latency_p50(root)
     rows = []
     for name in (PRODUCTION, TEACHER):
@@ -76,7 +77,7 @@ def headline(root=None) -> str:
             "CPU batch-1 p50": f"{p50[name]:.1f} ms" if name in p50 else "—"})
     lines = [md(pd.DataFrame(rows), as_written=True), ""]
     try:
-        stale = realworld_table(root)[2]["stale"]
+        stale = realworld_table(root, report)[2]["stale"] if report is not None else []
     except art.ArtifactMissing:
         stale = []
     if stale:  # the people's-photo columns were measured before something they depend on changed: said here too
@@ -96,7 +97,7 @@ def headline(root=None) -> str:
         memory.append(soak_sentence(soak, first=not memory))
     if memory:
         lines += [" ".join(memory), ""]
-    unmet = [f"- {target}: **{measured}**" for target, measured, ok in open_targets(root) if not ok]
+    unmet = [f"- {target}: **{measured}**" for target, measured, ok in _open_targets(root, report) if not ok]
     if unmet:
         lines += ["Targets not met (measured; what was tried: DECISIONS.md):", "", *unmet, ""]
     return "\n".join(lines)
@@ -115,14 +116,20 @@ def soak_sentence(soak: dict, first: bool = True) -> str:
 
 def open_targets(root=None) -> list[tuple[str, str, bool]]:
     """Every issue target RESULTS.md checks: people's photos (#12) and the localisation stage (#28)."""
+    return _open_targets(root, paths.REALWORLD.read_or_none(root))
+
+
+def _open_targets(root, realworld: dict | None) -> list[tuple[str, str, bool]]:
+    """``open_targets`` on the real-world report already read (None: not run yet)."""
     checks = []
-    try:
-        checks += realworld_checks(realworld_table(root)[0])
-    except art.ArtifactMissing:
-        pass
+    if realworld is not None:
+        try:
+            checks += realworld_checks(realworld_table(root, realworld)[0])
+        except art.ArtifactMissing:
+            pass
     record = art.localise_record(root)
     if record is not None:
-        checks += localisation_checks(localisation_table(_realworld_or_empty(root)), record, root)
+        checks += localisation_checks(localisation_table(realworld or {"models": []}), record, root)
     return checks
 
 

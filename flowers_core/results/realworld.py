@@ -27,11 +27,13 @@ def _answer_columns(r: dict) -> dict:
     return {column: r[field] for field, column in ANSWER_COLUMNS.items()}
 
 
-def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def realworld_table(root=None, data: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """People's own photos (``flowers_core.bench.realworld``): one row per model (fractions), one row per
-    species (each model's top-1), and the run's information (date, image counts, gate, stale models)."""
-    data = paths.REALWORLD.read(root)
-    shown = data.setdefault("candidates_shown", CANDIDATES_SHOWN)  # reports before the key showed today's number
+    species (each model's top-1), and the run's information (date, image counts, gate, stale models).
+    ``data``: the report when the caller has read it already (it is not changed); read from ``root`` otherwise."""
+    if data is None:
+        data = paths.REALWORLD.read(root)
+    shown = data.get("candidates_shown", CANDIDATES_SHOWN)  # reports before the key showed today's number
     rows = [{"model": catalog.title(r["model"]), "top-1 (8 species)": r["top1"], **_answer_columns(r),
              "known flowers called not a flower": r["verdicts"].get("known", {}).get("not_a_flower"),
              **({} if r.get("top_candidates") is None else {
@@ -56,7 +58,7 @@ def realworld_table(root=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     if any((r.get("localise") or {}).get("rule") != (localise.rule if localise and localise.ships_for(r["model"]) else None)
            for r in data["models"]):
         stale.append("the localisation stage (the answers were measured with another rule, or without it)")
-    info = {k: v for k, v in data.items() if k != "models"} | {"stale": stale}
+    info = {k: v for k, v in data.items() if k != "models"} | {"candidates_shown": shown, "stale": stale}
     return pd.DataFrame(rows), species, info
 
 

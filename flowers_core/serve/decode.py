@@ -18,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # The one upload size limit, in bytes, as people count them (1 MB = 1,000,000 bytes, like browsers and
 # phones). The app's `.streamlit/config.toml` sets its uploader's transport cap well above this
 # (server.maxUploadSize, in MiB) so that this module's message is what a visitor reads;
-# tests/test_app.py checks that the two agree.
+# tests/test_page_classify.py checks that the two agree.
 MAX_MB = 30
 MAX_BYTES = MAX_MB * 1_000_000  # larger than any phone photo
 # Decompression-bomb guard for the formats decoded at full size (PNG, TIFF, HEIC…): 70 megapixels takes an

@@ -1,5 +1,5 @@
 """Example photos, thumbnails and reference photos shipped with the app, so a fresh clone works
-without the dataset: their file formats and readers (``flowers_core.build.gallery`` builds them: ``python -m train.gallery``).
+without the dataset: their file formats and readers (``flowers_core.training.gallery`` builds them: ``python -m train.gallery``).
 
   * ``assets/examples/*.jpg`` + ``examples.json``: a handful of stratified-TEST photos (≤320 px) with
     their true label, for the Classify page's gallery (never seen in training);

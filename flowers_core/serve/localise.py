@@ -2,7 +2,7 @@
 
 People's photos are framed unlike Flowers-102's close-ups: the bloom small in a wide garden, a pot on a
 plain background, several blooms. The INT8 student's **class activation map** (its last feature map seen
-through its classifier's weights, an output of the INT8 file: ``build.onnx_edits.add_class_map_output``) shows where
+through its classifier's weights, an output of the INT8 file: ``training.onnx_edits.add_class_map_output``) shows where
 the evidence for its best guess lies; the hot regions of that map are the blooms, and a square around the
 strongest one (a margin, a minimum size, clipped to the photo) is classified again. The two views (the
 whole photo and the crop) are combined by a rule chosen on validation images (``train.localise``), recorded

@@ -1,8 +1,8 @@
 """A shipped model ready to classify photos: ``Predictor`` over a small backend protocol.
 
 The ONNX backend (the INT8 student) runs on onnxruntime and numpy only, so a process that classifies with it
-never loads torch. A torch model's backend is built in ``flowers_core.build.torch_backend`` and handed in by
-``flowers_core.predictors.open_predictor``; this package never imports torch (an import-linter contract).
+never loads torch. A torch model's backend is built in ``flowers_core.training.torch_backend`` and handed in by
+``flowers_core.open_model.open_predictor``; this package never imports torch (an import-linter contract).
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ class OnnxBackend:
 
 
 class EnsembleBackend:
-    """The ensemble on its members' ONNX twins: the soft vote of ``build.models.Ensemble`` (the weighted mean of each
+    """The ensemble on its members' ONNX twins: the soft vote of ``training.models.Ensemble`` (the weighted mean of each
     member's ``softmax(logits / T_member)``) in numpy, its log returned as logits, as the torch module does."""
 
     runtime = "onnxruntime"
@@ -190,7 +190,7 @@ class Predictor:
     """A shipped model ready to classify PIL images; read-only after construction (thread-safe).
 
     ``backend``: what runs the model (``Backend``); None opens an ONNX file on onnxruntime (a torch model's backend
-    comes from ``flowers_core.predictors.open_predictor``, so this package never imports torch).
+    comes from ``flowers_core.open_model.open_predictor``, so this package never imports torch).
     ``threads``: intra-op threads (None: the runtime's default).
     ``gate``: True loads the shipped flower gate when there is one; pass a ``FlowerGate`` to share one
     between models, or None for no gate (then no photo is called "not a flower").
@@ -216,7 +216,7 @@ class Predictor:
         if backend is None:
             if self.entry.format != "onnx":
                 raise ValueError(f"{name} is a torch model ({self.entry.format}): open it with "
-                                 "flowers_core.predictors.open_predictor, which brings its torch backend")
+                                 "flowers_core.open_model.open_predictor, which brings its torch backend")
             backend = OnnxBackend(OnnxSession(art.model_file(self.entry, root), threads))
         self.backend = backend
         if novelty and self.entry.novelty:

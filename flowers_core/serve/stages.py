@@ -100,8 +100,8 @@ INT8_ISAS = ("avx512_vnni", "avx_vnni", "avx2")  # widest first; "other" when a 
 
 
 def cpu_model() -> str:
-    """The processor's model name ("AMD EPYC"): the one probe of it (the Latency page's live runs; the
-    benchmarks' records hold the same field)."""
+    """The processor's model name ("AMD EPYC"): the one probe of it, for the Latency page's live runs and every
+    benchmark's record (``bench.latency``, ``int8_portability``, ``app_benchmark``, ``explanations``, ``first_map``)."""
     return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 

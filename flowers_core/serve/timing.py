@@ -1,5 +1,5 @@
 """Latency of one call, measured the same way by the benchmarks, the quantisation trials and the app's Latency page
-(numpy only: the page times ONNX models without loading torch; ``build.timing.measure`` adds torch's threads)."""
+(numpy only: the page times ONNX models without loading torch; ``training.timing.measure`` adds torch's threads)."""
 from __future__ import annotations
 
 import time

@@ -1,7 +1,7 @@
 """The manifest (``artifacts/manifest.json``) and its typed entries, class names, splits and saved probabilities.
 
 Torch-free, so the app's Classify page starts without torch. The weights of torch models are read
-and written by ``build.weights`` (``load_model(name)`` is how training, evaluation and the torch
+and written by ``training.weights`` (``load_model(name)`` is how training, evaluation and the torch
 pages get a model); the INT8 student is a self-contained ONNX file run by ``serve.runtime``.
 Nothing here unpickles: the manifest is JSON, probabilities are plain ``.npz`` arrays.
 """

@@ -1,6 +1,6 @@
 """The two split protocols and how a split is stored (image ids per part, JSON): stratified 80/10/10, seeded,
 for the shipped models, and the official ``setid.mat`` split. Making a split needs the dataset
-(``flowers_core.build.data.make_split``)."""
+(``flowers_core.training.data.make_split``)."""
 from __future__ import annotations
 
 import json

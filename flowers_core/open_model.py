@@ -1,7 +1,7 @@
 """Open a shipped model as a ``Predictor`` with the backend its format needs: onnxruntime for the INT8 student
 (torch is never imported), and for a torch model either torch (imported only then) or, with ``runtime="onnx"``,
 its ONNX twin(s) when they are recorded (``train.onnx_twins``). The app, the CLI and the benchmarks open models
-here; training code builds its backends in ``flowers_core.build``."""
+here; training code builds its backends in ``flowers_core.training``."""
 from __future__ import annotations
 
 from .serve.predictor import Predictor, onnx_twin_backend
@@ -25,7 +25,7 @@ def open_predictor(name: str, protocol: str = SHIPPED_PROTOCOL, root=None, threa
         if runtime == "onnx":
             backend = onnx_twin_backend(entry, protocol, root, threads)
         if backend is None:
-            from .build.torch_backend import open_backend  # torch, only when a torch model is asked for
+            from .training.torch_backend import open_backend  # torch, only when a torch model is asked for
 
             backend = open_backend(name, protocol, root, threads)
     return Predictor(name, protocol, root, threads=threads, backend=backend, **options)

@@ -1,5 +1,5 @@
 """Every recipe in one place: how each level is trained, how the student is distilled and quantised, how the
-flower gate and the "not sure" rule are fitted. The build modules run these; changing a recipe is changing a value
+flower gate and the "not sure" rule are fitted. The training modules run these; changing a recipe is changing a value
 here (the run-time rules they produce are recorded in the manifest, not read from here).
 """
 from __future__ import annotations
