@@ -25,7 +25,7 @@ Chromium) at once, each doing everything heavy the app offers: classify an examp
 (the torch model, Grad-CAM), press Run LIME, open Compare (every model), open Latency and press Run.
 Reports the server process's own high-water mark (``VmHWM`` from ``/proc/<pid>/status``, the kernel's
 exact peak: what a host's memory limit is checked against) and each visitor's waits per step; with
-``--crowd 1`` the Explain step is the first Grad-CAM of a cold server. Writes
+``--crowd 1`` the Explain step is the first heatmap (and its check) of a cold server. Writes
 ``<artifacts>/reports/app_crowd_<N>.json``.
 
     python -m flowers_core.bench.app_benchmark --soak 200 [--idle-s 120] [--data-root DIR] [--step-timeout-s 300]
@@ -472,7 +472,7 @@ def main_crowd(visitors: int, artifacts, out, malloc_arena_max: int | None = Non
           f"(target <= {CROWD_TARGETS['server_vmhwm_mb']:.0f} MB: {'ok' if ok['server_vmhwm_mb'] else 'MISSED'}; "
           f"host limit {CROWD_TARGETS['host_limit_mb']:.0f} MB)")
     print(f"every visitor got every answer: {result['every_visitor_answered']}")
-    print(f"first Grad-CAM of the cold server {result['cold_gradcam_s']} s "
+    print(f"first heatmap and its check on the cold server {result['cold_gradcam_s']} s "
           f"(target <= {CROWD_TARGETS['cold_gradcam_s']} s: {'ok' if ok['cold_gradcam_s'] else 'MISSED'})")
     for i, r in enumerate(result["visitors_detail"]):
         print(f"visitor {i + 1}: {r['steps_s']} {'; '.join(e['step'] + ': ' + e['error'] for e in r['errors'])[:400]}")

@@ -91,7 +91,7 @@ def headline(root=None) -> str:
         memory.append(f"The app: the server's peak memory with {crowd['visitors']} visitors at once pressing every heavy "
                       f"button {crowd['server_vmhwm_mb']:.0f} MB (a free host allows about "
                       f"{crowd['targets']['host_limit_mb']:.0f} MB), {alone['server_vmhwm_mb']:.0f} MB with one; the "
-                      f"first Grad-CAM of a cold server {alone['cold_gradcam_s']} s with one visitor, "
+                      f"first heatmap and its check on a cold server {alone['cold_gradcam_s']} s with one visitor, "
                       f"{crowd['cold_gradcam_s']} s with {crowd['visitors']}.")
     if soak := paths.APP_SOAK.read_or_none(root):
         memory.append(soak_sentence(soak, first=not memory))

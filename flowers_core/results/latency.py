@@ -193,7 +193,7 @@ def crowd_section(root=None) -> list[Block]:
                      "target": f"≤ {t.get('server_vmhwm_mb', float('nan')):.0f} MB "
                                f"({'met' if ok.get('server_vmhwm_mb') else '**not met**'})",
                      "every visitor answered": "yes" if d.get("every_visitor_answered") else "**no**",
-                     "first Grad-CAM of the server": f"{d.get('cold_gradcam_s')} s "
+                     "first heatmap and its check on the server": f"{d.get('cold_gradcam_s')} s "
                                                     f"({'met' if ok.get('cold_gradcam_s') else '**not met**'}: "
                                                     f"≤ {t.get('cold_gradcam_s')} s)",
                      **{f"slowest wait: {label}": f"{d.get('slowest_step_s', {}).get(k, '—')} s" for k, label in steps.items()},
