@@ -237,7 +237,7 @@ def main(argv=None) -> None:
               f"non-flowers 'not a flower' {c['non_flower_not_a_flower']:.2%}, unknown named {c['unknown_named']:.2%}")
     print(f"[answer_rules] gate chosen: {result['gate']['chosen']}; agreement chosen "
           f"{result['agreement']['chosen']} (shipped {result['agreement']['shipped']})")
-    out = paths.ANSWER_RULES.write(result, args.output, args.artifacts)
+    out = paths.ANSWER_RULES.write(result, root=args.artifacts, output=args.output)
     if args.record:
         record_gate_threshold(result, args.artifacts)
     print(f"written to {out}")

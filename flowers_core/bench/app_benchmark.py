@@ -466,7 +466,7 @@ def measure_crowd(visitors: int = 3, artifacts_root: Path | None = None, malloc_
 
 def main_crowd(visitors: int, artifacts, out, malloc_arena_max: int | None = None) -> dict:
     result = measure_crowd(visitors, artifacts, malloc_arena_max)
-    path = paths.app_crowd(visitors).write(result, out, artifacts)
+    path = paths.app_crowd(visitors).write(result, root=artifacts, output=out)
     ok = result["meets_target"]
     print(f"{visitors} visitors at once: server VmHWM {result['server_vmhwm_mb']:.0f} MB "
           f"(target <= {CROWD_TARGETS['server_vmhwm_mb']:.0f} MB: {'ok' if ok['server_vmhwm_mb'] else 'MISSED'}; "
@@ -714,7 +714,7 @@ def main_soak(visitors: int, artifacts, out, data_root=None, idle_s: float = 120
     report = paths.APP_SOAK.file(artifacts, out)
     plot = report.with_suffix(".png") if out else paths.artifacts_dir(artifacts) / paths.APP_SOAK_PLOT
     result["plot"] = os.path.relpath(write_soak_plot(result, plot), report.parent)
-    path = paths.APP_SOAK.write(result, out, artifacts)
+    path = paths.APP_SOAK.write(result, root=artifacts, output=out)
     ok, t = result["meets_target"], SOAK_TARGETS
 
     def verdict(key: str) -> str:
@@ -759,7 +759,7 @@ def main(argv=None) -> dict:
     if args.crowd:
         return main_crowd(args.crowd, args.artifacts, args.out, args.malloc_arena_max)
     result = measure(args.uploads, args.artifacts, args.malloc_arena_max)
-    out = paths.APP_PERFORMANCE.write(result, args.out, args.artifacts)
+    out = paths.APP_PERFORMANCE.write(result, root=args.artifacts, output=args.out)
     ok = result["meets_target"]
     print(f"cold start      {result['cold_start_s']:7.2f} s   (target <= {TARGETS['cold_start_s']} s)  "
           f"{'ok' if ok['cold_start_s'] else 'MISSED'}")

@@ -251,17 +251,17 @@ def main(argv=None) -> None:
     report = paths.EXPLANATIONS if args.part == "test" else paths.EXPLANATIONS_VAL
     if args.merge:
         merged = merge([json.loads(Path(f).read_text()) for f in args.merge])
-        print(f"{merged['n_images']} images; written to {report.write(merged, args.output, args.artifacts)}")
+        print(f"{merged['n_images']} images; written to {report.write(merged, root=args.artifacts, output=args.output)}")
         return
     shard = tuple(int(x) for x in args.shard.split("/"))
 
     def save(result):
-        report.write(result, args.output, args.artifacts)
+        report.write(result, root=args.artifacts, output=args.output)
 
     result = run(args.models, args.part, args.per_species, args.limit, args.seed, args.lime_samples,
                  args.lime_sanity, args.data_root, args.artifacts, on_progress=save,
                  keep=report.read_or_none(args.artifacts, args.output), shard=shard)
-    print(f"written to {report.write(result, args.output, args.artifacts)}")
+    print(f"written to {report.write(result, root=args.artifacts, output=args.output)}")
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def main(argv=None) -> None:
     p.add_argument("--output", default=None, help=f"default <artifacts>/{paths.FIRST_MAP.path}")
     args = p.parse_args(argv)
     result = run(args.part, args.per_species, args.limit, root=args.artifacts, data_root=args.data_root)
-    out = paths.FIRST_MAP.write(result, args.output, args.artifacts)
+    out = paths.FIRST_MAP.write(result, root=args.artifacts, output=args.output)
     print(f"[first_map] {result['n_images']} {args.part} images: identity ρ {result['identity']['mean']:.4f} "
           f"(min {result['identity']['min']:.4f}); INT8 vs fp32 Grad-CAM ρ {result['int8']['mean']:.3f} "
           f"(95% {result['int8']['low']:.3f}–{result['int8']['high']:.3f}, min {result['int8']['min']:.3f}) -> {out}")

@@ -255,7 +255,7 @@ def main(argv=None) -> None:
     result = {"environment": env, "protocol": args.protocol, "batch": args.batch,
               "iters": args.iters, "warmup": args.warmup, "rounds": args.rounds, "models": rows}
     result = keep_other_cpus(paths.LATENCY.read_or_none(args.artifacts, args.output), result)
-    out = paths.LATENCY.write(result, args.output, args.artifacts)
+    out = paths.LATENCY.write(result, root=args.artifacts, output=args.output)
     if args.json:
         print(json.dumps(result, indent=1))
     else:

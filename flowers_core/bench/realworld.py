@@ -284,7 +284,7 @@ def main(argv=None) -> None:
     result = run(args.models, args.data_root, args.artifacts, args.limit, args.threads,
                  novelty=not args.without_novelty, gate_root=args.gate_from, localise=args.localise)
     report = paths.REALWORLD_BEFORE_NOVELTY if args.without_novelty else paths.REALWORLD
-    out = report.write(result, args.output, args.artifacts)
+    out = report.write(result, root=args.artifacts, output=args.output)
     print(f"written to {out}")
 
 

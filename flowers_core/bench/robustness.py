@@ -126,7 +126,7 @@ def main(argv=None) -> None:
     p.add_argument("--output", default=None, help=f"default: <artifacts>/{paths.ROBUSTNESS.path}")
     args = p.parse_args(argv)
     result = run(args.models, args.protocol, args.data_root, args.artifacts, args.limit, args.threads)
-    out = paths.ROBUSTNESS.write(result, args.output, args.artifacts)
+    out = paths.ROBUSTNESS.write(result, root=args.artifacts, output=args.output)
     print(f"written to {out}")
 
 

@@ -236,7 +236,7 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run(args.folds, args.data_root, args.artifacts, epochs=args.epochs, localised=not args.without_localise)
-    out = paths.UNSEEN_SPECIES.write(result, args.output, args.artifacts)
+    out = paths.UNSEEN_SPECIES.write(result, root=args.artifacts, output=args.output)
     print(f"written to {out}")
 
 

@@ -104,7 +104,7 @@ class Report:
         path = self.file(root, output)
         return json.loads(path.read_text()) if path.is_file() else None
 
-    def write(self, result: dict, output: str | Path | None = None, root=None) -> Path:
+    def write(self, result: dict, root=None, output: str | Path | None = None) -> Path:
         """Write ``result`` as JSON to ``file(root, output)``; returns where it went."""
         out = self.file(root, output)
         out.parent.mkdir(parents=True, exist_ok=True)
