@@ -153,9 +153,8 @@ elif st.toggle("Show other methods and models", key="explain_more"):
     c_model, c_method = st.columns(2)
     name = c_model.selectbox("Model", available, format_func=catalog.title, key="explain_model",
                              index=available.index(FIRST_MODEL) if FIRST_MODEL in available else 0)
-    CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "EigenCAM")
-    method = c_method.selectbox("Method", CAM_METHODS, key="explain_method",
-                                help=" ".join(explanation_report.PLAIN_METHOD[m] + "." for m in CAM_METHODS))
+    method = c_method.selectbox("Method", heatmap.CAM_METHODS, key="explain_method",
+                                help=" ".join(explanation_report.PLAIN_METHOD[m] + "." for m in heatmap.CAM_METHODS))
     clf, err = resources.try_predictor(name, runtime="torch")
     if clf is None:
         widgets.missing(err, catalog.title(name))

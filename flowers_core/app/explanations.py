@@ -9,7 +9,6 @@ with torch when the visitor asks for them (``resources.predictor(..., runtime="t
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 import threading
 from collections import OrderedDict
@@ -26,11 +25,9 @@ from ..serve.heatmap import Explanation, class_activation_map
 from ..serve.lime_map import lime_map
 from ..serve.predictor import Predictor
 from ..serve.road import CHECK_DRAWS, HidingCheck, hiding_check
-from ..shipped import catalog
 from ..shipped.splits import SHIPPED_PROTOCOL
 from .resources import _key, _predictor, held_heavy_job, one_heavy_job
 
-log = logging.getLogger("flowers_app")
 FEATURE_STRIDE = 32  # EfficientNet's last feature map: one cell per 32 px of the view (the random maps' grid)
 
 
@@ -242,8 +239,3 @@ def explain_cached(photo: bytes, name: str, method: str, target: int | None, num
                 note.info("Computing the explanation…", icon="⏳")
     finally:
         note.empty()
-
-
-def answering_model() -> str:
-    """The model whose answer Explain explains first: the one the app answers with."""
-    return catalog.PRODUCTION

@@ -27,9 +27,9 @@ from .resources import APP_THREADS, _key, _predictor, needs_torch, one_heavy_job
 def _onnx_model(name: str, threads: int, root: str, mtime: float):
     """A model on onnxruntime with its own intra-op thread count (a session fixes it when it is made): the INT8
     file, or a torch model's ONNX twin(s) (``train.onnx_twins``); None when it has none."""
-    entry = art.model_entry(name, SHIPPED_PROTOCOL, root)
     if threads == APP_THREADS and not needs_torch(name, SHIPPED_PROTOCOL, root, mtime):
         return _predictor(name, SHIPPED_PROTOCOL, root, mtime).logits  # the app's own sessions: no second copy
+    entry = art.model_entry(name, SHIPPED_PROTOCOL, root)
     if entry.format == "onnx":
         return OnnxSession(art.model_file(entry, root), threads)
     twin = onnx_twin_backend(entry, SHIPPED_PROTOCOL, root, threads)

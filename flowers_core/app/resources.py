@@ -25,7 +25,7 @@ from ..open_model import open_predictor
 from ..results import common, explore
 from ..serve.gallery import ReferencePhotos, Thumbnails
 from ..serve.mistakes import MistakeMaps
-from ..serve.predictor import Predictor
+from ..serve.predictor import Predictor, has_onnx_twin
 from ..serve.words import (
     load_error,
 )
@@ -106,10 +106,8 @@ def needs_torch(name: str, protocol: str, root: str, mtime: float, runtime: str 
         return False
     if runtime == "torch":
         return True
-    entries = art.model_entries(protocol, root)
-    entry = entries.get(name)
-    members = [entries.get(m) for m in entry.members] if entry is not None and entry.members else [entry]
-    return any(m is None or not m.onnx for m in members)
+    entry = art.model_entries(protocol, root).get(name)
+    return entry is None or not has_onnx_twin(entry, protocol, root)
 
 
 TORCH_LOADING = ("Loading the full model and its maths library (torch) for this method: about 5–10 s the first "

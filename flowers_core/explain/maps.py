@@ -16,14 +16,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..serve.heatmap import Explanation, colorize, overlay, to_png  # noqa: F401  (drawn torch-free, in serve)
+from ..serve.heatmap import CAM_METHODS, Explanation, colorize, overlay, to_png  # noqa: F401  (drawn torch-free, in serve)
 from ..serve.heatmap import normalise as _normalise
 from ..serve.heatmap import unit as _unit
 from ..serve.lime_map import LIME_BATCH, lime_map  # noqa: F401  (LIME's batch: one definition)
 from ..serve.preprocess import Preprocess
 from ..training.transforms import normalize, tensor_from_pil
-
-CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "EigenCAM")
 
 
 def model_view(img: Image.Image, preprocess: Preprocess) -> np.ndarray:

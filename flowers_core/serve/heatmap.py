@@ -23,6 +23,7 @@ from .localise import CLASS_MAPS_OUTPUT
 from .preprocess import Preprocess
 
 FIRST_MAP = "Class activation map"  # the method name of the answering model's own map
+CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "EigenCAM")  # the gradient methods (``explain.maps.gradcam``: torch)
 
 
 @dataclass

@@ -126,14 +126,27 @@ class EnsembleBackend:
         return self.vote([logits for logits, _ in outputs]), [features for _, features in outputs]
 
 
+def has_onnx_twin(entry: art.ModelEntry, protocol: str = SHIPPED_PROTOCOL, root=None) -> bool:
+    """Whether a torch model can run on ONNX twins: its own recorded and present (a single network), or every
+    member's (the ensemble). What ``onnx_twin_backend`` opens, and what the app asks before loading torch."""
+    if entry.format == "safetensors":
+        nets = [entry]
+    elif entry.format == "ensemble":
+        entries = art.model_entries(protocol, root)
+        nets = [entries.get(m) for m in entry.members]
+    else:
+        return False
+    return all(n is not None and n.onnx and (art.artifacts_dir(root) / n.onnx["file"]).is_file() for n in nets)
+
+
 def onnx_twin_backend(entry: art.ModelEntry, protocol: str = SHIPPED_PROTOCOL, root=None,
                       threads: int | None = None) -> OnnxBackend | EnsembleBackend | None:
     """A torch model on its recorded ONNX twin(s), or None when it has none (or a member of an ensemble has none):
     the model then needs torch."""
+    if not has_onnx_twin(entry, protocol, root):
+        return None
     if entry.format == "safetensors":
-        path = art.artifacts_dir(root) / entry.onnx["file"] if entry.onnx else None
-        if path is None or not path.is_file():
-            return None
+        path = art.artifacts_dir(root) / entry.onnx["file"]
         if entry.onnx.get("file_bytes") not in (None, path.stat().st_size):  # another model's file, or a stale one
             raise ValueError(f"{path.name} is not the ONNX twin the manifest records for {entry.name} "
                              f"({path.stat().st_size} bytes, not {entry.onnx['file_bytes']}); run "
@@ -141,12 +154,8 @@ def onnx_twin_backend(entry: art.ModelEntry, protocol: str = SHIPPED_PROTOCOL, r
         return OnnxBackend(_twin_session(str(path), path.stat().st_mtime_ns, threads))
     if entry.format == "ensemble":
         entries = art.model_entries(protocol, root)
-        members = [onnx_twin_backend(entries[m], protocol, root, threads) if m in entries else None
-                   for m in entry.members]
-        if any(m is None for m in members):
-            return None
+        members = [onnx_twin_backend(entries[m], protocol, root, threads) for m in entry.members]
         return EnsembleBackend(members, entry.member_temperatures or [1.0] * len(members), entry.weights_per_member)
-    return None
 
 
 def member_packs(entry: art.ModelEntry, protocol: str, root=None) -> dict[str, tuple[Path, float] | None]:
